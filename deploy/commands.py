@@ -1,0 +1,211 @@
+"""CLI subcommands of the deploy stage: ``parity``, ``run``, ``inspect``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from snn2loihi.errors import InputDataError
+
+log = logging.getLogger(__name__)
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a comma-separated shape like 2,8,8"
+        ) from None
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' must hold positive sizes")
+    return shape
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def _inputs(args, net, *, allow_random: bool):
+    from snn2loihi.deploy.inputs import load_input, random_spikes
+
+    if args.input is not None:
+        x = load_input(args.input, net.input_shape)
+        if args.steps is not None and args.steps != x.shape[1]:
+            if args.steps > x.shape[1]:
+                raise InputDataError(
+                    f"--steps {args.steps} exceeds the {x.shape[1]} steps in {args.input}"
+                )
+            x = x[:, : args.steps]
+        if getattr(args, "samples", None) is not None:
+            x = x[: args.samples]
+        return x
+    if not allow_random:
+        raise InputDataError("--input is required")
+    return random_spikes(args.samples or 4, args.steps or 16, net.input_shape, args.seed, args.rate)
+
+
+def cmd_parity(args) -> int:
+    import numpy as np
+    from snn2loihi.deploy.parity import run_parity
+
+    from snn2loihi.atomic import atomic_path
+    from snn2loihi.netx_io import read_network
+
+    net = read_network(args.net, input_shape=args.input_shape)
+    x = _inputs(args, net, allow_random=True)
+    report = run_parity(
+        args.net,
+        np.asarray(x),
+        device=args.device,
+        input_shape=args.input_shape,
+        timeout=args.timeout,
+    )
+    print(report.table())
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(report.to_dict(), indent=2))
+    return 0 if report.equal else 1
+
+
+def cmd_run(args) -> int:
+    import numpy as np
+
+    from snn2loihi.atomic import atomic_path
+    from snn2loihi.netx_io import read_network
+
+    net = read_network(args.net, input_shape=args.input_shape)
+    x = _inputs(args, net, allow_random=False)
+    if args.backend == "emulator":
+        from snn2loihi.deploy.emulator import Emulator
+
+        out = Emulator(net, device=args.device).run(x).output.numpy().astype(np.uint8)
+    else:
+        from snn2loihi.deploy.emulator import check_input
+        from snn2loihi.deploy.lava_runner import run_lava
+
+        xt, graded = check_input(x, net.input_shape)
+        out = run_lava(
+            args.net, xt.numpy(), graded=graded, backend=args.backend, timeout=args.timeout, net=net
+        ).output
+    with atomic_path(args.out) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, out)
+    counts = out.reshape(out.shape[0], out.shape[1], -1).sum(axis=1)
+    print(
+        f"wrote {args.out}: output spikes {tuple(out.shape)} (samples, steps, *shape), "
+        f"{int(out.sum())} spikes; predicted classes (max spike count): {counts.argmax(axis=1).tolist()[:20]}"
+    )
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    import numpy as np
+
+    from snn2loihi.netx_io import read_network
+    from snn2loihi.schema import ConvLayer, DenseLayer
+
+    net = read_network(args.net, input_shape=args.input_shape)
+    rows = [
+        (
+            "layer",
+            "type",
+            "shape",
+            "weight",
+            "w range",
+            "bias range",
+            "iDecay",
+            "vDecay",
+            "vThMant",
+            "conv",
+        )
+    ]
+    for i, ly in enumerate(net.layers):
+        row = [str(i), ly.kind, "x".join(map(str, ly.shape)), "", "", "", "", "", "", ""]
+        if isinstance(ly, ConvLayer | DenseLayer):
+            row[3] = "x".join(map(str, ly.weight.shape))
+            row[4] = f"[{int(ly.weight.min())}, {int(ly.weight.max())}]"
+            row[5] = "-" if ly.bias is None else f"[{int(np.min(ly.bias))}, {int(np.max(ly.bias))}]"
+            row[6:9] = [str(ly.neuron.i_decay), str(ly.neuron.v_decay), str(ly.neuron.vth_mant)]
+        if isinstance(ly, ConvLayer):
+            row[9] = f"s{ly.stride} p{ly.padding} d{ly.dilation} g{ly.groups}"
+        rows.append(tuple(row))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    print(
+        f"input {'x'.join(map(str, net.input_shape))}, {net.num_synaptic_layers} synapse layers "
+        f"(pipeline delay {net.num_synaptic_layers} steps), output {'x'.join(map(str, net.output_shape))}"
+    )
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("net", help="NetX HDF5 file (.net)")
+    p.add_argument(
+        "--input-shape",
+        type=_shape,
+        default=None,
+        metavar="C,H,W",
+        help="input shape for files without an input layer (slayer exports)",
+    )
+
+
+def add_commands(sub) -> None:
+    """Register ``parity``, ``run`` and ``inspect`` on the CLI's subparsers."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser(
+        "parity",
+        help="compare Lava and the emulator spike for spike",
+        formatter_class=fmt,
+        description="Run the same input through the Lava simulator and the bit-exact emulator and "
+        "compare every layer's spikes. Exit 0 only if all are equal, 1 on any mismatch.\n\n"
+        "example:\n  snn2loihi parity model.net --samples 8 --steps 16 --seed 0 --json parity.json",
+    )
+    _common(p)
+    p.add_argument(
+        "--input", help="input .npy (samples, steps, *input_shape), 0/1 spikes or 0..255"
+    )
+    p.add_argument(
+        "--samples", type=_positive, default=None, help="samples (default 4 for random input)"
+    )
+    p.add_argument(
+        "--steps", type=_positive, default=None, help="time steps per sample (default 16)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the random input spikes")
+    p.add_argument("--rate", type=float, default=0.25, help="spike probability of the random input")
+    p.add_argument("--device", default="cpu", help="emulator device: cpu or cuda")
+    p.add_argument("--timeout", type=float, default=None, help="seconds allowed for the Lava run")
+    p.add_argument("--json", help="write the figures as JSON here")
+    p.set_defaults(func=cmd_parity)
+
+    p = sub.add_parser(
+        "run",
+        help="run a .net on Lava or the emulator",
+        formatter_class=fmt,
+        description="Run input through one back end and save the output spikes (samples, steps, *shape).\n\n"
+        "example:\n  snn2loihi run model.net --backend emulator --input x.npy --steps 8 --out spikes.npy",
+    )
+    _common(p)
+    p.add_argument("--backend", choices=("lava", "loihi2", "emulator"), default="emulator")
+    p.add_argument("--input", required=True, help="input .npy (samples, steps, *input_shape)")
+    p.add_argument(
+        "--steps", type=_positive, default=None, help="use the first T steps of the input"
+    )
+    p.add_argument("--out", required=True, help="output .npy of spikes")
+    p.add_argument("--device", default="cpu", help="emulator device: cpu or cuda")
+    p.add_argument("--timeout", type=float, default=None, help="seconds allowed for a Lava run")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "inspect",
+        help="show layers, shapes, neuron parameters and weight ranges",
+        formatter_class=fmt,
+        description="Validate a .net file and print its layers.\n\nexample:\n  snn2loihi inspect model.net",
+    )
+    _common(p)
+    p.set_defaults(func=cmd_inspect)

@@ -1,0 +1,7 @@
+"""``python -m snn2loihi`` runs the CLI."""
+
+import sys
+
+from snn2loihi.cli import main
+
+sys.exit(main())

@@ -1,0 +1,62 @@
+"""The ``snn2loihi`` command line: one parser, subcommands contributed by each stage.
+
+Exit codes for every command: 0 success, 1 a check failed (e.g. parity mismatch),
+2 bad usage or bad input (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from snn2loihi.errors import Snn2LoihiError
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+# Modules whose ``add_commands(subparsers)`` registers subcommands (imported lazily, no heavy work).
+COMMAND_MODULES = ("snn2loihi.deploy.commands",)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="snn2loihi",
+        description="Train SNNs with SNN2ANN, export them to Lava-DL NetX, and check spike-level "
+        "parity between Loihi's simulator and a bit-exact PyTorch emulator.",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except Snn2LoihiError as exc:
+        print(f"snn2loihi {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except FileExistsError as exc:
+        print(f"snn2loihi {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"snn2loihi {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

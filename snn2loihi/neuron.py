@@ -1,0 +1,73 @@
+"""Loihi's CUBA LIF neuron in integers: one pure, batched step over torch tensors.
+
+This is the single implementation of the chip's neuron used by training's SNN branch, the
+emulator and the parity check. It reproduces Lava's ``PyLifModelBitAcc`` bit for bit
+(``lava/proc/lif/models.py``): round-toward-zero decays, ``a << 6`` in int32, the 24-bit wrap of
+``u`` exactly as Lava codes it, saturation of ``v``, strict ``v > vThMant << 6`` and reset to 0.
+
+All tensors are int64 holding int32 values (Lava's dtype); any shape, on CPU or GPU.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from snn2loihi.schema import UV_BITS, CubaNeuron
+
+DECAY_UNITY = 4096  # 2**12: decays are 12-bit fractions
+ACT_SHIFT = 6  # synaptic input, bias and threshold are MSB-aligned by 6 bits
+_UV_MAX = 2 ** (UV_BITS - 1)  # 2**23
+
+
+def wrap_int32(x: torch.Tensor) -> torch.Tensor:
+    """Two's-complement wrap of an int64 tensor into int32 (numpy int32 overflow)."""
+    return ((x + 2**31) & (2**32 - 1)) - 2**31
+
+
+def wrap_signed(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """Signed wrap into ``bits`` bits: ``((x + 2^(b-1)) mod 2^b) - 2^(b-1)`` (Lava's signed_clamp)."""
+    half = 1 << (bits - 1)
+    return torch.remainder(x + half, 1 << bits) - half
+
+
+def decay(x: torch.Tensor, decay_const: int) -> torch.Tensor:
+    """``int32(sign(x) * (|x * (4096 - d)| >> 12))``: decay rounded toward zero."""
+    y = x * (DECAY_UNITY - decay_const)
+    y = torch.where(y < 0, -((-y) >> 12), y >> 12)
+    return wrap_int32(y)
+
+
+def threshold(neuron: CubaNeuron) -> int:
+    """Effective threshold compared with v: ``vThMant << 6``."""
+    return neuron.vth_mant << ACT_SHIFT
+
+
+def cuba_step(
+    a: torch.Tensor,
+    u: torch.Tensor,
+    v: torch.Tensor,
+    bias_mant: torch.Tensor | int,
+    neuron: CubaNeuron,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Advance Loihi CUBA neurons by one time step.
+
+    Args:
+        a: synaptic input of this step (already delayed by the synapse), int64 of int32 values.
+        u, v: current and voltage state, int64, same shape as ``a``.
+        bias_mant: bias mantissa per neuron (applied as ``bias_mant << 6``), broadcastable to ``a``.
+        neuron: the layer's CUBA parameters.
+
+    Returns:
+        ``(spikes, u, v)``: spikes as bool, new ``u`` and ``v`` (int64).
+    """
+    act = wrap_int32(wrap_int32(a) << ACT_SHIFT)
+    u_n = wrap_int32(decay(u, neuron.i_decay) + act)
+    # Lava's wrap: the second test is on the wrapped value, the add on the pre-wrap value.
+    w = torch.where(u_n > _UV_MAX, u_n - 2 * _UV_MAX, u_n)
+    u = torch.where(w <= -_UV_MAX, u_n + 2 * _UV_MAX, w)
+    bias = wrap_int32(torch.as_tensor(bias_mant, dtype=torch.int64, device=a.device) << ACT_SHIFT)
+    v = wrap_int32(wrap_int32(decay(v, neuron.v_decay) + u) + bias)
+    v = v.clamp(-_UV_MAX + 1, _UV_MAX - 1)
+    spikes = v > threshold(neuron)
+    v = torch.where(spikes, torch.zeros_like(v), v)
+    return spikes, u, v

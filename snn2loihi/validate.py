@@ -1,0 +1,225 @@
+"""Checks that a :class:`NetXNetwork` is consistent and inside Loihi's hardware ranges.
+
+Every error names the file, the layer index, the field and the offending value.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+from snn2loihi.errors import NetXValidationError, where
+from snn2loihi.schema import (
+    BIAS_MAX,
+    BIAS_MIN,
+    CONV_PARAM_MAX,
+    DECAY_MAX,
+    DECAY_MIN,
+    GRADED_INPUT_MAX,
+    VTH_MAX,
+    VTH_MIN,
+    WEIGHT_MAX,
+    WEIGHT_MIN,
+    ConvLayer,
+    CubaNeuron,
+    DenseLayer,
+    FlattenLayer,
+    InputLayer,
+    NetXNetwork,
+    conv_output_hw,
+)
+
+log = logging.getLogger(__name__)
+
+# Lava's fixed-point conv sums in float64 and casts to int32: keep every sum inside int32.
+_INT32_MAX = 2**31 - 1
+
+
+def _fail(path, layer, kind, field, msg) -> NetXValidationError:
+    return NetXValidationError(f"{where(path, layer)} ({kind}): field '{field}' {msg}")
+
+
+def _check_range(arr, lo, hi, path, layer, kind, field) -> None:
+    arr = np.asarray(arr)
+    if arr.size == 0:
+        return
+    bad = np.flatnonzero((arr < lo) | (arr > hi))
+    if bad.size:
+        idx = np.unravel_index(bad[0], arr.shape)
+        raise _fail(
+            path,
+            layer,
+            kind,
+            field,
+            f"value {arr[idx]} at index {tuple(int(i) for i in idx)} is outside the hardware "
+            f"range [{lo}, {hi}] ({bad.size} values out of range)",
+        )
+
+
+def _check_neuron(n: CubaNeuron, path, layer, kind) -> None:
+    for name, value, lo, hi in (
+        ("neuron/iDecay", n.i_decay, DECAY_MIN, DECAY_MAX),
+        ("neuron/vDecay", n.v_decay, DECAY_MIN, DECAY_MAX),
+        ("neuron/vThMant", n.vth_mant, VTH_MIN, VTH_MAX),
+    ):
+        if not lo <= value <= hi:
+            raise _fail(path, layer, kind, name, f"= {value} is outside [{lo}, {hi}]")
+
+
+def _check_common(ly: ConvLayer | DenseLayer, path, i) -> None:
+    _check_neuron(ly.neuron, path, i, ly.kind)
+    _check_range(ly.weight, WEIGHT_MIN, WEIGHT_MAX, path, i, ly.kind, "weight")
+    if ly.bias is not None:
+        if ly.bias.shape != (ly.weight.shape[0],):
+            raise _fail(
+                path,
+                i,
+                ly.kind,
+                "bias",
+                f"has shape {ly.bias.shape}, expected ({ly.weight.shape[0]},)",
+            )
+        _check_range(ly.bias, BIAS_MIN, BIAS_MAX, path, i, ly.kind, "bias")
+
+
+def _check_conv(ly: ConvLayer, in_shape: tuple[int, ...], path, i) -> tuple[int, ...]:
+    kind = ly.kind
+    if len(in_shape) != 3:
+        raise _fail(
+            path, i, kind, "shape", f"needs a CHW input but the previous layer gives {in_shape}"
+        )
+    if ly.weight.ndim != 4:
+        raise _fail(
+            path,
+            i,
+            kind,
+            "weight",
+            f"has shape {ly.weight.shape}, expected (Cout, Cin/groups, kH, kW)",
+        )
+    for name, val, lo in (
+        ("stride", ly.stride, 1),
+        ("padding", ly.padding, 0),
+        ("dilation", ly.dilation, 1),
+    ):
+        if len(val) != 2 or min(val) < lo or max(val) > CONV_PARAM_MAX:
+            raise _fail(
+                path,
+                i,
+                kind,
+                name,
+                f"= {tuple(val)} must be two integers in [{lo}, {CONV_PARAM_MAX}]",
+            )
+    cout, cin_g, kh, kw = ly.weight.shape
+    cin = in_shape[0]
+    if not 1 <= ly.groups <= CONV_PARAM_MAX or cin % ly.groups or cout % ly.groups:
+        raise _fail(
+            path,
+            i,
+            kind,
+            "groups",
+            f"= {ly.groups} must divide in channels {cin} and out channels {cout}",
+        )
+    if cin_g * ly.groups != cin:
+        raise _fail(
+            path,
+            i,
+            kind,
+            "weight",
+            f"has {cin_g} input channels per group x {ly.groups} groups, but the input has {cin} channels",
+        )
+    hw = conv_output_hw(in_shape[1:], (kh, kw), ly.stride, ly.padding, ly.dilation)
+    expected = (cout, *hw)
+    if min(hw) < 1 or tuple(ly.shape) != expected:
+        raise _fail(
+            path, i, kind, "shape", f"= {tuple(ly.shape)} but input {in_shape} gives {expected}"
+        )
+    fan_in = cin_g * kh * kw
+    if max(-WEIGHT_MIN, WEIGHT_MAX) * GRADED_INPUT_MAX * fan_in > _INT32_MAX:
+        raise _fail(
+            path, i, kind, "weight", f"fan-in {fan_in} can overflow Lava's int32 accumulator"
+        )
+    return expected
+
+
+def _check_dense(
+    ly: DenseLayer, in_shape: tuple[int, ...], flattened: bool, path, i
+) -> tuple[int, ...]:
+    kind = ly.kind
+    if len(in_shape) == 3 and not flattened:
+        raise _fail(
+            path, i, kind, "type", f"follows a CHW layer {in_shape} without a flatten layer"
+        )
+    if ly.weight.ndim != 2:
+        raise _fail(path, i, kind, "weight", f"has shape {ly.weight.shape}, expected (Nout, Nin)")
+    n_in = math.prod(in_shape)
+    if ly.weight.shape[1] != n_in:
+        raise _fail(
+            path,
+            i,
+            kind,
+            "weight",
+            f"has {ly.weight.shape[1]} inputs but the previous layer has {n_in}",
+        )
+    if math.prod(ly.shape) != ly.weight.shape[0]:
+        raise _fail(
+            path,
+            i,
+            kind,
+            "shape",
+            f"= {tuple(ly.shape)} but weight has {ly.weight.shape[0]} outputs",
+        )
+    if not np.any(ly.weight):
+        raise _fail(
+            path,
+            i,
+            kind,
+            "weight",
+            "is all zero, which Lava's dense weight optimizer cannot encode",
+        )
+    if ly.weight.max() > 254 and ly.weight.min() < 0:
+        log.warning(
+            "%s (dense): mixed-sign weights above 254 are clipped to 254 by Lava", where(path, i)
+        )
+    return (ly.weight.shape[0],)
+
+
+def validate_network(net: NetXNetwork, path: object | None = None) -> None:
+    """Raise :class:`NetXValidationError` unless ``net`` is consistent and within hardware ranges."""
+    if not net.input_shape or min(net.input_shape) < 1 or len(net.input_shape) not in (1, 3):
+        raise NetXValidationError(
+            f"{where(path)}: input shape {net.input_shape} must be (C, H, W) or (N,) with positive sizes"
+        )
+    shape = tuple(net.input_shape)
+    flattened = False
+    for i, ly in enumerate(net.layers):
+        if isinstance(ly, InputLayer):
+            if i != 0:
+                raise _fail(path, i, ly.kind, "type", "an input layer may only be layer 0")
+            if tuple(ly.shape) != shape:
+                raise _fail(
+                    path, i, ly.kind, "shape", f"= {ly.shape} disagrees with input shape {shape}"
+                )
+        elif isinstance(ly, ConvLayer):
+            if flattened:
+                raise _fail(path, i, ly.kind, "type", "a conv layer cannot follow a flatten layer")
+            _check_common(ly, path, i)
+            shape = _check_conv(ly, shape, path, i)
+        elif isinstance(ly, FlattenLayer):
+            if math.prod(ly.shape) != math.prod(shape):
+                raise _fail(
+                    path,
+                    i,
+                    ly.kind,
+                    "shape",
+                    f"= {ly.shape} but the previous layer has shape {shape}",
+                )
+            flattened = True
+        elif isinstance(ly, DenseLayer):
+            _check_common(ly, path, i)
+            shape = _check_dense(ly, shape, flattened, path, i)
+            flattened = False
+        else:  # pragma: no cover - records are closed
+            raise NetXValidationError(f"{where(path, i)}: unknown record {type(ly).__name__}")
+    if not net.synaptic_layers:
+        raise NetXValidationError(f"{where(path)}: the network has no conv or dense layer")
