@@ -2,22 +2,29 @@
 or Loihi 2 hardware (``Loihi2HwCfg``, needs Intel's Loihi runtime).
 
 All samples run in one compiled network: inputs are concatenated in time and every layer is reset
-when a sample's first input reaches it (``reset_interval=T, reset_offset=1``). The network is
-always stopped, also on errors, timeouts and Ctrl-C, so no Lava process is left behind.
+when a sample's first input reaches it (``reset_interval=T, reset_offset=1``).
+
+Lava runs in a child interpreter (``python -m snn2loihi.deploy.lava_runner REQUEST_DIR``) that
+leads its own session and process group: Lava's worker processes live in that group, and the
+parent kills the whole group after the run, on errors, on a timeout and on Ctrl-C, so no Lava
+process is ever left behind. Request and result travel as ``.npy``/JSON files in a temp folder.
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
 import logging
+import os
 import signal
-import threading
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from snn2loihi.errors import LavaRunError, LavaUnavailableError
+from snn2loihi.errors import LavaRunError, LavaUnavailableError, Snn2LoihiError
 from snn2loihi.lava_compat import import_netx
 from snn2loihi.netx_io import read_network
 from snn2loihi.schema import NetXNetwork
@@ -63,25 +70,6 @@ def _run_config(backend: str):
     raise LavaUnavailableError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
 
 
-@contextlib.contextmanager
-def _deadline(seconds: float | None):
-    """Raise TimeoutError in the main thread after ``seconds`` (no-op elsewhere or when None)."""
-    if not seconds or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def on_alarm(signum, frame):
-        raise TimeoutError(f"Lava run exceeded the timeout of {seconds:g} s")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def _to_lava_layout(x: np.ndarray, pad: int) -> np.ndarray:
     """(N, T, *shape) CHW -> Lava's (*shape reversed, N*T + pad) XYZ layout, zero-padded in time."""
     n, steps = x.shape[:2]
@@ -111,7 +99,7 @@ def _windows(
     return rec.reshape(n, steps, *shape)
 
 
-def run_lava(
+def _run_in_process(
     path: str | Path,
     x: np.ndarray,
     *,
@@ -119,15 +107,9 @@ def run_lava(
     probe_all: bool = False,
     record_state: bool = False,
     backend: str = "lava",
-    timeout: float | None = None,
     net: NetXNetwork | None = None,
 ) -> LavaResult:
-    """Run samples ``x`` (N, T, *input_shape) through the ``.net`` file on Lava.
-
-    ``graded`` sends the input as 8-bit graded messages (``input_message_bits=8``), else as
-    spikes. ``probe_all`` returns every layer's spikes, not only the output; ``record_state``
-    also returns ``u`` and ``v`` of every probed layer. ``timeout`` (seconds) bounds the run.
-    """
+    """Run Lava in this process (the child); see :func:`run_lava`."""
     path = Path(path)
     net_rec = net if net is not None else read_network(path)
     n, steps = x.shape[:2]
@@ -170,18 +152,11 @@ def run_lava(
             mon.probe(target, total)
             monitors[(k, name)] = (mon, target)
     try:
-        with _deadline(timeout):
-            lava_net.run(condition=RunSteps(num_steps=total), run_cfg=run_cfg)
-            records = {}
-            for (k, name), (mon, target) in monitors.items():
-                data = mon.get_data()
-                proc = target.process.name
-                var = target.name
-                records[(k, name)] = np.asarray(data[proc][var])
-    except TimeoutError as exc:
-        raise LavaRunError(f"{path}: {exc}") from None
-    except KeyboardInterrupt:
-        raise
+        lava_net.run(condition=RunSteps(num_steps=total), run_cfg=run_cfg)
+        records = {}
+        for (k, name), (mon, target) in monitors.items():
+            data = mon.get_data()
+            records[(k, name)] = np.asarray(data[target.process.name][target.name])
     except Exception as exc:  # Lava raises bare Exceptions from its runtime
         raise LavaRunError(f"{path}: Lava run failed: {type(exc).__name__}: {exc}") from exc
     finally:
@@ -205,3 +180,136 @@ def _stop(lava_net) -> None:
             lava_net.stop()
     except Exception as exc:  # pragma: no cover - best effort cleanup
         log.warning("stopping the Lava runtime failed: %s", exc)
+
+
+_RESULT_KEYS = ("spikes", "u", "v")
+
+
+def _save_result(result: LavaResult, folder: Path) -> None:
+    """Write a LavaResult as one .npy per array plus an index (child side)."""
+    meta = {"layer_indices": result.layer_indices, "counts": {}}
+    for key in _RESULT_KEYS:
+        arrays = getattr(result, key)
+        meta["counts"][key] = len(arrays)
+        for k, arr in enumerate(arrays):
+            np.save(folder / f"{key}_{k}.npy", arr)
+    (folder / "result.json").write_text(json.dumps(meta))
+
+
+def _load_result(folder: Path) -> LavaResult:
+    meta = json.loads((folder / "result.json").read_text())
+    arrays = {
+        key: [np.load(folder / f"{key}_{k}.npy") for k in range(meta["counts"][key])]
+        for key in _RESULT_KEYS
+    }
+    return LavaResult(layer_indices=meta["layer_indices"], **arrays)
+
+
+def _child_main(folder: Path) -> int:
+    """Child entry point: read the request, run Lava, write the result or the error."""
+    request = json.loads((folder / "request.json").read_text())
+    try:
+        net = read_network(request["path"], input_shape=request["input_shape"])
+        result = _run_in_process(
+            request["path"],
+            np.load(folder / "x.npy"),
+            graded=request["graded"],
+            probe_all=request["probe_all"],
+            record_state=request["record_state"],
+            backend=request["backend"],
+            net=net,
+        )
+        _save_result(result, folder)
+        return 0
+    except Exception as exc:
+        kind = type(exc).__name__ if isinstance(exc, Snn2LoihiError) else "LavaRunError"
+        message = str(exc) if isinstance(exc, Snn2LoihiError) else f"{type(exc).__name__}: {exc}"
+        (folder / "error.json").write_text(json.dumps({"kind": kind, "message": message}))
+        return 1
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill the child's whole process group (Lava's workers included) and reap the child."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(5.0)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    try:  # stragglers of the group may outlive their leader
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def run_lava(
+    path: str | Path,
+    x: np.ndarray,
+    *,
+    graded: bool,
+    probe_all: bool = False,
+    record_state: bool = False,
+    backend: str = "lava",
+    timeout: float | None = None,
+    net: NetXNetwork | None = None,
+) -> LavaResult:
+    """Run samples ``x`` (N, T, *input_shape) through the ``.net`` file on Lava.
+
+    ``graded`` sends the input as 8-bit graded messages (``input_message_bits=8``), else as
+    spikes. ``probe_all`` returns every layer's spikes, not only the output; ``record_state``
+    also returns ``u`` and ``v`` of every probed layer. ``timeout`` (seconds, None = no limit)
+    bounds the whole run, compilation included; on expiry :class:`LavaRunError` is raised.
+    ``net`` (the file's records, if already read) supplies the input shape of slayer files.
+    """
+    path = Path(path).resolve()
+    net = net if net is not None else read_network(path)
+    with tempfile.TemporaryDirectory(prefix="snn2loihi-lava-") as tmp:
+        folder = Path(tmp)
+        np.save(folder / "x.npy", np.asarray(x))
+        request = dict(
+            path=str(path),
+            input_shape=list(net.input_shape),
+            graded=bool(graded),
+            probe_all=probe_all,
+            record_state=record_state,
+            backend=backend,
+        )
+        (folder / "request.json").write_text(json.dumps(request))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "snn2loihi.deploy.lava_runner", str(folder)],
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            try:
+                _, stderr = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                raise LavaRunError(
+                    f"{path}: the Lava run exceeded the timeout of {timeout:g} s and was stopped"
+                ) from None
+        finally:
+            _kill_group(proc)
+        if (folder / "error.json").exists():
+            err = json.loads((folder / "error.json").read_text())
+            raise _ERRORS.get(err["kind"], LavaRunError)(err["message"])
+        if proc.returncode != 0 or not (folder / "result.json").exists():
+            tail = stderr.decode(errors="replace").strip().splitlines()[-1:] if stderr else []
+            raise LavaRunError(
+                f"{path}: the Lava process failed (exit code {proc.returncode}){': ' + tail[0] if tail else ''}"
+            )
+        return _load_result(folder)
+
+
+_ERRORS = {cls.__name__: cls for cls in (LavaRunError, LavaUnavailableError, Snn2LoihiError)}
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING)
+    sys.exit(_child_main(Path(sys.argv[1])))

@@ -1,0 +1,102 @@
+"""Random integer NetX networks for tests, benchmarks and trying the deploy tools without training.
+
+``random_network`` builds a network from a compact spec; ``SMALL`` and ``CIFAR`` are the two
+reference networks of the Loihi/NetX notes (2x8x8 -> conv4 -> dense10 and
+3x32x32 -> conv16 -> conv32/s2 -> conv64/s2 -> dense10).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from snn2loihi.schema import (
+    ConvLayer,
+    CubaNeuron,
+    DenseLayer,
+    FlattenLayer,
+    InputLayer,
+    NetXNetwork,
+    conv_output_hw,
+)
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """A conv layer of a random network (kernel/stride/padding/dilation in (H, W))."""
+
+    channels: int
+    kernel: tuple[int, int] = (3, 3)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """Input shape (CHW or (N,)), conv layers, then dense layer widths; neuron and value ranges."""
+
+    input_shape: tuple[int, ...]
+    convs: tuple[ConvSpec, ...] = ()
+    dense: tuple[int, ...] = (10,)
+    neuron: CubaNeuron = field(
+        default_factory=lambda: CubaNeuron(i_decay=1024, v_decay=128, vth_mant=80)
+    )
+    weight_range: tuple[int, int] = (-128, 192)
+    bias_range: tuple[int, int] = (-8, 16)
+
+
+SMALL = NetSpec(input_shape=(2, 8, 8), convs=(ConvSpec(4),), dense=(10,))
+CIFAR = NetSpec(
+    input_shape=(3, 32, 32),
+    convs=(
+        ConvSpec(16, padding=(1, 1)),
+        ConvSpec(32, stride=(2, 2), padding=(1, 1)),
+        ConvSpec(64, stride=(2, 2), padding=(1, 1)),
+    ),
+    dense=(10,),
+)
+
+
+def random_network(spec: NetSpec, seed: int = 0) -> NetXNetwork:
+    """Random integer weights and biases within ``spec``'s ranges; deterministic in ``seed``."""
+    rng = np.random.default_rng(seed)
+    lo, hi = spec.weight_range
+    blo, bhi = spec.bias_range
+    layers: list = [InputLayer(tuple(spec.input_shape))]
+    shape = tuple(spec.input_shape)
+    for c in spec.convs:
+        cin = shape[0]
+        w = rng.integers(lo, hi + 1, size=(c.channels, cin // c.groups, *c.kernel))
+        hw = conv_output_hw(shape[1:], c.kernel, c.stride, c.padding, c.dilation)
+        shape = (c.channels, *hw)
+        layers.append(
+            ConvLayer(
+                shape=shape,
+                weight=w,
+                neuron=spec.neuron,
+                bias=rng.integers(blo, bhi + 1, size=c.channels),
+                stride=c.stride,
+                padding=c.padding,
+                dilation=c.dilation,
+                groups=c.groups,
+            )
+        )
+    if len(shape) == 3 and spec.dense:
+        layers.append(FlattenLayer((math.prod(shape), 1, 1)))
+        shape = (math.prod(shape),)
+    for width in spec.dense:
+        w = rng.integers(lo, hi + 1, size=(width, math.prod(shape)))
+        layers.append(
+            DenseLayer(
+                shape=(width,),
+                weight=w,
+                neuron=spec.neuron,
+                bias=rng.integers(blo, bhi + 1, size=width),
+            )
+        )
+        shape = (width,)
+    return NetXNetwork(layers=tuple(layers), input_shape=tuple(spec.input_shape))

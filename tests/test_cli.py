@@ -1,0 +1,211 @@
+"""The CLI contract: parity/run/inspect, exit codes 0/1/2, one-line errors, JSON figures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from snn2loihi.cli import main
+from snn2loihi.netgen import SMALL, random_network
+
+
+@pytest.fixture
+def small_net(write_net):
+    return write_net(random_network(SMALL, seed=0), "small.net")
+
+
+@pytest.mark.lava
+def test_parity_ok_table_and_json(small_net, tmp_path, capsys):
+    out_json = tmp_path / "parity.json"
+    code = main(
+        [
+            "parity",
+            str(small_net),
+            "--samples",
+            "3",
+            "--steps",
+            "6",
+            "--seed",
+            "1",
+            "--json",
+            str(out_json),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "PARITY OK: 3 samples x 6 steps, 2 layers compared" in out
+    data = json.loads(out_json.read_text())
+    assert data["equal"] is True and data["samples"] == 3 and data["steps"] == 6
+    assert [ly["mismatches"] for ly in data["layers"]] == [0, 0]
+    assert all(ly["lava_spikes"] == ly["emulator_spikes"] > 0 for ly in data["layers"])
+    for ly in data["layers"]:
+        assert f"{ly['lava_spikes']}" in out
+
+
+@pytest.mark.lava
+def test_parity_mismatch_exits_1_and_names_first_mismatch(small_net, tmp_path, capsys, monkeypatch):
+    """A deliberately broken emulator (one spike flipped) must be caught and located."""
+    from snn2loihi.deploy import emulator
+
+    original = emulator.Emulator.run
+
+    def flipped(self, x, **kw):
+        res = original(self, x, **kw)
+        res.layers[-1].spikes[1, 2, 3] = ~res.layers[-1].spikes[1, 2, 3]
+        return res
+
+    monkeypatch.setattr(emulator.Emulator, "run", flipped)
+    code = main(
+        [
+            "parity",
+            str(small_net),
+            "--samples",
+            "2",
+            "--steps",
+            "5",
+            "--json",
+            str(tmp_path / "p.json"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "PARITY FAILED" in out and "sample 1 step 2 neuron (3,)" in out
+    data = json.loads((tmp_path / "p.json").read_text())
+    assert data["equal"] is False and data["layers"][-1]["mismatches"] == 1
+    assert data["layers"][-1]["first_mismatch"] == [1, 2, [3]]
+
+
+@pytest.mark.lava
+def test_run_both_backends_agree(small_net, tmp_path):
+    x = (np.random.default_rng(0).random((2, 8, 2, 8, 8)) < 0.3).astype(np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    outs = {}
+    for backend in ("emulator", "lava"):
+        out = tmp_path / f"{backend}.npy"
+        assert (
+            main(
+                [
+                    "run",
+                    str(small_net),
+                    "--backend",
+                    backend,
+                    "--input",
+                    str(tmp_path / "x.npy"),
+                    "--steps",
+                    "6",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
+        outs[backend] = np.load(out)
+    assert outs["lava"].shape == (2, 6, 10)
+    np.testing.assert_array_equal(outs["lava"], outs["emulator"])
+
+
+def test_inspect_prints_layers(small_net, capsys):
+    assert main(["inspect", str(small_net)]) == 0
+    out = capsys.readouterr().out
+    assert "conv" in out and "dense" in out and "4x6x6" in out
+    assert "2 synapse layers (pipeline delay 2 steps)" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["inspect", "missing.net"], "missing.net: no such file"),
+        (["run", "NET", "--input", "nope.npy", "--out", "o.npy"], "nope.npy: no such file"),
+        (["parity", "NET", "--steps", "0"], "0 must be >= 1"),
+        (["parity", "NET", "--input-shape", "a,b"], "is not a comma-separated shape"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(argv, message, small_net, capsys):
+    argv = [str(small_net) if a == "NET" else a for a in argv]
+    with pytest.raises(SystemExit) if argv[-1] in ("0", "a,b") else _no_exit():
+        code = main(argv)
+        assert code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+class _no_exit:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_wrong_input_shape_and_range(small_net, tmp_path, capsys):
+    np.save(tmp_path / "bad.npy", np.zeros((2, 4, 3, 8, 8)))
+    assert (
+        main(
+            [
+                "run",
+                str(small_net),
+                "--input",
+                str(tmp_path / "bad.npy"),
+                "--out",
+                str(tmp_path / "o.npy"),
+            ]
+        )
+        == 2
+    )
+    assert "expected (samples, steps, 2, 8, 8)" in capsys.readouterr().err
+    np.save(tmp_path / "neg.npy", np.full((1, 4, 2, 8, 8), -1))
+    assert (
+        main(
+            [
+                "run",
+                str(small_net),
+                "--input",
+                str(tmp_path / "neg.npy"),
+                "--out",
+                str(tmp_path / "o.npy"),
+            ]
+        )
+        == 2
+    )
+    assert "expected 0..255" in capsys.readouterr().err
+    assert not (tmp_path / "o.npy").exists()
+
+
+def test_corrupt_net_exits_2(small_net, capsys):
+    with h5py.File(small_net, "a") as f:
+        f["layer/1/neuron/vThMant"][()] = -3
+    assert main(["inspect", str(small_net)]) == 2
+    assert "layer 1 (conv): field 'neuron/vThMant' = -3" in capsys.readouterr().err
+
+
+def test_python_dash_m_entry_point(small_net):
+    proc = subprocess.run(
+        [sys.executable, "-m", "snn2loihi", "inspect", str(small_net)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and "pipeline delay" in proc.stdout
+    proc = subprocess.run(
+        [sys.executable, "-m", "snn2loihi", "bogus"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+def test_emulator_cuda_device_matches_cpu_when_available(small_net):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from snn2loihi.deploy.emulator import Emulator
+
+    x = (np.random.default_rng(0).random((4, 8, 2, 8, 8)) < 0.3).astype(np.uint8)
+    cpu = Emulator(small_net).run(x, record_state=True)
+    gpu = Emulator(small_net, device="cuda").run(x, record_state=True)
+    for a, b in zip(cpu.layers, gpu.layers, strict=True):
+        assert torch.equal(a.spikes, b.spikes) and torch.equal(a.v, b.v)

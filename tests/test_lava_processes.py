@@ -1,0 +1,46 @@
+"""No Lava process outlives a run: after success, an error, or a timeout."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from snn2loihi.deploy.lava_runner import run_lava
+
+from snn2loihi.errors import LavaRunError, LavaUnavailableError
+from snn2loihi.netgen import CIFAR, SMALL, random_network
+
+pytestmark = pytest.mark.lava
+
+
+def _lava_processes() -> set[int]:
+    """PIDs of interpreters running our Lava child (and the workers it forks)."""
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    cmd = fh.read()
+            except OSError:
+                continue
+            if b"snn2loihi.deploy.lava_runner" in cmd:
+                pids.add(int(entry))
+    return pids
+
+
+def test_timeout_stops_every_lava_process(write_net):
+    path = write_net(random_network(CIFAR, seed=0))
+    x = (np.random.default_rng(0).random((2, 40, 3, 32, 32)) < 0.3).astype(np.uint8)
+    before = _lava_processes()
+    with pytest.raises(LavaRunError, match="exceeded the timeout of 3 s"):
+        run_lava(path, x, graded=False, timeout=3)
+    assert _lava_processes() - before == set()
+
+
+def test_missing_loihi_runtime_is_reported_and_cleaned_up(write_net):
+    path = write_net(random_network(SMALL, seed=0))
+    before = _lava_processes()
+    with pytest.raises(LavaUnavailableError, match="backend 'loihi2' needs Intel's Loihi runtime"):
+        run_lava(path, np.zeros((1, 2, 2, 8, 8), dtype=np.uint8), graded=False, backend="loihi2")
+    assert _lava_processes() - before == set()

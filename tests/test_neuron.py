@@ -1,0 +1,95 @@
+"""Loihi CUBA neuron step: exact integers for decay, wrap, saturation, strict threshold, reset."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from snn2loihi.neuron import cuba_step, decay, wrap_int32, wrap_signed
+from snn2loihi.schema import CubaNeuron
+
+
+def t(*values):
+    return torch.tensor(values, dtype=torch.int64)
+
+
+def run(neuron, inputs, bias=0):
+    u = torch.zeros(1, dtype=torch.int64)
+    v = torch.zeros_like(u)
+    out = []
+    for a in inputs:
+        s, u, v = cuba_step(t(a), u, v, bias, neuron)
+        out.append((bool(s[0]), int(u[0]), int(v[0])))
+    return out
+
+
+def test_if_neuron_strict_threshold_and_reset_to_zero():
+    neuron = CubaNeuron.integrate_and_fire(vth_mant=10)  # threshold 640 in state units
+    assert run(neuron, [5, 5, 5, 5]) == [
+        (False, 320, 320),
+        (False, 320, 640),  # v == threshold: no spike (strictly greater)
+        (True, 320, 0),  # 960 > 640: spike, v reset to 0, u kept
+        (False, 320, 320),
+    ]
+
+
+def test_bias_is_added_every_step_shifted_by_6():
+    neuron = CubaNeuron.integrate_and_fire(vth_mant=1000)
+    assert [v for _, _, v in run(neuron, [0, 0, 0], bias=3)] == [192, 384, 576]
+
+
+def test_decay_rounds_toward_zero():
+    assert decay(t(5, -5, 4097, -4097), 2048).tolist() == [2, -2, 2048, -2048]
+    assert decay(t(123456), 4096).tolist() == [0]
+    assert decay(t(-123456), 0).tolist() == [-123456]
+
+
+def test_leaky_current_and_voltage():
+    neuron = CubaNeuron(i_decay=1024, v_decay=2048, vth_mant=100000)
+    # u1 = 640; v1 = 640. u2 = rtz(640*3072/4096)=480; v2 = rtz(640*2048/4096) + 480 = 800
+    assert run(neuron, [10, 0]) == [(False, 640, 640), (False, 480, 800)]
+
+
+def test_u_wraps_as_lava_codes_it():
+    neuron = CubaNeuron(i_decay=0, v_decay=4096, vth_mant=2**17 - 1)
+    u0 = t(2**23 - 64)
+    v0 = torch.zeros(1, dtype=torch.int64)
+    _, u, _ = cuba_step(t(2), u0, v0, 0, neuron)  # 2^23 + 64 > 2^23 -> subtract 2^24
+    assert int(u[0]) == -(2**23) + 64
+    _, u, _ = cuba_step(t(1), u0, v0, 0, neuron)  # exactly 2^23 is not > 2^23: kept
+    assert int(u[0]) == 2**23
+    _, u, _ = cuba_step(t(-1), t(-(2**23) + 64), v0, 0, neuron)  # -2^23 <= -2^23 -> add 2^24
+    assert int(u[0]) == 2**23
+
+
+def test_v_saturates_at_24_bits():
+    neuron = CubaNeuron(i_decay=4096, v_decay=0, vth_mant=2**17 - 1)
+    s, _, v = cuba_step(t(-100000), t(0), t(-(2**23) + 5), 0, neuron)
+    assert int(v[0]) == -(2**23 - 1) and not bool(s[0])
+    s, _, v = cuba_step(t(1000), t(0), t(2**23 - 10), 0, neuron)
+    assert bool(s[0]) and int(v[0]) == 0  # clipped to 2^23-1 > threshold 2^23-64: spikes, resets
+
+
+def test_int32_overflow_of_shifted_input_wraps_like_numpy():
+    assert wrap_int32(t(2**31, -(2**31) - 1)).tolist() == [-(2**31), 2**31 - 1]
+    assert wrap_signed(t(2**23, -(2**23) - 1, 5), 24).tolist() == [-(2**23), 2**23 - 1, 5]
+    neuron = CubaNeuron(i_decay=4096, v_decay=4096, vth_mant=0)
+    _, u, _ = cuba_step(t(2**25), t(0), t(0), 0, neuron)  # 2^25 << 6 = 2^31 -> -2^31 in int32
+    assert int(u[0]) == -(2**31) + 2**24  # then Lava's wrap adds 2^24 once
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_same_integers_on_gpu():
+    neuron = CubaNeuron(i_decay=1000, v_decay=300, vth_mant=50)
+    g = torch.Generator().manual_seed(0)
+    a = torch.randint(-3000, 3000, (64, 20), generator=g)
+    states = {}
+    for dev in ("cpu", "cuda"):
+        u = torch.zeros(64, dtype=torch.int64, device=dev)
+        v = torch.zeros_like(u)
+        trace = []
+        for step in range(20):
+            s, u, v = cuba_step(a[:, step].to(dev), u, v, 7, neuron)
+            trace.append(torch.stack([s.long(), u, v]).cpu())
+        states[dev] = torch.stack(trace)
+    assert torch.equal(states["cpu"], states["cuda"])

@@ -1,0 +1,132 @@
+"""Exact integer synapses: Lava's dense weight processing and the float32/float64 exactness rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from snn2loihi.synapse import ConvGeometry, IntegerSynapse, dense_weights_as_lava, exact_float32
+
+
+def _lava_dense(weight):
+    """Lava's own pipeline: NetX optimize_weight_bits, then the BitAcc model's clip and truncate."""
+    from snn2loihi.lava_compat import install
+
+    install()
+    from lava.lib.dl.netx.utils import optimize_weight_bits
+    from lava.utils.weightutils import SignMode, clip_weights, truncate_weights
+
+    w, nbits, exp, mode = optimize_weight_bits(weight)
+    sign = {1: SignMode.MIXED, 2: SignMode.EXCITATORY, 3: SignMode.INHIBITORY}[int(mode.value)]
+    w = clip_weights(w, sign, num_bits=8)
+    w = truncate_weights(w, sign, nbits)
+    return w.astype(np.int64), exp
+
+
+@pytest.mark.parametrize(
+    "weight",
+    [
+        np.arange(-256, 255, 2).reshape(1, -1),  # slayer grid: even [-256, 254]
+        np.array([[3, -1, 2], [0, 1, -3]]),  # small mixed: shifted up
+        np.array([[255, 7, 0], [1, 2, 3]]),  # excitatory full range
+        np.array([[-256, -7, -1], [-2, -3, -4]]),  # inhibitory with -256
+        np.array([[255, -3, 8], [16, -256, 4]]),  # mixed with 255: clipped to 254 by Lava
+        np.array([[12, -48, 96], [4, -8, 0]]),  # common power of two
+    ],
+)
+def test_dense_weights_match_lavas_processing(weight):
+    ours, exp = dense_weights_as_lava(weight)
+    theirs, their_exp = _lava_dense(weight)
+    assert exp == their_exp
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def _dense_ref(w_eff, exp, s):
+    acc = s.astype(np.int64) @ w_eff.T
+    return acc >> -exp if exp <= 0 else acc << exp
+
+
+def _conv_ref(x, w, geom):
+    """Direct int64 cross-correlation with zero padding (PyTorch semantics)."""
+    b, cin, h, wd = x.shape
+    cout, cin_g, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = geom.stride, geom.padding, geom.dilation
+    xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    out = np.zeros((b, cout, ho, wo), dtype=np.int64)
+    per_group = cout // geom.groups
+    for o in range(cout):
+        g = o // per_group
+        for ci in range(cin_g):
+            for i in range(kh):
+                for j in range(kw):
+                    patch = xp[
+                        :,
+                        g * cin_g + ci,
+                        i * dh : i * dh + sh * (ho - 1) + 1 : sh,
+                        j * dw : j * dw + sw * (wo - 1) + 1 : sw,
+                    ]
+                    out[:, o] += w[o, ci, i, j] * patch
+    return out
+
+
+def test_conv_matches_int64_reference_in_fp32():
+    rng = np.random.default_rng(0)
+    w = rng.integers(-256, 256, size=(6, 2, 3, 2))
+    geom = ConvGeometry(stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2)
+    syn = IntegerSynapse("conv", w, input_max=1, geometry=geom)
+    assert syn.exact_fp32 and syn.dtype == torch.float32
+    x = (rng.random((5, 4, 9, 7)) < 0.5).astype(np.int64)
+    np.testing.assert_array_equal(syn(torch.as_tensor(x)).numpy(), _conv_ref(x, w, geom))
+
+
+def test_conv_output_wraps_to_24_bits():
+    w = np.full((1, 1, 17, 17), 255)
+    geom = ConvGeometry((1, 1), (0, 0), (1, 1), 1)
+    syn = IntegerSynapse("conv", w, input_max=255, geometry=geom)
+    assert not syn.exact_fp32  # 289 * 255 * 255 >= 2^24: float64 path
+    x = np.full((1, 1, 17, 17), 255)
+    full = 289 * 255 * 255  # beyond 2^23: wraps
+    expected = ((full + 2**23) % 2**24) - 2**23
+    assert int(syn(torch.as_tensor(x)).item()) == expected
+
+
+def test_large_graded_fan_in_takes_the_exact_float64_path():
+    """A sum above 2^24 with odd terms is inexact in fp32; the synapse must pick float64."""
+    w = np.full((2, 301), 255)
+    w[1, 0] = -255
+    syn = IntegerSynapse("dense", w, input_max=255)
+    assert syn.dtype == torch.float64
+    x = np.full((1, 301), 255)
+    x[0, 1] = 253
+    w_eff, exp = dense_weights_as_lava(w)
+    np.testing.assert_array_equal(syn(torch.as_tensor(x)).numpy(), _dense_ref(w_eff, exp, x))
+    fp32 = (
+        torch.as_tensor(x, dtype=torch.float32) @ torch.as_tensor(w_eff, dtype=torch.float32).T
+    ).to(torch.int64)
+    assert not np.array_equal(fp32.numpy(), _dense_ref(w_eff, 0, x)), (
+        "fp32 would have been wrong here"
+    )
+
+
+def test_exactness_bound():
+    assert exact_float32(2**24 - 1, 1, 255)
+    assert not exact_float32(2**24, 1, 255)
+    assert not exact_float32(1000, 255, 4096)  # operand beyond the TF32 significand
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_fp32_and_tf32_paths_are_exact():
+    rng = np.random.default_rng(1)
+    w = rng.integers(-256, 255, size=(64, 32, 3, 3))
+    geom = ConvGeometry((1, 1), (1, 1), (1, 1), 1)
+    x = (rng.random((16, 32, 16, 16)) < 0.5).astype(np.int64)
+    ref = _conv_ref(x, w, geom)
+    for tf32 in (False, True):
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        syn = IntegerSynapse("conv", w, input_max=1, geometry=geom, device="cuda")
+        assert syn.dtype == torch.float32
+        np.testing.assert_array_equal(syn(torch.as_tensor(x, device="cuda")).cpu().numpy(), ref)
+    torch.backends.cuda.matmul.allow_tf32 = False
