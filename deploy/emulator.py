@@ -19,11 +19,13 @@ import torch
 
 from snn2loihi.errors import InputDataError
 from snn2loihi.netx_io import read_network
-from snn2loihi.neuron import cuba_step
+from snn2loihi.neuron import INT32_SAFE_INPUT, cuba_step
 from snn2loihi.schema import GRADED_INPUT_MAX, ConvLayer, DenseLayer, NetXNetwork
 from snn2loihi.synapse import ConvGeometry, IntegerSynapse
 
 log = logging.getLogger(__name__)
+
+NEURON_BLOCK = 2**16  # neurons updated per block of the time loop on CPU (cache-sized temporaries)
 
 
 @dataclass
@@ -139,29 +141,41 @@ class Emulator:
         n, steps = x.shape[:2]
         s = x.to(self.device)
         if not graded:
-            s = (s != 0).to(torch.int64)
+            s = s != 0
         result = EmulatorResult()
         for syn, (i, ly) in zip(self._prepare(graded), self.net.synaptic_layers, strict=True):
             flat = s.reshape(n * steps, *s.shape[2:])
             if isinstance(ly, DenseLayer):
                 flat = flat.reshape(n * steps, -1)
-            a = syn(flat).reshape(n, steps, *ly.shape)
-            spikes, u_tr, v_tr = self.neuron_loop(a, ly, record_state)
+            int32_safe = syn.max_abs_output <= INT32_SAFE_INPUT
+            a = (
+                syn(flat)
+                .to(torch.int32 if int32_safe else torch.int64)
+                .reshape(n, steps, *ly.shape)
+            )
+            spikes, u_tr, v_tr = self.neuron_loop(a, ly, record_state, int32_safe)
             result.layers.append(LayerTrace(i, ly.kind, spikes.cpu(), u_tr, v_tr))
-            s = spikes.to(torch.int64)
+            s = spikes
         return result
 
     def neuron_loop(
-        self, a: torch.Tensor, ly: ConvLayer | DenseLayer, record_state: bool
+        self,
+        a: torch.Tensor,
+        ly: ConvLayer | DenseLayer,
+        record_state: bool,
+        int32_safe: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Integrate synaptic input ``a`` (N, T, *shape) through the layer's neurons from rest."""
+        """Integrate synaptic input ``a`` (N, T, *shape) through the layer's neurons from rest.
+
+        ``int32_safe`` (proven from the weights: ``|a| <= INT32_SAFE_INPUT``) allows int32 state.
+        """
         n, steps = a.shape[:2]
         shape = a.shape[2:]
-        u = torch.zeros((n, *shape), dtype=torch.int64, device=a.device)
+        u = torch.zeros((n, *shape), dtype=a.dtype, device=a.device)
         v = torch.zeros_like(u)
-        bias = torch.zeros((), dtype=torch.int64, device=a.device)
+        bias = torch.zeros((), dtype=a.dtype, device=a.device)
         if ly.bias is not None:
-            bias = torch.as_tensor(ly.bias, dtype=torch.int64, device=a.device)
+            bias = torch.as_tensor(ly.bias, dtype=a.dtype, device=a.device)
             bias = (
                 bias.view(-1, *([1] * (len(shape) - 1)))
                 if len(shape) > 1
@@ -170,9 +184,16 @@ class Emulator:
         spikes = torch.empty((n, steps, *shape), dtype=torch.bool, device=a.device)
         u_tr = torch.empty((n, steps, *shape), dtype=torch.int32) if record_state else None
         v_tr = torch.empty_like(u_tr) if record_state else None
-        for t in range(steps):
-            spikes[:, t], u, v = cuba_step(a[:, t], u, v, bias, ly.neuron)
-            if record_state:
-                u_tr[:, t] = u.to(torch.int32).cpu()
-                v_tr[:, t] = v.to(torch.int32).cpu()
+        # Sub-batches of about NEURON_BLOCK neurons keep the step's temporaries in cache.
+        sub = n if a.is_cuda else max(1, NEURON_BLOCK // max(1, math.prod(shape)))
+        for lo in range(0, n, sub):
+            hi = min(n, lo + sub)
+            uu, vv = u[lo:hi], v[lo:hi]
+            for t in range(steps):
+                spikes[lo:hi, t], uu, vv = cuba_step(
+                    a[lo:hi, t], uu, vv, bias, ly.neuron, int32_safe=int32_safe
+                )
+                if record_state:
+                    u_tr[lo:hi, t] = uu.to(torch.int32).cpu()
+                    v_tr[lo:hi, t] = vv.to(torch.int32).cpu()
         return spikes, u_tr, v_tr

@@ -31,15 +31,23 @@ def wrap_signed(x: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def decay(x: torch.Tensor, decay_const: int) -> torch.Tensor:
-    """``int32(sign(x) * (|x * (4096 - d)| >> 12))``: decay rounded toward zero."""
-    y = x * (DECAY_UNITY - decay_const)
+    """``int32(sign(x) * (|x * (4096 - d)| >> 12))``: decay rounded toward zero (dtype kept)."""
+    if decay_const == 0:
+        return x
+    if decay_const == DECAY_UNITY:
+        return torch.zeros_like(x)
+    y = x.to(torch.int64) * (DECAY_UNITY - decay_const)
     y = torch.where(y < 0, -((-y) >> 12), y >> 12)
-    return wrap_int32(y)
+    return wrap_int32(y).to(x.dtype)
 
 
 def threshold(neuron: CubaNeuron) -> int:
     """Effective threshold compared with v: ``vThMant << 6``."""
     return neuron.vth_mant << ACT_SHIFT
+
+
+# Synaptic inputs up to this magnitude can never overflow int32 anywhere in the step (see cuba_step).
+INT32_SAFE_INPUT = 2**17
 
 
 def cuba_step(
@@ -48,26 +56,33 @@ def cuba_step(
     v: torch.Tensor,
     bias_mant: torch.Tensor | int,
     neuron: CubaNeuron,
+    *,
+    int32_safe: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Advance Loihi CUBA neurons by one time step.
 
     Args:
-        a: synaptic input of this step (already delayed by the synapse), int64 of int32 values.
-        u, v: current and voltage state, int64, same shape as ``a``.
+        a: synaptic input of this step (already delayed by the synapse), integer tensor.
+        u, v: current and voltage state, same shape and dtype as ``a``.
         bias_mant: bias mantissa per neuron (applied as ``bias_mant << 6``), broadcastable to ``a``.
         neuron: the layer's CUBA parameters.
+        int32_safe: the caller guarantees ``|a| <= INT32_SAFE_INPUT`` at every step. Then
+            ``|a << 6| <= 2^23`` keeps ``|u| <= 2^23`` and every sum below 2^26, so no int32
+            overflow can occur: the wraps are skipped and int32 tensors may be used.
+            Otherwise tensors must be int64 and every int32 overflow of Lava is reproduced.
 
     Returns:
-        ``(spikes, u, v)``: spikes as bool, new ``u`` and ``v`` (int64).
+        ``(spikes, u, v)``: spikes as bool, new ``u`` and ``v`` (dtype of the inputs).
     """
-    act = wrap_int32(wrap_int32(a) << ACT_SHIFT)
-    u_n = wrap_int32(decay(u, neuron.i_decay) + act)
+    wrap = (lambda x: x) if int32_safe else wrap_int32
+    act = wrap(wrap(a) << ACT_SHIFT)
+    u_n = wrap(decay(u, neuron.i_decay) + act)
     # Lava's wrap: the second test is on the wrapped value, the add on the pre-wrap value.
     w = torch.where(u_n > _UV_MAX, u_n - 2 * _UV_MAX, u_n)
     u = torch.where(w <= -_UV_MAX, u_n + 2 * _UV_MAX, w)
-    bias = wrap_int32(torch.as_tensor(bias_mant, dtype=torch.int64, device=a.device) << ACT_SHIFT)
-    v = wrap_int32(wrap_int32(decay(v, neuron.v_decay) + u) + bias)
-    v = v.clamp(-_UV_MAX + 1, _UV_MAX - 1)
+    bias = wrap(torch.as_tensor(bias_mant, dtype=a.dtype, device=a.device) << ACT_SHIFT)
+    v = wrap(wrap(decay(v, neuron.v_decay) + u) + bias)
+    v = v.clamp_(-_UV_MAX + 1, _UV_MAX - 1)
     spikes = v > threshold(neuron)
-    v = torch.where(spikes, torch.zeros_like(v), v)
+    v = v.masked_fill_(spikes, 0)
     return spikes, u, v

@@ -5,8 +5,9 @@ shifted into the 8-bit synapse, clipped and truncated, and the accumulated sum i
 ``a = (W'' . s) >> -weight_exp`` (:func:`dense_weights_as_lava`). Conv (``PyConvModelFixed``):
 PyTorch cross-correlation of the raw integer weights, wrapped to 24 bits.
 
-Integer sums are computed with float GEMMs (im2col + matmul for conv, never cuDNN's algorithm
-choice) in float32 only where the result is provably exact, else in float64:
+Integer sums are computed with float GEMMs of a deliberately chosen algorithm (oneDNN direct
+convolution on CPU, im2col + matmul elsewhere; never Winograd/FFT) in float32 only where the
+result is provably exact, else in float64:
 every operand must be an integer the significand holds (TF32 on a GPU: |x| <= 2^11) and every
 partial sum below 2^24 (:func:`exact_float32`).
 """
@@ -115,35 +116,63 @@ class IntegerSynapse:
         elif kind != "conv":
             raise ValueError(f"unknown synapse kind {kind!r}")
         rows = np.abs(w).reshape(w.shape[0], -1).sum(axis=1)
+        bound = int(rows.max()) * int(input_max)
+        self._conv_may_wrap = kind == "conv" and bound >= 2 ** (UV_BITS - 1)
+        if kind == "conv":
+            bound = min(bound, 2 ** (UV_BITS - 1))  # wrapped to 24 bits
+        elif self.shift < 0:
+            bound = (bound >> -self.shift) + 1  # arithmetic shift rounds toward -inf
+        else:
+            bound = bound << self.shift
+        self._max_abs_output = bound
         self.exact_fp32 = exact_float32(float(rows.max()), float(input_max), float(np.abs(w).max()))
         self.dtype = torch.float32 if self.exact_fp32 else torch.float64
         self.weight = torch.as_tensor(w, dtype=self.dtype, device=device)
         self.int_weight_shape = tuple(w.shape)
 
     def __call__(self, s: torch.Tensor) -> torch.Tensor:
-        """Synaptic input ``a`` (int64) for a batch of presynaptic values ``s``.
+        """Synaptic input ``a`` (exact integers; int32 or int64) for a batch of presynaptic values.
 
-        ``s``: (B, Nin) for dense or (B, Cin, H, W) for conv, non-negative integers.
+        ``s``: (B, Nin) for dense or (B, Cin, H, W) for conv, non-negative integers or bool.
         Returns (B, Nout) or (B, Cout, Hout, Wout).
         """
         x = s.to(self.dtype)
         if self.kind == "dense":
-            acc = (x @ self.weight.T).round().to(torch.int64)
+            acc = (x @ self.weight.T).to(torch.int64)
             return acc >> -self.shift if self.shift <= 0 else acc << self.shift
-        return wrap_signed(self._conv(x).round().to(torch.int64), UV_BITS)
+        acc = self._conv(x)
+        if self._conv_may_wrap:
+            return wrap_signed(acc.to(torch.int64), UV_BITS)
+        return acc.to(torch.int32 if self.exact_fp32 else torch.int64)
+
+    @property
+    def max_abs_output(self) -> int:
+        """Bound on ``|a|``: the largest row sum of ``|w|`` times the largest input."""
+        return self._max_abs_output
 
     def _conv(self, x: torch.Tensor) -> torch.Tensor:
-        """Cross-correlation as im2col + GEMM (deterministic algorithm, exact within the bound)."""
+        """Cross-correlation with a deliberately chosen exact algorithm.
+
+        CPU float32: oneDNN's direct convolution (``torch.mkldnn_convolution``), never NNPACK's
+        Winograd/FFT. Elsewhere (GPU, or float64): im2col + GEMM, never cuDNN's choice.
+        Exact because every product and partial sum is an integer below 2^24 (float32) or 2^53.
+        """
         g = self.geometry
+        if x.device.type == "cpu" and self.dtype == torch.float32:
+            x = x.contiguous(memory_format=torch.channels_last)
+            out = torch.mkldnn_convolution(
+                x, self.weight, None, list(g.padding), list(g.stride), list(g.dilation), g.groups
+            )
+            return out.contiguous()
         cout, cin_g, kh, kw = self.int_weight_shape
-        b, cin, h, w = x.shape
+        b, _, h, w = x.shape
         cols = F.unfold(x, (kh, kw), dilation=g.dilation, padding=g.padding, stride=g.stride)
         hout = (h + 2 * g.padding[0] - g.dilation[0] * (kh - 1) - 1) // g.stride[0] + 1
         wout = (w + 2 * g.padding[1] - g.dilation[1] * (kw - 1) - 1) // g.stride[1] + 1
-        groups = g.groups
-        cols = cols.view(b, groups, cin_g * kh * kw, hout * wout)
-        wg = self.weight.view(groups, cout // groups, cin_g * kh * kw)
-        out = torch.einsum("gok,bgkl->bgol", wg, cols)
+        k = cin_g * kh * kw
+        cols = cols.view(b, g.groups, k, hout * wout)
+        wg = self.weight.reshape(g.groups, cout // g.groups, k)
+        out = torch.cat([torch.matmul(wg[i], cols[:, i]) for i in range(g.groups)], dim=1)
         return out.reshape(b, cout, hout, wout)
 
 

@@ -93,3 +93,23 @@ def test_same_integers_on_gpu():
             trace.append(torch.stack([s.long(), u, v]).cpu())
         states[dev] = torch.stack(trace)
     assert torch.equal(states["cpu"], states["cuda"])
+
+
+@pytest.mark.parametrize(
+    "neuron", [CubaNeuron(4096, 0, 40), CubaNeuron(1000, 300, 50), CubaNeuron(0, 77, 3000)]
+)
+def test_int32_safe_path_equals_general_path(neuron):
+    """Within |a| <= INT32_SAFE_INPUT the int32 fast path gives the int64 path's exact integers."""
+    from snn2loihi.neuron import INT32_SAFE_INPUT
+
+    g = torch.Generator().manual_seed(1)
+    a = torch.randint(-INT32_SAFE_INPUT, INT32_SAFE_INPUT + 1, (30, 500), generator=g)
+    bias = torch.randint(-4096, 4096, (500,), generator=g)
+    u64 = v64 = torch.zeros(500, dtype=torch.int64)
+    u32 = v32 = torch.zeros(500, dtype=torch.int32)
+    for step in range(30):
+        s64, u64, v64 = cuba_step(a[step], u64, v64, bias, neuron)
+        s32, u32, v32 = cuba_step(a[step].int(), u32, v32, bias.int(), neuron, int32_safe=True)
+        assert (
+            torch.equal(s64, s32) and torch.equal(u64, u32.long()) and torch.equal(v64, v32.long())
+        )
