@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from snn2loihi.deploy.emulator import Emulator
-from snn2loihi.deploy.lava_runner import run_lava
 
 from snn2loihi.atomic import atomic_path
+from snn2loihi.deploy.emulator import Emulator
+from snn2loihi.deploy.lava_runner import run_lava
 from snn2loihi.netgen import CIFAR, SMALL, random_network
 from snn2loihi.netx_io import write_network
 

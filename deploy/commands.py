@@ -51,9 +51,9 @@ def _inputs(args, net, *, allow_random: bool):
 
 def cmd_parity(args) -> int:
     import numpy as np
-    from snn2loihi.deploy.parity import run_parity
 
     from snn2loihi.atomic import atomic_path
+    from snn2loihi.deploy.parity import run_parity
     from snn2loihi.netx_io import read_network
 
     net = read_network(args.net, input_shape=args.input_shape)

@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from snn2loihi.deploy.emulator import Emulator, check_input
 from snn2loihi.deploy.lava_runner import run_lava
-
 from snn2loihi.netx_io import read_network
 
 log = logging.getLogger(__name__)

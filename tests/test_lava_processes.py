@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 import pytest
-from snn2loihi.deploy.lava_runner import run_lava
 
+from snn2loihi.deploy.lava_runner import run_lava
 from snn2loihi.errors import LavaRunError, LavaUnavailableError
 from snn2loihi.netgen import CIFAR, SMALL, random_network
 

@@ -6,9 +6,9 @@ import dataclasses
 
 import numpy as np
 import pytest
+
 from snn2loihi.deploy.emulator import Emulator
 from snn2loihi.deploy.lava_runner import run_lava
-
 from snn2loihi.netgen import ConvSpec, NetSpec, random_network
 from snn2loihi.schema import CubaNeuron
 

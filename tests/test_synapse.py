@@ -130,3 +130,22 @@ def test_gpu_fp32_and_tf32_paths_are_exact():
         assert syn.dtype == torch.float32
         np.testing.assert_array_equal(syn(torch.as_tensor(x, device="cuda")).cpu().numpy(), ref)
     torch.backends.cuda.matmul.allow_tf32 = False
+
+
+@pytest.mark.parametrize(
+    ("batch", "cin", "cout", "kernel", "stride", "padding"),
+    [
+        (1, 3, 16, (3, 3), 1, 1),
+        (40, 16, 32, (3, 3), 1, 1),
+        (2, 8, 8, (1, 1), 1, 0),
+        (33, 32, 64, (5, 5), 2, 2),
+    ],
+)
+def test_cpu_conv_path_is_exact_for_common_shapes(batch, cin, cout, kernel, stride, padding):
+    """Winograd/FFT-prone shapes (3x3 stride 1, batch 1, 1x1) stay exact on the chosen path."""
+    rng = np.random.default_rng(batch)
+    w = rng.integers(-256, 255, size=(cout, cin, *kernel))
+    geom = ConvGeometry((stride, stride), (padding, padding), (1, 1), 1)
+    syn = IntegerSynapse("conv", w, input_max=1, geometry=geom)
+    x = (rng.random((batch, cin, 12, 12)) < 0.5).astype(np.int64)
+    np.testing.assert_array_equal(syn(torch.as_tensor(x)).numpy(), _conv_ref(x, w, geom))
