@@ -15,7 +15,13 @@ import h5py
 import numpy as np
 
 from snn2loihi.atomic import atomic_path
-from snn2loihi.errors import NetXFormatError, NetXValidationError, UnsupportedLayerError, where
+from snn2loihi.errors import (
+    NetXFormatError,
+    NetXValidationError,
+    Snn2LoihiError,
+    UnsupportedLayerError,
+    where,
+)
 from snn2loihi.schema import (
     REFUSED_TYPES,
     SUPPORTED_TYPES,
@@ -269,6 +275,30 @@ def _read_layer(g: h5py.Group, path: Path, index: int) -> Layer:
     return DenseLayer(shape=shape, weight=w, neuron=r.neuron(), bias=r.bias(w.shape[0]))
 
 
+def _read_layers(f: h5py.File, path: Path) -> list[Layer]:
+    """Read every layer group in numeric order (h5py errors propagate to the caller)."""
+    if "layer" not in f or not isinstance(f["layer"], h5py.Group):
+        raise NetXFormatError(f"{path}: no 'layer' group; not a NetX network file")
+    names = list(f["layer"].keys())
+    if not names:
+        raise NetXFormatError(f"{path}: the 'layer' group is empty")
+    if len(names) > MAX_LAYERS:
+        raise NetXFormatError(f"{path}: {len(names)} layers, more than the limit {MAX_LAYERS}")
+    expected = {str(i) for i in range(len(names))}
+    if set(names) != expected:
+        odd = sorted(set(names) - expected)
+        raise NetXFormatError(
+            f"{path}: layer groups must be named 0..{len(names) - 1} without gaps; found {odd}"
+        )
+    layers = []
+    for i in range(len(names)):
+        g = f["layer"][str(i)]
+        if not isinstance(g, h5py.Group):
+            raise NetXFormatError(f"{where(path, i)}: is a dataset, expected a group")
+        layers.append(_read_layer(g, path, i))
+    return layers
+
+
 def read_network(
     path: str | os.PathLike, *, input_shape: tuple[int, ...] | None = None
 ) -> NetXNetwork:
@@ -287,25 +317,14 @@ def read_network(
     except OSError as exc:
         raise NetXFormatError(f"{path}: not a readable HDF5 file ({exc})") from None
     with f:
-        if "layer" not in f or not isinstance(f["layer"], h5py.Group):
-            raise NetXFormatError(f"{path}: no 'layer' group; not a NetX network file")
-        names = list(f["layer"].keys())
-        if not names:
-            raise NetXFormatError(f"{path}: the 'layer' group is empty")
-        if len(names) > MAX_LAYERS:
-            raise NetXFormatError(f"{path}: {len(names)} layers, more than the limit {MAX_LAYERS}")
-        expected = {str(i) for i in range(len(names))}
-        if set(names) != expected:
-            odd = sorted(set(names) - expected)
+        try:
+            layers = _read_layers(f, path)
+        except Snn2LoihiError:
+            raise
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
             raise NetXFormatError(
-                f"{path}: layer groups must be named 0..{len(names) - 1} without gaps; found {odd}"
-            )
-        layers = []
-        for i in range(len(names)):
-            g = f["layer"][str(i)]
-            if not isinstance(g, h5py.Group):
-                raise NetXFormatError(f"{where(path, i)}: is a dataset, expected a group")
-            layers.append(_read_layer(g, path, i))
+                f"{path}: corrupt or unreadable HDF5 content ({type(exc).__name__}: {exc})"
+            ) from None
     first = layers[0]
     if isinstance(first, InputLayer):
         in_shape = first.shape
