@@ -16,7 +16,10 @@ from snn2loihi.errors import Snn2LoihiError
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 # Modules whose ``add_commands(subparsers)`` registers subcommands (imported lazily, no heavy work).
-COMMAND_MODULES = ("snn2loihi.deploy.commands",)
+COMMAND_MODULES = (
+    "snn2loihi.deploy.commands",
+    "snn2loihi.train.commands",
+)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -45,3 +45,7 @@ def where(path: object | None, layer: int | None = None, field: str | None = Non
     if field is not None:
         parts.append(f"field '{field}'")
     return ": ".join(parts)
+
+
+class ConfigError(Snn2LoihiError):
+    """A training configuration key has an unknown name or an invalid value."""

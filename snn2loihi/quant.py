@@ -1,0 +1,131 @@
+"""The integer grid shared by training's SNN branch and export: one definition, pure functions.
+
+A float layer with per-step weights ``w`` (Cout, fan_in...), per-step bias ``b`` (Cout,) and one
+threshold ``th`` becomes Loihi integers with a per-layer scale ``s`` (float units per integer):
+``W = round(w / s)`` (signed ``weight_bits``), ``bias_mant = round(b / s)`` (13-bit) and
+``vThMant = floor(th / s)`` (17-bit). The IF neuron then computes in integers exactly what the
+float neuron computes on the rounded values: ``v += W.x + bias_mant``, spike when ``v > vThMant``.
+
+``choose_scale`` also keeps the integer network inside the chip's 24-bit ``u``/``v``: the synaptic
+input of one step stays below 2^17 (``a << 6`` < 2^23, no wrap), and a readout layer's ``v``
+never reaches its threshold or saturates over the whole window.
+All functions take and return torch tensors and are differentiable where the result is float.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from snn2loihi.schema import BIAS_MAX, BIAS_MIN, UV_BITS, VTH_MAX, WEIGHT_MAX
+
+ACT_SHIFT = 6  # a, bias and vThMant are shifted left by 6 bits inside the neuron
+A_MAX = 2 ** (UV_BITS - 1 - ACT_SHIFT) - 1  # largest |a| (mantissa units) that never wraps u
+READOUT_V_MAX = VTH_MAX - 1  # a readout neuron's |v| (mantissa units) stays at or below this
+DEFAULT_WEIGHT_BITS = 8
+
+
+def weight_limits(bits: int = DEFAULT_WEIGHT_BITS) -> tuple[int, int]:
+    """Signed integer weight range ``(qmin, qmax)`` for ``bits`` (2..9).
+
+    9 bits use the schema's full range, except that +255 is left out: Lava clips mixed-sign
+    dense weights to 254.
+    """
+    if not 2 <= bits <= 9:
+        raise ValueError(f"weight_bits = {bits} must be in 2..9")
+    return -(2 ** (bits - 1)), min(2 ** (bits - 1) - 1, WEIGHT_MAX - 1)
+
+
+def fold_input_normalization(
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    pixel_scale: float = 1 / 255,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold ``x_n = (x * pixel_scale - mean_c) / std_c`` into the first layer.
+
+    ``weight``: conv (Cout, C, kH, kW) or dense (Nout, C*H*W) in CHW order; ``bias``: (Cout,).
+    Returns ``(w, b)`` such that ``w . x + b == weight . x_n + bias`` on raw pixels ``x``
+    (0..255). For a padded conv this holds where the kernel does not overlap the padding; the
+    training model applies this folded form itself, so its padding is raw-zero pixels as on chip.
+    """
+    c = len(mean)
+    m = torch.as_tensor(mean, dtype=weight.dtype, device=weight.device)
+    sd = torch.as_tensor(std, dtype=weight.dtype, device=weight.device)
+    grouped = weight.reshape(weight.shape[0], c, -1)
+    w = grouped * (pixel_scale / sd).view(1, c, 1)
+    b = bias - (grouped * (m / sd).view(1, c, 1)).sum(dim=(1, 2))
+    return w.reshape(weight.shape), b
+
+
+def fold_channel_thresholds(
+    weight: torch.Tensor, bias: torch.Tensor, thresholds: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fold per-channel thresholds ``th_c`` (Cout,) into one layer threshold (exact for IF).
+
+    Channel c's weights and bias are scaled by ``th / th_c`` with ``th = max(th_c)``, so a
+    neuron crosses ``th`` exactly when the unscaled one crosses ``th_c``.
+    Returns ``(weight, bias, th)`` with ``th`` a 0-d tensor.
+    """
+    th = thresholds.max()
+    ratio = th / thresholds
+    shape = (-1,) + (1,) * (weight.ndim - 1)
+    return weight * ratio.view(shape), bias * ratio, th
+
+
+def choose_scale(
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    weight_bits: int = DEFAULT_WEIGHT_BITS,
+    input_max: int = 1,
+    threshold: float | None = None,
+    readout_steps: int | None = None,
+) -> float:
+    """Per-layer scale ``s`` (float units per integer unit) of a layer's integer grid.
+
+    The smallest ``s`` such that: every weight fits ``weight_bits``; every bias fits 13 bits;
+    ``threshold / s`` fits 17 bits; one step's input ``|W.x|`` stays <= ``A_MAX`` for inputs in
+    ``0..input_max`` (after rounding); and, for a readout layer (``readout_steps`` = T),
+    ``T * (|W.x| + |bias|)`` stays <= ``READOUT_V_MAX`` so ``v`` never spikes nor saturates.
+    """
+    w = weight.detach().double().reshape(weight.shape[0], -1)
+    b = torch.zeros(w.shape[0], dtype=torch.float64) if bias is None else bias.detach().double()
+    b = b.to(w.device)
+    fan_in = w.shape[1]
+    _, qmax = weight_limits(weight_bits)
+    row_sum = torch.maximum(w.clamp(min=0).sum(1), (-w).clamp(min=0).sum(1))
+    round_slack = 0.5 * fan_in * input_max  # rounding can add 1/2 per weight
+    candidates = [
+        float(w.abs().max()) / qmax,
+        float(b.abs().max()) / BIAS_MAX,
+        float(row_sum.max()) * input_max / max(A_MAX - round_slack, 1.0),
+    ]
+    if threshold is not None:
+        candidates.append(float(threshold) / VTH_MAX)
+    if readout_steps is not None:
+        per_step = float((row_sum * input_max + b.abs()).max())
+        budget = READOUT_V_MAX / readout_steps - round_slack - 0.5
+        candidates.append(per_step / max(budget, 1.0))
+    scale = max(candidates)
+    return scale if scale > 0 and math.isfinite(scale) else 1.0
+
+
+def quantize_weight(
+    weight: torch.Tensor, scale: float, weight_bits: int = DEFAULT_WEIGHT_BITS
+) -> torch.Tensor:
+    """Integer weights ``round(weight / scale)`` clipped to ``weight_bits`` (int64)."""
+    qmin, qmax = weight_limits(weight_bits)
+    return torch.round(weight.detach() / scale).clamp(qmin, qmax).to(torch.int64)
+
+
+def quantize_bias(bias: torch.Tensor, scale: float) -> torch.Tensor:
+    """Per-step ``bias_mant = round(bias / scale)`` clipped to 13 bits (int64)."""
+    return torch.round(bias.detach() / scale).clamp(BIAS_MIN, BIAS_MAX).to(torch.int64)
+
+
+def quantize_threshold(threshold: float, scale: float) -> int:
+    """``vThMant = floor(threshold / scale)``: integer v exceeds it iff ``v * scale > threshold``."""
+    return int(min(max(math.floor(float(threshold) / scale), 0), VTH_MAX))

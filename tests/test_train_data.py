@@ -1,0 +1,50 @@
+"""Data sources and augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from snn2loihi.errors import ConfigError
+from snn2loihi.train.config import resolve
+from snn2loihi.train.data import augment, load_datasets
+
+
+def test_augment_crops_with_zero_padding_and_flips_deterministically():
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.int64).remainder(250).add(1).to(torch.uint8)
+    x = x.view(2, 3, 6, 6)
+    a = augment(x, torch.Generator().manual_seed(0), crop_padding=2)
+    b = augment(x, torch.Generator().manual_seed(0), crop_padding=2)
+    assert a.shape == x.shape and a.dtype == torch.uint8 and torch.equal(a, b)
+    for i in range(2):  # every crop is a shifted (maybe flipped) window of the padded image
+        padded = torch.nn.functional.pad(x[i], (2, 2, 2, 2))
+        windows = [
+            padded[:, r : r + 6, c : c + 6].flip(2) if f else padded[:, r : r + 6, c : c + 6]
+            for r in range(5)
+            for c in range(5)
+            for f in (0, 1)
+        ]
+        assert any(torch.equal(a[i], w) for w in windows)
+    same = augment(x, torch.Generator(), crop_padding=0, flip=False)
+    assert torch.equal(same, x)
+
+
+def test_imagefolder_reads_class_folders(tmp_path):
+    for split in ("train", "test"):
+        for label in ("cat", "dog"):
+            d = tmp_path / split / label
+            d.mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(np.full((5, 5, 3), 40 * i, np.uint8)).save(d / f"{i}.png")
+    cfg = resolve(None, ["data.dataset='imagefolder'", f"data.root='{tmp_path}'"])
+    train, test, classes = load_datasets(cfg["data"])
+    assert classes == 2 and len(train) == 4 and tuple(train.x.shape[1:]) == (3, 5, 5)
+    assert train.y.tolist() == [0, 0, 1, 1]
+
+
+def test_missing_torchvision_folder_names_the_root(tmp_path):
+    cfg = resolve(None, ["data.dataset='cifar10'", f"data.root='{tmp_path}'"])
+    with pytest.raises(ConfigError, match="data.root"):
+        load_datasets(cfg["data"])

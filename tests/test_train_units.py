@@ -1,0 +1,101 @@
+"""Mapping units, BN folding, pooled-kernel folding, input normalization and threshold folding."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from train_helpers import calibrated_model
+
+from snn2loihi.quant import fold_channel_thresholds, fold_input_normalization
+from snn2loihi.train.fold import fold_batchnorm, step_layers
+from snn2loihi.train.layers import SynapticLayer, expand_pooled_kernel
+from snn2loihi.train.mapping import mapping_unit, resu, stsu
+from snn2loihi.train.snn_branch import run_float_snn
+
+
+def test_stsu_forwards_counts_and_passes_gradient_straight_through():
+    act = torch.tensor([0.0, 0.4, 2.5, 1.0], requires_grad=True)
+    counts = torch.tensor([1.0, 0.0, 3.0, 1.0])
+    y = stsu(act, counts)
+    assert torch.equal(y.detach(), counts)
+    (y * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
+    assert torch.equal(act.grad, torch.tensor([1.0, 2.0, 3.0, 4.0]))
+
+
+def test_resu_masks_counts_where_the_ann_is_silent():
+    act = torch.tensor([0.0, 0.4, 2.5, 0.0], requires_grad=True)
+    counts = torch.tensor([2.0, 0.0, 3.0, 1.0])
+    y = resu(act, counts)
+    assert torch.equal(y.detach(), torch.tensor([0.0, 0.0, 3.0, 0.0]))
+    y.sum().backward()
+    assert torch.equal(act.grad, torch.ones(4))
+    assert mapping_unit("resu") is resu and mapping_unit("stsu") is stsu
+
+
+def test_gradient_reaches_weights_through_relu_and_bn():
+    layer = SynapticLayer("dense", 5, 3)
+    x = torch.randn(8, 5)
+    a = layer.bn(layer.synapse(x, *layer.affine()))
+    y = stsu(F.relu(a), torch.ones_like(a))
+    y.sum().backward()
+    assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
+
+
+def test_batchnorm_folding_equals_the_unfolded_layer():
+    torch.manual_seed(3)
+    for kind, x in (("conv", torch.randn(4, 3, 9, 9)), ("dense", torch.randn(4, 7))):
+        layer = SynapticLayer(kind, x.shape[1], 6)
+        layer.train()
+        for _ in range(3):
+            layer.bn(layer.synapse(x * 2 + 1, *layer.affine()))
+        with torch.no_grad():
+            layer.bn.weight.uniform_(0.5, 2)
+            layer.bn.bias.uniform_(-1, 1)
+        layer.eval()
+        ref = layer.bn(layer.synapse(x, *layer.affine()))
+        w, b = fold_batchnorm(*layer.affine(), layer.bn)
+        torch.testing.assert_close(layer.synapse(x, w, b), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_average_pooling_folds_into_one_strided_conv():
+    torch.manual_seed(4)
+    layer = SynapticLayer("conv", 3, 5, pool=2)
+    x = torch.randn(2, 3, 8, 8)
+    ref = F.conv2d(F.avg_pool2d(x, 2), layer.weight, layer.bias, padding=1)
+    w, b = layer.affine()
+    assert w.shape == (5, 3, 6, 6) and layer.geometry == (2, 2)
+    torch.testing.assert_close(layer.synapse(x, w, b), ref, rtol=1e-5, atol=1e-5)
+    assert layer.output_hw((8, 8)) == (4, 4)
+    assert torch.equal(expand_pooled_kernel(layer.weight, 1), layer.weight)
+
+
+def test_input_normalization_folds_into_the_first_layer():
+    torch.manual_seed(5)
+    mean, std = (0.2, 0.5), (0.3, 0.25)
+    x = torch.randint(0, 256, (4, 2, 5, 5)).float()
+    xn = (x / 255 - torch.tensor(mean).view(1, 2, 1, 1)) / torch.tensor(std).view(1, 2, 1, 1)
+    w_dense, b_dense = torch.randn(6, 50), torch.randn(6)
+    wf, bf = fold_input_normalization(w_dense, b_dense, mean, std)
+    torch.testing.assert_close(
+        F.linear(x.flatten(1), wf, bf), F.linear(xn.flatten(1), w_dense, b_dense)
+    )
+    w_conv, b_conv = torch.randn(6, 2, 3, 3), torch.randn(6)
+    wf, bf = fold_input_normalization(w_conv, b_conv, mean, std)
+    # exact without padding (with padding the model pads raw zero pixels, as the chip does)
+    torch.testing.assert_close(F.conv2d(x, wf, bf), F.conv2d(xn, w_conv, b_conv))
+
+
+def test_per_channel_thresholds_fold_exactly_into_one_layer_threshold():
+    torch.manual_seed(6)
+    model = calibrated_model(steps=5)
+    x = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8)
+    layers = step_layers(model)
+    ref = run_float_snn(layers, x, 5, model.flatten_index)
+    for sl in layers[:-1]:
+        sl.weight, sl.bias, th = fold_channel_thresholds(
+            sl.weight.double(), sl.bias.double(), sl.thresholds.double()
+        )
+        sl.thresholds = torch.full_like(sl.thresholds, float(th), dtype=torch.float64)
+    folded = run_float_snn(layers, x, 5, model.flatten_index)
+    for a, b in zip(ref.counts, folded.counts, strict=True):
+        assert (a != b).float().mean() < 0.01  # float rounding at exact ties only

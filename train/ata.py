@@ -1,0 +1,64 @@
+"""ATA: adaptive threshold adjustment against "noisy spikes".
+
+A noisy spike is a neuron whose ANN activation is 0 (pre-activation <= 0) but whose SNN
+counterpart fired. Per spiking layer and training iteration, the fraction of noisy positions is
+measured over the batch (``granularity="layer"``) or per output channel (``"channel"``); where it
+exceeds ``tolerance`` the thresholds rise by ``step``. Thresholds never fall.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+from snn2loihi.train.model import SpikingNet
+
+GRANULARITIES = ("layer", "channel")
+
+
+@torch.no_grad()
+def noisy_spike_rates(
+    pre: torch.Tensor, counts: torch.Tensor, granularity: str = "layer"
+) -> torch.Tensor:
+    """Noisy-spike fraction: a 0-d tensor (layer) or (C,) per channel.
+
+    ``pre``: BN output (B, C, ...) of the ANN branch; ``counts``: spike counts, same shape.
+    Under ``torch.distributed`` the counts are summed over all ranks, so every rank agrees.
+    """
+    noisy = ((pre <= 0) & (counts > 0)).to(torch.float64)
+    if granularity == "layer":
+        num, den = noisy.sum(), torch.tensor(float(noisy.numel()), dtype=torch.float64)
+    elif granularity == "channel":
+        dims = [d for d in range(noisy.ndim) if d != 1]
+        num = noisy.sum(dims)
+        den = torch.full_like(num, noisy.numel() / noisy.shape[1])
+    else:
+        raise ValueError(f"unknown ATA granularity {granularity!r}; expected {GRANULARITIES}")
+    if dist.is_available() and dist.is_initialized():
+        both = torch.stack([num.reshape(-1), den.to(num.device).reshape(-1)])
+        dist.all_reduce(both)
+        num, den = both[0].reshape(num.shape), both[1].reshape(num.shape)
+    return num / den.to(num.device)
+
+
+@torch.no_grad()
+def adjust_thresholds(
+    model: SpikingNet,
+    pre: list[torch.Tensor],
+    counts: list[torch.Tensor],
+    *,
+    tolerance: float = 0.1,
+    step: float = 0.01,
+    granularity: str = "layer",
+) -> list[float]:
+    """Raise the thresholds of layers (or channels) whose noisy-spike rate exceeds ``tolerance``.
+
+    Returns each spiking layer's mean noisy-spike rate.
+    """
+    rates = []
+    for layer, a, n in zip(model.spiking_layers, pre, counts, strict=True):
+        r = noisy_spike_rates(a.detach().float(), n, granularity)
+        raise_mask = (r > tolerance).to(layer.thresholds.dtype).to(layer.thresholds.device)
+        layer.thresholds += step * raise_mask
+        rates.append(float(r.mean()))
+    return rates

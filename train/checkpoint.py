@@ -1,0 +1,60 @@
+"""Checkpoints: written atomically each epoch, loadable with ``torch.load(weights_only=True)``.
+
+A checkpoint holds the model ``state_dict`` (thresholds included, as buffers), the thresholds
+again by layer index, the resolved config, the optimizer and scheduler states, the finished
+epoch and its metrics. The resolved config is also saved beside it as ``config.toml``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from snn2loihi.atomic import atomic_path
+from snn2loihi.errors import ConfigError
+from snn2loihi.train.config import dump_toml
+
+log = logging.getLogger(__name__)
+
+LAST = "last.pt"
+BEST = "best.pt"
+
+
+def save_checkpoint(
+    path: Path, *, model, optimizer, scheduler, epoch: int, config: dict, metrics: dict
+) -> Path:
+    """Write a checkpoint atomically to ``path`` and ``config.toml`` beside it."""
+    state = {
+        "model": model.state_dict(),
+        "thresholds": {
+            str(i): ly.thresholds.detach().cpu().clone()
+            for i, ly in enumerate(model.layers)
+            if ly.spiking
+        },
+        "config": config,
+        "optimizer": optimizer.state_dict() if optimizer is not None else {},
+        "scheduler": scheduler.state_dict() if scheduler is not None else {},
+        "epoch": epoch,
+        "metrics": metrics,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    with atomic_path(path.parent / "config.toml") as tmp:
+        tmp.write_text(dump_toml(config))
+    log.info("checkpoint %s (epoch %d)", path, epoch)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint safely (``weights_only=True``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / LAST
+    if not path.is_file():
+        raise ConfigError(f"checkpoint '{path}' does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise ConfigError(f"checkpoint '{path}' cannot be loaded ({exc})") from None

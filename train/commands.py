@@ -1,0 +1,74 @@
+"""CLI subcommand of the training stage: ``snn2loihi train``."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def cmd_train(args) -> int:
+    from snn2loihi.train.checkpoint import load_checkpoint
+    from snn2loihi.train.config import resolve
+    from snn2loihi.train.trainer import train
+
+    overrides = list(args.set or [])
+    for flag, key in (
+        ("method", "train.method"),
+        ("steps", "train.steps"),
+        ("epochs", "train.epochs"),
+        ("seed", "train.seed"),
+        ("device", "train.device"),
+        ("dataset", "data.dataset"),
+        ("data_root", "data.root"),
+        ("out", "output.dir"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={json.dumps(value)}")
+    if args.float_snn:
+        overrides.append("train.float_snn=true")
+    if args.no_progress:
+        overrides.append("output.progress=false")
+    base = None
+    if args.resume and args.config is None:
+        base = load_checkpoint(args.resume)["config"]
+    config = resolve(args.config, overrides, base=base)
+    metrics = train(config, resume=args.resume)
+    summary = {
+        k: metrics[k] for k in ("epoch", "ann_acc", "snn_acc", "spikes_total") if k in metrics
+    }
+    print(json.dumps(summary))
+    return 0
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train an SNN with SNN2ANN (or BPTT) on Loihi's integer neuron",
+        description="Train with SNN2ANN: a T-step integer Loihi SNN branch (exactly what export "
+        "deploys) and one ANN pass with spike counts substituted. Config: TOML or YAML file, "
+        "overridden by --set section.key=value and the explicit flags.",
+    )
+    p.add_argument("--config", "-c", help="config file (.toml, .yaml)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set train.lr=0.05 (repeatable)",
+    )
+    p.add_argument("--method", choices=("snn2ann", "bptt"))
+    p.add_argument("--steps", "-T", type=int, help="time steps T")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--dataset", help="digits, mnist, cifar10, cifar100, imagefolder, npz")
+    p.add_argument("--data-root", help="dataset folder (torchvision layout or imagefolder)")
+    p.add_argument("--out", help="output folder for checkpoints and logs")
+    p.add_argument(
+        "--float-snn", action="store_true", help="ablation: unquantized float SNN branch"
+    )
+    p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint or its folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)

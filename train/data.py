@@ -1,0 +1,211 @@
+"""Datasets as in-memory uint8 images (N, C, H, W) with int64 labels, and batch augmentation.
+
+Sources: ``digits`` (``sklearn.datasets.load_digits``, embedded, 8x8 values 0..16 scaled to
+0..255), ``mnist``/``cifar10``/``cifar100`` (standard torchvision folders under ``root``, never
+downloaded), ``imagefolder`` (``root/train`` and ``root/test`` or ``root/val``), and ``npz``
+(files with ``x`` uint8 NHWC or NHW and ``y`` labels).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from snn2loihi.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DATASETS = ("digits", "mnist", "cifar10", "cifar100", "imagefolder", "npz")
+
+
+@dataclass
+class ImageData:
+    """``x``: uint8 (N, C, H, W); ``y``: int64 (N,)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel mean and std of ``x / 255`` (accumulated in chunks, float64)."""
+        c = self.x.shape[1]
+        total = torch.zeros(c, dtype=torch.float64)
+        total_sq = torch.zeros(c, dtype=torch.float64)
+        for chunk in torch.split(self.x, 4096):
+            xf = chunk.to(torch.float64).div_(255).transpose(0, 1).reshape(c, -1)
+            total += xf.sum(1)
+            total_sq += xf.square().sum(1)
+        count = self.x.numel() / c
+        mean = total / count
+        std = (total_sq / count - mean.square()).clamp(min=1e-6).sqrt()
+        return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def _from_nhwc(x: np.ndarray, y: np.ndarray, source: str) -> ImageData:
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise ConfigError(f"{source}: images have shape {x.shape}, expected NHWC or NHW")
+    if x.dtype != np.uint8:
+        if x.min() < 0 or x.max() > 255 or not np.array_equal(x, np.round(x)):
+            raise ConfigError(f"{source}: images must be uint8 pixels 0..255 (got {x.dtype})")
+        x = x.astype(np.uint8)
+    y = np.asarray(y).astype(np.int64).reshape(-1)
+    if len(y) != len(x):
+        raise ConfigError(f"{source}: {len(x)} images but {len(y)} labels")
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    return ImageData(xt, torch.from_numpy(y))
+
+
+def _split(data: ImageData, fraction: float, seed: int) -> tuple[ImageData, ImageData]:
+    n = len(data)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_test = int(round(n * fraction))
+    test, train = perm[:n_test], perm[n_test:]
+    return ImageData(data.x[train], data.y[train]), ImageData(data.x[test], data.y[test])
+
+
+def _digits(cfg: dict) -> tuple[ImageData, ImageData]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = np.round(d.images * (255 / 16)).astype(np.uint8)
+    return _split(_from_nhwc(x, d.target, "digits"), cfg["test_fraction"], cfg["split_seed"])
+
+
+def _torchvision(cfg: dict, name: str) -> tuple[ImageData, ImageData]:
+    import torchvision
+
+    cls = {
+        "mnist": torchvision.datasets.MNIST,
+        "cifar10": torchvision.datasets.CIFAR10,
+        "cifar100": torchvision.datasets.CIFAR100,
+    }[name]
+    out = []
+    for train in (True, False):
+        try:
+            ds = cls(cfg["root"], train=train, download=False)
+        except (RuntimeError, OSError) as exc:
+            raise ConfigError(f"data.root = '{cfg['root']}': no {name} dataset ({exc})") from None
+        x = ds.data.numpy() if isinstance(ds.data, torch.Tensor) else ds.data
+        out.append(_from_nhwc(x, np.asarray(ds.targets), f"{name} at {cfg['root']}"))
+    return out[0], out[1]
+
+
+def _image_folder(root: Path, channels: int, size: int) -> ImageData:
+    from PIL import Image
+
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    xs, ys = [], []
+    for label, name in enumerate(classes):
+        for f in sorted((root / name).iterdir()):
+            if f.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"):
+                continue
+            img = Image.open(f).convert("L" if channels == 1 else "RGB")
+            if size:
+                img = img.resize((size, size))
+            xs.append(np.asarray(img, dtype=np.uint8))
+            ys.append(label)
+    if not xs:
+        raise ConfigError(f"data.root = '{root}': no images found")
+    shapes = {a.shape for a in xs}
+    if len(shapes) > 1:
+        raise ConfigError(
+            f"data.root = '{root}': images differ in size {shapes}; set data.image_size"
+        )
+    return _from_nhwc(np.stack(xs), np.array(ys), str(root))
+
+
+def _imagefolder(cfg: dict) -> tuple[ImageData, ImageData]:
+    root = Path(cfg["root"])
+    if not (root / "train").is_dir():
+        raise ConfigError(f"data.root = '{root}': expected {root}/train and {root}/test (or val)")
+    test_dir = root / "test" if (root / "test").is_dir() else root / "val"
+    ch, size = cfg["channels"] or 3, cfg["image_size"]
+    return _image_folder(root / "train", ch, size), _image_folder(test_dir, ch, size)
+
+
+def _npz_file(path: str, key: str) -> ImageData:
+    if not path:
+        raise ConfigError(f"{key} must name a .npz file for data.dataset = 'npz'")
+    try:
+        with np.load(path) as f:
+            return _from_nhwc(f["x"], f["y"], path)
+    except (OSError, KeyError, ValueError) as exc:
+        raise ConfigError(f"{key} = '{path}': cannot read x/y arrays ({exc})") from None
+
+
+def _npz(cfg: dict) -> tuple[ImageData, ImageData]:
+    train = _npz_file(cfg["train"], "data.train")
+    if cfg["test"]:
+        return train, _npz_file(cfg["test"], "data.test")
+    return _split(train, cfg["test_fraction"], cfg["split_seed"])
+
+
+def load_datasets(cfg: dict) -> tuple[ImageData, ImageData, int]:
+    """Train and test data of the ``[data]`` config section, and the number of classes.
+
+    Raises :class:`ConfigError` for an empty split or labels outside ``0..num_classes-1``.
+    """
+    name = cfg["dataset"]
+    if name == "digits":
+        train, test = _digits(cfg)
+    elif name in ("mnist", "cifar10", "cifar100"):
+        train, test = _torchvision(cfg, name)
+    elif name == "imagefolder":
+        train, test = _imagefolder(cfg)
+    elif name == "npz":
+        train, test = _npz(cfg)
+    else:
+        raise ConfigError(f"data.dataset = '{name}' is not one of {', '.join(DATASETS)}")
+    for split, d in (("train", train), ("test", test)):
+        if len(d) == 0:
+            raise ConfigError(f"data.dataset = '{name}': the {split} split is empty")
+    num_classes = cfg["num_classes"] or int(max(train.y.max(), test.y.max())) + 1
+    for split, d in (("train", train), ("test", test)):
+        lo, hi = int(d.y.min()), int(d.y.max())
+        if lo < 0 or hi >= num_classes:
+            raise ConfigError(
+                f"data.num_classes = {num_classes}: {split} labels span [{lo}, {hi}], "
+                f"expected 0..{num_classes - 1}"
+            )
+    if train.x.shape[1:] != test.x.shape[1:]:
+        raise ConfigError(
+            f"train images {tuple(train.x.shape[1:])} and test images {tuple(test.x.shape[1:])} differ in shape"
+        )
+    log.info(
+        "data %s: %d train, %d test, shape %s",
+        name,
+        len(train),
+        len(test),
+        tuple(train.x.shape[1:]),
+    )
+    return train, test, num_classes
+
+
+def augment(
+    x: torch.Tensor, generator: torch.Generator, crop_padding: int = 4, flip: bool = True
+) -> torch.Tensor:
+    """Random crop with zero padding and random horizontal flip of a uint8 batch (B, C, H, W)."""
+    b, _, h, w = x.shape
+    if crop_padding > 0:
+        p = crop_padding
+        padded = torch.nn.functional.pad(x, (p, p, p, p))
+        dy = torch.randint(0, 2 * p + 1, (b,), generator=generator)
+        dx = torch.randint(0, 2 * p + 1, (b,), generator=generator)
+        rows = (dy.view(b, 1) + torch.arange(h).view(1, h)).to(x.device)
+        cols = (dx.view(b, 1) + torch.arange(w).view(1, w)).to(x.device)
+        idx_b = torch.arange(b, device=x.device).view(b, 1, 1, 1)
+        idx_c = torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)
+        x = padded[idx_b, idx_c, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]
+    if flip:
+        mask = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+        x = torch.where(mask.view(b, 1, 1, 1), x.flip(3), x)
+    return x

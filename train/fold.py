@@ -1,0 +1,128 @@
+"""From trainable layers to per-step SNN layers: BatchNorm folding and the integer grid.
+
+``step_layers`` gives the float SNN (BN folded from running statistics, bias spread over the
+steps); ``integer_layers`` puts it on the export's integer grid (:mod:`snn2loihi.quant`). The
+integer SNN branch, :func:`snn2loihi.train.netx_model.to_netx` and therefore the emulator all
+read the same :class:`IntegerLayer` list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from snn2loihi import quant
+from snn2loihi.schema import GRADED_INPUT_MAX, VTH_MAX, CubaNeuron
+from snn2loihi.train.model import SpikingNet
+
+
+def fold_batchnorm(
+    weight: torch.Tensor, bias: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold BN's running statistics into a synapse: ``BN(W.x + b) == W'.x + b'``.
+
+    ``weight``: (Cout, ...); ``bias``: (Cout,). ``a = gamma / sqrt(var + eps)``,
+    ``W' = W * a`` per output channel, ``b' = a * (b - mean) + beta``.
+    """
+    a = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    w = weight * a.view((-1,) + (1,) * (weight.ndim - 1))
+    return w, a * (bias - bn.running_mean) + bn.bias
+
+
+@dataclass
+class StepLayer:
+    """One layer of the float SNN: what it adds to ``v`` at every step.
+
+    ``weight`` (Cout, ...) and ``bias`` (Cout,) are per step (float units); ``thresholds``
+    (Cout,) per channel, None for the readout. ``kind``/``stride``/``padding`` as run.
+    """
+
+    kind: str
+    weight: torch.Tensor
+    bias: torch.Tensor
+    thresholds: torch.Tensor | None
+    stride: int = 1
+    padding: int = 0
+
+    @property
+    def readout(self) -> bool:
+        return self.thresholds is None
+
+
+@torch.no_grad()
+def step_layers(model: SpikingNet) -> list[StepLayer]:
+    """The float SNN of ``model``: BN folded, layer 0's weights and all biases / step_divisor."""
+    out = []
+    d = float(model.step_divisor)
+    for k, layer in enumerate(model.layers):
+        w, b = model.layer_affine(k)
+        if layer.spiking:
+            w, b = fold_batchnorm(w, b, layer.bn)
+        if k == 0:
+            w = w / d
+        stride, padding = layer.geometry if layer.kind == "conv" else (1, 0)
+        th = layer.thresholds.clone() if layer.spiking else None
+        out.append(StepLayer(layer.kind, w.float(), (b / d).float(), th, stride, padding))
+    return out
+
+
+@dataclass
+class IntegerLayer:
+    """One layer on Loihi's integer grid (exactly what export writes).
+
+    ``weight`` int64 (Cout, Cin, kH, kW) or (Nout, Nin); ``bias`` int64 (Cout,) = per-step
+    ``bias_mant``; ``neuron`` holds ``vThMant``; ``scale`` is float units per integer unit;
+    ``input_max`` 255 for the graded first layer, else 1.
+    """
+
+    kind: str
+    weight: torch.Tensor
+    bias: torch.Tensor
+    neuron: CubaNeuron
+    scale: float
+    input_max: int
+    readout: bool
+    stride: int = 1
+    padding: int = 0
+
+
+@torch.no_grad()
+def integer_layers(model: SpikingNet, weight_bits: int = quant.DEFAULT_WEIGHT_BITS):
+    """Quantize ``step_layers(model)``: per-channel thresholds folded, per-layer scale chosen.
+
+    Spiking layers get ``vThMant = floor(th / s)``; the readout gets ``vThMant = 2^17 - 1`` and a
+    scale for which its ``v`` can neither reach that nor saturate within ``model.steps`` steps.
+    """
+    out = []
+    for k, sl in enumerate(step_layers(model)):
+        input_max = GRADED_INPUT_MAX if k == 0 else 1
+        w, b = sl.weight.double(), sl.bias.double()
+        if sl.readout:
+            scale = quant.choose_scale(
+                w, b, weight_bits=weight_bits, input_max=input_max, readout_steps=model.steps
+            )
+            neuron = CubaNeuron.integrate_and_fire(VTH_MAX)
+        else:
+            w, b, th = quant.fold_channel_thresholds(w, b, sl.thresholds.double())
+            scale = quant.choose_scale(
+                w, b, weight_bits=weight_bits, input_max=input_max, threshold=float(th)
+            )
+            neuron = CubaNeuron(
+                i_decay=4096, v_decay=model.v_decay, vth_mant=quant.quantize_threshold(th, scale)
+            )
+        out.append(
+            IntegerLayer(
+                sl.kind,
+                quant.quantize_weight(w, scale, weight_bits).cpu(),
+                quant.quantize_bias(b, scale).cpu(),
+                neuron,
+                scale,
+                input_max,
+                sl.readout,
+                sl.stride,
+                sl.padding,
+            )
+        )
+    return out

@@ -1,0 +1,58 @@
+"""The trained model as a NetX network: the records export writes with ``write_network``.
+
+Every conv/dense layer uses Loihi's IF neuron (``iDecay=4096``; ``vDecay=0`` unless a BPTT LIF
+model); the readout layer has ``vThMant = 2^17 - 1``, which its ``v`` never reaches: the
+prediction is ``argmax`` of the readout layer's ``v`` after the T-th step (record it with the
+emulator's ``record_state=True``), equal to the integer SNN branch's logits / scale.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from snn2loihi.schema import ConvLayer, DenseLayer, FlattenLayer, InputLayer, NetXNetwork
+from snn2loihi.train.fold import IntegerLayer, integer_layers
+from snn2loihi.train.model import SpikingNet
+
+
+def netx_records(
+    layers: list[IntegerLayer], input_shape: tuple[int, ...], shapes: list[tuple[int, ...]]
+) -> NetXNetwork:
+    """Records for integer layers with output ``shapes`` (CHW for conv, (N,) for dense)."""
+    records: list = [InputLayer(tuple(input_shape))]
+    prev = tuple(input_shape)
+    for ly, shape in zip(layers, shapes, strict=True):
+        weight = ly.weight.numpy().astype("int64")
+        bias = ly.bias.numpy().astype("int64")
+        if ly.kind == "conv":
+            records.append(
+                ConvLayer(
+                    shape=tuple(shape),
+                    weight=weight,
+                    neuron=ly.neuron,
+                    bias=bias,
+                    stride=(ly.stride, ly.stride),
+                    padding=(ly.padding, ly.padding),
+                )
+            )
+        else:
+            if len(prev) == 3:
+                records.append(FlattenLayer((math.prod(prev), 1, 1)))
+            records.append(
+                DenseLayer(shape=tuple(shape), weight=weight, neuron=ly.neuron, bias=bias)
+            )
+        prev = tuple(shape)
+    return NetXNetwork(layers=tuple(records), input_shape=tuple(input_shape))
+
+
+@torch.no_grad()
+def to_netx(model: SpikingNet, weight_bits: int = 8) -> NetXNetwork:
+    """The deployable NetX network of ``model`` (eval-mode BN statistics, current thresholds)."""
+    return netx_records(integer_layers(model, weight_bits), model.input_shape, model.layer_shapes())
+
+
+def readout_logits(v_last: torch.Tensor) -> torch.Tensor:
+    """Integer logits from the readout layer's recorded ``v`` at the last step: ``v >> 6``."""
+    return v_last.to(torch.int64) >> 6
