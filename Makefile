@@ -41,5 +41,9 @@ test-all: setup lint
 bench: setup
 	$(PY) bench/emulator_vs_lava.py
 
+# The main command: train on digits, export, Lava + emulator, parity, report in runs/demo
+demo: setup
+	$(VENV)/bin/snn2loihi demo --out runs/demo
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -105,11 +105,13 @@ def _run_in_process(
     *,
     graded: bool,
     probe_all: bool = False,
-    record_state: bool = False,
+    record_state: bool | str = False,
     backend: str = "lava",
     net: NetXNetwork | None = None,
 ) -> LavaResult:
     """Run Lava in this process (the child); see :func:`run_lava`."""
+    if record_state not in (False, True, "last"):
+        raise ValueError(f"record_state must be False, True or 'last', not {record_state!r}")
     path = Path(path)
     net_rec = net if net is not None else read_network(path)
     n, steps = x.shape[:2]
@@ -140,12 +142,16 @@ def _run_in_process(
         data=_to_lava_layout(np.asarray(x, dtype=np.int64), depth).astype(int)
     )
     src.s_out.connect(lava_net.inp)
-    probed = list(range(depth)) if probe_all or record_state else [depth - 1]
+    probed = list(range(depth)) if probe_all or record_state is True else [depth - 1]
+
+    def with_state(k: int) -> bool:
+        return record_state is True or (record_state == "last" and k == depth - 1)
+
     monitors = {}
     for k in probed:
         layer = lava_net.layers[k]
         targets = {"s": layer.neuron.s_out}
-        if record_state:
+        if with_state(k):
             targets.update(u=layer.neuron.u, v=layer.neuron.v)
         for name, target in targets.items():
             mon = Monitor()
@@ -166,7 +172,7 @@ def _run_in_process(
         shape = tuple(syn_layers[k][1].shape)
         shape = shape if len(shape) == 3 else (int(np.prod(shape)),)
         result.spikes.append(_windows(records[(k, "s")], k, n, steps, shape).astype(np.uint8))
-        if record_state:
+        if with_state(k):
             result.u.append(_windows(records[(k, "u")], k, n, steps, shape).astype(np.int32))
             result.v.append(_windows(records[(k, "v")], k, n, steps, shape).astype(np.int32))
     return result
@@ -255,7 +261,7 @@ def run_lava(
     *,
     graded: bool,
     probe_all: bool = False,
-    record_state: bool = False,
+    record_state: bool | str = False,
     backend: str = "lava",
     timeout: float | None = None,
     net: NetXNetwork | None = None,
@@ -264,7 +270,7 @@ def run_lava(
 
     ``graded`` sends the input as 8-bit graded messages (``input_message_bits=8``), else as
     spikes. ``probe_all`` returns every layer's spikes, not only the output; ``record_state``
-    also returns ``u`` and ``v`` of every probed layer. ``timeout`` (seconds, None = no limit)
+    also returns ``u`` and ``v`` of every probed layer (``"last"``: of the output layer only). ``timeout`` (seconds, None = no limit)
     bounds the whole run, compilation included; on expiry :class:`LavaRunError` is raised.
     ``net`` (the file's records, if already read) supplies the input shape of slayer files.
     """

@@ -19,6 +19,8 @@ EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 COMMAND_MODULES = (
     "snn2loihi.deploy.commands",
     "snn2loihi.train.commands",
+    "snn2loihi.export.commands",
+    "snn2loihi.demo",
 )
 
 

@@ -1,10 +1,16 @@
 """Make lava-nc 0.10.0 importable on Python >= 3.11 without touching site-packages.
 
-``lava/magma/compiler/var_model.py`` uses the ``ByteEncoder`` dataclass instance as a default
-of other dataclass fields; Python 3.11 rejects that as a mutable default (``ValueError``) because
-``ByteEncoder`` is unhashable. The fix upstream would be ``@dataclass(unsafe_hash=True)``.
-:func:`install` adds an import hook that applies exactly that change to the module's source as
-it is loaded. Call it (or :func:`import_netx`) before importing anything from ``lava``.
+Two source-level fixes are applied by an import hook as the modules load (never on disk):
+
+1. ``lava/magma/compiler/var_model.py`` uses a ``ByteEncoder`` dataclass instance as the default
+   of other dataclass fields; Python 3.11 rejects that as a mutable default (``ValueError``)
+   because ``ByteEncoder`` is unhashable. Fix: ``@dataclass(unsafe_hash=True)``.
+2. ``lava/magma/runtime/message_infrastructure/multiprocessing.py`` calls
+   ``mp.set_start_method('fork')`` at import, which raises ``RuntimeError: context has already
+   been set`` in any process whose multiprocessing context was fixed before (e.g. after
+   ``torch.multiprocessing.spawn``). Fix: ``force=True``, the start method Lava needs anyway.
+
+Call :func:`install` (or :func:`import_netx`) before importing anything from ``lava``.
 """
 
 from __future__ import annotations
@@ -14,30 +20,40 @@ import importlib.machinery
 import sys
 import threading
 
-TARGET = "lava.magma.compiler.var_model"
-_ORIGINAL = "@dataclass\nclass ByteEncoder:"
-_PATCHED = "@dataclass(unsafe_hash=True)\nclass ByteEncoder:"
+# module -> (original source text, replacement)
+PATCHES: dict[str, tuple[str, str]] = {
+    "lava.magma.compiler.var_model": (
+        "@dataclass\nclass ByteEncoder:",
+        "@dataclass(unsafe_hash=True)\nclass ByteEncoder:",
+    ),
+    "lava.magma.runtime.message_infrastructure.multiprocessing": (
+        "mp.set_start_method('fork')",
+        "mp.set_start_method('fork', force=True)",
+    ),
+}
+TARGET = "lava.magma.compiler.var_model"  # the module that fails on Python 3.11 without a fix
 _lock = threading.Lock()
 
 
-class _PatchedVarModelLoader(importlib.machinery.SourceFileLoader):
-    """Loads var_model.py from its source with the ByteEncoder fix applied (no bytecode cache)."""
+class _PatchedLoader(importlib.machinery.SourceFileLoader):
+    """Loads a module from its source with its fix applied (no bytecode cache)."""
 
     def get_code(self, fullname: str):
+        old, new = PATCHES[fullname]
         source = self.get_source(fullname)
-        return compile(source.replace(_ORIGINAL, _PATCHED, 1), self.path, "exec", dont_inherit=True)
+        return compile(source.replace(old, new, 1), self.path, "exec", dont_inherit=True)
 
 
-class _VarModelFinder(importlib.abc.MetaPathFinder):
-    """Meta-path finder that swaps in :class:`_PatchedVarModelLoader` for :data:`TARGET`."""
+class _LavaFinder(importlib.abc.MetaPathFinder):
+    """Meta-path finder that swaps in :class:`_PatchedLoader` for the modules in PATCHES."""
 
     def find_spec(self, fullname, path, target=None):
-        if fullname != TARGET:
+        if fullname not in PATCHES:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or not isinstance(spec.loader, importlib.machinery.SourceFileLoader):
             return spec
-        spec.loader = _PatchedVarModelLoader(fullname, spec.origin)
+        spec.loader = _PatchedLoader(fullname, spec.origin)
         return spec
 
 
@@ -47,24 +63,15 @@ def needs_patch() -> bool:
 
 
 def install() -> bool:
-    """Install the import hook once; returns True if it is active.
-
-    Raises RuntimeError if the buggy module was already imported unpatched, which cannot happen
-    unless something imported Lava's compiler before this function ran and failed.
-    """
-    if not needs_patch():
-        return False
+    """Install the import hook once (idempotent, thread-safe); returns True when active."""
     with _lock:
-        if any(isinstance(f, _VarModelFinder) for f in sys.meta_path):
-            return True
-        if TARGET in sys.modules:
-            return True  # already loaded successfully (patched or fixed upstream)
-        sys.meta_path.insert(0, _VarModelFinder())
+        if not any(isinstance(f, _LavaFinder) for f in sys.meta_path):
+            sys.meta_path.insert(0, _LavaFinder())
     return True
 
 
 def import_netx():
-    """Install the fix and import ``lava.lib.dl.netx`` (heavy: pulls slayer, torchvision, OpenCV)."""
+    """Install the fixes and import ``lava.lib.dl.netx`` (heavy: pulls slayer, torchvision, OpenCV)."""
     install()
     from lava.lib.dl import netx
 

@@ -57,3 +57,15 @@ lif.stop()
     # Neuron 0: v = 40 << 6 = 2560 > 1920 spikes at steps 2..5 (reset to 0 each time).
     # Neuron 1: v = 640, 1280, 1920 (equal: no spike), 2560 > 1920 spikes at step 5.
     assert "SPIKES [[0, 1, 1, 1, 1], [0, 0, 0, 0, 1]]" in proc.stdout
+
+
+def test_lava_imports_after_the_multiprocessing_context_was_set():
+    """Lava's import-time set_start_method('fork') must not fail in a process that used spawn."""
+    code = (
+        "import multiprocessing as mp; mp.set_start_method('spawn'); "
+        "from snn2loihi.lava_compat import import_netx; import_netx(); "
+        "import lava.magma.runtime.message_infrastructure.multiprocessing; print('OK', mp.get_start_method())"
+    )
+    proc = _python(code)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "OK fork" in proc.stdout

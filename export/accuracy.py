@@ -1,0 +1,100 @@
+"""Accuracy of the exported ``.net`` on the emulator, next to training's integer SNN branch.
+
+Prediction rule of the exported network: ``argmax(v[:, -1] >> 6)`` of the readout layer after
+the T-th step (:func:`snn2loihi.train.netx_model.readout_logits`), first index on ties. The
+integer SNN branch predicts ``argmax`` of its logits; both must agree sample by sample.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+import torch
+
+from snn2loihi.errors import ConfigError
+from snn2loihi.export.errors import DataUnavailableError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("val", "test", "train")  # val and test both name the held-out split training evaluates
+
+
+def load_eval_data(
+    data_cfg: dict,
+    split: str = "val",
+    data_file: str | Path | None = None,
+    samples: int | None = None,
+):
+    """Images of ``split`` from a checkpoint's ``[data]`` config (or an ``.npz`` file of x, y).
+
+    ``data_file`` replaces the dataset with one ``.npz`` (x uint8 NHWC/NHW, y labels) used as
+    every split. ``samples`` keeps the first N. Returns :class:`ImageData` (x (N, C, H, W)).
+    """
+    from snn2loihi.train.data import ImageData, load_datasets
+
+    if split not in SPLITS:
+        raise DataUnavailableError(f"data split '{split}' is not one of {', '.join(SPLITS)}")
+    cfg = copy.deepcopy(data_cfg)
+    if data_file is not None:
+        cfg.update(dataset="npz", train=str(data_file), test=str(data_file))
+    try:
+        train, test, _ = load_datasets(cfg)
+    except ConfigError as exc:
+        raise DataUnavailableError(f"no data for the accuracy check: {exc}") from None
+    data = train if split == "train" else test
+    if samples is not None:
+        data = ImageData(data.x[:samples], data.y[:samples])
+    return data
+
+
+@torch.no_grad()
+def emulator_predictions(net, x: torch.Tensor, steps: int, batch_size: int = 256) -> torch.Tensor:
+    """Predicted classes (N,) of the NetX network ``net`` (path or record) for images ``x``.
+
+    ``x``: uint8 (N, C, H, W), shown as graded input at every one of the ``steps`` steps.
+    """
+    from snn2loihi.deploy.emulator import Emulator
+    from snn2loihi.train.netx_model import readout_logits
+
+    emu = Emulator(net, batch_size=batch_size)
+    preds = []
+    for chunk in torch.split(x, batch_size):
+        graded = chunk.unsqueeze(1).expand(-1, steps, *chunk.shape[1:])
+        readout = emu.run(graded, record_state=True).layers[-1]
+        preds.append(readout_logits(readout.v[:, -1]).argmax(1))
+    return torch.cat(preds)
+
+
+@torch.no_grad()
+def snn_predictions(model, x: torch.Tensor, weight_bits: int, batch_size: int = 256):
+    """Predicted classes (N,) of training's quantization-aware integer SNN branch."""
+    from snn2loihi.train.snn_branch import run_snn
+
+    preds = [
+        run_snn(model, chunk, weight_bits=weight_bits).logits.argmax(1)
+        for chunk in torch.split(x, batch_size)
+    ]
+    return torch.cat(preds)
+
+
+def compare_accuracy(net_path, model, data, weight_bits: int) -> dict:
+    """Emulator accuracy of the exported file and the integer SNN branch's, on ``data``."""
+    emu = emulator_predictions(net_path, data.x, model.steps)
+    snn = snn_predictions(model, data.x, weight_bits)
+    n = len(data)
+    out = {
+        "samples": n,
+        "emulator_acc": int((emu == data.y).sum()) / n,
+        "integer_snn_acc": int((snn == data.y).sum()) / n,
+        "prediction_mismatches": int((emu != snn).sum()),
+    }
+    out["equal"] = out["prediction_mismatches"] == 0
+    if not out["equal"]:
+        log.warning(
+            "emulator and integer SNN disagree on %d of %d samples",
+            out["prediction_mismatches"],
+            n,
+        )
+    return out

@@ -1,0 +1,142 @@
+"""CLI subcommand of the export stage: ``snn2loihi export``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def cmd_export(args) -> int:
+    from snn2loihi.errors import InputDataError
+    from snn2loihi.export.exporter import export_checkpoint
+    from snn2loihi.export.report import report_paths
+
+    if args.out is None and args.onnx is None:
+        raise InputDataError("nothing to write: give --out model.net and/or --onnx model.onnx")
+    report = export_checkpoint(
+        args.checkpoint,
+        args.out,
+        onnx=args.onnx,
+        force=args.force,
+        split=args.data_split,
+        samples=args.samples,
+        data_file=args.data,
+        accuracy=not args.no_accuracy,
+    )
+    if args.onnx:
+        print(f"wrote {args.onnx} (ONNX, ANN branch)")
+    if args.out:
+        json_path, md_path = report_paths(args.out)
+        print(f"wrote {args.out}, {json_path}, {md_path}")
+        for w in report["warnings"]:
+            print(f"warning: {w}")
+        acc = report["accuracy"]
+        if acc is not None:
+            print(
+                f"{acc['split']} accuracy ({acc['samples']} samples): emulator "
+                f"{acc['emulator_acc']:.4f}, integer SNN {acc['integer_snn_acc']:.4f}, "
+                f"{acc['prediction_mismatches']} prediction mismatches"
+            )
+            if not acc["equal"]:
+                return 1
+    return 0
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a comma-separated list of numbers"
+        ) from None
+
+
+def cmd_convert(args) -> int:
+    from snn2loihi.export.convert import convert_onnx
+    from snn2loihi.export.report import report_paths
+
+    report = convert_onnx(
+        args.onnx,
+        args.calib,
+        args.out,
+        steps=args.steps,
+        percentile=args.percentile,
+        weight_bits=args.weight_bits,
+        mean=args.mean,
+        std=args.std,
+        force=args.force,
+    )
+    json_path, md_path = report_paths(args.out)
+    print(f"wrote {args.out}, {json_path}, {md_path}")
+    for w in report["warnings"]:
+        print(f"warning: {w}")
+    acc = report["accuracy"]
+    print(
+        f"calibration accuracy ({acc['samples']} samples): ONNX ANN {acc['ann_acc']:.4f}, "
+        f"emulator {acc['emulator_acc']:.4f}, integer SNN {acc['integer_snn_acc']:.4f}"
+    )
+    return 0 if acc["equal"] else 1
+
+
+def add_commands(sub) -> None:
+    """Register ``export`` on the CLI's subparsers."""
+    p = sub.add_parser(
+        "export",
+        help="export a trained checkpoint to a NetX .net (and/or ONNX) with a report",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Rebuild a trained checkpoint, write its integer SNN as a NetX HDF5 file "
+        "(exactly training's quantization), check 24-bit headroom, and report per-layer figures "
+        "and the emulator's accuracy of the written file next to the integer SNN branch's. "
+        "Exit 1 if the two disagree on any prediction.\n\n"
+        "example:\n  snn2loihi export runs/train/best.pt --out model.net --samples 500\n"
+        "  snn2loihi export runs/train/best.pt --onnx model.onnx",
+    )
+    p.add_argument("checkpoint", help="checkpoint file (.pt) or run folder (uses last.pt)")
+    p.add_argument("--out", "-o", help="NetX file to write (.net); reports go beside it")
+    p.add_argument("--onnx", help="also write the ANN branch as ONNX (opset 17)")
+    p.add_argument("--force", "-f", action="store_true", help="overwrite existing outputs")
+    p.add_argument(
+        "--data-split",
+        choices=("val", "test", "train"),
+        default="val",
+        help="split for the accuracy check (val = test = training's held-out split)",
+    )
+    p.add_argument("--samples", type=_positive, default=None, help="use the first N samples")
+    p.add_argument(
+        "--data", help=".npz with x (uint8 NHWC/NHW) and y, instead of the config's data"
+    )
+    p.add_argument("--no-accuracy", action="store_true", help="skip the accuracy check")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "convert",
+        help="convert an ONNX ReLU network to a NetX .net (threshold balancing)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Convert a plain ONNX conv/dense ReLU network (Conv 3x3, Gemm/MatMul, Relu, "
+        "Clip, BatchNormalization, AveragePool 2x2, Flatten) to a rate-coded IF SNN: thresholds "
+        "from activation percentiles on calibration images, quantized on training's grid. "
+        "Unsupported ops are refused naming op and node.\n\n"
+        "example:\n  snn2loihi convert model.onnx --calib calib.npz --out model.net --steps 16",
+    )
+    p.add_argument("onnx", help="ONNX model; input = normalized image NCHW")
+    p.add_argument("--calib", required=True, help=".npz with x (uint8 NHWC/NHW) and y labels")
+    p.add_argument("--out", "-o", required=True, help="NetX file to write (.net)")
+    p.add_argument("--steps", "-T", type=_positive, default=16, help="time steps T (default 16)")
+    p.add_argument("--percentile", type=float, default=99.9, help="activation percentile")
+    p.add_argument("--weight-bits", type=int, default=8, choices=range(2, 10), metavar="2..9")
+    p.add_argument("--mean", type=_floats, help="per-channel mean of pixel/255 the ONNX expects")
+    p.add_argument("--std", type=_floats, help="per-channel std of pixel/255 the ONNX expects")
+    p.add_argument("--force", "-f", action="store_true", help="overwrite an existing output")
+    p.set_defaults(func=cmd_convert)

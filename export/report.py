@@ -1,0 +1,82 @@
+"""The export report written beside the ``.net``: ``<stem>.report.json`` and ``.report.md``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from snn2loihi.atomic import atomic_path
+
+
+def report_paths(net_path: str | Path) -> tuple[Path, Path]:
+    """``model.net`` -> (``model.report.json``, ``model.report.md``)."""
+    p = Path(net_path)
+    return p.with_name(p.stem + ".report.json"), p.with_name(p.stem + ".report.md")
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "x".join(map(str, value))
+    return str(value)
+
+
+def to_markdown(report: dict) -> str:
+    """A human-readable Markdown rendering of the report dict."""
+    lines = [
+        f"# Export report: {report['net']}",
+        "",
+        f"- source: `{report.get('checkpoint') or report.get('onnx')}`",
+        f"- time steps T: {report['steps']}, weight bits: {report['weight_bits']}",
+        f"- input: {_fmt(report['input_shape'])} uint8 graded, "
+        f"output: {_fmt(report['output_shape'])} (prediction: argmax(v[:, -1] >> 6) of the readout)",
+        "",
+        "## Layers",
+        "",
+        "| layer | type | shape | weight | scale | vThMant | weight range | clipped "
+        "| max |W.s| | u peak | v peak +/- | headroom bits |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["layers"]:
+        h = r.get("headroom")
+        if h is None:
+            lines.append(f"| {r['layer']} | {r['type']} | {_fmt(r['shape'])} |" + " |" * 9)
+            continue
+        lines.append(
+            f"| {r['layer']} | {r['type']} | {_fmt(r['shape'])} | {_fmt(r['weight_shape'])} "
+            f"| {_fmt(r['scale'])} | {r['vth_mant']} | [{r['weight_min']}, {r['weight_max']}] "
+            f"| {_fmt(r['clipped_weights'])} | {h['a_max_mant']} | {h['u_peak']} "
+            f"| {h['v_peak_pos']} / {h['v_peak_neg']} | {h['headroom_bits']} |"
+        )
+    lines += ["", "## Headroom (24-bit u/v, limit 2^23)", ""]
+    warnings = report["warnings"]
+    lines += [f"- WARNING: {w}" for w in warnings] or ["- no layer can wrap u or saturate v"]
+    lines += ["", "## Accuracy", ""]
+    acc = report.get("accuracy")
+    if acc is None:
+        lines.append(f"- not measured: {report.get('accuracy_skipped', 'no data')}")
+    else:
+        lines += [
+            f"- split: {acc['split']} ({acc['samples']} samples)",
+            f"- emulator on the exported .net: {acc['emulator_acc']:.4f}",
+            f"- training's integer SNN branch: {acc['integer_snn_acc']:.4f}",
+            *([f"- ONNX ANN: {acc['ann_acc']:.4f}"] if "ann_acc" in acc else []),
+            f"- prediction mismatches: {acc['prediction_mismatches']} "
+            f"({'equal' if acc['equal'] else 'NOT EQUAL'})",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    report: dict, net_path: str | Path, *, overwrite: bool = True
+) -> tuple[Path, Path]:
+    """Write the JSON and Markdown reports atomically; return their paths."""
+    json_path, md_path = report_paths(net_path)
+    with atomic_path(json_path, overwrite=overwrite) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    with atomic_path(md_path, overwrite=overwrite) as tmp:
+        tmp.write_text(to_markdown(report))
+    return json_path, md_path

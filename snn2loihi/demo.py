@@ -1,0 +1,278 @@
+"""``snn2loihi demo``: the whole flow on the embedded digits data, with a report.
+
+Train with SNN2ANN (integer SNN branch) -> export the NetX ``.net`` -> run the held-out split on the
+Lava simulator and on the emulator -> check parity spike for spike -> ``report.md``/``report.json``
+with PNG figures. Prediction on every back end: argmax of the readout layer's ``v >> 6`` after the
+last step (the readout never spikes), the rule training evaluates with.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from snn2loihi import report as rep
+
+log = logging.getLogger(__name__)
+
+
+def _predict(v_last: np.ndarray) -> np.ndarray:
+    """Class per sample from the readout layer's ``v`` (N, classes) after the last step."""
+    return np.argmax(np.asarray(v_last, dtype=np.int64) >> 6, axis=1)
+
+
+def _train(
+    out: Path, steps: int, epochs: int, seed: int, progress: bool
+) -> tuple[dict, dict, float]:
+    from snn2loihi.train.config import resolve
+    from snn2loihi.train.trainer import train
+
+    overrides = [
+        f"train.steps={steps}",
+        f"train.epochs={epochs}",
+        f"train.seed={seed}",
+        f"output.dir={json.dumps(str(out / 'train'))}",
+        f"output.progress={'true' if progress else 'false'}",
+    ]
+    config = resolve(None, overrides)
+    t0 = time.perf_counter()
+    metrics = train(config)
+    return config, metrics, time.perf_counter() - t0
+
+
+def _lava_in_chunks(path: Path, x: np.ndarray, chunk: int, progress: bool, timeout: float | None):
+    """Lava runs over chunks of samples (bounded memory, a progress bar); results concatenated."""
+    from snn2loihi.deploy.lava_runner import run_lava
+
+    parts = []
+    for lo in tqdm(
+        range(0, len(x), chunk), desc="Lava simulator", unit="chunk", disable=not progress
+    ):
+        parts.append(
+            run_lava(
+                path,
+                x[lo : lo + chunk],
+                graded=True,
+                probe_all=True,
+                record_state="last",
+                timeout=timeout,
+            )
+        )
+    spikes = [np.concatenate([p.spikes[k] for p in parts]) for k in range(len(parts[0].spikes))]
+    v_last = np.concatenate([p.v[-1][:, -1] for p in parts])
+    return parts[0].layer_indices, spikes, v_last
+
+
+def run_demo(
+    out: str | Path,
+    *,
+    steps: int = 4,
+    epochs: int = 20,
+    seed: int = 0,
+    samples: int | None = None,
+    lava_chunk: int = 120,
+    progress: bool = True,
+    lava_timeout: float | None = 900.0,
+) -> dict:
+    """Run the whole flow into ``out``; returns the figures written to ``report.json``."""
+    from snn2loihi.deploy.emulator import Emulator
+    from snn2loihi.deploy.parity import compare_layer
+    from snn2loihi.export.exporter import export_checkpoint
+    from snn2loihi.netx_io import read_network
+    from snn2loihi.train.checkpoint import BEST, load_checkpoint
+    from snn2loihi.train.data import load_datasets
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config, metrics, train_s = _train(out, steps, epochs, seed, progress)
+    state = load_checkpoint(out / "train" / BEST)
+    best = {k: state["metrics"][k] for k in ("epoch", "ann_acc", "snn_acc", "spikes_total")}
+    net_path = out / "model.net"
+    export_checkpoint(
+        out / "train" / BEST, net_path, force=True, accuracy=False
+    )  # + model.report.*
+    net = read_network(net_path)
+
+    _, test, num_classes = load_datasets(config["data"])
+    x_img = test.x.numpy()[:samples]
+    y = test.y.numpy()[: len(x_img)]
+    x = np.repeat(x_img[:, None], steps, axis=1)  # the image as graded input at every step
+
+    emu = Emulator(net).run(x, record_state=True)
+    emu_pred = _predict(emu.layers[-1].v[:, -1].numpy())
+    idx, lava_spikes, lava_v = _lava_in_chunks(net_path, x, lava_chunk, progress, lava_timeout)
+    lava_pred = _predict(lava_v)
+
+    parity = [
+        compare_layer(i, t.kind, s, t.spikes.numpy())
+        for i, t, s in zip(idx, emu.layers, lava_spikes, strict=True)
+    ]
+    readout_equal = bool(np.array_equal(lava_v, emu.layers[-1].v[:, -1].numpy()))
+    spikes_equal = all(p.mismatches == 0 for p in parity)
+    names = [f"{t.kind}{t.index}" for t in emu.layers]
+    names[-1] += " (readout)"
+    neurons = [int(np.prod(t.spikes.shape[2:])) for t in emu.layers]
+    spikes_per_sample = [float(s.reshape(len(s), -1).sum(1).mean()) for s in lava_spikes]
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(confusion, (y, lava_pred), 1)
+
+    figures = {
+        "training_curves": rep.training_curves(metrics["history"], out / "training_curves.png"),
+        "spike_rates": rep.spike_rates(
+            names,
+            [s / n / steps for s, n in zip(spikes_per_sample, neurons, strict=True)],
+            out / "spike_rates.png",
+        ),
+        "raster": rep.raster([s[0] for s in lava_spikes], names, out / "raster.png"),
+        "thresholds": rep.thresholds(
+            names, [ly.neuron.vth_mant for _, ly in net.synaptic_layers], out / "thresholds.png"
+        ),
+        "confusion": rep.confusion(
+            confusion, out / "confusion_lava.png", "confusion matrix (Lava run)"
+        ),
+    }
+    summary = {
+        "samples": len(x),
+        "steps": steps,
+        "epochs": epochs,
+        "best_epoch": best["epoch"] + 1,
+        "ann_acc": best["ann_acc"],
+        "integer_snn_acc": best["snn_acc"],
+        "emulator_acc": float((emu_pred == y).mean()),
+        "lava_acc": float((lava_pred == y).mean()),
+        "parity_spikes_equal": spikes_equal,
+        "parity_readout_equal": readout_equal,
+        "parity_samples_equal": int(
+            sum(np.array_equal(emu_pred[i], lava_pred[i]) for i in range(len(y)))
+        ),
+        "spikes_per_sample": float(sum(spikes_per_sample)),
+        "spikes_per_sample_per_layer": dict(zip(names, spikes_per_sample, strict=True)),
+        "train_s": round(train_s, 1),
+    }
+    data = {
+        "summary": summary,
+        "parity": [p.__dict__ for p in parity],
+        "confusion_lava": confusion.tolist(),
+        "vth_mant": {
+            n: ly.neuron.vth_mant for n, (_, ly) in zip(names, net.synaptic_layers, strict=True)
+        },
+        "history": [
+            {k: v for k, v in h.items() if not isinstance(v, dict)} for h in metrics["history"]
+        ],
+        "files": {
+            "net": net_path.name,
+            "checkpoint": f"train/{BEST}",
+            **{k: p.name for k, p in figures.items()},
+        },
+    }
+    rep.write_json(data, out / "report.json")
+    rep.write_text(_markdown(summary, parity, figures), out / "report.md")
+    return data
+
+
+def summary_rows(s: dict) -> list[list]:
+    pct = lambda v: f"{100 * v:.2f}%"  # noqa: E731
+    return [
+        ["ANN-branch accuracy", pct(s["ann_acc"])],
+        ["integer-SNN accuracy (training)", pct(s["integer_snn_acc"])],
+        ["emulator accuracy", pct(s["emulator_acc"])],
+        ["Lava accuracy", pct(s["lava_acc"])],
+        ["parity: every spike equal", "yes" if s["parity_spikes_equal"] else "NO"],
+        ["parity: readout v equal", "yes" if s["parity_readout_equal"] else "NO"],
+        ["parity: samples with equal prediction", f"{s['parity_samples_equal']}/{s['samples']}"],
+        ["spikes per sample", f"{s['spikes_per_sample']:.1f}"],
+        ["training time", f"{s['train_s']} s ({s['epochs']} epochs, best epoch {s['best_epoch']})"],
+    ]
+
+
+def _markdown(s: dict, parity, figures: dict) -> str:
+    lines = [
+        "# snn2loihi demo report",
+        "",
+        f"sklearn digits, held-out split of {s['samples']} samples, T = {s['steps']} steps, SNN2ANN with the integer Loihi SNN branch.",
+        "",
+        rep.markdown_table(["figure", "value"], summary_rows(s)),
+        "",
+        "## Parity (Lava simulator vs emulator)",
+        "",
+        rep.markdown_table(
+            [
+                "layer",
+                "type",
+                "shape",
+                "spikes Lava",
+                "spikes emulator",
+                "mismatches",
+                "first mismatch",
+            ],
+            [
+                [
+                    p.layer,
+                    p.kind,
+                    "x".join(map(str, p.shape)),
+                    p.lava_spikes,
+                    p.emulator_spikes,
+                    p.mismatches,
+                    p.first_mismatch or "-",
+                ]
+                for p in parity
+            ],
+        ),
+        "",
+    ]
+    for title, key in (
+        ("Training curves", "training_curves"),
+        ("Spike rate per layer", "spike_rates"),
+        ("Spike raster of one sample", "raster"),
+        ("Per-layer thresholds", "thresholds"),
+        ("Confusion matrix (Lava)", "confusion"),
+    ):
+        lines += [f"## {title}", "", f"![{title}]({figures[key].name})", ""]
+    return "\n".join(lines)
+
+
+def cmd_demo(args) -> int:
+    data = run_demo(
+        args.out,
+        steps=args.steps,
+        epochs=args.epochs,
+        seed=args.seed,
+        samples=args.samples,
+        progress=not args.no_progress,
+    )
+    s = data["summary"]
+    width = max(len(r[0]) for r in summary_rows(s))
+    print(f"\nsnn2loihi demo: sklearn digits, T={s['steps']}, {s['samples']} held-out samples")
+    for name, value in summary_rows(s):
+        print(f"  {name.ljust(width)}  {value}")
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0 if s["parity_spikes_equal"] and s["parity_readout_equal"] else 1
+
+
+def add_commands(sub) -> None:
+    """Register ``snn2loihi demo``."""
+    import argparse
+
+    p = sub.add_parser(
+        "demo",
+        help="train on digits, export, run on Lava and the emulator, check parity, write a report",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="The whole flow in one command on the embedded sklearn digits data: SNN2ANN "
+        "training (integer SNN branch), NetX export, the held-out split on the Lava simulator and "
+        "the emulator, spike-for-spike parity, and report.md/report.json with figures. Exit 1 if "
+        "parity fails.\n\nexample:\n  snn2loihi demo --out runs/demo --steps 4 --epochs 20",
+    )
+    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    p.add_argument("--steps", type=int, default=4, help="time steps T (default 4)")
+    p.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--samples", type=int, default=None, help="held-out samples to run (default all)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
