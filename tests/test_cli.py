@@ -209,3 +209,13 @@ def test_emulator_cuda_device_matches_cpu_when_available(small_net):
     gpu = Emulator(small_net, device="cuda").run(x, record_state=True)
     for a, b in zip(cpu.layers, gpu.layers, strict=True):
         assert torch.equal(a.spikes, b.spikes) and torch.equal(a.v, b.v)
+
+
+@pytest.mark.parametrize(
+    "command", ["train", "export", "convert", "run", "parity", "inspect", "demo"]
+)
+def test_every_subcommand_help_shows_an_example(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert f"snn2loihi {command}" in capsys.readouterr().out.split("example", 1)[1]

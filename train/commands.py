@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 
@@ -49,7 +50,11 @@ def add_commands(sub) -> None:
         help="train an SNN with SNN2ANN (or BPTT) on Loihi's integer neuron",
         description="Train with SNN2ANN: a T-step integer Loihi SNN branch (exactly what export "
         "deploys) and one ANN pass with spike counts substituted. Config: TOML or YAML file, "
-        "overridden by --set section.key=value and the explicit flags.",
+        "overridden by --set section.key=value and the explicit flags.\n\nexamples:\n"
+        "  snn2loihi train --steps 4 --epochs 20 --out runs/digits\n"
+        "  snn2loihi train -c cifar.toml --set train.lr=0.05 --set ata.granularity=channel\n"
+        "  snn2loihi train --resume runs/digits --epochs 30",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", "-c", help="config file (.toml, .yaml)")
     p.add_argument(
