@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 LAVA_SPEC ?= lava-nc==0.10.0 lava-dl==0.6.0
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup test test-all lint format bench demo clean
+.PHONY: setup test test-all lint format bench demo docs clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,9 @@ bench: setup
 # The main command: train on digits, export, Lava + emulator, parity, report in runs/demo
 demo: setup
 	$(VENV)/bin/snn2loihi demo --out runs/demo
+
+docs: setup
+	$(PY) -c "from snn2loihi.cli import reference_markdown; open('docs/cli.md', 'w').write(reference_markdown())"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

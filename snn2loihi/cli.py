@@ -45,6 +45,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def reference_markdown(width: int = 100) -> str:
+    """The CLI reference (docs/cli.md): every subcommand's ``--help`` at a fixed width."""
+    import os
+
+    old = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(width)
+    try:
+        parser = build_parser()
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parts = [
+            "# CLI reference",
+            "",
+            "Generated from the parser by `make docs` (a test checks it is current).",
+            "",
+            "```",
+            parser.format_help().rstrip(),
+            "```",
+        ]
+        for name, cmd in sub.choices.items():
+            parts += ["", f"## snn2loihi {name}", "", "```", cmd.format_help().rstrip(), "```"]
+        return "\n".join(parts) + "\n"
+    finally:
+        if old is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = old
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

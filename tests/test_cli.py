@@ -219,3 +219,12 @@ def test_every_subcommand_help_shows_an_example(command, capsys):
         main([command, "--help"])
     assert exc.value.code == 0
     assert f"snn2loihi {command}" in capsys.readouterr().out.split("example", 1)[1]
+
+
+def test_cli_reference_doc_is_current():
+    from pathlib import Path
+
+    from snn2loihi.cli import reference_markdown
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+    assert doc.read_text() == reference_markdown(), "docs/cli.md is stale: run `make docs`"
