@@ -44,3 +44,30 @@ def test_missing_loihi_runtime_is_reported_and_cleaned_up(write_net):
     with pytest.raises(LavaUnavailableError, match="backend 'loihi2' needs Intel's Loihi runtime"):
         run_lava(path, np.zeros((1, 2, 2, 8, 8), dtype=np.uint8), graded=False, backend="loihi2")
     assert _lava_processes() - before == set()
+
+
+def test_ctrl_c_during_a_lava_run_leaves_no_process(write_net):
+    """SIGINT to `snn2loihi parity` mid-run: exit 130 and every Lava process is gone."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = write_net(random_network(CIFAR, seed=0))
+    before = _lava_processes()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "snn2loihi", "parity", str(path), "--samples", "4", "--steps", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.time() + 120
+    while not (_lava_processes() - before):
+        assert proc.poll() is None and time.time() < deadline, "the Lava child never started"
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()[-1000:]
+    assert b"interrupted" in err and b"Traceback" not in err
+    time.sleep(0.5)
+    assert _lava_processes() - before == set()
