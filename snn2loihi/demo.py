@@ -85,11 +85,13 @@ def run_demo(
     from snn2loihi.export.exporter import export_checkpoint
     from snn2loihi.netx_io import read_network
     from snn2loihi.train.checkpoint import BEST, load_checkpoint
+    from snn2loihi.train.config import dump_toml
     from snn2loihi.train.data import load_datasets
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config, metrics, train_s = _train(out, steps, epochs, seed, progress)
+    rep.write_text(dump_toml(config), out / "config.toml")  # the resolved config of this run
     state = load_checkpoint(out / "train" / BEST)
     best = {k: state["metrics"][k] for k in ("epoch", "ann_acc", "snn_acc", "spikes_total")}
     net_path = out / "model.net"

@@ -47,4 +47,5 @@ def test_demo_trains_exports_runs_lava_and_reports(tmp_path, capsys):
         assert f"]({name})" in md
     assert (out / "model.net").is_file() and (out / "train" / "best.pt").is_file()
     assert (out / "model.report.md").is_file() and (out / "model.report.json").is_file()
+    assert "steps = 4" in (out / "config.toml").read_text()
     assert f"{100 * s['lava_acc']:.2f}%" in printed and "parity: every spike equal" in printed
