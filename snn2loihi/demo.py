@@ -21,9 +21,14 @@ from snn2loihi import report as rep
 log = logging.getLogger(__name__)
 
 
-def _predict(v_last: np.ndarray) -> np.ndarray:
-    """Class per sample from the readout layer's ``v`` (N, classes) after the last step."""
-    return np.argmax(np.asarray(v_last, dtype=np.int64) >> 6, axis=1)
+def _predict(v_last) -> np.ndarray:
+    """Class per sample from the readout layer's ``v`` (N, classes) after the last step, by
+    training's readout rule (:func:`snn2loihi.train.netx_model.readout_logits`)."""
+    import torch
+
+    from snn2loihi.train.netx_model import readout_logits
+
+    return readout_logits(torch.as_tensor(np.asarray(v_last))).argmax(1).numpy()
 
 
 def _train(

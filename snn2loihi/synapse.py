@@ -14,7 +14,6 @@ partial sum below 2^24 (:func:`exact_float32`).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -174,8 +173,3 @@ class IntegerSynapse:
         wg = self.weight.reshape(g.groups, cout // g.groups, k)
         out = torch.cat([torch.matmul(wg[i], cols[:, i]) for i in range(g.groups)], dim=1)
         return out.reshape(b, cout, hout, wout)
-
-
-def fan_in(weight_shape: tuple[int, ...]) -> int:
-    """Number of inputs summed into one output."""
-    return math.prod(weight_shape[1:])
