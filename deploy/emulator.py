@@ -10,7 +10,6 @@ one batched GEMM over all (sample, step) pairs, and only the neuron loops over t
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,13 +18,11 @@ import torch
 
 from snn2loihi.errors import InputDataError
 from snn2loihi.netx_io import read_network
-from snn2loihi.neuron import INT32_SAFE_INPUT, cuba_step
+from snn2loihi.neuron import INT32_SAFE_INPUT, integrate
 from snn2loihi.schema import GRADED_INPUT_MAX, ConvLayer, DenseLayer, NetXNetwork
 from snn2loihi.synapse import ConvGeometry, IntegerSynapse
 
 log = logging.getLogger(__name__)
-
-NEURON_BLOCK = 2**16  # neurons updated per block of the time loop on CPU (cache-sized temporaries)
 
 
 @dataclass
@@ -153,47 +150,22 @@ class Emulator:
                 .to(torch.int32 if int32_safe else torch.int64)
                 .reshape(n, steps, *ly.shape)
             )
-            spikes, u_tr, v_tr = self.neuron_loop(a, ly, record_state, int32_safe)
+            spikes, u_tr, v_tr = integrate(
+                a,
+                self.layer_bias(ly, a),
+                ly.neuron,
+                int32_safe=int32_safe,
+                record_state=record_state,
+            )
             result.layers.append(LayerTrace(i, ly.kind, spikes.cpu(), u_tr, v_tr))
             s = spikes
         return result
 
-    def neuron_loop(
-        self,
-        a: torch.Tensor,
-        ly: ConvLayer | DenseLayer,
-        record_state: bool,
-        int32_safe: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Integrate synaptic input ``a`` (N, T, *shape) through the layer's neurons from rest.
-
-        ``int32_safe`` (proven from the weights: ``|a| <= INT32_SAFE_INPUT``) allows int32 state.
-        """
-        n, steps = a.shape[:2]
+    @staticmethod
+    def layer_bias(ly: ConvLayer | DenseLayer, a: torch.Tensor) -> torch.Tensor | int:
+        """The layer's bias mantissa broadcastable to (N, *shape) of ``a`` (N, T, *shape)."""
+        if ly.bias is None:
+            return 0
         shape = a.shape[2:]
-        u = torch.zeros((n, *shape), dtype=a.dtype, device=a.device)
-        v = torch.zeros_like(u)
-        bias = torch.zeros((), dtype=a.dtype, device=a.device)
-        if ly.bias is not None:
-            bias = torch.as_tensor(ly.bias, dtype=a.dtype, device=a.device)
-            bias = (
-                bias.view(-1, *([1] * (len(shape) - 1)))
-                if len(shape) > 1
-                else bias.view(math.prod(shape))
-            )
-        spikes = torch.empty((n, steps, *shape), dtype=torch.bool, device=a.device)
-        u_tr = torch.empty((n, steps, *shape), dtype=torch.int32) if record_state else None
-        v_tr = torch.empty_like(u_tr) if record_state else None
-        # Sub-batches of about NEURON_BLOCK neurons keep the step's temporaries in cache.
-        sub = n if a.is_cuda else max(1, NEURON_BLOCK // max(1, math.prod(shape)))
-        for lo in range(0, n, sub):
-            hi = min(n, lo + sub)
-            uu, vv = u[lo:hi], v[lo:hi]
-            for t in range(steps):
-                spikes[lo:hi, t], uu, vv = cuba_step(
-                    a[lo:hi, t], uu, vv, bias, ly.neuron, int32_safe=int32_safe
-                )
-                if record_state:
-                    u_tr[lo:hi, t] = uu.to(torch.int32).cpu()
-                    v_tr[lo:hi, t] = vv.to(torch.int32).cpu()
-        return spikes, u_tr, v_tr
+        bias = torch.as_tensor(ly.bias, dtype=a.dtype, device=a.device)
+        return bias.view(-1, *([1] * (len(shape) - 1))) if len(shape) > 1 else bias.view(-1)

@@ -10,6 +10,8 @@ All tensors are int64 holding int32 values (Lava's dtype); any shape, on CPU or 
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from snn2loihi.schema import UV_BITS, CubaNeuron
@@ -46,8 +48,9 @@ def threshold(neuron: CubaNeuron) -> int:
     return neuron.vth_mant << ACT_SHIFT
 
 
-# Synaptic inputs up to this magnitude can never overflow int32 anywhere in the step (see cuba_step).
-INT32_SAFE_INPUT = 2**17
+# Synaptic inputs up to this magnitude can never overflow int32 anywhere in the step (see
+# cuba_step), and keep ``|a << 6| < 2^23``, inside u's 24 bits, so Lava's u wrap never fires.
+INT32_SAFE_INPUT = 2**17 - 1
 
 
 def cuba_step(
@@ -67,22 +70,73 @@ def cuba_step(
         bias_mant: bias mantissa per neuron (applied as ``bias_mant << 6``), broadcastable to ``a``.
         neuron: the layer's CUBA parameters.
         int32_safe: the caller guarantees ``|a| <= INT32_SAFE_INPUT`` at every step. Then
-            ``|a << 6| <= 2^23`` keeps ``|u| <= 2^23`` and every sum below 2^26, so no int32
-            overflow can occur: the wraps are skipped and int32 tensors may be used.
+            ``|a << 6| < 2^23`` keeps ``|u| <= 2^23`` and every sum below 2^26, so no int32
+            overflow can occur: the wraps are skipped and int32 tensors may be used. With
+            ``iDecay = 4096`` (u does not carry over) ``u = a << 6`` exactly.
             Otherwise tensors must be int64 and every int32 overflow of Lava is reproduced.
 
     Returns:
         ``(spikes, u, v)``: spikes as bool, new ``u`` and ``v`` (dtype of the inputs).
     """
     wrap = (lambda x: x) if int32_safe else wrap_int32
-    act = wrap(wrap(a) << ACT_SHIFT)
-    u_n = wrap(decay(u, neuron.i_decay) + act)
-    # Lava's wrap: the second test is on the wrapped value, the add on the pre-wrap value.
-    w = torch.where(u_n > _UV_MAX, u_n - 2 * _UV_MAX, u_n)
-    u = torch.where(w <= -_UV_MAX, u_n + 2 * _UV_MAX, w)
+    if int32_safe and neuron.i_decay == DECAY_UNITY:
+        u = a << ACT_SHIFT  # |u| < 2^23: none of the wraps below can change it
+    else:
+        act = wrap(wrap(a) << ACT_SHIFT)
+        u_n = wrap(decay(u, neuron.i_decay) + act)
+        # Lava's wrap: the second test is on the wrapped value, the add on the pre-wrap value.
+        w = torch.where(u_n > _UV_MAX, u_n - 2 * _UV_MAX, u_n)
+        u = torch.where(w <= -_UV_MAX, u_n + 2 * _UV_MAX, w)
     bias = wrap(torch.as_tensor(bias_mant, dtype=a.dtype, device=a.device) << ACT_SHIFT)
     v = wrap(wrap(decay(v, neuron.v_decay) + u) + bias)
     v = v.clamp_(-_UV_MAX + 1, _UV_MAX - 1)
     spikes = v > threshold(neuron)
     v = v.masked_fill_(spikes, 0)
     return spikes, u, v
+
+
+NEURON_BLOCK = 2**16  # neurons per block of the CPU time loop (cache-sized temporaries)
+
+
+def integrate(
+    a: torch.Tensor,
+    bias_mant: torch.Tensor | int,
+    neuron: CubaNeuron,
+    *,
+    int32_safe: bool = False,
+    record_state: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Run one layer's neurons from rest (``u = v = 0``) through T steps of input.
+
+    Args:
+        a: synaptic input (N, T, *shape), int32 if ``int32_safe`` else int64; a broadcast view
+            (e.g. one current expanded over T) is fine.
+        bias_mant: per-neuron bias mantissa broadcastable to (N, *shape), or an int.
+        neuron, int32_safe: as for :func:`cuba_step`.
+        record_state: also return ``u`` and ``v`` after every step.
+
+    Returns:
+        ``(spikes, u, v)``: spikes (N, T, *shape) bool on ``a``'s device; ``u``, ``v``
+        (N, T, *shape) int32 on the CPU when ``record_state``, else None.
+    """
+    n, steps = a.shape[:2]
+    shape = tuple(a.shape[2:])
+    spikes = torch.empty((n, steps, *shape), dtype=torch.bool, device=a.device)
+    u_tr = torch.empty((n, steps, *shape), dtype=torch.int32) if record_state else None
+    v_tr = torch.empty_like(u_tr) if record_state else None
+    bias = torch.as_tensor(bias_mant, dtype=a.dtype, device=a.device)
+    size = max(1, math.prod(shape))
+    # On the CPU, blocks of about NEURON_BLOCK neurons keep each step's temporaries in cache.
+    sub = n if a.is_cuda else max(1, NEURON_BLOCK // size)
+    for lo in range(0, n, sub):
+        hi = min(n, lo + sub)
+        u = torch.zeros((hi - lo, *shape), dtype=a.dtype, device=a.device)
+        v = torch.zeros_like(u)
+        for t in range(steps):
+            spikes[lo:hi, t], u, v = cuba_step(
+                a[lo:hi, t], u, v, bias, neuron, int32_safe=int32_safe
+            )
+            if record_state:
+                u_tr[lo:hi, t] = u.to(torch.int32).cpu()
+                v_tr[lo:hi, t] = v.to(torch.int32).cpu()
+    return spikes, u_tr, v_tr

@@ -113,3 +113,48 @@ def test_int32_safe_path_equals_general_path(neuron):
         assert (
             torch.equal(s64, s32) and torch.equal(u64, u32.long()) and torch.equal(v64, v32.long())
         )
+
+
+def test_int32_safe_bound_is_strict_because_of_lavas_u_wrap():
+    """At a = -2^17, a << 6 = -2^23 and Lava's wrap turns u into +2^23: the fast path (u = a << 6)
+    must not see it, so INT32_SAFE_INPUT stops one short; at +-INT32_SAFE_INPUT both paths agree."""
+    from snn2loihi.neuron import INT32_SAFE_INPUT
+
+    neuron = CubaNeuron(i_decay=4096, v_decay=0, vth_mant=2**17 - 1)
+    assert INT32_SAFE_INPUT == 2**17 - 1
+    assert run(neuron, [-(2**17)])[0][1] == 2**23
+    edge = t(INT32_SAFE_INPUT, -INT32_SAFE_INPUT, 0)
+    zero = torch.zeros(3, dtype=torch.int64)
+    general = cuba_step(edge, zero, zero, 5, neuron)
+    fast = cuba_step(edge.int(), zero.int(), zero.int(), 5, neuron, int32_safe=True)
+    assert all(torch.equal(g.long(), f.long()) for g, f in zip(general, fast, strict=True))
+    assert fast[1].tolist() == [INT32_SAFE_INPUT << 6, -INT32_SAFE_INPUT << 6, 0]
+
+
+@pytest.mark.parametrize("int32_safe", [False, True])
+def test_integrate_equals_a_loop_of_cuba_steps_across_cpu_blocks(int32_safe):
+    """``integrate`` (blocked time loop, broadcast input, recorded state) == plain cuba_step loop."""
+    from snn2loihi.neuron import NEURON_BLOCK, integrate
+
+    neuron = CubaNeuron(i_decay=4096, v_decay=0, vth_mant=300)
+    g = torch.Generator().manual_seed(3)
+    n, steps, shape = 11, 5, (4, 64, 64)  # 4 samples per block: three blocks
+    assert NEURON_BLOCK // (4 * 64 * 64) == 4
+    a = torch.randint(-20_000, 40_000, (n, steps, *shape), generator=g)
+    bias = torch.randint(-50, 50, (4, 1, 1), generator=g)
+    dtype = torch.int32 if int32_safe else torch.int64
+    spikes, u_tr, v_tr = integrate(
+        a.to(dtype), bias.to(dtype), neuron, int32_safe=int32_safe, record_state=True
+    )
+    u = v = torch.zeros((n, *shape), dtype=torch.int64)
+    for step in range(steps):
+        s, u, v = cuba_step(a[:, step], u, v, bias, neuron)
+        assert torch.equal(spikes[:, step], s)
+        assert torch.equal(u_tr[:, step].long(), u) and torch.equal(v_tr[:, step].long(), v)
+    assert spikes.any() and not spikes.all()
+    # one current repeated over T as a broadcast view, as training's layer 0 passes it
+    const = a[:, 0].to(dtype).unsqueeze(1).expand(n, steps, *shape)
+    assert torch.equal(
+        integrate(const, bias.to(dtype), neuron, int32_safe=int32_safe)[0],
+        integrate(const.contiguous(), bias.to(dtype), neuron, int32_safe=int32_safe)[0],
+    )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from snn2loihi.neuron import ACT_SHIFT, INT32_SAFE_INPUT, cuba_step
+from snn2loihi.neuron import ACT_SHIFT, INT32_SAFE_INPUT, cuba_step, integrate
 from snn2loihi.synapse import ConvGeometry, IntegerSynapse
 from snn2loihi.train.fold import IntegerLayer, StepLayer, integer_layers, step_layers
 from snn2loihi.train.model import SpikingNet
@@ -55,12 +55,11 @@ def neuron_step_fn(compiled: bool):
 
 
 class _IntegerRunner:
-    """One integer layer: exact synapse (as :class:`IntegerSynapse`) + ``cuba_step``."""
+    """One integer layer: exact synapse (as :class:`IntegerSynapse`) + Loihi's neurons."""
 
     def __init__(self, layer: IntegerLayer, device: torch.device, compiled: bool = False):
         self.layer = layer
-        self.device = device
-        self.neuron_step = neuron_step_fn(compiled)
+        self.compiled = compiled
         geometry = None
         if layer.kind == "conv":
             geometry = ConvGeometry(
@@ -73,27 +72,37 @@ class _IntegerRunner:
             geometry=geometry,
             device=device,
         )
-        # |a| <= INT32_SAFE_INPUT proven from the weights: the neuron step needs no int32 wraps.
+        # |a| <= INT32_SAFE_INPUT proven from the weights: int32 state, no int32 wraps needed.
         self.int32_safe = self._synapse.max_abs_output <= INT32_SAFE_INPUT
-        self.bias = layer.bias.to(device)
+        self.dtype = torch.int32 if self.int32_safe else torch.int64
+        self.bias = layer.bias.to(device=device, dtype=self.dtype)
 
     def synapse(self, s: torch.Tensor) -> torch.Tensor:
-        """Integer synaptic input (int64) for integer input ``s`` (B, Cin, H, W) or (B, Nin)."""
-        return self._synapse(s).to(torch.int64)
+        """Integer synaptic input for integer input ``s`` (B, Cin, H, W) or (B, Nin)."""
+        return self._synapse(s).to(self.dtype)
 
-    def start(self, a: torch.Tensor):
-        zero = torch.zeros(a.shape, dtype=torch.int64, device=a.device)
-        return zero, zero.clone(), _channel_view(self.bias, tuple(a.shape[1:]))
+    def _integrate(self, a: torch.Tensor, record_state: bool):
+        bias = _channel_view(self.bias, tuple(a.shape[2:]))
+        if not self.compiled:
+            return integrate(
+                a, bias, self.layer.neuron, int32_safe=self.int32_safe, record_state=record_state
+            )
+        step = neuron_step_fn(True)
+        u = v = torch.zeros_like(a[:, 0])
+        spikes = torch.empty(a.shape, dtype=torch.bool, device=a.device)
+        for t in range(a.shape[1]):
+            spikes[:, t], u, v = step(
+                a[:, t], u, v, bias, self.layer.neuron, int32_safe=self.int32_safe
+            )
+        return spikes, None, v[:, None]
 
-    def step(self, a: torch.Tensor, state):
-        u, v, bias = state
-        spikes, u, v = self.neuron_step(
-            a, u, v, bias, self.layer.neuron, int32_safe=self.int32_safe
-        )
-        return spikes, (u, v, bias)
+    def spikes(self, a: torch.Tensor) -> torch.Tensor:
+        """Spikes (B, T, *shape) bool for synaptic input ``a`` (B, T, *shape)."""
+        return self._integrate(a, False)[0]
 
-    def readout(self, state) -> torch.Tensor:
-        v = state[1]
+    def readout(self, a: torch.Tensor) -> torch.Tensor:
+        """Logits (B, classes): the readout's ``v`` after T steps, in float units."""
+        v = self._integrate(a, True)[2][:, -1].to(a.device, torch.int64)
         return (v >> ACT_SHIFT).to(torch.float64).mul(self.layer.scale).float()
 
 
@@ -113,61 +122,46 @@ class _FloatRunner:
             return F.linear(s, self.weight)
         return F.conv2d(s, self.weight, stride=self.layer.stride, padding=self.layer.padding)
 
-    def start(self, a: torch.Tensor):
-        shape = tuple(a.shape[1:])
+    def _integrate(self, a: torch.Tensor):
+        shape = tuple(a.shape[2:])
+        bias = _channel_view(self.bias, shape)
         th = None if self.th is None else _channel_view(self.th, shape)
-        return torch.zeros_like(a), _channel_view(self.bias, shape), th
+        v = torch.zeros_like(a[:, 0])
+        spikes = None if th is None else torch.empty(a.shape, dtype=torch.bool, device=a.device)
+        for t in range(a.shape[1]):
+            v = v * self.leak + a[:, t] + bias
+            if th is not None:
+                spikes[:, t] = s = v > th
+                v = torch.where(s, torch.zeros_like(v), v)
+        return spikes, v
 
-    def step(self, a: torch.Tensor, state):
-        v, bias, th = state
-        v = v * self.leak + a + bias
-        if th is None:
-            return None, (v, bias, th)
-        spikes = v > th
-        return spikes, (torch.where(spikes, torch.zeros_like(v), v), bias, th)
+    def spikes(self, a: torch.Tensor) -> torch.Tensor:
+        return self._integrate(a)[0]
 
-    def readout(self, state) -> torch.Tensor:
-        return state[0]
+    def readout(self, a: torch.Tensor) -> torch.Tensor:
+        return self._integrate(a)[1]
 
 
 @torch.no_grad()
 def _run(runners, x: torch.Tensor, steps: int, flatten_index: int) -> SnnOutput:
-    """Layer by layer from rest; layer 0's input current is computed once (the image is the same
-    every step), later layers compute each step's synaptic input from the previous layer's spikes
-    of that step, so only one step of currents is held at a time."""
+    """Layer by layer from rest. Layer 0's input current is computed once (the image is the same
+    every step); each later layer's synapse runs once on all (sample, step) pairs of the
+    previous layer's spikes, then its neurons loop over the T steps."""
     b = x.shape[0]
     counts: list[torch.Tensor] = []
     prev = None  # (B, T, *shape) bool spikes of the previous layer
     for k, runner in enumerate(runners):
         if k == 0:
-            a0 = runner.synapse(x.reshape(b, -1) if flatten_index == 0 else x)
-
-            def current(t, a0=a0):
-                return a0
-
+            a = runner.synapse(x.reshape(b, -1) if flatten_index == 0 else x)
+            a = a.unsqueeze(1).expand(b, steps, *a.shape[1:])
         else:
-
-            def current(t, prev=prev, flat=k >= flatten_index, runner=runner):
-                s = prev[:, t]
-                return runner.synapse(s.reshape(b, -1) if flat else s)
-
-        is_readout = k == len(runners) - 1
-        state = spikes = None
-        for t in range(steps):
-            a = current(t)
-            if state is None:
-                state = runner.start(a)
-                if not is_readout:
-                    spikes = torch.empty(
-                        (b, steps, *a.shape[1:]), dtype=torch.bool, device=x.device
-                    )
-            s, state = runner.step(a, state)
-            if not is_readout:
-                spikes[:, t] = s
-        if is_readout:
-            return SnnOutput(counts, runner.readout(state))
-        counts.append(spikes.sum(1, dtype=torch.float32))
-        prev = spikes
+            s = prev.reshape(b * steps, *prev.shape[2:])
+            a = runner.synapse(s.reshape(b * steps, -1) if k >= flatten_index else s)
+            a = a.reshape(b, steps, *a.shape[1:])
+        if k == len(runners) - 1:
+            return SnnOutput(counts, runner.readout(a))
+        prev = runner.spikes(a)
+        counts.append(prev.sum(1, dtype=torch.float32))
     raise AssertionError("a network ends with its readout layer")
 
 
@@ -180,7 +174,7 @@ def run_integer_snn(
 ):
     """Integer SNN on raw pixels ``x`` (B, C, H, W) uint8/int; see module docstring."""
     runners = [_IntegerRunner(ly, x.device, compile_neuron) for ly in layers]
-    return _run(runners, x.to(torch.int64), steps, flatten_index)
+    return _run(runners, x, steps, flatten_index)
 
 
 def run_float_snn(

@@ -1,0 +1,150 @@
+"""Accuracy of the deployed (integer) network after training: named suites of `snn2loihi train` runs.
+
+Each run is the real CLI in a subprocess; its final and best epochs are read back from the run's
+``log.csv`` and recorded with the exact command, wall time and machine in
+``bench/results/train_<suite>.json`` (runs of the same name are replaced, others kept).
+
+    .venv/bin/python bench/train_accuracy.py digits
+    .venv/bin/python bench/train_accuracy.py mnist --data ../shared/data --epochs 15
+    .venv/bin/python bench/train_accuracy.py cifar10 --data ../shared/data   # GPU
+
+``cifar10`` decodes the shared JPEG copy of CIFAR-10 (one header + per-image payloads) into the
+generic ``.npz`` format (x uint8 NHWC, y) the trainer loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def decode_cifar_jpeg(src: Path, out_dir: Path) -> tuple[Path, Path]:
+    """The shared ``cifar10_jpeg.npz`` as ``train.npz``/``test.npz`` (x uint8 NHWC, y) in ``out_dir``."""
+    from PIL import Image
+
+    z = np.load(src)
+    header = z["jpeg_header"].tobytes()
+    paths = []
+    for split in ("train", "test"):
+        payload, offsets = z[f"{split}_payload"], z[f"{split}_offsets"]
+        images = [
+            np.asarray(
+                Image.open(io.BytesIO(header + payload[lo:hi].tobytes())).convert("RGB"),
+                dtype=np.uint8,
+            )
+            for lo, hi in zip(offsets[:-1], offsets[1:], strict=True)
+        ]
+        path = out_dir / f"cifar10_{split}.npz"
+        np.savez(path, x=np.stack(images), y=z[f"{split}_y"].astype(np.int64))
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def suite_runs(suite: str, data: Path, epochs: int | None, work: Path) -> list[dict]:
+    """``[{name, args}]``: the CLI arguments of every run of ``suite``."""
+    if suite == "digits":
+        e = ["--epochs", str(epochs or 20), "--set", "train.num_threads=1"]
+        return [
+            {"name": "snn2ann T=4", "args": ["--method", "snn2ann", "--steps", "4", *e]},
+            {"name": "snn2ann T=2", "args": ["--method", "snn2ann", "--steps", "2", *e]},
+            {"name": "snn2ann T=4 float-snn", "args": ["--steps", "4", "--float-snn", *e]},
+            {"name": "bptt T=4", "args": ["--method", "bptt", "--steps", "4", *e]},
+        ]
+    if suite == "mnist":
+        mnist = data / "mnist"
+        common = [
+            "--set", "data.dataset='npz'",
+            "--set", f"data.train='{mnist / 'mnist_train.npz'}'",
+            "--set", f"data.test='{mnist / 'mnist_test.npz'}'",
+            "--set", "model.arch='mnist'",
+            "--epochs", str(epochs or 15),
+        ]  # fmt: skip
+        return [{"name": "snn2ann T=4", "args": ["--method", "snn2ann", "--steps", "4", *common]}]
+    if suite == "cifar10":
+        train, test = decode_cifar_jpeg(data / "cifar10-jpeg" / "cifar10_jpeg.npz", work)
+        common = [
+            "--set", "data.dataset='npz'",
+            "--set", f"data.train='{train}'",
+            "--set", f"data.test='{test}'",
+            "--set", "data.augment='on'",
+            "--set", "model.arch='vgg11'",
+            "--set", "train.batch_size=128",
+            "--set", "model.channels_last=true",
+            "--epochs", str(epochs or 100),
+        ]  # fmt: skip
+        return [{"name": "snn2ann T=4", "args": ["--method", "snn2ann", "--steps", "4", *common]}]
+    raise SystemExit(f"unknown suite {suite!r}: digits, mnist or cifar10")
+
+
+def run_one(name: str, args: list[str], out: Path) -> dict:
+    """Train with the CLI into ``out``; the run's command, wall time, final and best epoch."""
+    cmd = [sys.executable, "-m", "snn2loihi", "train", *args, "--out", str(out), "--no-progress"]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    wall = time.perf_counter() - t0
+    with open(out / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    keep = ("epoch", "ann_acc", "snn_acc", "spikes_total", "epoch_s")
+    final = {k: float(rows[-1][k]) for k in keep}
+    best = max(rows, key=lambda r: float(r["snn_acc"]))
+    return {
+        "name": name,
+        "command": " ".join(["python", "-m", "snn2loihi", "train", *args]),
+        "wall_s": wall,
+        "epochs": len(rows),
+        "final": final,
+        "best_snn_acc": float(best["snn_acc"]),
+        "best_epoch": int(best["epoch"]),
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("suite", choices=("digits", "mnist", "cifar10"))
+    p.add_argument("--data", type=Path, default=Path("../shared/data"))
+    p.add_argument("--epochs", type=int, default=None, help="override the suite's epochs")
+    p.add_argument("--only", nargs="+", help="names of the runs to do (default: all)")
+    p.add_argument("--note", default="", help="machine note recorded with the results")
+    args = p.parse_args()
+    import torch
+
+    out_file = RESULTS / f"train_{args.suite}.json"
+    old = json.loads(out_file.read_text()) if out_file.exists() else {}
+    runs = {r["name"]: r for r in old.get("runs", [])}
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in suite_runs(args.suite, args.data, args.epochs, Path(tmp)):
+            if args.only and run["name"] not in args.only:
+                continue
+            slug = run["name"].replace(" ", "_").replace("=", "")
+            runs[run["name"]] = run_one(run["name"], run["args"], Path(tmp) / slug)
+            print(json.dumps(runs[run["name"]]), flush=True)
+    result = {
+        "suite": args.suite,
+        "metric": "snn_acc: accuracy of the integer Loihi network (the one export writes and the "
+        "emulator and Lava reproduce) on the held-out/test split; float-snn runs report the "
+        "float SNN; best_snn_acc: best epoch",
+        "machine": args.note
+        or f"{platform.machine()} {torch.__version__} cuda={torch.cuda.is_available()}",
+        "runs": list(runs.values()),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    tmp_file = out_file.with_suffix(".json.tmp")
+    tmp_file.write_text(json.dumps(result, indent=2) + "\n")
+    tmp_file.replace(out_file)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
