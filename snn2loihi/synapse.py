@@ -68,8 +68,9 @@ def dense_weights_as_lava(weight: np.ndarray) -> tuple[np.ndarray, int]:
 def exact_float32(weight_row_abs_sum: float, input_max: float, max_abs_weight: float) -> bool:
     """True when a float32/TF32 GEMM of these integer operands is exact.
 
-    Every partial sum is bounded by ``max_row(sum |w|) * max|x|`` (< 2^24) and every operand by
-    2^11 (TF32 significand), so neither rounding of products nor of sums can occur.
+    Every partial sum is bounded by ``weight_row_abs_sum * max|x|`` (< 2^24), where the row sum
+    is ``max_row(sum |w|)`` or, for non-negative inputs, ``max_row(max(sum w+, sum |w-|))``, and
+    every operand by 2^11 (TF32 significand), so neither rounding of products nor of sums occurs.
     """
     return (
         weight_row_abs_sum * input_max < FP32_EXACT_SUM
@@ -93,14 +94,15 @@ class IntegerSynapse:
 
     ``kind`` is ``"dense"`` (weights (Nout, Nin), Lava's dense weight processing applied) or
     ``"conv"`` (weights (Cout, Cin/groups, kH, kW), output wrapped to 24 bits).
-    ``input_max`` is the largest input value (1 for spikes, 255 for graded input); it decides
-    whether the fast float32 path is exact.
+    ``input_max`` is the largest input value (1 for spikes, 255 for graded input; inputs are
+    never negative on Loihi); it decides whether the fast float32 path is exact. ``weight`` may
+    be a numpy array or an integer tensor (kept on ``device``, no host round trip).
     """
 
     def __init__(
         self,
         kind: str,
-        weight: np.ndarray,
+        weight: np.ndarray | torch.Tensor,
         *,
         input_max: int,
         geometry: ConvGeometry | None = None,
@@ -109,13 +111,20 @@ class IntegerSynapse:
         self.kind = kind
         self.geometry = geometry
         self.shift = 0
-        w = np.asarray(weight, dtype=np.int64)
+        if isinstance(weight, torch.Tensor):  # stays on its device (e.g. training on a GPU)
+            w = weight.to(device=device, dtype=torch.int64)
+        else:
+            w = torch.as_tensor(np.asarray(weight, dtype=np.int64), device=device)
         if kind == "dense":
-            w, self.shift = dense_weights_as_lava(w)
+            w_np, self.shift = dense_weights_as_lava(w.cpu().numpy())
+            w = torch.as_tensor(w_np, device=device)
         elif kind != "conv":
             raise ValueError(f"unknown synapse kind {kind!r}")
-        rows = np.abs(w).reshape(w.shape[0], -1).sum(axis=1)
-        bound = int(rows.max()) * int(input_max)
+        # Inputs are non-negative, so any (partial) sum of w.x lies between -neg and +pos.
+        flat = w.reshape(w.shape[0], -1)
+        rows = torch.maximum(flat.clamp(min=0).sum(1), (-flat).clamp(min=0).sum(1))
+        row_max, w_max = int(rows.max()), int(flat.abs().max())
+        bound = row_max * int(input_max)
         self._conv_may_wrap = kind == "conv" and bound >= 2 ** (UV_BITS - 1)
         if kind == "conv":
             bound = min(bound, 2 ** (UV_BITS - 1))  # wrapped to 24 bits
@@ -124,9 +133,16 @@ class IntegerSynapse:
         else:
             bound = bound << self.shift
         self._max_abs_output = bound
-        self.exact_fp32 = exact_float32(float(rows.max()), float(input_max), float(np.abs(w).max()))
+        self.exact_fp32 = exact_float32(float(row_max), float(input_max), float(w_max))
+        # A kernel made of p x p constant blocks (average pooling folded into a conv) runs as
+        # p x p sum pooling + the compact kernel: p^2 fewer products, the same integers.
+        self.pool = block_factor(w, geometry) if kind == "conv" else 1
+        if self.pool > 1 and self.exact_fp32 and input_max * self.pool**2 > TF32_EXACT_OPERAND:
+            self.pool = 1  # pooled inputs would leave the exact float32 path
+        if self.pool > 1:
+            w = w[:, :, :: self.pool, :: self.pool]
         self.dtype = torch.float32 if self.exact_fp32 else torch.float64
-        self.weight = torch.as_tensor(w, dtype=self.dtype, device=device)
+        self.weight = w.to(self.dtype)
         self.int_weight_shape = tuple(w.shape)
 
     def __call__(self, s: torch.Tensor) -> torch.Tensor:
@@ -146,7 +162,7 @@ class IntegerSynapse:
 
     @property
     def max_abs_output(self) -> int:
-        """Bound on ``|a|``: the largest row sum of ``|w|`` times the largest input."""
+        """Bound on ``|a|``: the largest row's ``max(sum w+, sum |w-|)`` times the largest input."""
         return self._max_abs_output
 
     def _conv(self, x: torch.Tensor) -> torch.Tensor:
@@ -155,21 +171,52 @@ class IntegerSynapse:
         CPU float32: oneDNN's direct convolution (``torch.mkldnn_convolution``), never NNPACK's
         Winograd/FFT. Elsewhere (GPU, or float64): im2col + GEMM, never cuDNN's choice.
         Exact because every product and partial sum is an integer below 2^24 (float32) or 2^53.
+        Block kernels (``pool`` > 1) first sum-pool the input (small integers: exact).
         """
         g = self.geometry
+        stride, padding = g.stride, g.padding
+        if self.pool > 1:
+            p = self.pool
+            stride = (stride[0] // p, stride[1] // p)
+            padding = (padding[0] // p, padding[1] // p)
+            if x.shape[2] % p or x.shape[3] % p:  # pad first so the last pool window is right
+                x = F.pad(x, (g.padding[1], g.padding[1], g.padding[0], g.padding[0]))
+                padding = (0, 0)
+            x = F.avg_pool2d(x, p, stride=p, divisor_override=1)
         if x.device.type == "cpu" and self.dtype == torch.float32:
             x = x.contiguous(memory_format=torch.channels_last)
             out = torch.mkldnn_convolution(
-                x, self.weight, None, list(g.padding), list(g.stride), list(g.dilation), g.groups
+                x, self.weight, None, list(padding), list(stride), list(g.dilation), g.groups
             )
             return out.contiguous()
         cout, cin_g, kh, kw = self.int_weight_shape
         b, _, h, w = x.shape
-        cols = F.unfold(x, (kh, kw), dilation=g.dilation, padding=g.padding, stride=g.stride)
-        hout = (h + 2 * g.padding[0] - g.dilation[0] * (kh - 1) - 1) // g.stride[0] + 1
-        wout = (w + 2 * g.padding[1] - g.dilation[1] * (kw - 1) - 1) // g.stride[1] + 1
+        cols = F.unfold(x, (kh, kw), dilation=g.dilation, padding=padding, stride=stride)
+        hout = (h + 2 * padding[0] - g.dilation[0] * (kh - 1) - 1) // stride[0] + 1
+        wout = (w + 2 * padding[1] - g.dilation[1] * (kw - 1) - 1) // stride[1] + 1
         k = cin_g * kh * kw
         cols = cols.view(b, g.groups, k, hout * wout)
         wg = self.weight.reshape(g.groups, cout // g.groups, k)
         out = torch.cat([torch.matmul(wg[i], cols[:, i]) for i in range(g.groups)], dim=1)
         return out.reshape(b, cout, hout, wout)
+
+
+def block_factor(weight: torch.Tensor, geometry: ConvGeometry | None) -> int:
+    """Largest p >= 1 such that the conv is ``p x p`` sum pooling followed by a compact conv.
+
+    ``weight`` (Cout, Cin/groups, kH, kW) must consist of constant ``p x p`` blocks, and stride
+    and padding must be multiples of p (dilation 1), so every kernel window is aligned with the
+    pooling grid of the padded input.
+    """
+    if geometry is None or geometry.dilation != (1, 1):
+        return 1
+    kh, kw = weight.shape[2:]
+    dims = (kh, kw, *geometry.stride, *geometry.padding)
+    for p in range(min(kh, kw), 1, -1):
+        if any(d % p for d in dims):
+            continue
+        compact = weight[:, :, ::p, ::p]
+        blocks = compact.repeat_interleave(p, dim=2).repeat_interleave(p, dim=3)
+        if torch.equal(blocks, weight):
+            return p
+    return 1

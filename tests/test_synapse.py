@@ -149,3 +149,54 @@ def test_cpu_conv_path_is_exact_for_common_shapes(batch, cin, cout, kernel, stri
     syn = IntegerSynapse("conv", w, input_max=1, geometry=geom)
     x = (rng.random((batch, cin, 12, 12)) < 0.5).astype(np.int64)
     np.testing.assert_array_equal(syn(torch.as_tensor(x)).numpy(), _conv_ref(x, w, geom))
+
+
+@pytest.mark.parametrize(
+    ("pool", "k", "stride", "pad", "hw", "groups", "input_max"),
+    [
+        (2, 3, 1, 1, (16, 16), 1, 1),  # avg pool 2 + 3x3 conv (the training presets' "p" layer)
+        (2, 3, 1, 1, (9, 11), 1, 1),  # odd sizes: the last pool window is padding
+        (3, 1, 2, 0, (14, 13), 2, 1),  # pool 3 + 1x1 stride-2 conv, grouped
+        (2, 2, 1, 0, (8, 8), 1, 255),  # graded input: sums of 4 pixels
+    ],
+)
+def test_block_kernel_runs_as_sum_pooling_with_the_same_integers(
+    pool, k, stride, pad, hw, groups, input_max
+):
+    """A kernel of constant p x p blocks (average pooling folded in) == the int64 reference."""
+    rng = np.random.default_rng(pool * 10 + k)
+    compact = rng.integers(-128, 128, size=(4, 2, k, k))
+    w = compact.repeat(pool, axis=2).repeat(pool, axis=3)
+    geom = ConvGeometry((pool * stride,) * 2, (pool * pad,) * 2, (1, 1), groups)
+    syn = IntegerSynapse("conv", w, input_max=input_max, geometry=geom)
+    assert syn.pool == pool and syn.exact_fp32
+    x = rng.integers(0, input_max + 1, size=(3, 2 * groups, *hw))
+    if input_max == 1:
+        x = (rng.random((3, 2 * groups, *hw)) < 0.4).astype(np.int64)
+    np.testing.assert_array_equal(syn(torch.as_tensor(x)).numpy(), _conv_ref(x, w, geom))
+
+
+def test_block_factor_needs_aligned_stride_padding_and_true_blocks():
+    from snn2loihi.synapse import block_factor
+
+    w = torch.ones(1, 1, 4, 4, dtype=torch.int64)
+    assert block_factor(w, ConvGeometry((2, 2), (2, 2), (1, 1), 1)) == 2
+    assert block_factor(w, ConvGeometry((4, 4), (0, 0), (1, 1), 1)) == 4
+    assert block_factor(w, ConvGeometry((1, 1), (0, 0), (1, 1), 1)) == 1  # stride not aligned
+    assert block_factor(w, ConvGeometry((2, 2), (1, 1), (1, 1), 1)) == 1  # padding not aligned
+    assert block_factor(w, ConvGeometry((2, 2), (2, 2), (2, 2), 1)) == 1  # dilated
+    w[0, 0, 0, 1] = 2
+    assert block_factor(w, ConvGeometry((2, 2), (0, 0), (1, 1), 1)) == 1  # not constant blocks
+
+
+def test_block_kernel_on_the_float64_im2col_path():
+    """Pooled graded input with sums beyond 2^24: float64 unfold + GEMM, still exact."""
+    rng = np.random.default_rng(7)
+    compact = rng.choice([-255, 255], size=(3, 8, 3, 3))
+    compact[0] = 255  # row bound 8*9*4*255*255 >= 2^24
+    w = compact.repeat(2, axis=2).repeat(2, axis=3)
+    geom = ConvGeometry((2, 2), (2, 2), (1, 1), 1)
+    syn = IntegerSynapse("conv", w, input_max=255, geometry=geom)
+    assert syn.pool == 2 and not syn.exact_fp32
+    x = rng.integers(0, 101, size=(2, 8, 7, 6))  # actual sums stay inside 24 bits
+    np.testing.assert_array_equal(syn(torch.as_tensor(x)).numpy(), _conv_ref(x, w, geom))

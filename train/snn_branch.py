@@ -67,7 +67,7 @@ class _IntegerRunner:
             )
         self._synapse = IntegerSynapse(
             layer.kind,
-            layer.weight.numpy(),
+            layer.weight,
             input_max=layer.input_max,
             geometry=geometry,
             device=device,
