@@ -96,10 +96,11 @@ def choose_scale(
     b = b.to(w.device)
     fan_in = w.shape[1]
     _, qmax = weight_limits(weight_bits)
-    row_sum = torch.maximum(w.clamp(min=0).sum(1), (-w).clamp(min=0).sum(1))
+    pos = w.clamp(min=0).sum(1)
+    row_sum = torch.maximum(pos, pos - w.sum(1))  # max(sum w+, sum |w-|) per row
     round_slack = 0.5 * fan_in * input_max  # rounding can add 1/2 per weight
     candidates = [
-        float(w.abs().max()) / qmax,
+        max(float(w.max()), -float(w.min())) / qmax,
         float(b.abs().max()) / BIAS_MAX,
         float(row_sum.max()) * input_max / max(A_MAX - round_slack, 1.0),
     ]
@@ -118,7 +119,7 @@ def quantize_weight(
 ) -> torch.Tensor:
     """Integer weights ``round(weight / scale)`` clipped to ``weight_bits`` (int64)."""
     qmin, qmax = weight_limits(weight_bits)
-    return torch.round(weight.detach() / scale).clamp(qmin, qmax).to(torch.int64)
+    return (weight.detach() / scale).round_().clamp_(qmin, qmax).to(torch.int64)
 
 
 def quantize_bias(bias: torch.Tensor, scale: float) -> torch.Tensor:

@@ -120,10 +120,15 @@ class IntegerSynapse:
             w = torch.as_tensor(w_np, device=device)
         elif kind != "conv":
             raise ValueError(f"unknown synapse kind {kind!r}")
+        # A kernel made of p x p constant blocks (average pooling folded into a conv) runs as
+        # p x p sum pooling + the compact kernel: p^2 fewer products, the same integers.
+        pool = block_factor(w, geometry) if kind == "conv" else 1
+        compact = w[:, :, ::pool, ::pool] if pool > 1 else w
         # Inputs are non-negative, so any (partial) sum of w.x lies between -neg and +pos.
-        flat = w.reshape(w.shape[0], -1)
-        rows = torch.maximum(flat.clamp(min=0).sum(1), (-flat).clamp(min=0).sum(1))
-        row_max, w_max = int(rows.max()), int(flat.abs().max())
+        flat = compact.reshape(w.shape[0], -1)
+        pos = flat.clamp(min=0).sum(1)
+        row_max = int(torch.maximum(pos, pos - flat.sum(1)).max()) * pool**2
+        w_max = max(int(flat.max()), -int(flat.min()))
         bound = row_max * int(input_max)
         self._conv_may_wrap = kind == "conv" and bound >= 2 ** (UV_BITS - 1)
         if kind == "conv":
@@ -134,13 +139,10 @@ class IntegerSynapse:
             bound = bound << self.shift
         self._max_abs_output = bound
         self.exact_fp32 = exact_float32(float(row_max), float(input_max), float(w_max))
-        # A kernel made of p x p constant blocks (average pooling folded into a conv) runs as
-        # p x p sum pooling + the compact kernel: p^2 fewer products, the same integers.
-        self.pool = block_factor(w, geometry) if kind == "conv" else 1
-        if self.pool > 1 and self.exact_fp32 and input_max * self.pool**2 > TF32_EXACT_OPERAND:
-            self.pool = 1  # pooled inputs would leave the exact float32 path
-        if self.pool > 1:
-            w = w[:, :, :: self.pool, :: self.pool]
+        if pool > 1 and self.exact_fp32 and input_max * pool**2 > TF32_EXACT_OPERAND:
+            pool, compact = 1, w  # pooled inputs would leave the exact float32 path
+        self.pool = pool
+        w = compact
         self.dtype = torch.float32 if self.exact_fp32 else torch.float64
         self.weight = w.to(self.dtype)
         self.int_weight_shape = tuple(w.shape)
@@ -210,13 +212,12 @@ def block_factor(weight: torch.Tensor, geometry: ConvGeometry | None) -> int:
     """
     if geometry is None or geometry.dilation != (1, 1):
         return 1
-    kh, kw = weight.shape[2:]
+    cout, cin, kh, kw = weight.shape
     dims = (kh, kw, *geometry.stride, *geometry.padding)
     for p in range(min(kh, kw), 1, -1):
         if any(d % p for d in dims):
             continue
-        compact = weight[:, :, ::p, ::p]
-        blocks = compact.repeat_interleave(p, dim=2).repeat_interleave(p, dim=3)
-        if torch.equal(blocks, weight):
+        blocks = weight.reshape(cout, cin, kh // p, p, kw // p, p)
+        if bool((blocks == blocks[:, :, :, :1, :, :1]).all()):
             return p
     return 1
