@@ -124,8 +124,9 @@ def add_commands(sub) -> None:
         "convert",
         help="convert an ONNX ReLU network to a NetX .net (threshold balancing)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Convert a plain ONNX conv/dense ReLU network (Conv 3x3, Gemm/MatMul, Relu, "
-        "Clip, BatchNormalization, AveragePool 2x2, Flatten) to a rate-coded IF SNN: thresholds "
+        description="Convert a plain ONNX conv/dense ReLU network (square Conv of any size and "
+        "stride, symmetric pads; Gemm/MatMul, Relu, Clip, BatchNormalization, AveragePool and "
+        "GlobalAveragePool folded into the next synapse, Flatten) to a rate-coded IF SNN: thresholds "
         "from activation percentiles on calibration images, quantized on training's grid. "
         "Unsupported ops are refused naming op and node.\n\n"
         "example:\n  snn2loihi convert model.onnx --calib calib.npz --out model.net --steps 16",

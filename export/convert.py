@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from snn2loihi.errors import InputDataError
 from snn2loihi.export.errors import DataUnavailableError, NotDeployableError
 from snn2loihi.export.onnx_import import OnnxNet
 
@@ -25,7 +26,10 @@ log = logging.getLogger(__name__)
 MAX_PERCENTILE_SAMPLES = 2_000_000  # activations used per layer for the percentile
 
 
-def _specs(net: OnnxNet) -> tuple[list[str], list[int]]:
+def _specs(net: OnnxNet) -> tuple[list, list[int]]:
+    """``(ConvSpec per conv, hidden dense widths)`` of the chain; checks the activations."""
+    from snn2loihi.train.model import ConvSpec
+
     convs, dense = [], []
     for i, ly in enumerate(net.layers):
         last = i == len(net.layers) - 1
@@ -33,8 +37,13 @@ def _specs(net: OnnxNet) -> tuple[list[str], list[int]]:
             what = "must not end with an activation" if last else "needs a ReLU after it"
             raise NotDeployableError(f"ONNX node '{ly.node}' (layer {i}, {ly.kind}): {what}")
         if ly.kind == "conv":
-            prefix = "p" if ly.pool > 1 else ("s" if ly.stride == 2 else "")
-            convs.append(f"{prefix}{ly.weight.shape[0]}")
+            spec = dict(stride=ly.stride, pool=ly.pool, kernel=ly.weight.shape[2])
+            try:
+                convs.append(ConvSpec(int(ly.weight.shape[0]), padding=ly.padding, **spec))
+            except ValueError as exc:
+                raise NotDeployableError(
+                    f"ONNX node '{ly.node}' (layer {i}, conv): {exc}"
+                ) from None
         elif not last:
             dense.append(int(ly.weight.shape[0]))
     if net.layers[-1].kind != "dense":
@@ -46,21 +55,26 @@ def _specs(net: OnnxNet) -> tuple[list[str], list[int]]:
 
 def build_model(net: OnnxNet, input_shape: tuple[int, int, int], steps: int, mean, std):
     """A :class:`SpikingNet` holding the ONNX weights (thresholds still 1)."""
+    from snn2loihi.train.model import ConvFitError
     from snn2loihi.train.model import build_model as build
 
     convs, dense = _specs(net)
     num_classes = int(net.layers[-1].weight.shape[0])
-    model = build(
-        "custom",
-        input_shape,
-        num_classes,
-        convs=tuple(convs),
-        dense=tuple(dense),
-        mean=tuple(mean),
-        std=tuple(std),
-        steps=steps,
-        step_divisor=steps,
-    )
+    try:
+        model = build(
+            "custom",
+            input_shape,
+            num_classes,
+            convs=tuple(convs),
+            dense=tuple(dense),
+            mean=tuple(mean),
+            std=tuple(std),
+            steps=steps,
+            step_divisor=steps,
+        )
+    except ConvFitError as exc:  # a conv that does not fit its input (size, folded pooling)
+        node = [ly.node for ly in net.layers if ly.kind == "conv"][exc.index]
+        raise NotDeployableError(f"ONNX node '{node}': {exc}") from None
     with torch.no_grad():
         for k, (layer, ly) in enumerate(zip(model.layers, net.layers, strict=True)):
             w = torch.as_tensor(ly.weight, dtype=torch.float32)
@@ -151,6 +165,24 @@ def onnx_to_model(
     return model, ann_acc, lams
 
 
+def check_options(percentile: float, mean, std, channels: int) -> None:
+    """Refuse a percentile outside (0, 100] and ``--mean/--std`` that cannot normalize."""
+    if not (np.isfinite(percentile) and 0 < percentile <= 100):
+        raise InputDataError(f"--percentile {percentile} must be in (0, 100]")
+    for name, values in (("--mean", mean), ("--std", std)):
+        if values is None:
+            continue
+        if len(values) not in (1, channels):
+            raise InputDataError(
+                f"{name} {','.join(map(str, values))}: give one value per channel of the "
+                f"calibration images ({channels}) or one for all"
+            )
+        for i, v in enumerate(values):
+            if not np.isfinite(v) or (name == "--std" and v <= 0):
+                rule = "finite and > 0" if name == "--std" else "finite"
+                raise InputDataError(f"{name}[{i}] = {v} must be {rule}")
+
+
 def convert_onnx(
     onnx_path: str | Path,
     calib: str | Path,
@@ -179,6 +211,7 @@ def convert_onnx(
     refuse_existing([out], force)
     net = read_onnx(onnx_path)
     data = load_eval_data(default_config()["data"], "train", calib)
+    check_options(percentile, mean, std, int(data.x.shape[1]))
     shape = tuple(int(v) for v in data.x.shape[1:])
     if len(net.input_shape) == 3 and all(net.input_shape) and net.input_shape != shape:
         raise DataUnavailableError(

@@ -12,18 +12,21 @@ from pathlib import Path
 
 from snn2loihi.export.errors import DataUnavailableError, NotDeployableError
 from snn2loihi.schema import SUPPORTED_TYPES, NetXNetwork
+from snn2loihi.validate import validate_network
 
 log = logging.getLogger(__name__)
 
 
 def check_deployable(net: NetXNetwork, source: str = "network") -> None:
-    """Refuse any layer type outside NetX's runnable set (conv, dense, flatten, input)."""
+    """Refuse layer types outside NetX's runnable set (conv, dense, flatten, input) and values
+    outside Loihi's ranges (before the headroom check reads them)."""
     for i, ly in enumerate(net.layers):
         if ly.kind not in SUPPORTED_TYPES:
             raise NotDeployableError(
                 f"{source}: layer {i} ({ly.kind}) cannot run on NetX; use "
                 f"{', '.join(SUPPORTED_TYPES)} (fold pooling into a strided conv)"
             )
+    validate_network(net, source)
 
 
 def refuse_existing(paths: list[Path | None], force: bool) -> None:

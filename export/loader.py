@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 from torch import nn
 
 from snn2loihi.errors import ConfigError
@@ -27,7 +28,7 @@ _DEPLOYABLE_MODULES = (nn.ModuleList, nn.BatchNorm1d, nn.BatchNorm2d)
 
 def check_config(config: dict, source: str = "checkpoint") -> None:
     """Raise :class:`NotDeployableError` for a model config that NetX cannot express."""
-    from snn2loihi.train.model import ARCHITECTURES, ConvSpec
+    from snn2loihi.train.model import ARCHITECTURES, CONV_SPEC_FORMS, ConvSpec
 
     try:
         model_cfg = config["model"]
@@ -48,11 +49,11 @@ def check_config(config: dict, source: str = "checkpoint") -> None:
                 f"{source}: layer {i} (model.convs[{i}] = {spec!r}): {hint.format(n=n)}"
             )
         try:
-            ConvSpec.parse(text)
-        except ValueError:
+            ConvSpec.parse(spec)
+        except ValueError as exc:
             raise NotDeployableError(
-                f"{source}: layer {i} (model.convs[{i}] = {spec!r}) is not a deployable conv; "
-                "use '64' (3x3 conv), 's64' (stride 2) or 'p64' (average pool folded in)"
+                f"{source}: layer {i} (model.convs[{i}] = {spec!r}) is not a deployable conv "
+                f"({exc}); use {CONV_SPEC_FORMS}"
             ) from None
     for j, width in enumerate(dense):
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
@@ -101,6 +102,7 @@ def load_model(path: str | Path):
     check_config(config, f"checkpoint '{path}'")
     try:
         meta = state["metrics"]["model"]
+        check_meta(meta, path)
         model = model_from_config(
             config,
             tuple(meta["input_shape"]),
@@ -108,7 +110,7 @@ def load_model(path: str | Path):
             tuple(meta["mean"]),
             tuple(meta["std"]),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise CheckpointError(
             f"checkpoint '{path}': cannot rebuild the model from its config ({type(exc).__name__}: {exc})"
         ) from None
@@ -127,7 +129,76 @@ def _one_line(message: str, path) -> str:
     return f"checkpoint '{path}' is not a readable snn2loihi checkpoint ({cause})"
 
 
+def check_meta(meta: dict, path) -> None:
+    """Refuse a model record whose input shape, classes or normalization cannot be folded."""
+    shape, mean, std = meta["input_shape"], meta["mean"], meta["std"]
+    fields = {"input_shape": shape, "mean": mean, "std": std}
+    for key, value in fields.items():
+        if not isinstance(value, list | tuple) or not value:
+            raise CheckpointError(f"checkpoint '{path}': metrics.model.{key} = {value!r}")
+    if any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape):
+        raise CheckpointError(
+            f"checkpoint '{path}': metrics.model.input_shape = {shape!r} must be positive integers"
+        )
+    n = meta["num_classes"]
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise CheckpointError(
+            f"checkpoint '{path}': metrics.model.num_classes = {n!r} must be >= 1"
+        )
+    for key, values, low in (("mean", mean, -np.inf), ("std", std, 0.0)):
+        if len(values) != shape[0]:
+            raise CheckpointError(
+                f"checkpoint '{path}': metrics.model.{key} = {values!r} has {len(values)} "
+                f"entries for {shape[0]} input channels"
+            )
+        for i, v in enumerate(values):
+            ok = isinstance(v, int | float) and not isinstance(v, bool)
+            if not ok or not np.isfinite(v) or v <= low:
+                rule = "finite and > 0" if key == "std" else "finite"
+                raise CheckpointError(
+                    f"checkpoint '{path}': metrics.model.{key}[{i}] = {v!r} must be {rule}"
+                )
+
+
+def check_weights(weights, path) -> None:
+    """Refuse non-tensor entries, NaN/inf values, thresholds <= 0 and BN variances < 0."""
+    import torch
+
+    if not isinstance(weights, dict):
+        raise CheckpointError(
+            f"checkpoint '{path}': 'model' is {type(weights).__name__}, not a dict"
+        )
+    for name, value in weights.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"checkpoint '{path}': parameter '{name}' is {type(value).__name__}, not a tensor"
+            )
+        if not value.is_floating_point():
+            continue
+        v = value.detach().double().cpu()
+        bad = ~torch.isfinite(v)
+        if name.endswith("thresholds"):
+            bad |= v <= 0
+        elif name.endswith("running_var"):
+            bad |= v < 0
+        if bad.any():
+            _refuse_value(name, v, bad, path)
+
+
+def _refuse_value(name: str, v, bad, path) -> None:
+    flat = int(bad.reshape(-1).nonzero()[0, 0])
+    index = tuple(int(i) for i in np.unravel_index(flat, tuple(v.shape))) if v.ndim else ()
+    value = float(v.reshape(-1)[flat])
+    need = {"thresholds": "finite and > 0", "running_var": "finite and >= 0"}
+    rule = next((r for k, r in need.items() if name.endswith(k)), "finite")
+    raise CheckpointError(
+        f"checkpoint '{path}': parameter '{name}' = {value} at index {index} "
+        f"({int(bad.sum())} bad values); values must be {rule}"
+    )
+
+
 def _load_weights(model: nn.Module, weights: dict, path) -> None:
+    check_weights(weights, path)
     expected = set(model.state_dict())
     unexpected = sorted(set(weights) - expected)
     if unexpected:

@@ -1,10 +1,13 @@
 """Read a plain ONNX conv/dense ReLU network into layer records (weights as float64 arrays).
 
-Supported ops: Conv (3x3, padding 1, stride 1 or 2), Gemm, MatMul (+ Add of a constant bias),
-Relu, Clip (min 0), BatchNormalization (folded into the preceding Conv/Gemm), AveragePool (2x2,
-stride 2, folded into the next stride-1 Conv), Flatten, and a leading Mul/Add of constants on
-the graph input (an input affine such as snn2loihi's own ONNX export writes). The graph must be
-one chain: anything else, such as a residual Add or MaxPool, is refused naming op and node.
+Supported ops: Conv (any square kernel, equal strides, symmetric padding, see
+:mod:`snn2loihi.export.onnx_geometry`), Gemm, MatMul (+ Add of a constant bias), Relu, Clip
+(min 0), BatchNormalization (folded into the preceding Conv/Gemm), AveragePool (k x k, stride k,
+folded into the next Conv of any stride; any unpadded window before Flatten + Gemm/MatMul, folded
+into the dense weight), GlobalAveragePool (before Flatten + Gemm/MatMul), Flatten, and a leading
+Mul/Add of constants on the graph input (an input affine such as snn2loihi's own ONNX export
+writes). The graph must be one chain: anything else, such as a residual Add or MaxPool, is
+refused naming op and node. The activation shape is tracked from the graph input's (C, H, W).
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from snn2loihi.export import onnx_geometry as geo
 from snn2loihi.export.errors import CheckpointError, NotDeployableError
+from snn2loihi.export.onnx_checks import check_onnx_model
 
 SUPPORTED_OPS = (
     "Conv",
@@ -24,19 +29,23 @@ SUPPORTED_OPS = (
     "Clip",
     "BatchNormalization",
     "AveragePool",
+    "GlobalAveragePool",
     "Flatten",
 )
 _HINTS = {
-    "MaxPool": "use AveragePool 2x2 (folded into the next conv)",
+    "MaxPool": "use AveragePool (k x k, stride k; folded into the next conv)",
     "Add": "residual adds cannot run on NetX; use a plain conv stack",
     "Concat": "concatenation cannot run on NetX; use a plain conv stack",
-    "GlobalAveragePool": "use Flatten + Gemm",
 }
 
 
 @dataclass
 class OnnxLayer:
-    """One synapse: ``weight`` (Cout, Cin, 3, 3) or (Nout, Nin); ``bias`` (Cout,)."""
+    """One synapse: ``weight`` (Cout, Cin, k, k) or (Nout, Nin); ``bias`` (Cout,).
+
+    Conv ``stride`` and ``padding`` are in units of the pooled input; ``pool`` is the factor of
+    the k x k / stride k average pooling folded into the conv (1: none).
+    """
 
     kind: str
     weight: np.ndarray
@@ -46,6 +55,7 @@ class OnnxLayer:
     pool: int = 1
     relu: bool = False
     clip_max: float | None = None
+    padding: int = 0
 
 
 @dataclass
@@ -57,7 +67,13 @@ class OnnxNet:
     gain: np.ndarray | None = None  # per channel, on the graph input
     offset: np.ndarray | None = None
     flatten_index: int | None = None
-    pending_pool: int = 1  # AveragePool factor waiting for the next conv
+    shape: tuple[int, ...] | None = None  # the current activation's (C, H, W) or (F,)
+    pools: list[geo.Pool] = field(default_factory=list)  # AveragePools waiting for a synapse
+    pool_in_shape: tuple[int, ...] | None = None  # the activation shape before ``pools``
+
+    def __post_init__(self):
+        if self.shape is None and self.input_shape and min(self.input_shape) > 0:
+            self.shape = tuple(self.input_shape)
 
 
 def _attrs(node) -> dict:
@@ -97,9 +113,10 @@ def read_onnx(path: str | Path) -> OnnxNet:
     import onnx
 
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - any protobuf failure means a bad file
         raise CheckpointError(f"'{path}' is not a readable ONNX model ({exc})") from None
+    check_onnx_model(model, path)  # sizes, dtypes, finite values, ranks, names
     graph = model.graph
     r = _Reader(graph)
     inputs = [i for i in graph.input if i.name not in r.consts]
@@ -119,6 +136,10 @@ def read_onnx(path: str | Path) -> OnnxNet:
         current = node.output[0]
     if not net.layers:
         raise NotDeployableError(f"'{path}': no Conv/Gemm/MatMul layer found")
+    if net.pools:
+        raise NotDeployableError(
+            f"'{path}': AveragePool '{net.pools[-1].node}' is not followed by a Conv, Gemm or MatMul"
+        )
     return net
 
 
@@ -131,7 +152,6 @@ def _last(node, net: OnnxNet) -> OnnxLayer:
 def _apply(node, r: _Reader, net: OnnxNet) -> None:
     """Fold one node into ``net`` (one branch per supported op)."""
     op, a = node.op_type, _attrs(node)
-    pending_pool = net.pending_pool
     if op in ("Mul", "Add") and not net.layers and r.has(node, 1):
         value = r.const(node, 1, "constant").reshape(-1)
         c = net.input_shape[0] if net.input_shape else 1
@@ -156,40 +176,13 @@ def _apply(node, r: _Reader, net: OnnxNet) -> None:
         hint = _HINTS.get(op, f"supported: {', '.join(SUPPORTED_OPS)}")
         raise _refuse(node, f"op '{op}' cannot be converted; {hint}")
     if op == "Conv":
-        w = r.const(node, 1, "weight")
-        b = r.const(node, 2, "bias") if r.has(node, 2) else np.zeros(w.shape[0])
-        stride = set(a.get("strides", [1, 1]))
-        if w.shape[2:] != (3, 3) or list(a.get("pads", [1, 1, 1, 1])) != [1, 1, 1, 1]:
-            raise _refuse(node, f"kernel {w.shape[2:]} / pads {a.get('pads')}: use 3x3, pads 1")
-        if set(a.get("dilations", [1, 1])) != {1} or a.get("group", 1) != 1:
-            raise _refuse(node, "dilated or grouped convs are not supported; use plain 3x3 convs")
-        if len(stride) != 1 or stride.pop() not in (1, 2):
-            raise _refuse(node, f"strides {a.get('strides')}: use 1 or 2")
-        s = int(a.get("strides", [1, 1])[0])
-        if pending_pool > 1 and s != 1:
-            raise _refuse(node, "average pooling folds only into a stride-1 conv")
-        if net.flatten_index is not None:
-            raise _refuse(node, "a conv after Flatten is not supported")
-        net.layers.append(OnnxLayer("conv", w, b, node.name, s, pending_pool))
-        net.pending_pool = 1
+        _conv(node, a, r, net)
         return
     if op in ("Gemm", "MatMul"):
-        w = r.const(node, 1, "weight")
-        if op == "Gemm":
-            w = w if a.get("transB", 0) else w.T
-            if a.get("transA", 0):
-                raise _refuse(node, "transA is not supported")
-            w = w * a.get("alpha", 1.0)
-            b = r.const(node, 2, "bias") * a.get("beta", 1.0) if r.has(node, 2) else None
-        else:
-            w, b = w.T, None
-        if pending_pool > 1:
-            raise _refuse(node, "average pooling must be followed by a conv")
-        if net.flatten_index is None:
-            net.flatten_index = len(net.layers)
-        b = np.zeros(w.shape[0]) if b is None else np.broadcast_to(b.reshape(-1), (w.shape[0],))
-        net.layers.append(OnnxLayer("dense", w, b.astype(np.float64), node.name))
+        _dense(node, a, r, net)
         return
+    if net.pools and op in ("BatchNormalization", "Relu", "Clip"):
+        raise _refuse(node, f"must come before AveragePool '{net.pools[-1].node}', not after it")
     if op == "BatchNormalization":
         ly = _last(node, net)
         if ly.relu:
@@ -210,14 +203,73 @@ def _apply(node, r: _Reader, net: OnnxNet) -> None:
             ly.clip_max = None if hi is None else float(np.asarray(hi))
         ly.relu = True
         return
-    if op == "AveragePool":
-        if list(a.get("kernel_shape", [])) != [2, 2] or list(a.get("strides", [1, 1])) != [2, 2]:
-            raise _refuse(node, "only 2x2 average pooling with stride 2 folds into a conv")
-        if any(a.get("pads", [0])):
-            raise _refuse(node, "padded average pooling is not supported")
-        net.pending_pool = 2
+    if op in ("AveragePool", "GlobalAveragePool"):
+        _pool(node, a, net)
         return
     if op == "Flatten":
         if a.get("axis", 1) != 1:
             raise _refuse(node, "only Flatten(axis=1) is supported")
         net.flatten_index = len(net.layers)
+        if net.shape is not None:
+            net.shape = (int(np.prod(net.shape)),)
+
+
+def _conv(node, a: dict, r: _Reader, net: OnnxNet) -> None:
+    """A Conv, with the pending AveragePools folded into it (pool factor p)."""
+    w = r.const(node, 1, "weight")
+    if net.flatten_index is not None:
+        raise _refuse(node, "a conv after Flatten is not supported")
+    shape = net.shape if net.shape is not None and len(net.shape) == 3 else None
+    k, s, q = geo.conv_geometry(node, a, w.shape, None if shape is None else shape[1:])
+    b = r.const(node, 2, "bias") if r.has(node, 2) else np.zeros(w.shape[0])
+    pool = geo.conv_pool_factor(node, net.pools)
+    geo.check_pool_fold(node, net.pools, net.pool_in_shape, k, s, q)
+    if shape is not None:
+        if w.shape[1] != shape[0]:
+            raise _refuse(
+                node, f"weight {w.shape} expects {w.shape[1]} channels, input has {shape}"
+            )
+        net.shape = (int(w.shape[0]), *geo.conv_out_hw(node, shape[1:], k, s, q))
+    net.layers.append(OnnxLayer("conv", w, b, node.name, s, pool, padding=q))
+    net.pools, net.pool_in_shape = [], None
+
+
+def _dense(node, a: dict, r: _Reader, net: OnnxNet) -> None:
+    """A Gemm/MatMul (Flatten implied), with pending AveragePools folded into its weight."""
+    w = r.const(node, 1, "weight")
+    if node.op_type == "Gemm":
+        w = w if a.get("transB", 0) else w.T
+        if a.get("transA", 0):
+            raise _refuse(node, "transA is not supported")
+        w = w * a.get("alpha", 1.0)
+        b = r.const(node, 2, "bias") * a.get("beta", 1.0) if r.has(node, 2) else None
+    else:
+        w, b = w.T, None
+    if net.flatten_index is None:
+        net.flatten_index = len(net.layers)
+    if net.shape is not None:
+        n_in = int(np.prod(net.shape))
+        if w.ndim != 2 or w.shape[1] != n_in:
+            raise _refuse(node, f"weight {w.shape} does not take the {n_in} inputs {net.shape}")
+    if net.pools:
+        w = geo.fold_pools_into_dense(w, net.pool_in_shape, net.pools)
+        net.pools, net.pool_in_shape = [], None
+    b = np.zeros(w.shape[0]) if b is None else np.broadcast_to(b.reshape(-1), (w.shape[0],))
+    net.layers.append(OnnxLayer("dense", w, b.astype(np.float64), node.name))
+    net.shape = (int(w.shape[0]),)
+
+
+def _pool(node, a: dict, net: OnnxNet) -> None:
+    """Queue an AveragePool / GlobalAveragePool for the next synapse."""
+    if net.layers and not net.layers[-1].relu:
+        raise _refuse(node, "average pooling must follow the activation (Relu/Clip)")
+    if net.flatten_index is not None:
+        raise _refuse(node, "average pooling after Flatten is not supported")
+    if node.op_type == "GlobalAveragePool":
+        pool = geo.global_average_pool(node, net.shape)
+    else:
+        pool = geo.average_pool(node, a, net.shape)
+    if not net.pools:
+        net.pool_in_shape = net.shape
+    net.pools.append(pool)
+    net.shape = (net.shape[0], *pool.out_hw(net.shape[1:]))

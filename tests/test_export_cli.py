@@ -114,3 +114,16 @@ def test_unavailable_config_data_is_reported_not_fatal(tmp_path):
     report = export_checkpoint(ckpt, tmp_path / "m.net")
     assert report["accuracy"] is None and "mnist" in report["accuracy_skipped"]
     assert "not measured" in (tmp_path / "m.report.md").read_text()
+
+
+def test_nan_weight_checkpoint_exits_2_naming_the_parameter(tmp_path, capsys):
+    ckpt, _, _ = random_checkpoint(tmp_path, "conv-stride")
+    state = torch.load(ckpt, weights_only=True)
+    state["model"]["layers.1.weight"][0, 0, 1, 2] = float("nan")
+    torch.save(state, ckpt)
+    out = tmp_path / "m.net"
+    assert main(["export", str(ckpt), "--out", str(out), "--onnx", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "'layers.1.weight' = nan at index (0, 0, 1, 2)" in err and str(ckpt) in err
+    assert not out.exists() and not (tmp_path / "m.onnx").exists()

@@ -39,8 +39,19 @@ def random_checkpoint(tmp_path, shape: str, steps: int = 3):
     model = calibrated_model(
         arch="custom", convs=tuple(spec["convs"]), dense=tuple(spec["dense"]), steps=steps
     )
-    meta = {"input_shape": [1, 8, 8], "num_classes": 10, "mean": [0.3], "std": [0.35]}
-    path = tmp_path / f"{shape}.pt"
+    path = save_model_checkpoint(tmp_path / f"{shape}.pt", model, config, (1, 8, 8))
+    return path, model, config
+
+
+def save_model_checkpoint(path, model, config: dict, input_shape: tuple[int, ...]):
+    """Save ``model`` as a checkpoint with a 10-class model record (mean 0.3, std 0.35)."""
+    c = input_shape[0]
+    meta = {
+        "input_shape": list(input_shape),
+        "num_classes": 10,
+        "mean": [0.3] * c,
+        "std": [0.35] * c,
+    }
     save_checkpoint(
         path,
         model=model,
@@ -50,7 +61,7 @@ def random_checkpoint(tmp_path, shape: str, steps: int = 3):
         config=config,
         metrics={"model": meta},
     )
-    return path, model, config
+    return path
 
 
 def trained_checkpoint(tmp_path):

@@ -90,3 +90,52 @@ def test_headroom_safe_layer_has_no_warnings():
     assert h.a_max_mant == 4 * 255 and h.u_peak == (4 * 255) << 6
     assert h.v_peak_pos == (10 << 6) + ((4 * 255) << 6) + (5 << 6)
     assert h.limit == UV_LIMIT and not h.warnings
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "needle"),
+    [
+        ("layers.1.weight", float("nan"), r"'layers\.1\.weight' = nan at index \(0, 0, 0, 0\)"),
+        ("layers.3.bias", float("inf"), r"'layers\.3\.bias' = inf at index \(0,\)"),
+        ("layers.2.bn.weight", -float("inf"), r"'layers\.2\.bn\.weight' = -inf"),
+        ("layers.0.thresholds", 0.0, r"'layers\.0\.thresholds' = 0\.0 .* finite and > 0"),
+        ("layers.1.thresholds", -2.0, r"'layers\.1\.thresholds' = -2\.0"),
+        ("layers.0.bn.running_var", -5.0, r"'layers\.0\.bn\.running_var' = -5\.0 .* >= 0"),
+    ],
+)
+def test_non_finite_or_out_of_range_checkpoint_values_are_refused(tmp_path, key, value, needle):
+    ckpt, _, _ = random_checkpoint(tmp_path, "conv-stride")
+    state = torch.load(ckpt, weights_only=True)
+    state["model"][key].view(-1)[0] = value
+    torch.save(state, ckpt)
+    with pytest.raises(CheckpointError, match=needle) as exc:
+        load_model(ckpt)
+    assert str(ckpt) in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("mean", [float("nan")], r"metrics\.model\.mean\[0\] = nan must be finite"),
+        ("std", [0.0], r"metrics\.model\.std\[0\] = 0\.0 must be finite and > 0"),
+        ("std", [0.1, 0.2], r"metrics\.model\.std = \[0\.1, 0\.2\] has 2 entries for 1"),
+        ("input_shape", [1, 0, 8], r"metrics\.model\.input_shape = \[1, 0, 8\]"),
+        ("num_classes", 0, r"metrics\.model\.num_classes = 0 must be >= 1"),
+    ],
+)
+def test_bad_model_record_in_checkpoint_is_refused(tmp_path, field, value, needle):
+    ckpt, _, _ = random_checkpoint(tmp_path, "dense-only")
+    state = torch.load(ckpt, weights_only=True)
+    state["metrics"]["model"][field] = value
+    torch.save(state, ckpt)
+    with pytest.raises(CheckpointError, match=needle):
+        load_model(ckpt)
+
+
+def test_non_tensor_parameter_is_refused(tmp_path):
+    ckpt, _, _ = random_checkpoint(tmp_path, "dense-only")
+    state = torch.load(ckpt, weights_only=True)
+    state["model"]["layers.0.weight"] = [[1.0]]
+    torch.save(state, ckpt)
+    with pytest.raises(CheckpointError, match=r"'layers\.0\.weight' is list, not a tensor"):
+        load_model(ckpt)

@@ -42,6 +42,15 @@ def test_override_values_are_read_as_toml():
         ("ata.granularity='pixel'", "ata.granularity"),
         ("model.convs=['x9']", "model.convs"),
         ("data.dataset='mnist'", "data.root"),
+        ("train.lr=nan", "train.lr = nan must be a finite number"),
+        ("train.lr=inf", "train.lr = inf must be a finite number"),
+        ("model.threshold=inf", "model.threshold = inf must be a finite number"),
+        ("model.threshold=0", "model.threshold = 0.0 must be >= 1e-09"),
+        ("model.threshold=-1", "model.threshold = -1.0 must be"),
+        ("ata.tolerance=-inf", "ata.tolerance = -inf"),
+        ("ata.tolerance=1.5", "ata.tolerance = 1.5 must be in"),
+        ("bptt.leak=nan", "bptt.leak = nan"),
+        ("data.test_fraction=1.0", "data.test_fraction = 1.0"),
     ],
 )
 def test_bad_keys_and_values_name_the_key_and_value(override, needle):
@@ -102,3 +111,10 @@ def test_cli_reports_config_errors_on_one_line(tmp_path, capsys):
 
 def test_config_error_is_a_snn2loihi_error():
     assert issubclass(ConfigError, Snn2LoihiError)
+
+
+def test_non_finite_values_in_a_config_file_are_refused(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text("[train]\nweight_decay = nan\n")
+    with pytest.raises(ConfigError, match=r"train\.weight_decay = nan must be a finite number"):
+        resolve(toml)

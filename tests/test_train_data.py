@@ -48,3 +48,45 @@ def test_missing_torchvision_folder_names_the_root(tmp_path):
     cfg = resolve(None, ["data.dataset='cifar10'", f"data.root='{tmp_path}'"])
     with pytest.raises(ConfigError, match="data.root"):
         load_datasets(cfg["data"])
+
+
+def _npz_config(tmp_path, x, y, test=None):
+    np.savez(tmp_path / "a.npz", x=x, y=y)
+    overrides = ["data.dataset='npz'", f"data.train='{tmp_path / 'a.npz'}'"]
+    if test is not None:
+        np.savez(tmp_path / "b.npz", x=test[0], y=test[1])
+        overrides.append(f"data.test='{tmp_path / 'b.npz'}'")
+    return resolve(None, overrides)["data"]
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "needle"),
+    [
+        (np.full((4, 3, 3), np.nan), np.arange(4), r"image value nan at index \(0, 0, 0, 0\)"),
+        (np.full((4, 3, 3), 300.0), np.arange(4), r"image value 300\.0 .* not a pixel 0\.\.255"),
+        (np.full((4, 3, 3), 0.5), np.arange(4), r"image value 0\.5"),
+        (np.zeros((4, 3, 3), np.uint8), np.array([0, 1, 1.5, 2]), r"label 1\.5 at index \(2,\)"),
+        (np.zeros((4, 3, 3), np.uint8), np.array([0, np.nan, 1, 2]), r"label nan at index \(1,\)"),
+        (np.zeros((4, 3, 3), np.uint8), np.eye(4), r"labels have shape \(4, 4\)"),
+        (np.zeros((4, 3, 3), np.uint8), np.arange(3), "4 images but 3 labels"),
+        (np.zeros((4, 3), np.uint8), np.arange(4), r"images have shape \(4, 3\)"),
+    ],
+)
+def test_bad_npz_images_and_labels_name_file_and_value(tmp_path, x, y, needle):
+    with pytest.raises(ConfigError, match=needle) as exc:
+        load_datasets(_npz_config(tmp_path, x, y))
+    assert "a.npz" in str(exc.value)
+
+
+def test_train_and_test_images_of_different_shapes_are_refused(tmp_path):
+    x = np.zeros((4, 3, 3), np.uint8)
+    cfg = _npz_config(tmp_path, x, np.arange(4), test=(np.zeros((2, 5, 5), np.uint8), [0, 1]))
+    with pytest.raises(ConfigError, match=r"\(1, 3, 3\) and test images \(1, 5, 5\) differ"):
+        load_datasets(cfg)
+
+
+def test_empty_test_split_is_refused(tmp_path):
+    x = np.zeros((4, 3, 3), np.uint8)
+    cfg = _npz_config(tmp_path, x, np.arange(4), test=(np.zeros((0, 3, 3), np.uint8), []))
+    with pytest.raises(ConfigError, match="the test split is empty"):
+        load_datasets(cfg)

@@ -92,3 +92,19 @@ def test_cli_train_writes_checkpoint_and_prints_metrics(tmp_path, capsys):
 def test_digits_reaches_target_accuracy(tmp_path, steps, target):
     cfg = small_config(tmp_path, "train.epochs=20", f"train.steps={steps}", "train.num_threads=0")
     assert train(cfg)["snn_acc"] >= target
+
+
+def test_same_seed_gives_byte_identical_checkpoints_on_cpu(tmp_path):
+    """Two runs of one config write the same bytes (no timings, no temporary names inside)."""
+    torch.set_num_threads(1)
+    cfg = small_config(tmp_path, *FAST, "train.epochs=1", "train.steps=2")
+    run = tmp_path / "run"
+    files = {}
+    for attempt in ("a", "b"):
+        train(cfg)
+        files[attempt] = {name: (run / name).read_bytes() for name in ("last.pt", "best.pt")}
+        run.rename(tmp_path / attempt)
+    assert files["a"]["last.pt"] == files["b"]["last.pt"]
+    assert files["a"]["best.pt"] == files["b"]["best.pt"]
+    state = load_checkpoint(tmp_path / "a")
+    assert "epoch_s" not in state["metrics"] and "epoch_s" not in state["metrics"]["history"][0]

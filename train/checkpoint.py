@@ -20,6 +20,19 @@ log = logging.getLogger(__name__)
 
 LAST = "last.pt"
 BEST = "best.pt"
+WALL_CLOCK_KEYS = ("epoch_s",)  # seconds per epoch: differ between identical runs
+
+
+def without_wall_clock(metrics: dict) -> dict:
+    """``metrics`` without timings (also in its ``history``), so that the same seed gives
+    byte-identical checkpoints; ``log.csv`` keeps the timings."""
+    out = {k: v for k, v in metrics.items() if k not in WALL_CLOCK_KEYS}
+    if isinstance(out.get("history"), list):
+        out["history"] = [
+            {k: v for k, v in h.items() if k not in WALL_CLOCK_KEYS} if isinstance(h, dict) else h
+            for h in out["history"]
+        ]
+    return out
 
 
 def save_checkpoint(
@@ -37,10 +50,12 @@ def save_checkpoint(
         "optimizer": optimizer.state_dict() if optimizer is not None else {},
         "scheduler": scheduler.state_dict() if scheduler is not None else {},
         "epoch": epoch,
-        "metrics": metrics,
+        "metrics": without_wall_clock(metrics),
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        # a file object, not a path: torch names the archive's records after a path's stem,
+        # which would put the random temporary name into the bytes
+        torch.save(state, fh)
     with atomic_path(path.parent / "config.toml") as tmp:
         tmp.write_text(dump_toml(config))
     log.info("checkpoint %s (epoch %d)", path, epoch)

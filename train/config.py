@@ -8,6 +8,7 @@ front so a bad key or value fails with a :class:`ConfigError` naming it.
 from __future__ import annotations
 
 import copy
+import math
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "model": {
         "arch": "digits",  # digits | mnist | vgg11 | custom
-        "convs": [],  # custom (or preset override): e.g. ["64", "p128", "s256"]
+        "convs": [],  # custom (or preset override): e.g. ["64", "p128", "s256", "64k5s2pad0"]
         "dense": [],  # hidden dense widths
         "threshold": 1.0,
         "channels_last": False,
@@ -134,6 +135,8 @@ def _check_type(section: str, key: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{name} = {value!r} must be a number")
         value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} = {value!r} must be a finite number")
     elif isinstance(default, str):
         if not isinstance(value, str):
             raise ConfigError(f"{name} = {value!r} must be a string")
@@ -203,14 +206,14 @@ def validate(config: dict) -> dict:
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             bounds = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
             raise ConfigError(f"{section}.{key} = {value!r} must be {bounds}")
-    from snn2loihi.train.model import ConvSpec
+    from snn2loihi.train.model import CONV_SPEC_FORMS, ConvSpec
 
-    for spec in config["model"]["convs"]:
+    for i, spec in enumerate(config["model"]["convs"]):
         try:
             ConvSpec.parse(spec)
-        except ValueError:
+        except ValueError as exc:
             raise ConfigError(
-                f"model.convs entry {spec!r} must look like 64, s64 (stride 2) or p64 (avg pool)"
+                f"model.convs[{i}] = {spec!r}: {exc}; accepted forms: {CONV_SPEC_FORMS}"
             ) from None
     for width in config["model"]["dense"]:
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:

@@ -47,6 +47,41 @@ class ImageData:
         return tuple(mean.tolist()), tuple(std.tolist())
 
 
+def _first_bad(a: np.ndarray, bad: np.ndarray) -> str:
+    """``value at index (i, ...)`` of the first True of ``bad``."""
+    index = np.unravel_index(int(np.argmax(bad)), a.shape)
+    return f"{str(a[index])} at index {tuple(int(i) for i in index)}"
+
+
+def _pixels(x: np.ndarray, source: str) -> np.ndarray:
+    """Non-uint8 images as uint8, if every value is an integer 0..255 (else name the first)."""
+    if x.dtype.kind not in "biuf":
+        raise ConfigError(f"{source}: images have dtype {x.dtype}, expected uint8 pixels 0..255")
+    if x.size:
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(x) | (x < 0) | (x > 255) | (x != np.round(x))
+        if bad.any():
+            raise ConfigError(
+                f"{source}: image value {_first_bad(x, bad)} is not a pixel 0..255 "
+                f"(dtype {x.dtype}; expected uint8)"
+            )
+    return x.astype(np.uint8)
+
+
+def _labels(y, source: str) -> np.ndarray:
+    """Labels as int64 (N,); refuses 2-D (one-hot) labels and non-integer values."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ConfigError(f"{source}: labels have shape {y.shape}, expected (N,) class indices")
+    if y.dtype.kind not in "biuf":
+        raise ConfigError(f"{source}: labels have dtype {y.dtype}, expected integers")
+    if y.dtype.kind == "f" and y.size:
+        bad = ~np.isfinite(y) | (y != np.round(y))
+        if bad.any():
+            raise ConfigError(f"{source}: label {_first_bad(y, bad)} is not an integer class")
+    return y.astype(np.int64)
+
+
 def _from_nhwc(x: np.ndarray, y: np.ndarray, source: str) -> ImageData:
     x = np.asarray(x)
     if x.ndim == 3:
@@ -54,10 +89,8 @@ def _from_nhwc(x: np.ndarray, y: np.ndarray, source: str) -> ImageData:
     if x.ndim != 4:
         raise ConfigError(f"{source}: images have shape {x.shape}, expected NHWC or NHW")
     if x.dtype != np.uint8:
-        if x.min() < 0 or x.max() > 255 or not np.array_equal(x, np.round(x)):
-            raise ConfigError(f"{source}: images must be uint8 pixels 0..255 (got {x.dtype})")
-        x = x.astype(np.uint8)
-    y = np.asarray(y).astype(np.int64).reshape(-1)
+        x = _pixels(x, source)
+    y = _labels(y, source)
     if len(y) != len(x):
         raise ConfigError(f"{source}: {len(x)} images but {len(y)} labels")
     xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))

@@ -36,7 +36,8 @@ class StepLayer:
     """One layer of the float SNN: what it adds to ``v`` at every step.
 
     ``weight`` (Cout, ...) and ``bias`` (Cout,) are per step (float units); ``thresholds``
-    (Cout,) per channel, None for the readout. ``kind``/``stride``/``padding`` as run.
+    (Cout,) per channel, None for the readout. ``kind``/``stride``/``padding`` as run (pooling
+    folded in, :attr:`SynapticLayer.geometry`); the kernel is ``weight.shape[2:]``.
     """
 
     kind: str
@@ -74,7 +75,9 @@ class IntegerLayer:
 
     ``weight`` int64 (Cout, Cin, kH, kW) or (Nout, Nin); ``bias`` int64 (Cout,) = per-step
     ``bias_mant``; ``neuron`` holds ``vThMant``; ``scale`` is float units per integer unit;
-    ``input_max`` 255 for the graded first layer, else 1.
+    ``input_max`` 255 for the graded first layer, else 1. For conv, ``stride``/``padding`` are
+    the conv as run (both H and W): with pool p folded in, ``p * stride`` and ``p * padding`` of
+    the spec, and the kernel is ``weight.shape[2:]`` (``p * kernel``).
     """
 
     kind: str

@@ -7,41 +7,137 @@ The last layer is a non-spiking dense readout whose accumulated input current gi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from snn2loihi.errors import ConfigError
 from snn2loihi.quant import fold_input_normalization
+from snn2loihi.schema import CONV_PARAM_MAX
 from snn2loihi.train.layers import SynapticLayer
 from snn2loihi.train.mapping import stsu
 
-# Conv stacks: "64" a 3x3 conv, "s64" a stride-2 conv, "p64" 2x2 average pooling folded into it.
+log = logging.getLogger(__name__)
+
+# Conv stacks: "64" a 3x3 conv, "s64" a stride-2 conv, "p64" 2x2 average pooling folded into it
+# (extended forms such as "64k5s2pad0p2" and tables: see ConvSpec and docs/training.md).
 ARCHITECTURES: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     "digits": (("32", "s64"), (128,)),
     "mnist": (("32", "s64", "s64"), (256,)),
     "vgg11": (("64", "p128", "p256", "256", "p512", "512", "p512", "512"), ()),
 }
 
+CONV_SPEC_FORMS = (
+    "'64' (3x3 conv), 's64' (stride 2), 'p64' (2x2 avg pool folded in), "
+    "'64k5s2pad0p2' (channels, then any of k<kernel> s<stride> pad<padding> p<pool>) or "
+    "{channels=64, kernel=5, stride=2, padding=2, pool=2}"
+)
+_OPTION = re.compile(r"(pad|k|s|p)(\d+)")
+_TABLE_KEYS = ("channels", "kernel", "stride", "padding", "pool")
+
+
+class ConvFitError(ConfigError):
+    """A conv of ``model.convs`` that does not fit its input; ``index`` is its position."""
+
+    def __init__(self, message: str, index: int):
+        super().__init__(message)
+        self.index = index
+
 
 @dataclass(frozen=True)
 class ConvSpec:
-    """One conv of the stack: output channels, stride and folded average-pool factor."""
+    """One conv of the stack, in units of the pooled input.
+
+    ``channels`` out; square ``kernel``; ``stride``; symmetric zero ``padding`` (None ->
+    ``kernel // 2``); ``pool``: a ``pool x pool`` average pool with stride ``pool`` before the
+    conv, folded into it. ``legacy`` marks the short form ``"p64"``, which keeps its historical
+    behaviour on input sizes where the fold is not exact (a warning instead of an error).
+    """
 
     channels: int
     stride: int = 1
     pool: int = 1
+    kernel: int = 3
+    padding: int | None = None
+    legacy: bool = field(default=False, compare=False, repr=False)
+
+    def __post_init__(self):
+        for name in ("channels", "stride", "pool", "kernel"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} = {value!r} must be a positive integer")
+        if self.padding is None:
+            object.__setattr__(self, "padding", self.kernel // 2)
+        if isinstance(self.padding, bool) or not isinstance(self.padding, int) or self.padding < 0:
+            raise ValueError(f"padding = {self.padding!r} must be an integer >= 0")
+        for name, value in (("stride", self.stride), ("padding", self.padding)):
+            if value * self.pool > CONV_PARAM_MAX:
+                raise ValueError(
+                    f"{name} {value} x pool {self.pool} = {value * self.pool} exceeds NetX's "
+                    f"maximum {CONV_PARAM_MAX}"
+                )
 
     @classmethod
-    def parse(cls, text: str) -> ConvSpec:
-        """``"64"`` -> 3x3 conv; ``"s64"`` -> stride 2; ``"p64"`` -> 2x2 avg pool folded in."""
-        text = str(text).strip()
-        head = text[:1]
-        if head in ("s", "p"):
+    def parse(cls, spec: str | int | Mapping | ConvSpec) -> ConvSpec:
+        """A spec from a config entry: a string (see :data:`CONV_SPEC_FORMS`), an int
+        (channels) or a table with keys ``channels`` (required), ``kernel``, ``stride``,
+        ``padding``, ``pool``. Raises ValueError naming what is wrong."""
+        if isinstance(spec, ConvSpec):
+            return spec
+        if isinstance(spec, Mapping):
+            return cls._from_table(spec)
+        if isinstance(spec, bool) or not isinstance(spec, str | int):
+            raise ValueError(f"{spec!r} is neither a string, an integer nor a table")
+        return cls._from_text(str(spec).strip())
+
+    @classmethod
+    def _from_table(cls, table: Mapping) -> ConvSpec:
+        unknown = sorted(set(table) - set(_TABLE_KEYS))
+        if unknown:
+            raise ValueError(f"unknown key {unknown[0]!r} (keys: {', '.join(_TABLE_KEYS)})")
+        if "channels" not in table:
+            raise ValueError("missing key 'channels'")
+        return cls(**{k: table[k] for k in _TABLE_KEYS if k in table})
+
+    @classmethod
+    def _from_text(cls, text: str) -> ConvSpec:
+        if text[:1] in ("s", "p") and text[1:].isdigit():  # the short forms
             n = int(text[1:])
-            return cls(n, stride=2) if head == "s" else cls(n, pool=2)
-        return cls(int(text))
+            return cls(n, stride=2) if text[0] == "s" else cls(n, pool=2, legacy=True)
+        digits = len(text) - len(text.lstrip("0123456789"))
+        if digits == 0:
+            raise ValueError(f"{text!r} does not start with the channel count")
+        options: dict[str, int] = {}
+        rest = text[digits:]
+        names = {"k": "kernel", "s": "stride", "pad": "padding", "p": "pool"}
+        while rest:
+            match = _OPTION.match(rest)
+            if match is None:
+                raise ValueError(f"cannot read {rest!r} in {text!r}")
+            name = names[match.group(1)]
+            if name in options:
+                raise ValueError(f"{name} is given twice in {text!r}")
+            options[name] = int(match.group(2))
+            rest = rest[match.end() :]
+        return cls(int(text[:digits]), **options)
+
+    def to_text(self) -> str:
+        """The extended string form, defaults left out (``ConvSpec.parse`` reads it back)."""
+        text = f"{self.channels}"
+        if self.kernel != 3:
+            text += f"k{self.kernel}"
+        if self.stride != 1:
+            text += f"s{self.stride}"
+        if self.padding != self.kernel // 2:
+            text += f"pad{self.padding}"
+        if self.pool != 1:
+            text += f"p{self.pool}"
+        return text
 
 
 class SpikingNet(nn.Module):
@@ -50,7 +146,7 @@ class SpikingNet(nn.Module):
     Args:
         input_shape: (C, H, W) of the raw uint8 images.
         num_classes: readout size.
-        convs: conv specs (strings for :meth:`ConvSpec.parse`).
+        convs: conv specs (:class:`ConvSpec`, or config entries for :meth:`ConvSpec.parse`).
         dense: hidden dense widths.
         mean, std: per-channel input normalization (of pixel/255), folded into layer 0.
         steps: T, the number of time steps.
@@ -64,7 +160,7 @@ class SpikingNet(nn.Module):
         self,
         input_shape: tuple[int, int, int],
         num_classes: int,
-        convs: tuple[str, ...],
+        convs: tuple[str | Mapping | ConvSpec, ...],
         dense: tuple[int, ...],
         *,
         mean: tuple[float, ...],
@@ -83,18 +179,21 @@ class SpikingNet(nn.Module):
         self.v_decay = v_decay
         layers: list[SynapticLayer] = []
         c, h, w = self.input_shape
-        for spec in (ConvSpec.parse(s) for s in convs):
-            layers.append(
-                SynapticLayer(
-                    "conv",
-                    c,
-                    spec.channels,
-                    stride=spec.stride,
-                    pool=spec.pool,
-                    threshold=threshold,
-                )
+        for i, entry in enumerate(convs):
+            spec = _parse_entry(i, entry)
+            layer = SynapticLayer(
+                "conv",
+                c,
+                spec.channels,
+                kernel=spec.kernel,
+                stride=spec.stride,
+                padding=spec.padding,
+                pool=spec.pool,
+                threshold=threshold,
             )
-            c, h, w = spec.channels, *layers[-1].output_hw((h, w))
+            _check_fold(i, entry, spec, layer, (h, w))
+            layers.append(layer)
+            c, h, w = spec.channels, *layer.output_hw((h, w))
         self.flatten_index = len(layers)
         n = c * h * w
         for width in dense:
@@ -173,12 +272,50 @@ class SpikingNet(nn.Module):
         return shapes
 
 
+def _parse_entry(i: int, entry) -> ConvSpec:
+    try:
+        return ConvSpec.parse(entry)
+    except ValueError as exc:
+        raise ConfigError(
+            f"model.convs[{i}] = {entry!r}: {exc}; accepted forms: {CONV_SPEC_FORMS}"
+        ) from None
+
+
+def _check_fold(i: int, entry, spec: ConvSpec, layer: SynapticLayer, in_hw) -> None:
+    """Refuse (or, for the legacy ``"p64"`` form, warn about) a conv that does not fit
+    its input or whose folded pooling differs from ``avg_pool -> conv``."""
+    hw = "x".join(map(str, in_hw))
+    entry = entry.to_text() if isinstance(entry, ConvSpec) else entry
+    out = layer.output_hw(in_hw)
+    if min(out) < 1:
+        raise ConvFitError(
+            f"model.convs[{i}] = {entry!r} (layer {i}): input {hw} is too small for kernel "
+            f"{spec.kernel}, stride {spec.stride}, padding {spec.padding}, pool {spec.pool}",
+            i,
+        )
+    why = layer.pool_fold_error(in_hw)
+    if why is None:
+        return
+    if spec.legacy:
+        log.warning(
+            "model.convs[%d] = %r (layer %d) on input %s: %s; kept as the folded conv "
+            "(what training and the chip run)",
+            i,
+            entry,
+            i,
+            hw,
+            why,
+        )
+        return
+    raise ConvFitError(f"model.convs[{i}] = {entry!r} (layer {i}) on input {hw}: {why}", i)
+
+
 def build_model(
     arch: str,
     input_shape: tuple[int, int, int],
     num_classes: int,
     *,
-    convs: tuple[str, ...] | None = None,
+    convs: tuple[str | Mapping | ConvSpec, ...] | None = None,
     dense: tuple[int, ...] | None = None,
     **kwargs,
 ) -> SpikingNet:
