@@ -43,6 +43,7 @@ def fold_input_normalization(
     mean: tuple[float, ...],
     std: tuple[float, ...],
     pixel_scale: float = 1 / 255,
+    repeat: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fold ``x_n = (x * pixel_scale - mean_c) / std_c`` into the first layer.
 
@@ -50,13 +51,15 @@ def fold_input_normalization(
     Returns ``(w, b)`` such that ``w . x + b == weight . x_n + bias`` on raw pixels ``x``
     (0..255). For a padded conv this holds where the kernel does not overlap the padding; the
     training model applies this folded form itself, so its padding is raw-zero pixels as on chip.
+    ``repeat``: how often each weight occurs in the kernel as run (``p^2`` for the compact kernel
+    of a ``p x p`` block kernel); the bias then counts every occurrence.
     """
     c = len(mean)
     m = torch.as_tensor(mean, dtype=weight.dtype, device=weight.device)
     sd = torch.as_tensor(std, dtype=weight.dtype, device=weight.device)
     grouped = weight.reshape(weight.shape[0], c, -1)
     w = grouped * (pixel_scale / sd).view(1, c, 1)
-    b = bias - (grouped * (m / sd).view(1, c, 1)).sum(dim=(1, 2))
+    b = bias - (grouped * (m / sd).view(1, c, 1)).sum(dim=(1, 2)) * repeat
     return w.reshape(weight.shape), b
 
 
@@ -83,6 +86,7 @@ def choose_scale(
     input_max: int = 1,
     threshold: float | None = None,
     readout_steps: int | None = None,
+    repeat: int = 1,
 ) -> float:
     """Per-layer scale ``s`` (float units per integer unit) of a layer's integer grid.
 
@@ -90,14 +94,16 @@ def choose_scale(
     ``threshold / s`` fits 17 bits; one step's input ``|W.x|`` stays <= ``A_MAX`` for inputs in
     ``0..input_max`` (after rounding); and, for a readout layer (``readout_steps`` = T),
     ``T * (|W.x| + |bias|)`` stays <= ``READOUT_V_MAX`` so ``v`` never spikes nor saturates.
+    ``repeat``: how often each weight occurs in the kernel as run (``p^2`` for the compact
+    kernel of a ``p x p`` block kernel: row sums and fan-in count every occurrence).
     """
     w = weight.detach().double().reshape(weight.shape[0], -1)
     b = torch.zeros(w.shape[0], dtype=torch.float64) if bias is None else bias.detach().double()
     b = b.to(w.device)
-    fan_in = w.shape[1]
+    fan_in = w.shape[1] * repeat
     _, qmax = weight_limits(weight_bits)
     pos = w.clamp(min=0).sum(1)
-    row_sum = torch.maximum(pos, pos - w.sum(1))  # max(sum w+, sum |w-|) per row
+    row_sum = torch.maximum(pos, pos - w.sum(1)) * repeat  # max(sum w+, sum |w-|) per row
     round_slack = 0.5 * fan_in * input_max  # rounding can add 1/2 per weight
     candidates = [
         max(float(w.max()), -float(w.min())) / qmax,

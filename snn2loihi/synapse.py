@@ -97,6 +97,9 @@ class IntegerSynapse:
     ``input_max`` is the largest input value (1 for spikes, 255 for graded input; inputs are
     never negative on Loihi); it decides whether the fast float32 path is exact. ``weight`` may
     be a numpy array or an integer tensor (kept on ``device``, no host round trip).
+    ``block`` = p > 1 says that ``weight`` is the compact kernel of a block kernel (the conv as
+    run has kernel :func:`expand_blocks` ``(weight, p)``, stride and padding multiples of p in
+    ``geometry``), so it is never materialized; by default block kernels are detected.
     """
 
     def __init__(
@@ -107,6 +110,7 @@ class IntegerSynapse:
         input_max: int,
         geometry: ConvGeometry | None = None,
         device: torch.device | str = "cpu",
+        block: int = 1,
     ):
         self.kind = kind
         self.geometry = geometry
@@ -122,10 +126,14 @@ class IntegerSynapse:
             raise ValueError(f"unknown synapse kind {kind!r}")
         # A kernel made of p x p constant blocks (average pooling folded into a conv) runs as
         # p x p sum pooling + the compact kernel: p^2 fewer products, the same integers.
-        pool = block_factor(w, geometry) if kind == "conv" else 1
-        compact = w[:, :, ::pool, ::pool] if pool > 1 else w
+        if block > 1:
+            _check_block(kind, block, geometry)
+            pool, compact = block, w
+        else:
+            pool = block_factor(w, geometry) if kind == "conv" else 1
+            compact = w[:, :, ::pool, ::pool] if pool > 1 else w
         # Inputs are non-negative, so any (partial) sum of w.x lies between -neg and +pos.
-        flat = compact.reshape(w.shape[0], -1)
+        flat = compact.reshape(compact.shape[0], -1)
         pos = flat.clamp(min=0).sum(1)
         row_max = int(torch.maximum(pos, pos - flat.sum(1)).max()) * pool**2
         w_max = max(int(flat.max()), -int(flat.min()))
@@ -140,7 +148,8 @@ class IntegerSynapse:
         self._max_abs_output = bound
         self.exact_fp32 = exact_float32(float(row_max), float(input_max), float(w_max))
         if pool > 1 and self.exact_fp32 and input_max * pool**2 > TF32_EXACT_OPERAND:
-            pool, compact = 1, w  # pooled inputs would leave the exact float32 path
+            # pooled inputs would leave the exact float32 path
+            pool, compact = 1, expand_blocks(compact, pool)
         self.pool = pool
         w = compact
         self.dtype = torch.float32 if self.exact_fp32 else torch.float64
@@ -203,6 +212,14 @@ class IntegerSynapse:
         return out.reshape(b, cout, hout, wout)
 
 
+def expand_blocks(weight: torch.Tensor, p: int) -> torch.Tensor:
+    """Block kernel ``(Cout, Cin, p*kH, p*kW)`` whose ``p x p`` blocks repeat each weight of
+    ``weight`` (Cout, Cin, kH, kW); the inverse of ``w[:, :, ::p, ::p]`` on a block kernel."""
+    if p == 1:
+        return weight
+    return weight.repeat_interleave(p, dim=2).repeat_interleave(p, dim=3)
+
+
 def block_factor(weight: torch.Tensor, geometry: ConvGeometry | None) -> int:
     """Largest p >= 1 such that the conv is ``p x p`` sum pooling followed by a compact conv.
 
@@ -221,3 +238,14 @@ def block_factor(weight: torch.Tensor, geometry: ConvGeometry | None) -> int:
         if bool((blocks == blocks[:, :, :, :1, :, :1]).all()):
             return p
     return 1
+
+
+def _check_block(kind: str, block: int, geometry: ConvGeometry | None) -> None:
+    """A compact kernel needs a conv whose stride and padding are multiples of ``block``."""
+    if kind != "conv" or geometry is None or geometry.dilation != (1, 1):
+        raise ValueError(f"block = {block} needs an undilated conv geometry")
+    if any(d % block for d in (*geometry.stride, *geometry.padding)):
+        raise ValueError(
+            f"block = {block}: stride {geometry.stride} and padding {geometry.padding} must be "
+            f"multiples of it"
+        )

@@ -158,22 +158,41 @@ def test_cpu_conv_path_is_exact_for_common_shapes(batch, cin, cout, kernel, stri
         (2, 3, 1, 1, (9, 11), 1, 1),  # odd sizes: the last pool window is padding
         (3, 1, 2, 0, (14, 13), 2, 1),  # pool 3 + 1x1 stride-2 conv, grouped
         (2, 2, 1, 0, (8, 8), 1, 255),  # graded input: sums of 4 pixels
+        (3, 2, 1, 0, (9, 9), 1, 255),  # sums of 9 pixels exceed 2^11: runs the expanded kernel
     ],
 )
 def test_block_kernel_runs_as_sum_pooling_with_the_same_integers(
     pool, k, stride, pad, hw, groups, input_max
 ):
-    """A kernel of constant p x p blocks (average pooling folded in) == the int64 reference."""
+    """A kernel of constant p x p blocks (average pooling folded in) == the int64 reference,
+    whether the block kernel is detected or given compact (``block=p``, as training does)."""
     rng = np.random.default_rng(pool * 10 + k)
     compact = rng.integers(-128, 128, size=(4, 2, k, k))
     w = compact.repeat(pool, axis=2).repeat(pool, axis=3)
     geom = ConvGeometry((pool * stride,) * 2, (pool * pad,) * 2, (1, 1), groups)
     syn = IntegerSynapse("conv", w, input_max=input_max, geometry=geom)
-    assert syn.pool == pool and syn.exact_fp32
+    given = IntegerSynapse(
+        "conv", torch.as_tensor(compact), input_max=input_max, geometry=geom, block=pool
+    )
+    runs_pooled = input_max * pool**2 <= 2**11
+    assert syn.pool == given.pool == (pool if runs_pooled else 1) and syn.exact_fp32
+    assert given.max_abs_output == syn.max_abs_output
     x = rng.integers(0, input_max + 1, size=(3, 2 * groups, *hw))
     if input_max == 1:
         x = (rng.random((3, 2 * groups, *hw)) < 0.4).astype(np.int64)
-    np.testing.assert_array_equal(syn(torch.as_tensor(x)).numpy(), _conv_ref(x, w, geom))
+    ref = _conv_ref(x, w, geom)
+    np.testing.assert_array_equal(syn(torch.as_tensor(x)).numpy(), ref)
+    np.testing.assert_array_equal(given(torch.as_tensor(x)).numpy(), ref)
+
+
+def test_compact_kernel_needs_an_aligned_conv():
+    w = torch.ones(2, 1, 3, 3, dtype=torch.int64)
+    with pytest.raises(ValueError, match="multiples"):
+        IntegerSynapse(
+            "conv", w, input_max=1, geometry=ConvGeometry((2, 2), (1, 1), (1, 1), 1), block=2
+        )
+    with pytest.raises(ValueError, match="conv geometry"):
+        IntegerSynapse("dense", w.reshape(2, 9), input_max=1, block=2)
 
 
 def test_block_factor_needs_aligned_stride_padding_and_true_blocks():

@@ -99,3 +99,36 @@ def test_per_channel_thresholds_fold_exactly_into_one_layer_threshold():
     folded = run_float_snn(layers, x, 5, model.flatten_index)
     for a, b in zip(ref.counts, folded.counts, strict=True):
         assert (a != b).float().mean() < 0.01  # float rounding at exact ties only
+
+
+def test_compact_pooled_kernels_hold_the_expanded_values():
+    """Pooling convs (layer 0 graded, a strided one, the legacy inexact "p" fold on 13x13) in
+    compact form: the same affine values, the same ANN synapse output, the same integers."""
+    from snn2loihi import quant
+    from snn2loihi.synapse import expand_blocks
+    from snn2loihi.train.fold import integer_layers
+
+    cases = [
+        calibrated_model(
+            "custom", convs=("p8", "16s2p2"), dense=(12,), steps=3, input_shape=(2, 12, 12)
+        ),
+        calibrated_model("custom", convs=("p8",), dense=(), steps=3, input_shape=(1, 13, 13)),
+    ]
+    torch.manual_seed(8)
+    for model in cases:
+        h = torch.randint(0, 256, (4, *model.input_shape)).float()
+        for k, layer in enumerate(model.layers):
+            w_c, b_c = model.layer_affine(k, compact=True)
+            w, b = model.layer_affine(k)
+            assert torch.equal(expand_blocks(w_c, layer.pool) if layer.repeat > 1 else w_c, w)
+            assert torch.equal(b_c, b)
+            if layer.kind == "conv":
+                got = layer.synapse(h, w_c, b_c, compact=True)
+                torch.testing.assert_close(got, layer.synapse(h, w, b), rtol=1e-5, atol=1e-3)
+                h = (got > 0).float()
+        for il, sl in zip(integer_layers(model), step_layers(model), strict=True):
+            w = sl.weight.double()
+            if not sl.readout:
+                w, _, _ = fold_channel_thresholds(w, sl.bias.double(), sl.thresholds.double())
+            assert torch.equal(il.kernel(), quant.quantize_weight(w, il.scale))
+        assert [il.pool for il in integer_layers(model)][0] == 2

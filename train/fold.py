@@ -15,6 +15,7 @@ from torch import nn
 
 from snn2loihi import quant
 from snn2loihi.schema import GRADED_INPUT_MAX, VTH_MAX, CubaNeuron
+from snn2loihi.synapse import expand_blocks
 from snn2loihi.train.model import SpikingNet
 
 
@@ -37,7 +38,8 @@ class StepLayer:
 
     ``weight`` (Cout, ...) and ``bias`` (Cout,) are per step (float units); ``thresholds``
     (Cout,) per channel, None for the readout. ``kind``/``stride``/``padding`` as run (pooling
-    folded in, :attr:`SynapticLayer.geometry`); the kernel is ``weight.shape[2:]``.
+    folded in, :attr:`SynapticLayer.geometry`); the kernel as run is ``weight``, or with
+    ``pool`` > 1 its ``pool x pool`` block expansion (``weight`` is then the compact kernel).
     """
 
     kind: str
@@ -46,6 +48,7 @@ class StepLayer:
     thresholds: torch.Tensor | None
     stride: int = 1
     padding: int = 0
+    pool: int = 1
 
     @property
     def readout(self) -> bool:
@@ -53,19 +56,24 @@ class StepLayer:
 
 
 @torch.no_grad()
-def step_layers(model: SpikingNet) -> list[StepLayer]:
-    """The float SNN of ``model``: BN folded, layer 0's weights and all biases / step_divisor."""
+def step_layers(model: SpikingNet, compact: bool = False) -> list[StepLayer]:
+    """The float SNN of ``model``: BN folded, layer 0's weights and all biases / step_divisor.
+
+    ``compact``: pooling convs keep their compact kernel (``StepLayer.pool`` > 1); every value
+    equals the expanded kernel's, whose blocks repeat it.
+    """
     out = []
     d = float(model.step_divisor)
     for k, layer in enumerate(model.layers):
-        w, b = model.layer_affine(k)
+        w, b = model.layer_affine(k, compact=compact)
         if layer.spiking:
             w, b = fold_batchnorm(w, b, layer.bn)
         if k == 0:
             w = w / d
         stride, padding = layer.geometry if layer.kind == "conv" else (1, 0)
         th = layer.thresholds.clone() if layer.spiking else None
-        out.append(StepLayer(layer.kind, w.float(), (b / d).float(), th, stride, padding))
+        pool = layer.pool if compact and layer.repeat > 1 else 1
+        out.append(StepLayer(layer.kind, w.float(), (b / d).float(), th, stride, padding, pool))
     return out
 
 
@@ -77,7 +85,9 @@ class IntegerLayer:
     ``bias_mant``; ``neuron`` holds ``vThMant``; ``scale`` is float units per integer unit;
     ``input_max`` 255 for the graded first layer, else 1. For conv, ``stride``/``padding`` are
     the conv as run (both H and W): with pool p folded in, ``p * stride`` and ``p * padding`` of
-    the spec, and the kernel is ``weight.shape[2:]`` (``p * kernel``).
+    the spec, and the kernel as run is :meth:`kernel` (``p * kernel``): ``weight`` holds the
+    compact kernel and ``pool`` = p (1 without pooling), so training never builds the p^2 times
+    larger block kernel; export writes :meth:`kernel`.
     """
 
     kind: str
@@ -89,6 +99,11 @@ class IntegerLayer:
     readout: bool
     stride: int = 1
     padding: int = 0
+    pool: int = 1
+
+    def kernel(self) -> torch.Tensor:
+        """The integer weights as run: ``weight`` with each value repeated in a p x p block."""
+        return expand_blocks(self.weight, self.pool)
 
 
 @torch.no_grad()
@@ -99,19 +114,16 @@ def integer_layers(model: SpikingNet, weight_bits: int = quant.DEFAULT_WEIGHT_BI
     scale for which its ``v`` can neither reach that nor saturate within ``model.steps`` steps.
     """
     out = []
-    for k, sl in enumerate(step_layers(model)):
+    for k, sl in enumerate(step_layers(model, compact=True)):
         input_max = GRADED_INPUT_MAX if k == 0 else 1
         w, b = sl.weight.double(), sl.bias.double()
+        grid = dict(weight_bits=weight_bits, input_max=input_max, repeat=sl.pool**2)
         if sl.readout:
-            scale = quant.choose_scale(
-                w, b, weight_bits=weight_bits, input_max=input_max, readout_steps=model.steps
-            )
+            scale = quant.choose_scale(w, b, readout_steps=model.steps, **grid)
             neuron = CubaNeuron.integrate_and_fire(VTH_MAX)
         else:
             w, b, th = quant.fold_channel_thresholds(w, b, sl.thresholds.double())
-            scale = quant.choose_scale(
-                w, b, weight_bits=weight_bits, input_max=input_max, threshold=float(th)
-            )
+            scale = quant.choose_scale(w, b, threshold=float(th), **grid)
             neuron = CubaNeuron(
                 i_decay=4096, v_decay=model.v_decay, vth_mant=quant.quantize_threshold(th, scale)
             )
@@ -126,6 +138,7 @@ def integer_layers(model: SpikingNet, weight_bits: int = quant.DEFAULT_WEIGHT_BI
                 sl.readout,
                 sl.stride,
                 sl.padding,
+                sl.pool,
             )
         )
     return out

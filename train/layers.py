@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from snn2loihi.synapse import expand_blocks
+
 
 def expand_pooled_kernel(weight: torch.Tensor, pool: int) -> torch.Tensor:
     """Kernel of ``avg_pool(pool) -> conv(weight, stride s, padding q)`` as one conv with
@@ -23,7 +25,7 @@ def expand_pooled_kernel(weight: torch.Tensor, pool: int) -> torch.Tensor:
     """
     if pool == 1:
         return weight
-    return weight.repeat_interleave(pool, dim=2).repeat_interleave(pool, dim=3) / pool**2
+    return expand_blocks(weight / pool**2, pool)
 
 
 def conv_out_size(n: int, kernel: int, stride: int, padding: int) -> int:
@@ -138,20 +140,45 @@ class SynapticLayer(nn.Module):
                 return why
         return None
 
-    def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(weight, bias)`` of the synapse as run (pool-expanded kernel), before BatchNorm."""
-        w = expand_pooled_kernel(self.weight, self.pool) if self.kind == "conv" else self.weight
-        return w, self.bias
+    @property
+    def repeat(self) -> int:
+        """How often each weight of the compact kernel occurs in the kernel as run (``pool^2``)."""
+        return self.pool**2 if self.kind == "conv" else 1
 
-    def synapse(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
+    def affine(self, compact: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(weight, bias)`` of the synapse as run (pool-expanded kernel), before BatchNorm.
+
+        ``compact``: the (Cout, Cin, k, k) kernel ``weight / pool^2`` instead, whose
+        ``pool x pool`` blocks (:func:`snn2loihi.synapse.expand_blocks`) make the kernel as run.
+        """
+        if self.kind != "conv" or self.pool == 1:
+            return self.weight, self.bias
+        w = self.weight / self.pool**2
+        return (w if compact else expand_blocks(w, self.pool)), self.bias
+
+    def synapse(
+        self,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        compact: bool = False,
+    ) -> torch.Tensor:
         """Apply the synapse with the given (possibly folded) weight and bias.
 
-        ``x``: (B, Cin, H, W) for conv or (B, Nin) for dense.
+        ``x``: (B, Cin, H, W) for conv or (B, Nin) for dense. ``compact``: ``weight`` is the
+        compact kernel (:meth:`affine`); where pooling folds exactly (:meth:`pool_fold_error`),
+        the input is then sum-pooled and convolved with it (``pool^2`` fewer products, the same
+        linear map), else the kernel is expanded.
         """
-        if self.kind == "conv":
-            stride, padding = self.geometry
-            return F.conv2d(x, weight, bias, stride=stride, padding=padding)
-        return F.linear(x, weight, bias)
+        if self.kind != "conv":
+            return F.linear(x, weight, bias)
+        stride, padding = self.geometry
+        if compact and self.pool > 1:
+            if self.pool_fold_error(tuple(x.shape[2:])) is None:
+                x = F.avg_pool2d(x, self.pool, divisor_override=1)
+                return F.conv2d(x, weight, bias, stride=self.stride, padding=self.padding)
+            weight = expand_blocks(weight, self.pool)
+        return F.conv2d(x, weight, bias, stride=stride, padding=padding)
 
     def extra_repr(self) -> str:
         geometry = ""

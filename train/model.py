@@ -19,6 +19,7 @@ from torch import nn
 from snn2loihi.errors import ConfigError
 from snn2loihi.quant import fold_input_normalization
 from snn2loihi.schema import CONV_PARAM_MAX
+from snn2loihi.synapse import expand_blocks
 from snn2loihi.train.layers import SynapticLayer
 from snn2loihi.train.mapping import stsu
 
@@ -202,11 +203,18 @@ class SpikingNet(nn.Module):
         layers.append(SynapticLayer("dense", n, num_classes, spiking=False))
         self.layers = nn.ModuleList(layers)
 
-    def layer_affine(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Layer k's synapse ``(weight, bias)`` on its real input (raw pixels for layer 0)."""
-        w, b = self.layers[k].affine()
+    def layer_affine(self, k: int, compact: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer k's synapse ``(weight, bias)`` on its real input (raw pixels for layer 0).
+
+        ``compact``: a pooling conv's compact kernel (:meth:`SynapticLayer.affine`); the kernel
+        as run is always its block expansion, so both forms hold the same values.
+        """
+        layer = self.layers[k]
+        w, b = layer.affine(compact=True)
         if k == 0:
-            w, b = fold_input_normalization(w, b, self.mean, self.std)
+            w, b = fold_input_normalization(w, b, self.mean, self.std, repeat=layer.repeat)
+        if not compact and layer.repeat > 1:
+            w = expand_blocks(w, layer.pool)
         return w, b
 
     def ann_forward(
@@ -227,8 +235,8 @@ class SpikingNet(nn.Module):
         for k, layer in enumerate(self.layers):
             if k == self.flatten_index:
                 h = h.flatten(1)
-            w, b = self.layer_affine(k)
-            z = layer.synapse(h, w, b)
+            w, b = self.layer_affine(k, compact=True)
+            z = layer.synapse(h, w, b, compact=True)
             if not layer.spiking:
                 return z, pre
             a = layer.bn(z)

@@ -24,7 +24,7 @@ def netx_records(
     records: list = [InputLayer(tuple(input_shape))]
     prev = tuple(input_shape)
     for ly, shape in zip(layers, shapes, strict=True):
-        weight = ly.weight.numpy().astype("int64")
+        weight = ly.kernel().numpy().astype("int64")
         bias = ly.bias.numpy().astype("int64")
         if ly.kind == "conv":
             records.append(

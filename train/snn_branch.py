@@ -71,6 +71,7 @@ class _IntegerRunner:
             input_max=layer.input_max,
             geometry=geometry,
             device=device,
+            block=layer.pool,
         )
         # |a| <= INT32_SAFE_INPUT proven from the weights: int32 state, no int32 wraps needed.
         self.int32_safe = self._synapse.max_abs_output <= INT32_SAFE_INPUT
