@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 LAVA_SPEC ?= lava-nc==0.10.0 lava-dl==0.6.0
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup test test-all lint format bench demo docs clean
+.PHONY: setup test test-fast lint format bench demo docs clean
 
 setup: $(STAMP)
 
@@ -32,11 +32,13 @@ format: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# The whole suite, slow tests included (about 7 minutes on a 2-core CPU; CI runs this).
 test: setup lint
-	$(VENV)/bin/pytest -q -m "not slow"
-
-test-all: setup lint
 	$(VENV)/bin/pytest -q
+
+# Without the tests marked slow (digits accuracy targets, a second Lava parity run, torch.compile).
+test-fast: setup lint
+	$(VENV)/bin/pytest -q -m "not slow"
 
 bench: setup
 	$(PY) bench/emulator_vs_lava.py
