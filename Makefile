@@ -32,7 +32,7 @@ format: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# The whole suite, slow tests included (about 7 minutes on a 2-core CPU; CI runs this).
+# The whole suite, slow tests included (about 4 minutes on a 2-core CPU; CI runs this).
 test: setup lint
 	$(VENV)/bin/pytest -q
 

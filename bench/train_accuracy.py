@@ -5,7 +5,7 @@ Each run is the real CLI in a subprocess; its final and best epochs are read bac
 ``bench/results/train_<suite>.json`` (runs of the same name are replaced, others kept).
 
     .venv/bin/python bench/train_accuracy.py digits
-    .venv/bin/python bench/train_accuracy.py mnist --data ../shared/data --epochs 15
+    .venv/bin/python bench/train_accuracy.py mnist --data ../shared/data --jobs 2
     .venv/bin/python bench/train_accuracy.py cifar10 --data ../shared/data   # GPU
 
 ``cifar10`` decodes the shared JPEG copy of CIFAR-10 (one header + per-image payloads) into the
@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -69,9 +70,20 @@ def suite_runs(suite: str, data: Path, epochs: int | None, work: Path) -> list[d
             "--set", f"data.train='{mnist / 'mnist_train.npz'}'",
             "--set", f"data.test='{mnist / 'mnist_test.npz'}'",
             "--set", "model.arch='mnist'",
-            "--epochs", str(epochs or 15),
+            "--set", "model.threshold=0.5",
+            "--set", "train.optimizer='adam'",
+            "--set", "train.lr=0.001",
+            "--set", "train.weight_decay=0.0",
+            "--set", "train.num_threads=1",
+            "--epochs", str(epochs or 12),
         ]  # fmt: skip
-        return [{"name": "snn2ann T=4", "args": ["--method", "snn2ann", "--steps", "4", *common]}]
+        shifts = ["--set", "data.augment='on'", "--set", "data.crop_padding=2",
+                  "--set", "data.flip=false"]  # fmt: skip
+        snn2ann = ["--method", "snn2ann", "--steps", "4", *common]
+        return [
+            {"name": "snn2ann T=4 adam threshold 0.5", "args": snn2ann},
+            {"name": "snn2ann T=4 adam threshold 0.5 shifts", "args": [*snn2ann, *shifts]},
+        ]
     if suite == "cifar10":
         train, test = decode_cifar_jpeg(data / "cifar10-jpeg" / "cifar10_jpeg.npz", work)
         common = [
@@ -81,6 +93,9 @@ def suite_runs(suite: str, data: Path, epochs: int | None, work: Path) -> list[d
             "--set", "data.augment='on'",
             "--set", "model.arch='vgg11'",
             "--set", "train.batch_size=128",
+            "--set", "train.optimizer='sgd'",
+            "--set", "train.lr=0.1",
+            "--set", "train.weight_decay=0.0005",
             "--set", "model.channels_last=true",
             "--epochs", str(epochs or 100),
         ]  # fmt: skip
@@ -116,20 +131,33 @@ def main() -> int:
     p.add_argument("--data", type=Path, default=Path("../shared/data"))
     p.add_argument("--epochs", type=int, default=None, help="override the suite's epochs")
     p.add_argument("--only", nargs="+", help="names of the runs to do (default: all)")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at the same time")
     p.add_argument("--note", default="", help="machine note recorded with the results")
     args = p.parse_args()
     import torch
 
     out_file = RESULTS / f"train_{args.suite}.json"
-    old = json.loads(out_file.read_text()) if out_file.exists() else {}
-    runs = {r["name"]: r for r in old.get("runs", [])}
+    runs: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for run in suite_runs(args.suite, args.data, args.epochs, Path(tmp)):
-            if args.only and run["name"] not in args.only:
-                continue
+        todo = [
+            r
+            for r in suite_runs(args.suite, args.data, args.epochs, Path(tmp))
+            if not args.only or r["name"] in args.only
+        ]
+
+        def one(run: dict) -> dict:
             slug = run["name"].replace(" ", "_").replace("=", "")
-            runs[run["name"]] = run_one(run["name"], run["args"], Path(tmp) / slug)
-            print(json.dumps(runs[run["name"]]), flush=True)
+            result = run_one(run["name"], run["args"], Path(tmp) / slug)
+            print(json.dumps(result), flush=True)
+            return result
+
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            for result in pool.map(one, todo):
+                runs[result["name"]] = result
+    # Merge with the file as it is now (another invocation may have written it meanwhile).
+    old = json.loads(out_file.read_text()) if out_file.exists() else {}
+    kept = {r["name"]: r for r in old.get("runs", []) if "name" in r}  # unnamed: older format
+    runs = {**kept, **runs}
     result = {
         "suite": args.suite,
         "metric": "snn_acc: accuracy of the integer Loihi network (the one export writes and the "

@@ -11,6 +11,7 @@ CPU: peak RSS above the RSS before the first iteration). Writes bench/results/tr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import resource
@@ -61,9 +62,17 @@ def measure(method: str, steps: int, batch: int, iters: int, device: str, thread
     x = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8, device=dev)
     y = torch.randint(0, 10, (batch,), device=dev)
 
+    # As the trainer does: bf16 autocast of the differentiable pass on CUDA (both methods).
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if dev.type == "cuda"
+        else contextlib.nullcontext()
+    )
+
     def step() -> None:
         if bptt:
-            logits, _ = bptt_forward(model, x.float())
+            with autocast:
+                logits, _ = bptt_forward(model, x.float())
         else:
             snn = run_snn(
                 model,
@@ -71,8 +80,9 @@ def measure(method: str, steps: int, batch: int, iters: int, device: str, thread
                 quantized=method != "snn2ann-float",
                 compile_neuron=method == "snn2ann-compiled",
             )
-            logits, pre = model.ann_forward(x.float(), snn.counts)
-        loss = F.cross_entropy(logits, y)
+            with autocast:
+                logits, pre = model.ann_forward(x.float(), snn.counts)
+        loss = F.cross_entropy(logits.float(), y)
         opt.zero_grad()
         loss.backward()
         opt.step()

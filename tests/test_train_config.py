@@ -51,6 +51,7 @@ def test_override_values_are_read_as_toml():
         ("ata.tolerance=1.5", "ata.tolerance = 1.5 must be in"),
         ("bptt.leak=nan", "bptt.leak = nan"),
         ("data.test_fraction=1.0", "data.test_fraction = 1.0"),
+        ("data.flip='no'", "data.flip"),
     ],
 )
 def test_bad_keys_and_values_name_the_key_and_value(override, needle):

@@ -32,13 +32,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "image_size": 0,  # imagefolder: resize to this square size; 0 = keep
         "augment": "auto",  # "auto" (on for cifar), "on", "off"
         "crop_padding": 4,
+        "flip": True,  # random horizontal flip when augmenting (off for digits/MNIST)
         "normalize": True,  # fold the train set's mean/std into layer 0
     },
     "model": {
         "arch": "digits",  # digits | mnist | vgg11 | custom
         "convs": [],  # custom (or preset override): e.g. ["64", "p128", "s256", "64k5s2pad0"]
         "dense": [],  # hidden dense widths
-        "threshold": 1.0,
+        "threshold": 0.5,  # initial firing threshold (float units); see docs/training.md
         "channels_last": False,
     },
     "train": {
@@ -46,10 +47,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "steps": 4,
         "epochs": 30,
         "batch_size": 64,
-        "optimizer": "sgd",  # sgd | adam
-        "lr": 0.1,
+        "optimizer": "adam",  # adam | sgd (see docs/training.md for the measured recipes)
+        "lr": 0.001,
         "momentum": 0.9,
-        "weight_decay": 5e-4,
+        "weight_decay": 0.0,
         "scheduler": "cosine",  # cosine | none
         "seed": 0,
         "mapping": "stsu",  # stsu | resu

@@ -40,7 +40,10 @@ def barrier() -> None:
 
 
 def cleanup() -> None:
+    """Leave the process group together: rank 0 hosts the rendezvous store, so no rank may tear
+    down while another still talks to it (a gloo rank then aborts with SIGABRT)."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -189,7 +189,7 @@ def train(
         for idx in bar:
             x = train_data.x[idx]
             if use_aug:
-                x = augment(x, gen, d["crop_padding"])
+                x = augment(x, gen, d["crop_padding"], d["flip"])
             x, y = x.to(device), train_data.y[idx].to(device)
             xf = x.float()
             if config["model"]["channels_last"] and x.ndim == 4:
