@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from snn2loihi.export.errors import CheckpointError, NotDeployableError
+from snn2loihi.export.onnx_geometry import node_name
 
 MAX_NODES = 4096  # a NetX chain has at most a few hundred nodes
 MAX_INITIALIZERS = 4096
@@ -59,12 +60,8 @@ def _type_name(data_type: int) -> str:
         return f"unknown type {data_type}"
 
 
-def _node_name(node) -> str:
-    return node.name or (node.output[0] if node.output else "?")
-
-
 def _at(node) -> str:
-    return f"node '{_node_name(node)}' ({node.op_type})"
+    return f"node '{node_name(node)}' ({node.op_type})"
 
 
 def check_onnx_model(model, path) -> None:
@@ -339,5 +336,5 @@ def _check_dense_bias_add(node, producers: dict, consts: dict, path) -> None:
     if n is not None and prev.op_type != "Conv" and b.size not in (1, n):
         raise CheckpointError(
             f"'{path}': {_at(node)}: bias '{node.input[1]}' has shape {b.shape}; "
-            f"'{_node_name(prev)}' has {n} outputs"
+            f"'{node_name(prev)}' has {n} outputs"
         )

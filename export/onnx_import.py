@@ -82,11 +82,6 @@ def _attrs(node) -> dict:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _refuse(node, why: str) -> NotDeployableError:
-    name = node.name or node.output[0]
-    return NotDeployableError(f"ONNX node '{name}' ({node.op_type}): {why}")
-
-
 class _Reader:
     def __init__(self, graph):
         from onnx import numpy_helper
@@ -98,10 +93,10 @@ class _Reader:
 
     def const(self, node, index: int, what: str) -> np.ndarray:
         if len(node.input) <= index or node.input[index] == "":
-            raise _refuse(node, f"missing {what}")
+            raise geo.refuse(node, f"missing {what}")
         name = node.input[index]
         if name not in self.consts:
-            raise _refuse(node, f"{what} '{name}' is computed, expected a constant")
+            raise geo.refuse(node, f"{what} '{name}' is computed, expected a constant")
         return np.asarray(self.consts[name], dtype=np.float64)
 
     def has(self, node, index: int) -> bool:
@@ -130,8 +125,8 @@ def read_onnx(path: str | Path) -> OnnxNet:
             continue
         if not node.input or node.input[0] != current:
             if node.op_type in _HINTS:
-                raise _refuse(node, _HINTS[node.op_type])
-            raise _refuse(node, "the graph is not a single chain (branch or residual input)")
+                raise geo.refuse(node, _HINTS[node.op_type])
+            raise geo.refuse(node, "the graph is not a single chain (branch or residual input)")
         _apply(node, r, net)
         current = node.output[0]
     if not net.layers:
@@ -145,7 +140,7 @@ def read_onnx(path: str | Path) -> OnnxNet:
 
 def _last(node, net: OnnxNet) -> OnnxLayer:
     if not net.layers:
-        raise _refuse(node, "must follow a Conv, Gemm or MatMul")
+        raise geo.refuse(node, "must follow a Conv, Gemm or MatMul")
     return net.layers[-1]
 
 
@@ -157,7 +152,7 @@ def _apply(node, r: _Reader, net: OnnxNet) -> None:
         c = net.input_shape[0] if net.input_shape else 1
         value = np.broadcast_to(value, (c,)).copy() if value.size in (1, c) else None
         if value is None:
-            raise _refuse(node, "input affine must be per channel")
+            raise geo.refuse(node, "input affine must be per channel")
         if op == "Mul":
             net.gain = value if net.gain is None else net.gain * value
             net.offset = None if net.offset is None else net.offset * value
@@ -169,12 +164,12 @@ def _apply(node, r: _Reader, net: OnnxNet) -> None:
     if op == "Add" and net.layers and r.has(node, 1) and net.layers[-1].kind == "dense":
         ly = _last(node, net)
         if ly.relu:
-            raise _refuse(node, "a bias after the activation cannot be folded")
+            raise geo.refuse(node, "a bias after the activation cannot be folded")
         ly.bias = ly.bias + r.const(node, 1, "bias").reshape(-1)
         return
     if op not in SUPPORTED_OPS:
         hint = _HINTS.get(op, f"supported: {', '.join(SUPPORTED_OPS)}")
-        raise _refuse(node, f"op '{op}' cannot be converted; {hint}")
+        raise geo.refuse(node, f"op '{op}' cannot be converted; {hint}")
     if op == "Conv":
         _conv(node, a, r, net)
         return
@@ -182,11 +177,11 @@ def _apply(node, r: _Reader, net: OnnxNet) -> None:
         _dense(node, a, r, net)
         return
     if net.pools and op in ("BatchNormalization", "Relu", "Clip"):
-        raise _refuse(node, f"must come before AveragePool '{net.pools[-1].node}', not after it")
+        raise geo.refuse(node, f"must come before AveragePool '{net.pools[-1].node}', not after it")
     if op == "BatchNormalization":
         ly = _last(node, net)
         if ly.relu:
-            raise _refuse(node, "BatchNormalization after the activation cannot be folded")
+            raise geo.refuse(node, "BatchNormalization after the activation cannot be folded")
         gamma, beta = r.const(node, 1, "scale"), r.const(node, 2, "B")
         mean, var = r.const(node, 3, "mean"), r.const(node, 4, "var")
         k = gamma / np.sqrt(var + a.get("epsilon", 1e-5))
@@ -199,7 +194,7 @@ def _apply(node, r: _Reader, net: OnnxNet) -> None:
             lo = r.const(node, 1, "min") if r.has(node, 1) else a.get("min", None)
             hi = r.const(node, 2, "max") if r.has(node, 2) else a.get("max", None)
             if lo is None or float(np.asarray(lo)) != 0.0:
-                raise _refuse(node, f"Clip min {lo}: only Clip(0, max) acts like ReLU")
+                raise geo.refuse(node, f"Clip min {lo}: only Clip(0, max) acts like ReLU")
             ly.clip_max = None if hi is None else float(np.asarray(hi))
         ly.relu = True
         return
@@ -208,7 +203,7 @@ def _apply(node, r: _Reader, net: OnnxNet) -> None:
         return
     if op == "Flatten":
         if a.get("axis", 1) != 1:
-            raise _refuse(node, "only Flatten(axis=1) is supported")
+            raise geo.refuse(node, "only Flatten(axis=1) is supported")
         net.flatten_index = len(net.layers)
         if net.shape is not None:
             net.shape = (int(np.prod(net.shape)),)
@@ -218,7 +213,7 @@ def _conv(node, a: dict, r: _Reader, net: OnnxNet) -> None:
     """A Conv, with the pending AveragePools folded into it (pool factor p)."""
     w = r.const(node, 1, "weight")
     if net.flatten_index is not None:
-        raise _refuse(node, "a conv after Flatten is not supported")
+        raise geo.refuse(node, "a conv after Flatten is not supported")
     shape = net.shape if net.shape is not None and len(net.shape) == 3 else None
     k, s, q = geo.conv_geometry(node, a, w.shape, None if shape is None else shape[1:])
     b = r.const(node, 2, "bias") if r.has(node, 2) else np.zeros(w.shape[0])
@@ -226,7 +221,7 @@ def _conv(node, a: dict, r: _Reader, net: OnnxNet) -> None:
     geo.check_pool_fold(node, net.pools, net.pool_in_shape, k, s, q)
     if shape is not None:
         if w.shape[1] != shape[0]:
-            raise _refuse(
+            raise geo.refuse(
                 node, f"weight {w.shape} expects {w.shape[1]} channels, input has {shape}"
             )
         net.shape = (int(w.shape[0]), *geo.conv_out_hw(node, shape[1:], k, s, q))
@@ -240,7 +235,7 @@ def _dense(node, a: dict, r: _Reader, net: OnnxNet) -> None:
     if node.op_type == "Gemm":
         w = w if a.get("transB", 0) else w.T
         if a.get("transA", 0):
-            raise _refuse(node, "transA is not supported")
+            raise geo.refuse(node, "transA is not supported")
         w = w * a.get("alpha", 1.0)
         b = r.const(node, 2, "bias") * a.get("beta", 1.0) if r.has(node, 2) else None
     else:
@@ -250,7 +245,7 @@ def _dense(node, a: dict, r: _Reader, net: OnnxNet) -> None:
     if net.shape is not None:
         n_in = int(np.prod(net.shape))
         if w.ndim != 2 or w.shape[1] != n_in:
-            raise _refuse(node, f"weight {w.shape} does not take the {n_in} inputs {net.shape}")
+            raise geo.refuse(node, f"weight {w.shape} does not take the {n_in} inputs {net.shape}")
     if net.pools:
         w = geo.fold_pools_into_dense(w, net.pool_in_shape, net.pools)
         net.pools, net.pool_in_shape = [], None
@@ -262,9 +257,9 @@ def _dense(node, a: dict, r: _Reader, net: OnnxNet) -> None:
 def _pool(node, a: dict, net: OnnxNet) -> None:
     """Queue an AveragePool / GlobalAveragePool for the next synapse."""
     if net.layers and not net.layers[-1].relu:
-        raise _refuse(node, "average pooling must follow the activation (Relu/Clip)")
+        raise geo.refuse(node, "average pooling must follow the activation (Relu/Clip)")
     if net.flatten_index is not None:
-        raise _refuse(node, "average pooling after Flatten is not supported")
+        raise geo.refuse(node, "average pooling after Flatten is not supported")
     if node.op_type == "GlobalAveragePool":
         pool = geo.global_average_pool(node, net.shape)
     else:

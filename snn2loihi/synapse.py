@@ -227,12 +227,9 @@ def block_factor(weight: torch.Tensor, geometry: ConvGeometry | None) -> int:
     and padding must be multiples of p (dilation 1), so every kernel window is aligned with the
     pooling grid of the padded input.
     """
-    if geometry is None or geometry.dilation != (1, 1):
-        return 1
     cout, cin, kh, kw = weight.shape
-    dims = (kh, kw, *geometry.stride, *geometry.padding)
     for p in range(min(kh, kw), 1, -1):
-        if any(d % p for d in dims):
+        if kh % p or kw % p or not _block_aligned(geometry, p):
             continue
         blocks = weight.reshape(cout, cin, kh // p, p, kw // p, p)
         if bool((blocks == blocks[:, :, :, :1, :, :1]).all()):
@@ -240,12 +237,18 @@ def block_factor(weight: torch.Tensor, geometry: ConvGeometry | None) -> int:
     return 1
 
 
+def _block_aligned(geometry: ConvGeometry | None, p: int) -> bool:
+    """Whether every window of this conv is aligned with a ``p x p`` pooling grid of its padded
+    input: undilated, stride and padding multiples of p."""
+    if geometry is None or geometry.dilation != (1, 1):
+        return False
+    return not any(d % p for d in (*geometry.stride, *geometry.padding))
+
+
 def _check_block(kind: str, block: int, geometry: ConvGeometry | None) -> None:
-    """A compact kernel needs a conv whose stride and padding are multiples of ``block``."""
-    if kind != "conv" or geometry is None or geometry.dilation != (1, 1):
-        raise ValueError(f"block = {block} needs an undilated conv geometry")
-    if any(d % block for d in (*geometry.stride, *geometry.padding)):
+    """A compact kernel needs an undilated conv whose stride and padding are multiples of it."""
+    if kind != "conv" or not _block_aligned(geometry, block):
         raise ValueError(
-            f"block = {block}: stride {geometry.stride} and padding {geometry.padding} must be "
-            f"multiples of it"
+            f"block = {block} needs an undilated conv geometry whose stride and padding are "
+            f"multiples of it (got {geometry})"
         )

@@ -22,7 +22,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from snn2loihi.errors import NetXValidationError, Snn2LoihiError  # noqa: E402
 from snn2loihi.export.convert import convert_onnx  # noqa: E402
 from snn2loihi.export.errors import CheckpointError, NotDeployableError  # noqa: E402
-from snn2loihi.export.onnx_import import read_onnx  # noqa: E402
+from snn2loihi.export.onnx_import import SUPPORTED_OPS, read_onnx  # noqa: E402
 from snn2loihi.netx_io import read_network  # noqa: E402
 
 
@@ -91,14 +91,7 @@ np.savez(
 
 N_INITS, N_NODES = 15, 11
 OPS = [
-    "Conv",
-    "Gemm",
-    "MatMul",
-    "Relu",
-    "Clip",
-    "BatchNormalization",
-    "AveragePool",
-    "Flatten",
+    *SUPPORTED_OPS,
     "MaxPool",
     "Add",
     "Mul",

@@ -38,18 +38,23 @@ def test_conv_spec_forms(text, expected):
     assert ConvSpec.parse(spec.to_text()) == spec
 
 
-def test_short_forms_keep_their_geometry():
-    """'64', 's64', 'p64' give the layers they always gave (checkpoints load unchanged)."""
-    model = build_model(
+def _conv_stack(convs, input_shape):
+    """A 10-class custom model of ``convs`` (no hidden dense layer) on ``input_shape``, T=2."""
+    return build_model(
         "custom",
-        (1, 8, 8),
+        input_shape,
         10,
-        convs=("4", "s4", "p4"),
+        convs=tuple(convs),
         mean=(0.3,),
         std=(0.3,),
         steps=2,
         step_divisor=2,
     )
+
+
+def test_short_forms_keep_their_geometry():
+    """'64', 's64', 'p64' give the layers they always gave (checkpoints load unchanged)."""
+    model = _conv_stack(("4", "s4", "p4"), (1, 8, 8))
     got = [(ly.affine()[0].shape[2], ly.geometry) for ly in model.layers[:3]]
     assert got == [(3, (1, 1)), (3, (2, 1)), (6, (2, 2))]
     assert model.layer_shapes()[:3] == [(4, 8, 8), (4, 4, 4), (4, 2, 2)]
@@ -90,16 +95,7 @@ def test_table_and_string_forms_survive_the_saved_config(tmp_path):
     assert again["model"]["convs"] == config["model"]["convs"]
     specs = [ConvSpec.parse(e) for e in again["model"]["convs"]]
     assert specs[1] == ConvSpec(8, kernel=3, stride=2, padding=0, pool=2)
-    model = build_model(
-        "custom",
-        (1, 24, 24),
-        10,
-        convs=tuple(again["model"]["convs"]),
-        mean=(0.3,),
-        std=(0.3,),
-        steps=2,
-        step_divisor=2,
-    )
+    model = _conv_stack(again["model"]["convs"], (1, 24, 24))
     assert model.layer_shapes()[:3] == [(8, 12, 12), (8, 2, 2), (16, 1, 1)]
 
 
@@ -131,57 +127,21 @@ def test_folded_pooling_equals_pool_then_conv_exactly_when_allowed():
 
 def test_inexact_pooling_is_refused_naming_layer_and_sizes():
     with pytest.raises(ConfigError) as exc:
-        build_model(
-            "custom",
-            (1, 7, 7),
-            10,
-            convs=("4k1", "8k3p2"),
-            mean=(0.3,),
-            std=(0.3,),
-            steps=2,
-            step_divisor=2,
-        )
+        _conv_stack(("4k1", "8k3p2"), (1, 7, 7))
     msg = str(exc.value)
     for w in ["model.convs[1]", "'8k3p2'", "layer 1", "7x7", "pool 2", "padding 1"]:
         assert w in msg, msg
     # padding 0 is exact on any size
-    build_model(
-        "custom",
-        (1, 7, 7),
-        10,
-        convs=("4k1", "8k3p2pad0"),
-        mean=(0.3,),
-        std=(0.3,),
-        steps=2,
-        step_divisor=2,
-    )
+    _conv_stack(("4k1", "8k3p2pad0"), (1, 7, 7))
 
 
 def test_legacy_pool_form_on_an_odd_input_still_loads_with_a_warning(caplog):
     with caplog.at_level(logging.WARNING):
-        model = build_model(
-            "custom",
-            (1, 7, 7),
-            10,
-            convs=("4", "p8"),
-            mean=(0.3,),
-            std=(0.3,),
-            steps=2,
-            step_divisor=2,
-        )
+        model = _conv_stack(("4", "p8"), (1, 7, 7))
     assert model.layer_shapes()[1] == (8, 3, 3)
     assert "model.convs[1] = 'p8'" in caplog.text
 
 
 def test_a_conv_larger_than_its_input_is_refused():
     with pytest.raises(ConfigError, match=r"model.convs\[1\].*input 2x2 is too small"):
-        build_model(
-            "custom",
-            (1, 8, 8),
-            10,
-            convs=("4k3s4", "8k5pad0"),
-            mean=(0.3,),
-            std=(0.3,),
-            steps=2,
-            step_divisor=2,
-        )
+        _conv_stack(("4k3s4", "8k5pad0"), (1, 8, 8))

@@ -72,7 +72,7 @@ def step_layers(model: SpikingNet, compact: bool = False) -> list[StepLayer]:
             w = w / d
         stride, padding = layer.geometry if layer.kind == "conv" else (1, 0)
         th = layer.thresholds.clone() if layer.spiking else None
-        pool = layer.pool if compact and layer.repeat > 1 else 1
+        pool = layer.pool if compact else 1
         out.append(StepLayer(layer.kind, w.float(), (b / d).float(), th, stride, padding, pool))
     return out
 

@@ -99,7 +99,7 @@ class SynapticLayer(nn.Module):
         super().__init__()
         if kind not in ("conv", "dense"):
             raise ValueError(f"unknown layer kind {kind!r}")
-        _check_geometry(kind, kernel, stride, padding, pool)
+        check_geometry(kind, kernel, stride, padding, pool)
         self.kind = kind
         self.kernel = kernel
         self.stride = stride
@@ -143,7 +143,7 @@ class SynapticLayer(nn.Module):
     @property
     def repeat(self) -> int:
         """How often each weight of the compact kernel occurs in the kernel as run (``pool^2``)."""
-        return self.pool**2 if self.kind == "conv" else 1
+        return self.pool**2  # dense layers have pool 1
 
     def affine(self, compact: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """``(weight, bias)`` of the synapse as run (pool-expanded kernel), before BatchNorm.
@@ -151,7 +151,7 @@ class SynapticLayer(nn.Module):
         ``compact``: the (Cout, Cin, k, k) kernel ``weight / pool^2`` instead, whose
         ``pool x pool`` blocks (:func:`snn2loihi.synapse.expand_blocks`) make the kernel as run.
         """
-        if self.kind != "conv" or self.pool == 1:
+        if self.pool == 1:  # always for dense layers
             return self.weight, self.bias
         w = self.weight / self.pool**2
         return (w if compact else expand_blocks(w, self.pool)), self.bias
@@ -190,8 +190,9 @@ class SynapticLayer(nn.Module):
         return f"{self.kind}, {self.weight.shape[1]}->{self.out_size}, {geometry}spiking={self.spiking}"
 
 
-def _check_geometry(kind: str, kernel: int, stride: int, padding: int | None, pool: int) -> None:
-    """Raise ValueError for a geometry no conv (or dense layer) can have."""
+def check_geometry(kind: str, kernel: int, stride: int, padding: int | None, pool: int) -> None:
+    """Raise ValueError for a geometry no conv (or dense layer) can have (``padding`` None:
+    the default ``kernel // 2``)."""
     for name, value, low in (("kernel", kernel, 1), ("stride", stride, 1), ("pool", pool, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} = {value!r} must be an integer >= {low}")

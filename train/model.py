@@ -20,7 +20,7 @@ from snn2loihi.errors import ConfigError
 from snn2loihi.quant import fold_input_normalization
 from snn2loihi.schema import CONV_PARAM_MAX
 from snn2loihi.synapse import expand_blocks
-from snn2loihi.train.layers import SynapticLayer
+from snn2loihi.train.layers import SynapticLayer, check_geometry
 from snn2loihi.train.mapping import stsu
 
 log = logging.getLogger(__name__)
@@ -68,14 +68,12 @@ class ConvSpec:
     legacy: bool = field(default=False, compare=False, repr=False)
 
     def __post_init__(self):
-        for name in ("channels", "stride", "pool", "kernel"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} = {value!r} must be a positive integer")
+        c = self.channels
+        if isinstance(c, bool) or not isinstance(c, int) or c < 1:
+            raise ValueError(f"channels = {c!r} must be an integer >= 1")
+        check_geometry("conv", self.kernel, self.stride, self.padding, self.pool)
         if self.padding is None:
             object.__setattr__(self, "padding", self.kernel // 2)
-        if isinstance(self.padding, bool) or not isinstance(self.padding, int) or self.padding < 0:
-            raise ValueError(f"padding = {self.padding!r} must be an integer >= 0")
         for name, value in (("stride", self.stride), ("padding", self.padding)):
             if value * self.pool > CONV_PARAM_MAX:
                 raise ValueError(
@@ -213,7 +211,7 @@ class SpikingNet(nn.Module):
         w, b = layer.affine(compact=True)
         if k == 0:
             w, b = fold_input_normalization(w, b, self.mean, self.std, repeat=layer.repeat)
-        if not compact and layer.repeat > 1:
+        if not compact:
             w = expand_blocks(w, layer.pool)
         return w, b
 
