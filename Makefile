@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml requirements.txt Makefile
 	$(PIP) install $(TORCH_SPEC)
 	$(PIP) install -r requirements.txt
 	# lava-nc/lava-dl declare Python <3.11 and torch <2.4; their real runtime deps are in
-	# requirements.txt, and snn2loihi.lava_compat fixes the one Python 3.11 issue at import time.
+	# requirements.txt, and snn2loihi.deploy.lava_compat fixes the one Python 3.11 issue at import time.
 	$(PIP) install --no-deps --ignore-requires-python $(LAVA_SPEC)
 	$(PIP) install --no-deps --no-build-isolation -e .
 	$(PY) -c "import snn2loihi, torch, h5py, onnxruntime; print('snn2loihi setup ok, torch', torch.__version__)"
@@ -48,7 +48,7 @@ demo: setup
 	$(VENV)/bin/snn2loihi demo --out runs/demo
 
 docs: setup
-	$(PY) -c "from snn2loihi.cli import reference_markdown; open('docs/cli.md', 'w').write(reference_markdown())"
+	$(PY) -c "from snn2loihi.app.cli import reference_markdown; open('docs/cli.md', 'w').write(reference_markdown())"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -25,8 +25,8 @@ import torch
 from snn2loihi.atomic import atomic_path
 from snn2loihi.deploy.emulator import Emulator
 from snn2loihi.deploy.lava_runner import run_lava
-from snn2loihi.netgen import CIFAR, SMALL, random_network
 from snn2loihi.netx_io import write_network
+from snn2loihi.testing.netgen import CIFAR, SMALL, random_network
 
 RESULTS = Path(__file__).parent / "results"
 

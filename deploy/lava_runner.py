@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from snn2loihi.deploy.lava_compat import import_netx
 from snn2loihi.errors import LavaRunError, LavaUnavailableError, Snn2LoihiError
-from snn2loihi.lava_compat import import_netx
 from snn2loihi.netx_io import read_network
 from snn2loihi.schema import NetXNetwork
 

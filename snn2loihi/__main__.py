@@ -2,6 +2,6 @@
 
 import sys
 
-from snn2loihi.cli import main
+from snn2loihi.app.cli import main
 
 sys.exit(main())

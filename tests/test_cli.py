@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from snn2loihi.cli import main
-from snn2loihi.netgen import SMALL, random_network
+from snn2loihi.app.cli import main
+from snn2loihi.testing.netgen import SMALL, random_network
 
 
 @pytest.fixture
@@ -224,7 +224,7 @@ def test_every_subcommand_help_shows_an_example(command, capsys):
 def test_cli_reference_doc_is_current():
     from pathlib import Path
 
-    from snn2loihi.cli import reference_markdown
+    from snn2loihi.app.cli import reference_markdown
 
     doc = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
     assert doc.read_text() == reference_markdown(), "docs/cli.md is stale: run `make docs`"

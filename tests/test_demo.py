@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from snn2loihi.cli import main
+from snn2loihi.app.cli import main
 
 pytestmark = pytest.mark.lava
 

@@ -10,7 +10,7 @@ import torch
 from test_export_helpers import random_checkpoint
 from train_helpers import digits_like_batch
 
-from snn2loihi.cli import main
+from snn2loihi.app.cli import main
 from snn2loihi.netx_io import read_network
 from snn2loihi.train.netx_model import to_netx
 

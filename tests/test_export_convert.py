@@ -10,7 +10,7 @@ import torch
 from test_export_helpers import assert_exported_parity, trained_checkpoint
 from torch import nn
 
-from snn2loihi.cli import main
+from snn2loihi.app.cli import main
 from snn2loihi.export.convert import build_model, onnx_to_model
 from snn2loihi.export.errors import NotDeployableError
 from snn2loihi.export.exporter import export_checkpoint

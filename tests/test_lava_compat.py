@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from snn2loihi.lava_compat import TARGET, needs_patch
+from snn2loihi.deploy.lava_compat import TARGET, needs_patch
 
 pytestmark = pytest.mark.lava
 
@@ -34,7 +34,7 @@ def test_site_packages_are_untouched():
 def test_netx_imports_and_a_lava_run_works_through_the_project():
     code = """
 import numpy as np
-from snn2loihi.lava_compat import import_netx
+from snn2loihi.deploy.lava_compat import import_netx
 netx = import_netx()
 from lava.magma.core.run_conditions import RunSteps
 from lava.magma.core.run_configs import Loihi2SimCfg
@@ -63,7 +63,7 @@ def test_lava_imports_after_the_multiprocessing_context_was_set():
     """Lava's import-time set_start_method('fork') must not fail in a process that used spawn."""
     code = (
         "import multiprocessing as mp; mp.set_start_method('spawn'); "
-        "from snn2loihi.lava_compat import import_netx; import_netx(); "
+        "from snn2loihi.deploy.lava_compat import import_netx; import_netx(); "
         "import lava.magma.runtime.message_infrastructure.multiprocessing; print('OK', mp.get_start_method())"
     )
     proc = _python(code)

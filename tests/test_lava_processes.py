@@ -9,7 +9,7 @@ import pytest
 
 from snn2loihi.deploy.lava_runner import run_lava
 from snn2loihi.errors import LavaRunError, LavaUnavailableError
-from snn2loihi.netgen import CIFAR, SMALL, random_network
+from snn2loihi.testing.netgen import CIFAR, SMALL, random_network
 
 pytestmark = pytest.mark.lava
 

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from snn2loihi.errors import Snn2LoihiError
-from snn2loihi.netgen import SMALL, random_network
 from snn2loihi.netx_io import read_network, write_network
+from snn2loihi.testing.netgen import SMALL, random_network
 
 _BASE = tempfile.mkdtemp(prefix="snn2loihi-fuzz-")
 _GOOD = write_network(random_network(SMALL, seed=0), Path(_BASE) / "good.net").read_bytes()

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from snn2loihi.errors import NetXFormatError, NetXValidationError, UnsupportedLayerError
-from snn2loihi.netgen import CIFAR, SMALL, ConvSpec, NetSpec, random_network
 from snn2loihi.netx_io import read_network, write_network
 from snn2loihi.schema import CubaNeuron, DenseLayer, InputLayer, NetXNetwork
+from snn2loihi.testing.netgen import CIFAR, SMALL, NetSpec, RandomConv, random_network
 
 
 def _replace_layer(net, index, **changes):
@@ -34,7 +34,7 @@ def test_round_trip_is_exact(spec, write_net):
 
 def test_round_trip_geometry_and_no_bias(write_net):
     spec = NetSpec(
-        (4, 9, 7), (ConvSpec(6, kernel=(3, 2), stride=(2, 1), padding=(1, 0), groups=2),), (5,)
+        (4, 9, 7), (RandomConv(6, kernel=(3, 2), stride=(2, 1), padding=(1, 0), groups=2),), (5,)
     )
     net = random_network(spec, seed=2)
     net = _replace_layer(net, 1, bias=None)
@@ -42,7 +42,7 @@ def test_round_trip_geometry_and_no_bias(write_net):
 
 
 def test_written_file_loads_in_netx(write_net):
-    from snn2loihi.lava_compat import import_netx
+    from snn2loihi.deploy.lava_compat import import_netx
 
     netx = import_netx()
     path = write_net(random_network(SMALL, seed=0))

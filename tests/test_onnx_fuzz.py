@@ -380,7 +380,7 @@ def test_all_zero_dense_weights_are_refused_before_the_headroom_check(tmp_path):
 def test_convert_options_are_checked_up_front(tmp_path, capsys, options, needle):
     import re
 
-    from snn2loihi.cli import main
+    from snn2loihi.app.cli import main
 
     out = tmp_path / "o.net"
     path = _write(tmp_path, tiny_cnn())

@@ -9,8 +9,8 @@ import pytest
 
 from snn2loihi.deploy.emulator import Emulator
 from snn2loihi.deploy.lava_runner import run_lava
-from snn2loihi.netgen import ConvSpec, NetSpec, random_network
 from snn2loihi.schema import CubaNeuron
+from snn2loihi.testing.netgen import NetSpec, RandomConv, random_network
 
 pytestmark = pytest.mark.lava
 
@@ -19,15 +19,15 @@ IF = CubaNeuron.integrate_and_fire(vth_mant=300)
 NO_U_DECAY = CubaNeuron(i_decay=0, v_decay=256, vth_mant=1500)
 
 VARIANTS = {
-    "leaky-conv-dense": NetSpec((2, 8, 8), (ConvSpec(4),), (10,), LEAKY),
-    "if-conv-dense": NetSpec((2, 8, 8), (ConvSpec(4),), (10,), IF),
-    "idecay0": NetSpec((2, 8, 8), (ConvSpec(4),), (10,), NO_U_DECAY),
+    "leaky-conv-dense": NetSpec((2, 8, 8), (RandomConv(4),), (10,), LEAKY),
+    "if-conv-dense": NetSpec((2, 8, 8), (RandomConv(4),), (10,), IF),
+    "idecay0": NetSpec((2, 8, 8), (RandomConv(4),), (10,), NO_U_DECAY),
     # non-square input, kernel (3,2), stride (2,1), padding (1,0), dilation, groups, two convs
     "geometry": NetSpec(
         (4, 9, 7),
         (
-            ConvSpec(6, kernel=(3, 2), stride=(2, 1), padding=(1, 0), groups=2),
-            ConvSpec(4, kernel=(2, 2), padding=(2, 1), dilation=(2, 1)),
+            RandomConv(6, kernel=(3, 2), stride=(2, 1), padding=(1, 0), groups=2),
+            RandomConv(4, kernel=(2, 2), padding=(2, 1), dilation=(2, 1)),
         ),
         (7,),
         LEAKY,
@@ -64,7 +64,7 @@ def test_random_networks_match_lava_exactly(name, write_net):
 
 
 def test_graded_input_matches_lava(write_net):
-    spec = NetSpec((3, 6, 6), (ConvSpec(5, padding=(1, 1)),), (10,), IF, weight_range=(-60, 80))
+    spec = NetSpec((3, 6, 6), (RandomConv(5, padding=(1, 1)),), (10,), IF, weight_range=(-60, 80))
     net = random_network(spec, seed=3)
     path = write_net(net)
     x = np.random.default_rng(2).integers(0, 256, size=(2, 5, 3, 6, 6), dtype=np.uint8)
@@ -75,7 +75,7 @@ def test_graded_input_matches_lava(write_net):
 def test_u_wrap_and_v_saturation_match_lava(write_net):
     """Graded input with no current decay drives u past -2^23 (wrap) and v into saturation."""
     neuron = CubaNeuron(i_decay=0, v_decay=0, vth_mant=2**17 - 1)
-    spec = NetSpec((1, 4, 4), (ConvSpec(3, kernel=(4, 4)),), (4,), neuron, weight_range=(6, 10))
+    spec = NetSpec((1, 4, 4), (RandomConv(3, kernel=(4, 4)),), (4,), neuron, weight_range=(6, 10))
     net = random_network(spec, seed=5)
     net = dataclasses.replace(
         net,
@@ -96,7 +96,9 @@ def test_u_wrap_and_v_saturation_match_lava(write_net):
 def test_input_beyond_24_bits_matches_lava(write_net):
     """|a << 6| far above 2^23: Lava's single wrap leaves u outside 24 bits; we follow it exactly."""
     neuron = CubaNeuron(i_decay=0, v_decay=0, vth_mant=2**17 - 1)
-    spec = NetSpec((1, 4, 4), (ConvSpec(3, kernel=(4, 4)),), (4,), neuron, weight_range=(200, 255))
+    spec = NetSpec(
+        (1, 4, 4), (RandomConv(3, kernel=(4, 4)),), (4,), neuron, weight_range=(200, 255)
+    )
     net = random_network(spec, seed=6)
     path = write_net(net)
     x = np.full((2, 6, 1, 4, 4), 255, dtype=np.uint8)

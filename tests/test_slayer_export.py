@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from snn2loihi.deploy.lava_compat import install
 from snn2loihi.deploy.parity import run_parity
-from snn2loihi.lava_compat import install
 from snn2loihi.netx_io import read_network
 from snn2loihi.schema import ConvLayer, DenseLayer, FlattenLayer
 

@@ -11,7 +11,7 @@ from snn2loihi.synapse import ConvGeometry, IntegerSynapse, dense_weights_as_lav
 
 def _lava_dense(weight):
     """Lava's own pipeline: NetX optimize_weight_bits, then the BitAcc model's clip and truncate."""
-    from snn2loihi.lava_compat import install
+    from snn2loihi.deploy.lava_compat import install
 
     install()
     from lava.lib.dl.netx.utils import optimize_weight_bits

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from train_helpers import small_config
 
-from snn2loihi.cli import main
+from snn2loihi.app.cli import main
 from snn2loihi.errors import ConfigError, Snn2LoihiError
 from snn2loihi.train.config import parse_override, resolve
 from snn2loihi.train.data import load_datasets

@@ -8,7 +8,7 @@ import pytest
 import torch
 from train_helpers import small_config
 
-from snn2loihi.cli import main
+from snn2loihi.app.cli import main
 from snn2loihi.deploy.emulator import Emulator
 from snn2loihi.train.checkpoint import load_checkpoint
 from snn2loihi.train.data import load_datasets

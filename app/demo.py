@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from snn2loihi import report as rep
+from snn2loihi.app import demo_report as rep
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from snn2loihi.schema import (
 
 
 @dataclass(frozen=True)
-class ConvSpec:
+class RandomConv:
     """A conv layer of a random network (kernel/stride/padding/dilation in (H, W))."""
 
     channels: int
@@ -40,7 +40,7 @@ class NetSpec:
     """Input shape (CHW or (N,)), conv layers, then dense layer widths; neuron and value ranges."""
 
     input_shape: tuple[int, ...]
-    convs: tuple[ConvSpec, ...] = ()
+    convs: tuple[RandomConv, ...] = ()
     dense: tuple[int, ...] = (10,)
     neuron: CubaNeuron = field(
         default_factory=lambda: CubaNeuron(i_decay=1024, v_decay=128, vth_mant=80)
@@ -49,13 +49,13 @@ class NetSpec:
     bias_range: tuple[int, int] = (-8, 16)
 
 
-SMALL = NetSpec(input_shape=(2, 8, 8), convs=(ConvSpec(4),), dense=(10,))
+SMALL = NetSpec(input_shape=(2, 8, 8), convs=(RandomConv(4),), dense=(10,))
 CIFAR = NetSpec(
     input_shape=(3, 32, 32),
     convs=(
-        ConvSpec(16, padding=(1, 1)),
-        ConvSpec(32, stride=(2, 2), padding=(1, 1)),
-        ConvSpec(64, stride=(2, 2), padding=(1, 1)),
+        RandomConv(16, padding=(1, 1)),
+        RandomConv(32, stride=(2, 2), padding=(1, 1)),
+        RandomConv(64, stride=(2, 2), padding=(1, 1)),
     ),
     dense=(10,),
 )

@@ -17,10 +17,10 @@ EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 # Modules whose ``add_commands(subparsers)`` registers subcommands (imported lazily, no heavy work).
 COMMAND_MODULES = (
-    "snn2loihi.deploy.commands",
-    "snn2loihi.train.commands",
-    "snn2loihi.export.commands",
-    "snn2loihi.demo",
+    "snn2loihi.app.deploy_commands",
+    "snn2loihi.app.train_commands",
+    "snn2loihi.app.export_commands",
+    "snn2loihi.app.demo",
 )
 
 
