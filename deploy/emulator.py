@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from snn2loihi.errors import InputDataError
+from snn2loihi.loihi import GRADED_INPUT_MAX, INT32_SAFE_INPUT
 from snn2loihi.netx_io import read_network
-from snn2loihi.neuron import INT32_SAFE_INPUT, integrate
-from snn2loihi.schema import GRADED_INPUT_MAX, ConvLayer, DenseLayer, NetXNetwork
+from snn2loihi.neuron import integrate
+from snn2loihi.schema import ConvLayer, DenseLayer, NetXNetwork
 from snn2loihi.synapse import ConvGeometry, IntegerSynapse
 
 log = logging.getLogger(__name__)

@@ -14,12 +14,20 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
 
-from snn2loihi.neuron import ACT_SHIFT, DECAY_UNITY
-from snn2loihi.schema import GRADED_INPUT_MAX, UV_BITS, VTH_MAX, ConvLayer, NetXNetwork
+from snn2loihi.loihi import (
+    ACT_SHIFT,
+    DECAY_UNITY,
+    GRADED_INPUT_MAX,
+    SPIKE_MAX,
+    UV_LIMIT,
+    VTH_MAX,
+    row_sums,
+)
+from snn2loihi.neuron import decay_unwrapped
+from snn2loihi.schema import ConvLayer, NetXNetwork
 from snn2loihi.synapse import dense_weights_as_lava
-
-UV_LIMIT = 2 ** (UV_BITS - 1)  # |u| wraps at this value, |v| saturates just below it
 
 
 @dataclass
@@ -49,24 +57,24 @@ def _row_sums(ly, input_max: int) -> tuple[np.ndarray, np.ndarray]:
     shift = 0
     if not isinstance(ly, ConvLayer):
         w, shift = dense_weights_as_lava(w)  # what Lava's dense synapse really holds
-    rows = w.reshape(w.shape[0], -1)
-    pos = np.clip(rows, 0, None).sum(1) * input_max
-    neg = np.clip(-rows, 0, None).sum(1) * input_max
+    pos, neg = (r * input_max for r in row_sums(w))
     if shift >= 0:
         return pos << shift, neg << shift
     return pos >> -shift, (neg + (1 << -shift) - 1) >> -shift
 
 
 def _u_bound(a: np.ndarray, i_decay: int, steps: int) -> np.ndarray:
-    """Largest |u| over ``steps`` steps for a constant worst-case input ``a << 6``."""
-    u = np.zeros_like(a)
-    peak = np.zeros_like(a)
+    """Largest |u| over ``steps`` steps for a constant worst-case input ``a << 6`` (>= 0):
+    the neuron's own u recurrence (:func:`snn2loihi.neuron.decay_unwrapped`) without the wrap."""
+    act = torch.as_tensor(np.asarray(a, dtype=np.int64)) << ACT_SHIFT
+    u = torch.zeros_like(act)
+    peak = torch.zeros_like(act)
     for _ in range(steps):
-        u = (u * (DECAY_UNITY - i_decay)) // DECAY_UNITY + (a << ACT_SHIFT)
-        peak = np.maximum(peak, u)
+        u = decay_unwrapped(u, i_decay) + act
+        peak = torch.maximum(peak, u)
         if i_decay == DECAY_UNITY:
             break
-    return peak
+    return peak.numpy()
 
 
 def layer_headroom(index: int, ly, input_max: int, steps: int) -> LayerHeadroom:
@@ -120,6 +128,6 @@ def network_headroom(
     """Headroom of every conv/dense layer (file index order) for T = ``steps``."""
     out = []
     for k, (i, ly) in enumerate(net.synaptic_layers):
-        input_max = GRADED_INPUT_MAX if (k == 0 and graded_input) else 1
+        input_max = GRADED_INPUT_MAX if (k == 0 and graded_input) else SPIKE_MAX
         out.append(layer_headroom(i, ly, input_max, steps))
     return out

@@ -14,11 +14,8 @@ import math
 
 import torch
 
-from snn2loihi.schema import UV_BITS, CubaNeuron
-
-DECAY_UNITY = 4096  # 2**12: decays are 12-bit fractions
-ACT_SHIFT = 6  # synaptic input, bias and threshold are MSB-aligned by 6 bits
-_UV_MAX = 2 ** (UV_BITS - 1)  # 2**23
+from snn2loihi.loihi import ACT_SHIFT, DECAY_BITS, DECAY_UNITY, UV_LIMIT
+from snn2loihi.schema import CubaNeuron
 
 
 def wrap_int32(x: torch.Tensor) -> torch.Tensor:
@@ -32,25 +29,26 @@ def wrap_signed(x: torch.Tensor, bits: int) -> torch.Tensor:
     return torch.remainder(x + half, 1 << bits) - half
 
 
-def decay(x: torch.Tensor, decay_const: int) -> torch.Tensor:
-    """``int32(sign(x) * (|x * (4096 - d)| >> 12))``: decay rounded toward zero (dtype kept)."""
+def decay_unwrapped(x: torch.Tensor, decay_const: int) -> torch.Tensor:
+    """``sign(x) * (|x * (4096 - d)| >> 12)`` in int64: the decay rounded toward zero."""
     if decay_const == 0:
         return x
     if decay_const == DECAY_UNITY:
         return torch.zeros_like(x)
     y = x.to(torch.int64) * (DECAY_UNITY - decay_const)
-    y = torch.where(y < 0, -((-y) >> 12), y >> 12)
-    return wrap_int32(y).to(x.dtype)
+    return torch.where(y < 0, -((-y) >> DECAY_BITS), y >> DECAY_BITS)
+
+
+def decay(x: torch.Tensor, decay_const: int) -> torch.Tensor:
+    """Lava's decay of u or v: :func:`decay_unwrapped` wrapped to int32 (dtype kept)."""
+    if decay_const in (0, DECAY_UNITY):
+        return decay_unwrapped(x, decay_const)
+    return wrap_int32(decay_unwrapped(x, decay_const)).to(x.dtype)
 
 
 def threshold(neuron: CubaNeuron) -> int:
     """Effective threshold compared with v: ``vThMant << 6``."""
     return neuron.vth_mant << ACT_SHIFT
-
-
-# Synaptic inputs up to this magnitude can never overflow int32 anywhere in the step (see
-# cuba_step), and keep ``|a << 6| < 2^23``, inside u's 24 bits, so Lava's u wrap never fires.
-INT32_SAFE_INPUT = 2**17 - 1
 
 
 def cuba_step(
@@ -85,11 +83,11 @@ def cuba_step(
         act = wrap(wrap(a) << ACT_SHIFT)
         u_n = wrap(decay(u, neuron.i_decay) + act)
         # Lava's wrap: the second test is on the wrapped value, the add on the pre-wrap value.
-        w = torch.where(u_n > _UV_MAX, u_n - 2 * _UV_MAX, u_n)
-        u = torch.where(w <= -_UV_MAX, u_n + 2 * _UV_MAX, w)
+        w = torch.where(u_n > UV_LIMIT, u_n - 2 * UV_LIMIT, u_n)
+        u = torch.where(w <= -UV_LIMIT, u_n + 2 * UV_LIMIT, w)
     bias = wrap(torch.as_tensor(bias_mant, dtype=a.dtype, device=a.device) << ACT_SHIFT)
     v = wrap(wrap(decay(v, neuron.v_decay) + u) + bias)
-    v = v.clamp_(-_UV_MAX + 1, _UV_MAX - 1)
+    v = v.clamp_(-UV_LIMIT + 1, UV_LIMIT - 1)
     spikes = v > threshold(neuron)
     v = v.masked_fill_(spikes, 0)
     return spikes, u, v

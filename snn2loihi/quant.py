@@ -18,10 +18,15 @@ import math
 
 import torch
 
-from snn2loihi.schema import BIAS_MAX, BIAS_MIN, UV_BITS, VTH_MAX, WEIGHT_MAX
+from snn2loihi.loihi import (
+    BIAS_MAX,
+    BIAS_MIN,
+    INT32_SAFE_INPUT,
+    VTH_MAX,
+    WEIGHT_MAX,
+    worst_case_input,
+)
 
-ACT_SHIFT = 6  # a, bias and vThMant are shifted left by 6 bits inside the neuron
-A_MAX = 2 ** (UV_BITS - 1 - ACT_SHIFT) - 1  # largest |a| (mantissa units) that never wraps u
 READOUT_V_MAX = VTH_MAX - 1  # a readout neuron's |v| (mantissa units) stays at or below this
 DEFAULT_WEIGHT_BITS = 8
 
@@ -91,7 +96,7 @@ def choose_scale(
     """Per-layer scale ``s`` (float units per integer unit) of a layer's integer grid.
 
     The smallest ``s`` such that: every weight fits ``weight_bits``; every bias fits 13 bits;
-    ``threshold / s`` fits 17 bits; one step's input ``|W.x|`` stays <= ``A_MAX`` for inputs in
+    ``threshold / s`` fits 17 bits; one step's input ``|W.x|`` stays <= ``INT32_SAFE_INPUT`` for inputs in
     ``0..input_max`` (after rounding); and, for a readout layer (``readout_steps`` = T),
     ``T * (|W.x| + |bias|)`` stays <= ``READOUT_V_MAX`` so ``v`` never spikes nor saturates.
     ``repeat``: how often each weight occurs in the kernel as run (``p^2`` for the compact
@@ -102,13 +107,12 @@ def choose_scale(
     b = b.to(w.device)
     fan_in = w.shape[1] * repeat
     _, qmax = weight_limits(weight_bits)
-    pos = w.clamp(min=0).sum(1)
-    row_sum = torch.maximum(pos, pos - w.sum(1)) * repeat  # max(sum w+, sum |w-|) per row
+    row_sum = worst_case_input(w, repeat=repeat)  # max(sum w+, sum |w-|) per row
     round_slack = 0.5 * fan_in * input_max  # rounding can add 1/2 per weight
     candidates = [
         max(float(w.max()), -float(w.min())) / qmax,
         float(b.abs().max()) / BIAS_MAX,
-        float(row_sum.max()) * input_max / max(A_MAX - round_slack, 1.0),
+        float(row_sum.max()) * input_max / max(INT32_SAFE_INPUT - round_slack, 1.0),
     ]
     if threshold is not None:
         candidates.append(float(threshold) / VTH_MAX)

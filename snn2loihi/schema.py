@@ -14,14 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
-# Hardware ranges (Loihi 2 CUBA neuron and synapse; see docs/concepts.md).
-WEIGHT_MIN, WEIGHT_MAX = -256, 255
-BIAS_MIN, BIAS_MAX = -(2**12), 2**12 - 1  # 13-bit signed bias mantissa
-VTH_MIN, VTH_MAX = 0, 2**17 - 1  # 17-bit unsigned threshold mantissa
-DECAY_MIN, DECAY_MAX = 0, 4096  # 12-bit decay constants, 4096 = full decay
-CONV_PARAM_MAX = 127  # Lava stores stride/padding/dilation/groups as int8
-UV_BITS = 24  # u and v are 24-bit signed
-GRADED_INPUT_MAX = 255  # graded first-layer input uses 8-bit messages
+from snn2loihi.loihi import DECAY_UNITY
 
 SUPPORTED_TYPES = ("input", "conv", "flatten", "dense")
 # Layer types NetX knows but cannot run (or runs broken) in lava-dl 0.6.0.
@@ -63,7 +56,7 @@ class CubaNeuron:
     @classmethod
     def integrate_and_fire(cls, vth_mant: int) -> CubaNeuron:
         """The non-leaky IF neuron of rate-coded SNNs: ``iDecay=4096, vDecay=0``."""
-        return cls(i_decay=4096, v_decay=0, vth_mant=vth_mant)
+        return cls(i_decay=DECAY_UNITY, v_decay=0, vth_mant=vth_mant)
 
 
 @dataclass(frozen=True, eq=False)

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from snn2loihi.loihi import UV_BITS, UV_LIMIT, worst_case_input
 from snn2loihi.neuron import wrap_signed
-from snn2loihi.schema import UV_BITS
 
 FP32_EXACT_SUM = 2**24  # fp32 significand: every integer below this is exact
 TF32_EXACT_OPERAND = 2**11  # TF32 significand holds integers up to 2^11
@@ -133,14 +133,12 @@ class IntegerSynapse:
             pool = block_factor(w, geometry) if kind == "conv" else 1
             compact = w[:, :, ::pool, ::pool] if pool > 1 else w
         # Inputs are non-negative, so any (partial) sum of w.x lies between -neg and +pos.
-        flat = compact.reshape(compact.shape[0], -1)
-        pos = flat.clamp(min=0).sum(1)
-        row_max = int(torch.maximum(pos, pos - flat.sum(1)).max()) * pool**2
-        w_max = max(int(flat.max()), -int(flat.min()))
+        row_max = int(worst_case_input(compact, repeat=pool**2).max())
+        w_max = max(int(compact.max()), -int(compact.min()))
         bound = row_max * int(input_max)
-        self._conv_may_wrap = kind == "conv" and bound >= 2 ** (UV_BITS - 1)
+        self._conv_may_wrap = kind == "conv" and bound >= UV_LIMIT
         if kind == "conv":
-            bound = min(bound, 2 ** (UV_BITS - 1))  # wrapped to 24 bits
+            bound = min(bound, UV_LIMIT)  # wrapped to 24 bits
         elif self.shift < 0:
             bound = (bound >> -self.shift) + 1  # arithmetic shift rounds toward -inf
         else:

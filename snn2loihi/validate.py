@@ -11,17 +11,20 @@ import math
 import numpy as np
 
 from snn2loihi.errors import NetXValidationError, where
-from snn2loihi.schema import (
+from snn2loihi.loihi import (
     BIAS_MAX,
     BIAS_MIN,
     CONV_PARAM_MAX,
     DECAY_MAX,
     DECAY_MIN,
     GRADED_INPUT_MAX,
+    INT32_MAX,
     VTH_MAX,
     VTH_MIN,
     WEIGHT_MAX,
     WEIGHT_MIN,
+)
+from snn2loihi.schema import (
     ConvLayer,
     CubaNeuron,
     DenseLayer,
@@ -32,9 +35,6 @@ from snn2loihi.schema import (
 )
 
 log = logging.getLogger(__name__)
-
-# Lava's fixed-point conv sums in float64 and casts to int32: keep every sum inside int32.
-_INT32_MAX = 2**31 - 1
 
 
 def _fail(path, layer, kind, field, msg) -> NetXValidationError:
@@ -135,7 +135,9 @@ def _check_conv(ly: ConvLayer, in_shape: tuple[int, ...], path, i) -> tuple[int,
             path, i, kind, "shape", f"= {tuple(ly.shape)} but input {in_shape} gives {expected}"
         )
     fan_in = cin_g * kh * kw
-    if max(-WEIGHT_MIN, WEIGHT_MAX) * GRADED_INPUT_MAX * fan_in > _INT32_MAX:
+    if (
+        max(-WEIGHT_MIN, WEIGHT_MAX) * GRADED_INPUT_MAX * fan_in > INT32_MAX
+    ):  # Lava's conv casts its sum to int32
         raise _fail(
             path, i, kind, "weight", f"fan-in {fan_in} can overflow Lava's int32 accumulator"
         )

@@ -9,9 +9,10 @@ from test_export_helpers import random_checkpoint
 from torch import nn
 
 from snn2loihi.export.errors import CheckpointError, NotDeployableError
-from snn2loihi.export.headroom import UV_LIMIT, layer_headroom
+from snn2loihi.export.headroom import layer_headroom
 from snn2loihi.export.loader import check_config, check_modules, load_model
-from snn2loihi.schema import VTH_MAX, CubaNeuron, DenseLayer
+from snn2loihi.loihi import UV_LIMIT, VTH_MAX
+from snn2loihi.schema import CubaNeuron, DenseLayer
 
 
 @pytest.mark.parametrize(

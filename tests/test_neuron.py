@@ -100,7 +100,7 @@ def test_same_integers_on_gpu():
 )
 def test_int32_safe_path_equals_general_path(neuron):
     """Within |a| <= INT32_SAFE_INPUT the int32 fast path gives the int64 path's exact integers."""
-    from snn2loihi.neuron import INT32_SAFE_INPUT
+    from snn2loihi.loihi import INT32_SAFE_INPUT
 
     g = torch.Generator().manual_seed(1)
     a = torch.randint(-INT32_SAFE_INPUT, INT32_SAFE_INPUT + 1, (30, 500), generator=g)
@@ -118,7 +118,7 @@ def test_int32_safe_path_equals_general_path(neuron):
 def test_int32_safe_bound_is_strict_because_of_lavas_u_wrap():
     """At a = -2^17, a << 6 = -2^23 and Lava's wrap turns u into +2^23: the fast path (u = a << 6)
     must not see it, so INT32_SAFE_INPUT stops one short; at +-INT32_SAFE_INPUT both paths agree."""
-    from snn2loihi.neuron import INT32_SAFE_INPUT
+    from snn2loihi.loihi import INT32_SAFE_INPUT
 
     neuron = CubaNeuron(i_decay=4096, v_decay=0, vth_mant=2**17 - 1)
     assert INT32_SAFE_INPUT == 2**17 - 1

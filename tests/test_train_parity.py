@@ -7,8 +7,8 @@ import torch
 from train_helpers import calibrated_model, digits_like_batch
 
 from snn2loihi.deploy.emulator import Emulator
+from snn2loihi.loihi import VTH_MAX
 from snn2loihi.netx_io import read_network
-from snn2loihi.schema import VTH_MAX
 from snn2loihi.train.fold import integer_layers
 from snn2loihi.train.netx_model import readout_logits, to_netx
 from snn2loihi.train.snn_branch import run_snn

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from snn2loihi import quant
-from snn2loihi.schema import BIAS_MAX, BIAS_MIN, VTH_MAX
+from snn2loihi.loihi import BIAS_MAX, BIAS_MIN, INT32_SAFE_INPUT, VTH_MAX
 
 
 def test_weight_limits():
@@ -41,7 +41,7 @@ def test_graded_input_cannot_wrap_the_24_bit_current():
     w = torch.full((4, 9), 0.5)
     s = quant.choose_scale(w, input_max=255)
     qw = quant.quantize_weight(w, s)
-    assert int(qw.sum(1).max()) * 255 <= quant.A_MAX
+    assert int(qw.sum(1).max()) * 255 <= INT32_SAFE_INPUT
 
 
 def test_readout_scale_keeps_v_below_threshold_for_t_steps():

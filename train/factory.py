@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from snn2loihi.loihi import DECAY_UNITY
 from snn2loihi.train.model import SpikingNet, build_model
 
 
@@ -17,7 +18,7 @@ def model_from_config(
     bptt = t["method"] == "bptt"
     if not config["data"]["normalize"]:
         mean, std = (0.0,) * len(mean), (1.0,) * len(std)
-    v_decay = round(4096 * (1 - b["leak"])) if bptt and b["neuron"] == "lif" else 0
+    v_decay = round(DECAY_UNITY * (1 - b["leak"])) if bptt and b["neuron"] == "lif" else 0
     return build_model(
         m["arch"],
         input_shape,

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from snn2loihi import quant
-from snn2loihi.schema import GRADED_INPUT_MAX, VTH_MAX, CubaNeuron
+from snn2loihi.loihi import DECAY_UNITY, GRADED_INPUT_MAX, VTH_MAX
+from snn2loihi.schema import CubaNeuron
 from snn2loihi.synapse import expand_blocks
 from snn2loihi.train.model import SpikingNet
 
@@ -125,7 +126,9 @@ def integer_layers(model: SpikingNet, weight_bits: int = quant.DEFAULT_WEIGHT_BI
             w, b, th = quant.fold_channel_thresholds(w, b, sl.thresholds.double())
             scale = quant.choose_scale(w, b, threshold=float(th), **grid)
             neuron = CubaNeuron(
-                i_decay=4096, v_decay=model.v_decay, vth_mant=quant.quantize_threshold(th, scale)
+                i_decay=DECAY_UNITY,
+                v_decay=model.v_decay,
+                vth_mant=quant.quantize_threshold(th, scale),
             )
         out.append(
             IntegerLayer(

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from snn2loihi.errors import ConfigError
+from snn2loihi.loihi import CONV_PARAM_MAX
 from snn2loihi.quant import fold_input_normalization
-from snn2loihi.schema import CONV_PARAM_MAX
 from snn2loihi.synapse import expand_blocks
 from snn2loihi.train.layers import SynapticLayer, check_geometry
 from snn2loihi.train.mapping import stsu

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from snn2loihi.neuron import ACT_SHIFT, INT32_SAFE_INPUT, cuba_step, integrate
+from snn2loihi.loihi import ACT_SHIFT, DECAY_UNITY, INT32_SAFE_INPUT
+from snn2loihi.neuron import cuba_step, integrate
 from snn2loihi.synapse import ConvGeometry, IntegerSynapse
 from snn2loihi.train.fold import IntegerLayer, StepLayer, integer_layers, step_layers
 from snn2loihi.train.model import SpikingNet
@@ -201,5 +202,5 @@ def run_snn(
     if quantized:
         layers = integer_layers(model, weight_bits)
         return run_integer_snn(layers, x, model.steps, model.flatten_index, compile_neuron)
-    leak = 1.0 - model.v_decay / 4096
+    leak = 1.0 - model.v_decay / DECAY_UNITY
     return run_float_snn(step_layers(model), x, model.steps, model.flatten_index, leak)

@@ -1,0 +1,40 @@
+"""The one module of Loihi constants and bounds: consistent values, bounds that are attained."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from snn2loihi import loihi
+from snn2loihi.neuron import decay, decay_unwrapped
+
+
+def test_constants_follow_the_register_widths():
+    assert loihi.UV_LIMIT == 2**23 and loihi.DECAY_UNITY == 4096
+    assert (loihi.BIAS_MIN, loihi.BIAS_MAX) == (-4096, 4095)
+    assert loihi.VTH_MAX == 2**17 - 1 and loihi.GRADED_INPUT_MAX == 255
+    # the int32-safe input is the largest |a| whose a << 6 stays inside u's 24 bits
+    assert (loihi.INT32_SAFE_INPUT << loihi.ACT_SHIFT) < loihi.UV_LIMIT
+    assert ((loihi.INT32_SAFE_INPUT + 1) << loihi.ACT_SHIFT) == loihi.UV_LIMIT
+
+
+def test_worst_case_input_is_attained_and_library_independent():
+    rng = np.random.default_rng(0)
+    w = rng.integers(-256, 256, size=(7, 3, 3, 3))
+    for input_max in (1, 255):
+        bound = loihi.worst_case_input(w, input_max)
+        assert np.array_equal(bound, loihi.worst_case_input(torch.as_tensor(w), input_max).numpy())
+        rows = w.reshape(7, -1)
+        x_pos = np.where(rows > 0, input_max, 0)  # the input that maximizes each row's sum
+        x_neg = np.where(rows < 0, input_max, 0)
+        attained = np.maximum((rows * x_pos).sum(1), -(rows * x_neg).sum(1))
+        assert np.array_equal(bound, attained)
+    assert np.array_equal(loihi.worst_case_input(w, 1, repeat=4), 4 * loihi.worst_case_input(w))
+
+
+def test_decay_rounds_toward_zero_and_wraps_like_int32():
+    x = torch.tensor([-4097, -1, 0, 1, 4097, 2**40], dtype=torch.int64)
+    assert decay_unwrapped(x, 2048).tolist() == [-2048, 0, 0, 0, 2048, 2**39]
+    assert decay(x, 2048)[:5].tolist() == [-2048, 0, 0, 0, 2048]
+    assert int(decay(x, 2048)[5]) == ((2**39 + 2**31) % 2**32) - 2**31
+    assert decay(x, 0) is x and not decay(x, 4096).any()
