@@ -68,21 +68,22 @@ def emulator_predictions(net, x: torch.Tensor, steps: int, batch_size: int = 256
 
 
 @torch.no_grad()
-def snn_predictions(model, x: torch.Tensor, weight_bits: int, batch_size: int = 256):
-    """Predicted classes (N,) of training's quantization-aware integer SNN branch."""
-    from snn2loihi.train.snn_branch import run_snn
+def snn_predictions(model, layers, x: torch.Tensor, batch_size: int = 256):
+    """Predicted classes (N,) of training's integer SNN branch on ``model``'s integer ``layers``
+    (:func:`snn2loihi.train.fold.integer_layers`)."""
+    from snn2loihi.train.snn_branch import run_integer_snn
 
     preds = [
-        run_snn(model, chunk, weight_bits=weight_bits).logits.argmax(1)
+        run_integer_snn(layers, chunk, model.steps, model.flatten_index).logits.argmax(1)
         for chunk in torch.split(x, batch_size)
     ]
     return torch.cat(preds)
 
 
-def compare_accuracy(net_path, model, data, weight_bits: int) -> dict:
+def compare_accuracy(net_path, model, layers, data) -> dict:
     """Emulator accuracy of the exported file and the integer SNN branch's, on ``data``."""
     emu = emulator_predictions(net_path, data.x, model.steps)
-    snn = snn_predictions(model, data.x, weight_bits)
+    snn = snn_predictions(model, layers, data.x)
     n = len(data)
     out = {
         "samples": n,

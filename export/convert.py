@@ -5,8 +5,8 @@ positive ReLU activations on the calibration images, ``lam_l``. The network is r
 :class:`~snn2loihi.train.model.SpikingNet` (BN folded, identity BN, step divisor T) with
 per-step weights ``W_l * lam_(l-1) / T`` for l >= 1, so that a spike of layer l-1 stands for
 ``lam_(l-1)`` of activation and T steps of IF integrate the ANN pre-activation. Quantization,
-NetX records and the accuracy check are then exactly export's: ``to_netx`` on
-:mod:`snn2loihi.quant`'s grid, the emulator on the written file, training's integer SNN branch.
+NetX records and the accuracy check are then exactly export's: the one pipeline,
+:func:`snn2loihi.export.pipeline.write_deployable`.
 """
 
 from __future__ import annotations
@@ -196,16 +196,11 @@ def convert_onnx(
     force: bool = False,
 ) -> dict:
     """Convert ``onnx_path`` with calibration images ``calib`` (.npz x, y) to ``out``; report."""
-    from snn2loihi.export.accuracy import compare_accuracy, load_eval_data
-    from snn2loihi.export.exporter import check_deployable, refuse_existing
-    from snn2loihi.export.headroom import network_headroom
-    from snn2loihi.export.layer_table import layer_rows
+    from snn2loihi.export.accuracy import load_eval_data
+    from snn2loihi.export.exporter import refuse_existing
     from snn2loihi.export.onnx_import import read_onnx
-    from snn2loihi.export.report import write_report
-    from snn2loihi.netx_io import write_network
+    from snn2loihi.export.pipeline import write_deployable
     from snn2loihi.train.config import default_config
-    from snn2loihi.train.fold import integer_layers
-    from snn2loihi.train.netx_model import to_netx
 
     out = Path(out)
     refuse_existing([out], force)
@@ -220,26 +215,20 @@ def convert_onnx(
     model, ann_acc, lams = onnx_to_model(
         net, data, steps=steps, percentile=percentile, mean=mean, std=std
     )
-    nx = to_netx(model, weight_bits)
-    check_deployable(nx, str(onnx_path))
-    headroom = network_headroom(nx, steps)
-    warnings = [w for h in headroom for w in h.warnings]
-    scales = [ly.scale for ly in integer_layers(model, weight_bits)]
-    write_network(nx, out, overwrite=force)
-    acc = compare_accuracy(out, model, data, weight_bits)
     report = {
         "onnx": str(onnx_path),
         "net": str(out),
         "calibration": str(calib),
         "percentile": percentile,
         "activation_percentiles": lams,
-        "steps": steps,
-        "weight_bits": weight_bits,
-        "input_shape": list(nx.input_shape),
-        "output_shape": list(nx.output_shape),
-        "layers": layer_rows(nx, headroom, scales),
-        "warnings": warnings,
-        "accuracy": {"split": "calibration", "data": str(calib), "ann_acc": ann_acc, **acc},
     }
-    write_report(report, out)
-    return report
+    return write_deployable(
+        model,
+        out,
+        weight_bits=weight_bits,
+        source=str(onnx_path),
+        report=report,
+        data=data,
+        accuracy={"split": "calibration", "data": str(calib), "ann_acc": ann_acc},
+        force=force,
+    )

@@ -1,8 +1,8 @@
 """The export: checkpoint -> validated ``.net`` + report (+ optional ONNX), all atomic.
 
-The integer network is training's own (:func:`snn2loihi.train.netx_model.to_netx`, on the
-grid of :mod:`snn2loihi.quant`); export adds the headroom check, the report and the accuracy
-of the written file on the emulator next to training's integer SNN branch.
+The integer network is training's own (:func:`snn2loihi.train.fold.integer_layers`, on the
+grid of :mod:`snn2loihi.quant`); the checkpoint is loaded here and written by the one export
+pipeline, :func:`snn2loihi.export.pipeline.write_deployable` (headroom, report, accuracy).
 """
 
 from __future__ import annotations
@@ -10,23 +10,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from snn2loihi.export.errors import DataUnavailableError, NotDeployableError
-from snn2loihi.schema import SUPPORTED_TYPES, NetXNetwork
-from snn2loihi.validate import validate_network
+from snn2loihi.export.errors import DataUnavailableError
 
 log = logging.getLogger(__name__)
-
-
-def check_deployable(net: NetXNetwork, source: str = "network") -> None:
-    """Refuse layer types outside NetX's runnable set (conv, dense, flatten, input) and values
-    outside Loihi's ranges (before the headroom check reads them)."""
-    for i, ly in enumerate(net.layers):
-        if ly.kind not in SUPPORTED_TYPES:
-            raise NotDeployableError(
-                f"{source}: layer {i} ({ly.kind}) cannot run on NetX; use "
-                f"{', '.join(SUPPORTED_TYPES)} (fold pooling into a strided conv)"
-            )
-    validate_network(net, source)
 
 
 def refuse_existing(paths: list[Path | None], force: bool) -> None:
@@ -55,14 +41,8 @@ def export_checkpoint(
     check uses the checkpoint's ``[data]`` config (or ``data_file``); if that data cannot be
     loaded the report says why, unless ``data_file`` was given (then it is an error).
     """
-    from snn2loihi.export.accuracy import compare_accuracy
-    from snn2loihi.export.headroom import network_headroom
-    from snn2loihi.export.layer_table import clipped_weights, layer_rows
     from snn2loihi.export.loader import load_model
-    from snn2loihi.export.report import write_report
-    from snn2loihi.netx_io import write_network
-    from snn2loihi.train.fold import integer_layers
-    from snn2loihi.train.netx_model import to_netx
+    from snn2loihi.export.pipeline import write_deployable
 
     out = None if out is None else Path(out)
     onnx = None if onnx is None else Path(onnx)
@@ -78,34 +58,22 @@ def export_checkpoint(
         report["onnx"] = str(onnx)
     if out is None:
         return report
-    net = to_netx(model, weight_bits)
-    check_deployable(net, str(checkpoint))
-    headroom = network_headroom(net, model.steps)
-    warnings = [w for h in headroom for w in h.warnings]
-    for w in warnings:
-        log.warning("%s", w)
-    scales = [ly.scale for ly in integer_layers(model, weight_bits)]
     data, skipped = None, "disabled (--no-accuracy)"
     if accuracy:  # load the data first: a bad --data file must not leave a half-done export
         data, skipped = _eval_data(model, config, split, samples, data_file)
-    write_network(net, out, overwrite=force)
-    report.update(
-        steps=model.steps,
-        weight_bits=weight_bits,
-        input_shape=list(net.input_shape),
-        output_shape=list(net.output_shape),
-        layers=layer_rows(net, headroom, scales, clipped_weights(model, weight_bits)),
-        warnings=warnings,
-        accuracy=None,
-    )
     if data is None:
         report["accuracy_skipped"] = skipped
-    else:
-        acc = compare_accuracy(out, model, data, weight_bits)
-        source = str(data_file) if data_file is not None else config["data"]["dataset"]
-        report["accuracy"] = {"split": split, "data": source, **acc}
-    write_report(report, out)
-    return report
+    source = str(data_file) if data_file is not None else config["data"]["dataset"]
+    return write_deployable(
+        model,
+        out,
+        weight_bits=weight_bits,
+        source=str(checkpoint),
+        report=report,
+        data=data,
+        accuracy={"split": split, "data": source},
+        force=force,
+    )
 
 
 def _eval_data(model, config, split, samples, data_file):

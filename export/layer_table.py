@@ -10,17 +10,17 @@ from snn2loihi.schema import ConvLayer, DenseLayer, NetXNetwork
 
 
 @torch.no_grad()
-def clipped_weights(model, weight_bits: int) -> list[int]:
+def clipped_weights(model, weight_bits: int, layers) -> list[int]:
     """Per synaptic layer, how many weights ``round(w / s)`` fell outside ``weight_bits``.
 
     Recomputes the float per-step weights (BN and channel thresholds folded, as
-    :func:`snn2loihi.train.fold.integer_layers` does) on the scales training chose.
+    :func:`snn2loihi.train.fold.integer_layers` does) on the scales of its integer ``layers``.
     """
-    from snn2loihi.train.fold import integer_layers, step_layers
+    from snn2loihi.train.fold import step_layers
 
     qmin, qmax = quant.weight_limits(weight_bits)
     out = []
-    for sl, il in zip(step_layers(model), integer_layers(model, weight_bits), strict=True):
+    for sl, il in zip(step_layers(model), layers, strict=True):
         w = sl.weight.double()
         if not sl.readout:
             w, _, _ = quant.fold_channel_thresholds(w, sl.bias.double(), sl.thresholds.double())

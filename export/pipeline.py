@@ -1,0 +1,89 @@
+"""The one export pipeline: an integer model -> a validated ``.net`` with its report.
+
+``export`` (checkpoint), ``convert`` (ONNX) and the demo all end here: integer layers (computed
+once) -> NetX records -> deployability check -> 24-bit headroom -> atomic write -> accuracy of
+the written file on the emulator next to training's integer SNN branch -> ``<stem>.report.*``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from snn2loihi.export.errors import NotDeployableError
+from snn2loihi.schema import SUPPORTED_TYPES, NetXNetwork
+from snn2loihi.validate import validate_network
+
+log = logging.getLogger(__name__)
+
+
+def check_deployable(net: NetXNetwork, source: str = "network") -> None:
+    """Refuse layer types outside NetX's runnable set (conv, dense, flatten, input) and values
+    outside Loihi's ranges (before the headroom check reads them)."""
+    for i, ly in enumerate(net.layers):
+        if ly.kind not in SUPPORTED_TYPES:
+            raise NotDeployableError(
+                f"{source}: layer {i} ({ly.kind}) cannot run on NetX; use "
+                f"{', '.join(SUPPORTED_TYPES)} (fold pooling into a strided conv)"
+            )
+    validate_network(net, source)
+
+
+def write_deployable(
+    model,
+    out: str | Path,
+    *,
+    weight_bits: int,
+    source: str,
+    report: dict,
+    data=None,
+    accuracy: dict | None = None,
+    force: bool = False,
+) -> dict:
+    """Write ``model`` (a :class:`~snn2loihi.train.model.SpikingNet`) to ``out`` and its report.
+
+    Args:
+        weight_bits: the integer grid's weight width.
+        source: the checkpoint or ONNX file, named in refusals.
+        report: the report's leading fields (where the network came from); completed in place.
+        data: :class:`~snn2loihi.train.data.ImageData` for the accuracy check, or None.
+        accuracy: fields put before the measured accuracy (split, data source, ANN accuracy).
+        force: overwrite an existing ``out`` (else :class:`FileExistsError`, nothing written).
+
+    Returns the report dict, also written as ``<stem>.report.json``/``.md`` beside ``out``.
+    """
+    from snn2loihi.export.accuracy import compare_accuracy
+    from snn2loihi.export.headroom import network_headroom
+    from snn2loihi.export.layer_table import clipped_weights, layer_rows
+    from snn2loihi.export.report import write_report
+    from snn2loihi.netx_io import write_network
+    from snn2loihi.train.fold import integer_layers
+    from snn2loihi.train.netx_model import netx_records
+
+    layers = integer_layers(model, weight_bits)  # the one quantization of this export
+    net = netx_records(layers, model.input_shape, model.layer_shapes())
+    check_deployable(net, source)
+    headroom = network_headroom(net, model.steps)
+    warnings = [w for h in headroom for w in h.warnings]
+    for w in warnings:
+        log.warning("%s", w)
+    write_network(net, out, overwrite=force)
+    report.update(
+        steps=model.steps,
+        weight_bits=weight_bits,
+        input_shape=list(net.input_shape),
+        output_shape=list(net.output_shape),
+        layers=layer_rows(
+            net,
+            headroom,
+            [ly.scale for ly in layers],
+            clipped_weights(model, weight_bits, layers),
+        ),
+        warnings=warnings,
+        accuracy=None,
+    )
+    if data is not None:
+        measured = compare_accuracy(out, model, layers, data)
+        report["accuracy"] = {**(accuracy or {}), **measured}
+    write_report(report, out)
+    return report
