@@ -19,13 +19,14 @@ import signal
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from snn2loihi.deploy.lava_compat import import_netx
 from snn2loihi.errors import LavaRunError, LavaUnavailableError, Snn2LoihiError
+from snn2loihi.loihi import GRADED_MESSAGE_BITS
 from snn2loihi.netx_io import read_network
 from snn2loihi.schema import NetXNetwork
 
@@ -47,6 +48,33 @@ class LavaResult:
     @property
     def output(self) -> np.ndarray:
         return self.spikes[-1]
+
+
+@dataclass(frozen=True)
+class LavaRequest:
+    """What one Lava run needs besides the samples: built once by :func:`run_lava`, sent to the
+    child process as JSON. Fields as in :func:`run_lava`; ``input_shape`` CHW or (N,)."""
+
+    path: str
+    input_shape: tuple[int, ...]
+    graded: bool
+    probe_all: bool = False
+    record_state: bool | str = False
+    backend: str = "lava"
+
+    def __post_init__(self):
+        if self.record_state not in (False, True, "last"):
+            raise ValueError(
+                f"record_state must be False, True or 'last', not {self.record_state!r}"
+            )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> LavaRequest:
+        fields = json.loads(text)
+        return cls(**{**fields, "input_shape": tuple(fields["input_shape"])})
 
 
 def _run_config(backend: str):
@@ -99,21 +127,10 @@ def _windows(
     return rec.reshape(n, steps, *shape)
 
 
-def _run_in_process(
-    path: str | Path,
-    x: np.ndarray,
-    *,
-    graded: bool,
-    probe_all: bool = False,
-    record_state: bool | str = False,
-    backend: str = "lava",
-    net: NetXNetwork | None = None,
-) -> LavaResult:
+def _run_in_process(request: LavaRequest, x: np.ndarray) -> LavaResult:
     """Run Lava in this process (the child); see :func:`run_lava`."""
-    if record_state not in (False, True, "last"):
-        raise ValueError(f"record_state must be False, True or 'last', not {record_state!r}")
-    path = Path(path)
-    net_rec = net if net is not None else read_network(path)
+    path, record_state = Path(request.path), request.record_state
+    net_rec = read_network(path, input_shape=request.input_shape)
     n, steps = x.shape[:2]
     syn_layers = net_rec.synaptic_layers
     depth = len(syn_layers)
@@ -127,11 +144,11 @@ def _run_in_process(
         raise LavaUnavailableError(
             f"Lava is not installed ({exc}); run `make setup` or install lava-nc and lava-dl"
         ) from None
-    run_cfg = _run_config(backend)
+    run_cfg = _run_config(request.backend)
     in_shape = net_rec.input_shape
     lava_net = netx.hdf5.Network(
         net_config=str(path),
-        input_message_bits=8 if graded else 0,
+        input_message_bits=GRADED_MESSAGE_BITS if request.graded else 0,
         reset_interval=steps,
         reset_offset=1,
         input_shape=tuple(reversed(in_shape)) if len(in_shape) == 3 else None,
@@ -142,7 +159,7 @@ def _run_in_process(
         data=_to_lava_layout(np.asarray(x, dtype=np.int64), depth).astype(int)
     )
     src.s_out.connect(lava_net.inp)
-    probed = list(range(depth)) if probe_all or record_state is True else [depth - 1]
+    probed = list(range(depth)) if request.probe_all or record_state is True else [depth - 1]
 
     def with_state(k: int) -> bool:
         return record_state is True or (record_state == "last" and k == depth - 1)
@@ -213,18 +230,9 @@ def _load_result(folder: Path) -> LavaResult:
 
 def _child_main(folder: Path) -> int:
     """Child entry point: read the request, run Lava, write the result or the error."""
-    request = json.loads((folder / "request.json").read_text())
     try:
-        net = read_network(request["path"], input_shape=request["input_shape"])
-        result = _run_in_process(
-            request["path"],
-            np.load(folder / "x.npy"),
-            graded=request["graded"],
-            probe_all=request["probe_all"],
-            record_state=request["record_state"],
-            backend=request["backend"],
-            net=net,
-        )
+        request = LavaRequest.from_json((folder / "request.json").read_text())
+        result = _run_in_process(request, np.load(folder / "x.npy"))
         _save_result(result, folder)
         return 0
     except Exception as exc:
@@ -276,18 +284,13 @@ def run_lava(
     """
     path = Path(path).resolve()
     net = net if net is not None else read_network(path)
+    request = LavaRequest(
+        str(path), tuple(net.input_shape), bool(graded), probe_all, record_state, backend
+    )
     with tempfile.TemporaryDirectory(prefix="snn2loihi-lava-") as tmp:
         folder = Path(tmp)
         np.save(folder / "x.npy", np.asarray(x))
-        request = dict(
-            path=str(path),
-            input_shape=list(net.input_shape),
-            graded=bool(graded),
-            probe_all=probe_all,
-            record_state=record_state,
-            backend=backend,
-        )
-        (folder / "request.json").write_text(json.dumps(request))
+        (folder / "request.json").write_text(request.to_json())
         proc = subprocess.Popen(
             [sys.executable, "-m", "snn2loihi.deploy.lava_runner", str(folder)],
             start_new_session=True,
