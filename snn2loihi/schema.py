@@ -22,7 +22,7 @@ REFUSED_TYPES = ("pool", "convT", "unpool", "average", "concat", "dense_rec", "d
 
 
 class _RecordEq:
-    """Field-wise equality where numpy arrays compare by dtype kind, shape and value."""
+    """Field-wise equality where numpy arrays compare by shape and value (not dtype)."""
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
