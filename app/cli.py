@@ -11,6 +11,7 @@ import importlib
 import logging
 import sys
 
+from snn2loihi.app.signals import Terminated, terminate_as_exception
 from snn2loihi.errors import Snn2LoihiError
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return int(args.func(args) or 0)
+        with terminate_as_exception():
+            return int(args.func(args) or 0)
     except Snn2LoihiError as exc:
         print(f"snn2loihi {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -89,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"snn2loihi {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated as exc:
+        print(f"snn2loihi {args.command}: terminated by {exc}", file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,12 +23,10 @@ log = logging.getLogger(__name__)
 
 def _predict(v_last) -> np.ndarray:
     """Class per sample from the readout layer's ``v`` (N, classes) after the last step, by
-    training's readout rule (:func:`snn2loihi.train.netx_model.readout_logits`)."""
-    import torch
+    the network's prediction rule (:mod:`snn2loihi.readout`)."""
+    from snn2loihi.readout import READOUT_V, predict
 
-    from snn2loihi.train.netx_model import readout_logits
-
-    return readout_logits(torch.as_tensor(np.asarray(v_last))).argmax(1).numpy()
+    return predict(READOUT_V, v_last=v_last)
 
 
 def _train(

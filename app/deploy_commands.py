@@ -34,13 +34,7 @@ def _inputs(args, net, *, allow_random: bool):
     from snn2loihi.deploy.inputs import load_input, random_spikes
 
     if args.input is not None:
-        x = load_input(args.input, net.input_shape)
-        if args.steps is not None and args.steps != x.shape[1]:
-            if args.steps > x.shape[1]:
-                raise InputDataError(
-                    f"--steps {args.steps} exceeds the {x.shape[1]} steps in {args.input}"
-                )
-            x = x[:, : args.steps]
+        x = load_input(args.input, net.input_shape, args.steps)
         if getattr(args, "samples", None) is not None:
             x = x[: args.samples]
         return x
@@ -55,7 +49,9 @@ def cmd_parity(args) -> int:
     from snn2loihi.atomic import atomic_path
     from snn2loihi.deploy.parity import run_parity
     from snn2loihi.netx_io import read_network
+    from snn2loihi.outputs import check_outputs
 
+    check_outputs({"--json": args.json}, {"net": args.net, "--input": args.input}, force=True)
     net = read_network(args.net, input_shape=args.input_shape)
     x = _inputs(args, net, allow_random=True)
     report = run_parity(
@@ -76,30 +72,35 @@ def cmd_run(args) -> int:
     import numpy as np
 
     from snn2loihi.atomic import atomic_path
+    from snn2loihi.deploy.backends import run_backend
+    from snn2loihi.deploy.inputs import load_labels
     from snn2loihi.netx_io import read_network
+    from snn2loihi.outputs import check_outputs
 
+    check_outputs(
+        {"--out": args.out},
+        {"net": args.net, "--input": args.input, "--labels": args.labels},
+        force=args.force,
+    )
     net = read_network(args.net, input_shape=args.input_shape)
     x = _inputs(args, net, allow_random=False)
-    if args.backend == "emulator":
-        from snn2loihi.deploy.emulator import Emulator
-
-        out = Emulator(net, device=args.device).run(x).output.numpy().astype(np.uint8)
-    else:
-        from snn2loihi.deploy.emulator import check_input
-        from snn2loihi.deploy.lava_runner import run_lava
-
-        xt, graded = check_input(x, net.input_shape)
-        out = run_lava(
-            args.net, xt.numpy(), graded=graded, backend=args.backend, timeout=args.timeout, net=net
-        ).output
-    with atomic_path(args.out) as tmp:
+    labels = None
+    if args.labels is not None:
+        labels = load_labels(args.labels, len(x), int(np.prod(net.output_shape)))
+    res = run_backend(net, args.net, x, args.backend, device=args.device, timeout=args.timeout)
+    with atomic_path(args.out, overwrite=args.force) as tmp:
         with open(tmp, "wb") as fh:
-            np.save(fh, out)
-    counts = out.reshape(out.shape[0], out.shape[1], -1).sum(axis=1)
+            np.save(fh, res.spikes)
+    rule = "argmax of the readout's v >> 6" if res.rule == "readout_v" else "max spike count"
+    shown = res.predictions.tolist()
+    more = f" ... ({len(shown)} in all)" if len(shown) > 20 else ""
     print(
-        f"wrote {args.out}: output spikes {tuple(out.shape)} (samples, steps, *shape), "
-        f"{int(out.sum())} spikes; predicted classes (max spike count): {counts.argmax(axis=1).tolist()[:20]}"
+        f"wrote {args.out}: output spikes {tuple(res.spikes.shape)} (samples, steps, *shape), "
+        f"{int(res.spikes.sum())} spikes; predicted classes ({rule}): {shown[:20]}{more}"
     )
+    if labels is not None:
+        correct = int((res.predictions == labels).sum())
+        print(f"accuracy {correct / len(labels):.2%} ({correct}/{len(labels)})")
     return 0
 
 
@@ -187,16 +188,30 @@ def add_commands(sub) -> None:
         "run",
         help="run a .net on Lava or the emulator",
         formatter_class=fmt,
-        description="Run input through one back end and save the output spikes (samples, steps, *shape).\n\n"
-        "example:\n  snn2loihi run model.net --backend emulator --input x.npy --steps 8 --out spikes.npy",
+        description="Run input through one back end, save the output spikes (samples, steps, "
+        "*shape) and print the predicted classes by the network's rule: argmax of the readout's "
+        "v >> 6 after the last step when the output layer never spikes (snn2loihi's exports), "
+        "else the most output spikes (lava-dl's networks).\n\n"
+        "examples:\n  snn2loihi run model.net --backend emulator --input x.npy --steps 8 --out spikes.npy\n"
+        "  snn2loihi run model.net --input images.npy --labels labels.npy --steps 4 --out s.npy",
     )
     _common(p)
     p.add_argument("--backend", choices=("lava", "loihi2", "emulator"), default="emulator")
-    p.add_argument("--input", required=True, help="input .npy (samples, steps, *input_shape)")
     p.add_argument(
-        "--steps", type=_positive, default=None, help="use the first T steps of the input"
+        "--input",
+        required=True,
+        help="input .npy: (samples, steps, *input_shape), or images (samples, *input_shape) of "
+        "pixels 0..255 shown for --steps steps",
     )
+    p.add_argument(
+        "--steps",
+        type=_positive,
+        default=None,
+        help="time steps: repeats images over T steps, or keeps the first T steps of the input",
+    )
+    p.add_argument("--labels", help="class labels .npy (samples,): also print the accuracy")
     p.add_argument("--out", required=True, help="output .npy of spikes")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out")
     p.add_argument("--device", default="cpu", help="emulator device: cpu or cuda")
     p.add_argument("--timeout", type=float, default=None, help="seconds allowed for a Lava run")
     p.set_defaults(func=cmd_run)

@@ -117,11 +117,16 @@ class Emulator:
             self._synapses[graded] = syns
         return self._synapses[graded]
 
-    def run(self, x: np.ndarray | torch.Tensor, *, record_state: bool = False) -> EmulatorResult:
+    def run(
+        self, x: np.ndarray | torch.Tensor, *, record_state: bool | str = False
+    ) -> EmulatorResult:
         """Run a batch of samples; ``x`` is (N, T, *input_shape) (see :func:`check_input`).
 
-        Returns every conv/dense layer's spikes, and ``u``/``v`` when ``record_state``.
+        Returns every conv/dense layer's spikes, and ``u``/``v`` of every layer when
+        ``record_state`` is True (``"last"``: of the output layer only).
         """
+        if record_state not in (False, True, "last"):
+            raise ValueError(f"record_state must be False, True or 'last', not {record_state!r}")
         x, graded = check_input(x, self.net.input_shape)
         chunks = [self._run_chunk(c, graded, record_state) for c in torch.split(x, self.batch_size)]
         result = EmulatorResult()
@@ -135,13 +140,16 @@ class Emulator:
         return result
 
     @torch.no_grad()
-    def _run_chunk(self, x: torch.Tensor, graded: bool, record_state: bool) -> EmulatorResult:
+    def _run_chunk(self, x: torch.Tensor, graded: bool, record_state: bool | str) -> EmulatorResult:
         n, steps = x.shape[:2]
         s = x.to(self.device)
         if not graded:
             s = s != 0
         result = EmulatorResult()
-        for syn, (i, ly) in zip(self._prepare(graded), self.net.synaptic_layers, strict=True):
+        last = self.net.num_synaptic_layers - 1
+        for k, (syn, (i, ly)) in enumerate(
+            zip(self._prepare(graded), self.net.synaptic_layers, strict=True)
+        ):
             flat = s.reshape(n * steps, *s.shape[2:])
             if isinstance(ly, DenseLayer):
                 flat = flat.reshape(n * steps, -1)
@@ -156,7 +164,7 @@ class Emulator:
                 self.layer_bias(ly, a),
                 ly.neuron,
                 int32_safe=int32_safe,
-                record_state=record_state,
+                record_state=record_state is True or (record_state == "last" and k == last),
             )
             result.layers.append(LayerTrace(i, ly.kind, spikes.cpu(), u_tr, v_tr))
             s = spikes

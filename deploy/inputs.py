@@ -9,10 +9,14 @@ import numpy as np
 from snn2loihi.errors import InputDataError
 
 
-def load_input(path: str | Path, input_shape: tuple[int, ...]) -> np.ndarray:
+def load_input(
+    path: str | Path, input_shape: tuple[int, ...], steps: int | None = None
+) -> np.ndarray:
     """Load (N, T, *input_shape) integers 0..255 from a ``.npy`` file (no pickles).
 
-    A single sample (T, *input_shape) is accepted and gets N = 1.
+    Images without a time axis, (N, *input_shape), are repeated over ``steps`` (required for
+    them): each pixel is the graded input of every step, as training encodes images. With a time
+    axis, ``steps`` keeps the first T steps.
     """
     path = Path(path)
     try:
@@ -21,16 +25,48 @@ def load_input(path: str | Path, input_shape: tuple[int, ...]) -> np.ndarray:
         raise InputDataError(f"{path}: no such file") from None
     except (ValueError, OSError) as exc:
         raise InputDataError(f"{path}: not a readable .npy array ({exc})") from None
-    if x.ndim == 1 + len(input_shape):
-        x = x[None]
-    if x.ndim != 2 + len(input_shape) or tuple(x.shape[2:]) != tuple(input_shape):
-        raise InputDataError(
-            f"{path}: array has shape {x.shape}, expected (samples, steps, "
-            f"{', '.join(map(str, input_shape))})"
-        )
+    shape = ", ".join(map(str, input_shape))
     if x.dtype.kind not in "biuf":
         raise InputDataError(f"{path}: dtype {x.dtype} is not numeric")
+    if x.ndim == 1 + len(input_shape) and tuple(x.shape[1:]) == tuple(input_shape):
+        if steps is None:
+            raise InputDataError(
+                f"{path}: images ({x.shape[0]}, {shape}) have no time axis; give --steps T to "
+                "show each image for T steps"
+            )
+        return np.broadcast_to(x[:, None], (x.shape[0], steps, *input_shape))
+    if x.ndim != 2 + len(input_shape) or tuple(x.shape[2:]) != tuple(input_shape):
+        raise InputDataError(
+            f"{path}: array has shape {x.shape}, expected (samples, steps, {shape}) or "
+            f"images (samples, {shape})"
+        )
+    if steps is not None:
+        if steps > x.shape[1]:
+            raise InputDataError(f"--steps {steps} exceeds the {x.shape[1]} steps in {path}")
+        x = x[:, :steps]
     return x
+
+
+def load_labels(path: str | Path, samples: int, classes: int) -> np.ndarray:
+    """Class labels (N,) int64 from a ``.npy`` file: one integer in ``0..classes-1`` per sample."""
+    path = Path(path)
+    try:
+        y = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise InputDataError(f"{path}: no such file") from None
+    except (ValueError, OSError) as exc:
+        raise InputDataError(f"{path}: not a readable .npy array ({exc})") from None
+    if y.ndim != 1 or len(y) != samples:
+        raise InputDataError(f"{path}: labels have shape {y.shape}, expected ({samples},)")
+    if y.dtype.kind not in "iu":
+        raise InputDataError(f"{path}: labels have dtype {y.dtype}, expected integers")
+    bad = np.flatnonzero((y < 0) | (y >= classes))
+    if len(bad):
+        raise InputDataError(
+            f"{path}: label {int(y[bad[0]])} at index {int(bad[0])} is outside the "
+            f"network's {classes} classes (0..{classes - 1})"
+        )
+    return y.astype(np.int64)
 
 
 def random_spikes(

@@ -15,10 +15,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -228,8 +231,33 @@ def _load_result(folder: Path) -> LavaResult:
     return LavaResult(layer_indices=meta["layer_indices"], **arrays)
 
 
-def _child_main(folder: Path) -> int:
+def _die_with_parent(parent: int, folder: Path, poll: float = 0.5) -> None:
+    """Child side: when the parent is gone (killed with SIGKILL, say), remove the run folder and
+    kill this process group (the child and Lava's workers), so nothing outlives the command."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        # Move the folder away first: the run's own writes into it then fail instead of racing
+        # the removal; then remove it (retried, in case a file was still being created).
+        doomed = folder.with_name(folder.name + ".orphaned")
+        try:
+            folder.rename(doomed)
+        except OSError:
+            doomed = folder
+        for _ in range(5):
+            shutil.rmtree(doomed, ignore_errors=True)
+            if not doomed.exists():
+                break
+            time.sleep(0.05)
+        os.killpg(0, signal.SIGKILL)
+
+    threading.Thread(target=watch, name="snn2loihi-parent-watch", daemon=True).start()
+
+
+def _child_main(folder: Path, parent: int) -> int:
     """Child entry point: read the request, run Lava, write the result or the error."""
+    _die_with_parent(parent, folder)
     try:
         request = LavaRequest.from_json((folder / "request.json").read_text())
         result = _run_in_process(request, np.load(folder / "x.npy"))
@@ -292,7 +320,7 @@ def run_lava(
         np.save(folder / "x.npy", np.asarray(x))
         (folder / "request.json").write_text(request.to_json())
         proc = subprocess.Popen(
-            [sys.executable, "-m", "snn2loihi.deploy.lava_runner", str(folder)],
+            [sys.executable, "-m", "snn2loihi.deploy.lava_runner", str(folder), str(os.getpid())],
             start_new_session=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -321,4 +349,4 @@ _ERRORS = {cls.__name__: cls for cls in (LavaRunError, LavaUnavailableError, Snn
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
-    sys.exit(_child_main(Path(sys.argv[1])))
+    sys.exit(_child_main(Path(sys.argv[1]), int(sys.argv[2])))

@@ -1,7 +1,7 @@
 """Accuracy of the exported ``.net`` on the emulator, next to training's integer SNN branch.
 
 Prediction rule of the exported network: ``argmax(v[:, -1] >> 6)`` of the readout layer after
-the T-th step (:func:`snn2loihi.train.netx_model.readout_logits`), first index on ties. The
+the T-th step (:mod:`snn2loihi.readout`), first index on ties. The
 integer SNN branch predicts ``argmax`` of its logits; both must agree sample by sample.
 """
 
@@ -56,13 +56,13 @@ def emulator_predictions(net, x: torch.Tensor, steps: int, batch_size: int = 256
     ``x``: uint8 (N, C, H, W), shown as graded input at every one of the ``steps`` steps.
     """
     from snn2loihi.deploy.emulator import Emulator
-    from snn2loihi.train.netx_model import readout_logits
+    from snn2loihi.readout import readout_logits
 
     emu = Emulator(net, batch_size=batch_size)
     preds = []
     for chunk in torch.split(x, batch_size):
         graded = chunk.unsqueeze(1).expand(-1, steps, *chunk.shape[1:])
-        readout = emu.run(graded, record_state=True).layers[-1]
+        readout = emu.run(graded, record_state="last").layers[-1]
         preds.append(readout_logits(readout.v[:, -1]).argmax(1))
     return torch.cat(preds)
 

@@ -197,13 +197,13 @@ def convert_onnx(
 ) -> dict:
     """Convert ``onnx_path`` with calibration images ``calib`` (.npz x, y) to ``out``; report."""
     from snn2loihi.export.accuracy import load_eval_data
-    from snn2loihi.export.exporter import refuse_existing
+    from snn2loihi.export.exporter import check_export_outputs
     from snn2loihi.export.onnx_import import read_onnx
     from snn2loihi.export.pipeline import write_deployable
     from snn2loihi.train.config import default_config
 
     out = Path(out)
-    refuse_existing([out], force)
+    check_export_outputs(out, {"ONNX": onnx_path, "--calib": calib}, force)
     net = read_onnx(onnx_path)
     data = load_eval_data(default_config()["data"], "train", calib)
     check_options(percentile, mean, std, int(data.x.shape[1]))

@@ -15,12 +15,19 @@ from snn2loihi.export.errors import DataUnavailableError
 log = logging.getLogger(__name__)
 
 
-def refuse_existing(paths: list[Path | None], force: bool) -> None:
-    if force:
-        return
-    for p in paths:
-        if p is not None and p.exists():
-            raise FileExistsError(f"{p} exists (use --force to overwrite)")
+def check_export_outputs(
+    out: Path | None, inputs: dict, force: bool, onnx: Path | None = None
+) -> None:
+    """Refuse (before any work) outputs that are inputs, each other, folders, unwritable, or
+    exist without ``force``: the ``.net``, its two report files and the ONNX file."""
+    from snn2loihi.export.report import report_paths
+    from snn2loihi.outputs import check_outputs
+
+    outputs = {"--out": out, "--onnx": onnx}
+    if out is not None:
+        json_path, md_path = report_paths(out)
+        outputs.update({"report": json_path, "report (markdown)": md_path})
+    check_outputs(outputs, inputs, force=force)
 
 
 def export_checkpoint(
@@ -37,7 +44,7 @@ def export_checkpoint(
     """Export ``checkpoint`` to ``out`` (NetX) and/or ``onnx``; return the report dict.
 
     With ``out``, ``<stem>.report.json``/``.md`` are written beside it. Without ``force`` an
-    existing output raises :class:`FileExistsError` before anything is written. The accuracy
+    existing output raises :class:`~snn2loihi.errors.OutputPathError` before anything is written. The accuracy
     check uses the checkpoint's ``[data]`` config (or ``data_file``); if that data cannot be
     loaded the report says why, unless ``data_file`` was given (then it is an error).
     """
@@ -46,7 +53,7 @@ def export_checkpoint(
 
     out = None if out is None else Path(out)
     onnx = None if onnx is None else Path(onnx)
-    refuse_existing([out, onnx], force)
+    check_export_outputs(out, {"checkpoint": checkpoint, "--data": data_file}, force, onnx)
     model, state = load_model(checkpoint)
     config = state["config"]
     weight_bits = int(config["train"]["weight_bits"])

@@ -48,7 +48,7 @@ def write_deployable(
         report: the report's leading fields (where the network came from); completed in place.
         data: :class:`~snn2loihi.train.data.ImageData` for the accuracy check, or None.
         accuracy: fields put before the measured accuracy (split, data source, ANN accuracy).
-        force: overwrite an existing ``out`` (else :class:`FileExistsError`, nothing written).
+        force: overwrite an existing ``out`` (checked by the caller before any work).
 
     Returns the report dict, also written as ``<stem>.report.json``/``.md`` beside ``out``.
     """

@@ -47,5 +47,9 @@ def where(path: object | None, layer: int | None = None, field: str | None = Non
     return ": ".join(parts)
 
 
+class OutputPathError(Snn2LoihiError):
+    """An output path is an input, another output, a folder, unwritable, or exists without --force."""
+
+
 class ConfigError(Snn2LoihiError):
     """A training configuration key has an unknown name or an invalid value."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from snn2loihi.loihi import VTH_MAX
 from snn2loihi.schema import (
     ConvLayer,
     CubaNeuron,
@@ -35,6 +36,9 @@ class RandomConv:
     groups: int = 1
 
 
+READOUT = CubaNeuron.integrate_and_fire(VTH_MAX)
+
+
 @dataclass(frozen=True)
 class NetSpec:
     """Input shape (CHW or (N,)), conv layers, then dense layer widths; neuron and value ranges."""
@@ -47,6 +51,7 @@ class NetSpec:
     )
     weight_range: tuple[int, int] = (-128, 192)
     bias_range: tuple[int, int] = (-8, 16)
+    readout: bool = False  # the last layer never spikes (IF, vThMant = 2^17 - 1), as in exports
 
 
 SMALL = NetSpec(input_shape=(2, 8, 8), convs=(RandomConv(4),), dense=(10,))
@@ -88,13 +93,14 @@ def random_network(spec: NetSpec, seed: int = 0) -> NetXNetwork:
     if len(shape) == 3 and spec.dense:
         layers.append(FlattenLayer((math.prod(shape), 1, 1)))
         shape = (math.prod(shape),)
-    for width in spec.dense:
+    for k, width in enumerate(spec.dense):
         w = rng.integers(lo, hi + 1, size=(width, math.prod(shape)))
+        last = k == len(spec.dense) - 1
         layers.append(
             DenseLayer(
                 shape=(width,),
                 weight=w,
-                neuron=spec.neuron,
+                neuron=READOUT if spec.readout and last else spec.neuron,
                 bias=rng.integers(blo, bhi + 1, size=width),
             )
         )

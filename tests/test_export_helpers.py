@@ -6,9 +6,9 @@ import torch
 from train_helpers import calibrated_model, small_config
 
 from snn2loihi.deploy.emulator import Emulator
+from snn2loihi.readout import readout_logits
 from snn2loihi.train.checkpoint import save_checkpoint
 from snn2loihi.train.fold import integer_layers
-from snn2loihi.train.netx_model import readout_logits
 from snn2loihi.train.snn_branch import run_integer_snn, run_snn
 
 # Supported shapes: strided conv, average pool folded into a conv, dense only, LIF (BPTT).

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+from process_helpers import lava_processes, wait_for
 
 from snn2loihi.deploy.lava_runner import run_lava
 from snn2loihi.errors import LavaRunError, LavaUnavailableError
@@ -14,36 +15,19 @@ from snn2loihi.testing.netgen import CIFAR, SMALL, random_network
 pytestmark = pytest.mark.lava
 
 
-def _lava_processes() -> set[int]:
-    """PIDs of interpreters running our Lava child (and the workers it forks)."""
-    pids = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    cmd = fh.read()
-            except OSError:
-                continue
-            if b"snn2loihi.deploy.lava_runner" in cmd:
-                pids.add(int(entry))
-    return pids
-
-
 def test_timeout_stops_every_lava_process(write_net):
     path = write_net(random_network(CIFAR, seed=0))
     x = (np.random.default_rng(0).random((2, 40, 3, 32, 32)) < 0.3).astype(np.uint8)
-    before = _lava_processes()
     with pytest.raises(LavaRunError, match="exceeded the timeout of 3 s"):
         run_lava(path, x, graded=False, timeout=3)
-    assert _lava_processes() - before == set()
+    assert lava_processes(os.getpid()) == set()
 
 
 def test_missing_loihi_runtime_is_reported_and_cleaned_up(write_net):
     path = write_net(random_network(SMALL, seed=0))
-    before = _lava_processes()
     with pytest.raises(LavaUnavailableError, match="backend 'loihi2' needs Intel's Loihi runtime"):
         run_lava(path, np.zeros((1, 2, 2, 8, 8), dtype=np.uint8), graded=False, backend="loihi2")
-    assert _lava_processes() - before == set()
+    assert lava_processes(os.getpid()) == set()
 
 
 def test_ctrl_c_during_a_lava_run_leaves_no_process(write_net):
@@ -54,14 +38,13 @@ def test_ctrl_c_during_a_lava_run_leaves_no_process(write_net):
     import time
 
     path = write_net(random_network(CIFAR, seed=0))
-    before = _lava_processes()
     proc = subprocess.Popen(
         [sys.executable, "-m", "snn2loihi", "parity", str(path), "--samples", "4", "--steps", "60"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     deadline = time.time() + 120
-    while not (_lava_processes() - before):
+    while not lava_processes(proc.pid):
         assert proc.poll() is None and time.time() < deadline, "the Lava child never started"
         time.sleep(0.2)
     time.sleep(1.0)
@@ -69,5 +52,4 @@ def test_ctrl_c_during_a_lava_run_leaves_no_process(write_net):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err.decode()[-1000:]
     assert b"interrupted" in err and b"Traceback" not in err
-    time.sleep(0.5)
-    assert _lava_processes() - before == set()
+    wait_for(lambda: not lava_processes(proc.pid), 10, "Lava processes survived")

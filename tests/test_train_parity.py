@@ -9,8 +9,9 @@ from train_helpers import calibrated_model, digits_like_batch
 from snn2loihi.deploy.emulator import Emulator
 from snn2loihi.loihi import VTH_MAX
 from snn2loihi.netx_io import read_network
+from snn2loihi.readout import readout_logits
 from snn2loihi.train.fold import integer_layers
-from snn2loihi.train.netx_model import readout_logits, to_netx
+from snn2loihi.train.netx_model import to_netx
 from snn2loihi.train.snn_branch import run_snn
 from snn2loihi.validate import validate_network
 

@@ -10,10 +10,11 @@ from train_helpers import small_config
 
 from snn2loihi.app.cli import main
 from snn2loihi.deploy.emulator import Emulator
+from snn2loihi.readout import readout_logits
 from snn2loihi.train.checkpoint import load_checkpoint
 from snn2loihi.train.data import load_datasets
 from snn2loihi.train.factory import model_from_checkpoint
-from snn2loihi.train.netx_model import readout_logits, to_netx
+from snn2loihi.train.netx_model import to_netx
 from snn2loihi.train.trainer import train
 
 FAST = ["model.arch='custom'", "model.convs=['16', 's32']", "model.dense=[]"]

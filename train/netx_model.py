@@ -2,7 +2,8 @@
 
 Every conv/dense layer uses Loihi's IF neuron (``iDecay=4096``; ``vDecay=0`` unless a BPTT LIF
 model); the readout layer has ``vThMant = 2^17 - 1``, which its ``v`` never reaches: the
-prediction is ``argmax`` of the readout layer's ``v`` after the T-th step (record it with the
+prediction is ``argmax`` of the readout layer's ``v >> 6`` after the T-th step
+(:mod:`snn2loihi.readout`) (record it with the
 emulator's ``record_state=True``), equal to the integer SNN branch's logits / scale.
 """
 
@@ -51,8 +52,3 @@ def netx_records(
 def to_netx(model: SpikingNet, weight_bits: int = 8) -> NetXNetwork:
     """The deployable NetX network of ``model`` (eval-mode BN statistics, current thresholds)."""
     return netx_records(integer_layers(model, weight_bits), model.input_shape, model.layer_shapes())
-
-
-def readout_logits(v_last: torch.Tensor) -> torch.Tensor:
-    """Integer logits from the readout layer's recorded ``v`` at the last step: ``v >> 6``."""
-    return v_last.to(torch.int64) >> 6

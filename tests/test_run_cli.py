@@ -1,0 +1,145 @@
+"""`snn2loihi run` as a user runs it: images or spike trains in, predictions by the network's
+own rule, accuracy from labels, and outputs that can never destroy an input."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from snn2loihi.deploy.emulator import Emulator
+from snn2loihi.readout import READOUT_V, SPIKE_COUNT, predict, prediction_rule
+from snn2loihi.testing.netgen import SMALL, random_network
+
+READOUT_NET = dataclasses.replace(SMALL, readout=True, weight_range=(-16, 24))
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "snn2loihi", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def images(tmp_path):
+    """Eight 2x8x8 'images' of pixels 0..255 (no time axis) and labels for them."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, size=(8, 2, 8, 8), dtype=np.uint8)
+    y = rng.integers(0, 10, size=8)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    return tmp_path / "x.npy", tmp_path / "y.npy", x, y
+
+
+def _printed_predictions(stdout: str) -> list[int]:
+    text = stdout.split("predicted classes")[1].split(": ", 1)[1]
+    return [int(v) for v in text.split("]")[0].strip("[").split(",")]
+
+
+def test_images_are_repeated_over_steps_and_predicted_by_the_readout(write_net, images, tmp_path):
+    net_path = write_net(random_network(READOUT_NET, seed=1))
+    xf, yf, x, y = images
+    res = cli(
+        "run", net_path, "--input", xf, "--steps", 4, "--labels", yf, "--out", tmp_path / "s.npy"
+    )
+    assert res.returncode == 0, res.stderr
+    emu = Emulator(net_path)
+    assert prediction_rule(emu.net) == READOUT_V
+    trace = emu.run(np.repeat(x[:, None], 4, axis=1), record_state=True).layers[-1]
+    expected = predict(READOUT_V, v_last=trace.v[:, -1])
+    assert _printed_predictions(res.stdout) == expected.tolist()
+    assert "argmax of the readout's v >> 6" in res.stdout
+    correct = int((expected == y).sum())
+    assert f"accuracy {correct / 8:.2%} ({correct}/8)" in res.stdout
+    assert np.array_equal(np.load(tmp_path / "s.npy"), trace.spikes.numpy().astype(np.uint8))
+
+
+def test_spiking_outputs_are_predicted_by_spike_count(write_net, images, tmp_path):
+    net_path = write_net(random_network(SMALL, seed=1))
+    xf, _, x, _ = images
+    res = cli("run", net_path, "--input", xf, "--steps", 6, "--out", tmp_path / "s.npy")
+    assert res.returncode == 0, res.stderr
+    spikes = Emulator(net_path).run(np.repeat(x[:, None], 6, axis=1)).output
+    assert _printed_predictions(res.stdout) == predict(SPIKE_COUNT, spikes).tolist()
+    assert "(max spike count)" in res.stdout
+
+
+@pytest.mark.lava
+def test_lava_predicts_what_the_emulator_predicts(write_net, images, tmp_path):
+    net_path = write_net(random_network(READOUT_NET, seed=2))
+    xf, yf, _, _ = images
+    args = ["--input", xf, "--steps", 3, "--labels", yf]
+    emu = cli("run", net_path, *args, "--out", tmp_path / "e.npy")
+    lava = cli("run", net_path, *args, "--backend", "lava", "--out", tmp_path / "l.npy")
+    assert emu.returncode == lava.returncode == 0, lava.stderr
+    assert _printed_predictions(emu.stdout) == _printed_predictions(lava.stdout)
+    assert emu.stdout.splitlines()[-1] == lava.stdout.splitlines()[-1]  # the accuracy line
+    assert np.array_equal(np.load(tmp_path / "e.npy"), np.load(tmp_path / "l.npy"))
+
+
+def _refused(res: subprocess.CompletedProcess, *words: str) -> None:
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert all(w in lines[0] for w in words), lines[0]
+
+
+@pytest.mark.parametrize(
+    ("case", "words"),
+    [
+        ("out_is_net", ("--out", "is the input net")),
+        ("out_is_input", ("--out", "is the input --input")),
+        ("out_is_input_via_link", ("--out", "is the input --input")),
+        ("out_exists", ("exists (use --force to overwrite)",)),
+        ("out_is_folder", ("is a folder",)),
+        ("out_under_a_file", ("cannot create files in",)),
+        ("images_without_steps", ("have no time axis", "--steps")),
+        ("labels_too_few", ("y3.npy", "labels have shape (3,), expected (8,)")),
+        ("label_out_of_range", ("ybad.npy", "label 10 at index 2", "10 classes")),
+    ],
+)
+def test_bad_runs_are_refused_and_touch_nothing(write_net, images, tmp_path, case, words):
+    net_path = write_net(random_network(SMALL, seed=0))
+    xf, yf, _, _ = images
+    np.save(tmp_path / "y3.npy", np.arange(3))
+    np.save(tmp_path / "ybad.npy", np.array([0, 1, 10, 0, 0, 0, 0, 0]))
+    (tmp_path / "exists.npy").write_bytes(b"keep")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "link.npy").symlink_to(xf)
+    out, extra, steps = tmp_path / "new.npy", [], ["--steps", "4"]
+    if case == "out_is_net":
+        out = net_path
+    elif case == "out_is_input":
+        out = xf
+    elif case == "out_is_input_via_link":
+        out = tmp_path / "link.npy"
+    elif case == "out_exists":
+        out = tmp_path / "exists.npy"
+    elif case == "out_is_folder":
+        out = tmp_path / "folder"
+    elif case == "out_under_a_file":
+        out = tmp_path / "exists.npy" / "s.npy"
+    elif case == "images_without_steps":
+        steps = []
+    elif case == "labels_too_few":
+        extra = ["--labels", tmp_path / "y3.npy"]
+    elif case == "label_out_of_range":
+        extra = ["--labels", tmp_path / "ybad.npy"]
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()}
+    _refused(cli("run", net_path, "--input", xf, *steps, *extra, "--out", out), *words)
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()}
+    assert after == before  # every input byte-identical, nothing new written
+
+
+def test_force_overwrites_an_existing_output(write_net, images, tmp_path):
+    net_path = write_net(random_network(SMALL, seed=0))
+    out = tmp_path / "s.npy"
+    out.write_bytes(b"old")
+    res = cli("run", net_path, "--input", images[0], "--steps", 2, "--out", out, "--force")
+    assert res.returncode == 0, res.stderr
+    assert np.load(out).shape == (8, 2, 10)
