@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from snn2loihi.devices import torch_device
 from snn2loihi.errors import InputDataError
 from snn2loihi.loihi import GRADED_INPUT_MAX, INT32_SAFE_INPUT
 from snn2loihi.netx_io import read_network
@@ -95,7 +96,7 @@ class Emulator:
         batch_size: int = 256,
     ):
         self.net = net if isinstance(net, NetXNetwork) else read_network(net)
-        self.device = torch.device(device)
+        self.device = torch_device(device)
         self.batch_size = batch_size
         self._synapses: dict[bool, list[IntegerSynapse]] = {}
 

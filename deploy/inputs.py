@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
+from snn2loihi.arrays import load_npy, memory_budget
 from snn2loihi.errors import InputDataError
 
 
@@ -19,12 +21,7 @@ def load_input(
     axis, ``steps`` keeps the first T steps.
     """
     path = Path(path)
-    try:
-        x = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise InputDataError(f"{path}: no such file") from None
-    except (ValueError, OSError) as exc:
-        raise InputDataError(f"{path}: not a readable .npy array ({exc})") from None
+    x = load_npy(path)
     shape = ", ".join(map(str, input_shape))
     if x.dtype.kind not in "biuf":
         raise InputDataError(f"{path}: dtype {x.dtype} is not numeric")
@@ -50,12 +47,7 @@ def load_input(
 def load_labels(path: str | Path, samples: int, classes: int) -> np.ndarray:
     """Class labels (N,) int64 from a ``.npy`` file: one integer in ``0..classes-1`` per sample."""
     path = Path(path)
-    try:
-        y = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise InputDataError(f"{path}: no such file") from None
-    except (ValueError, OSError) as exc:
-        raise InputDataError(f"{path}: not a readable .npy array ({exc})") from None
+    y = load_npy(path)
     if y.ndim != 1 or len(y) != samples:
         raise InputDataError(f"{path}: labels have shape {y.shape}, expected ({samples},)")
     if y.dtype.kind not in "iu":
@@ -77,5 +69,13 @@ def random_spikes(
         raise InputDataError(f"need samples >= 1 and steps >= 1, got {samples} and {steps}")
     if not 0.0 <= rate <= 1.0:
         raise InputDataError(f"spike rate {rate} must be in [0, 1]")
+    if seed < 0:
+        raise InputDataError(f"--seed {seed} must be >= 0")
+    nbytes = samples * steps * math.prod(input_shape)
+    if nbytes > memory_budget():
+        raise InputDataError(
+            f"{samples} samples x {steps} steps of input {input_shape} need {nbytes / 2**30:.3g} "
+            f"GiB, more than the memory budget of {memory_budget() / 2**30:.3g} GiB"
+        )
     rng = np.random.default_rng(seed)
     return (rng.random((samples, steps, *input_shape)) < rate).astype(np.uint8)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from snn2loihi.arrays import memory_budget
 from snn2loihi.deploy.emulator import Emulator, check_input
 from snn2loihi.deploy.lava_runner import run_lava
+from snn2loihi.errors import InputDataError, LavaRunError
 from snn2loihi.netx_io import read_network
+from snn2loihi.schema import NetXNetwork
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +113,39 @@ def compare_layer(index: int, kind: str, lava: np.ndarray, emu: np.ndarray) -> L
     )
 
 
+def merge_layer(done: LayerParity | None, part: LayerParity, offset: int) -> LayerParity:
+    """Figures of samples ``[0, offset)`` (``done``) and of the chunk after them (``part``)."""
+    if part.first_mismatch is not None:
+        part.first_mismatch[0] += offset
+    if done is None:
+        return part
+    done.lava_spikes += part.lava_spikes
+    done.emulator_spikes += part.emulator_spikes
+    done.mismatches += part.mismatches
+    done.first_mismatch = done.first_mismatch or part.first_mismatch
+    return done
+
+
+def bytes_per_sample(net: NetXNetwork, steps: int) -> int:
+    """Peak memory of one sample in a parity run: int64 input, and per neuron and step the
+    emulator's spike, Lava's spike and Lava's float64 monitor record."""
+    neurons = sum(math.prod(ly.shape) for _, ly in net.synaptic_layers)
+    return steps * (8 * math.prod(net.input_shape) + 10 * neurons)
+
+
+def samples_per_chunk(net: NetXNetwork, steps: int, budget: int | None = None) -> int:
+    """How many samples one chunk may hold so that a chunk takes at most a quarter of ``budget``
+    (default :func:`snn2loihi.arrays.memory_budget`)."""
+    budget = memory_budget() if budget is None else budget
+    need = bytes_per_sample(net, steps)
+    if 4 * need > budget:
+        raise InputDataError(
+            f"one sample of {steps} steps needs about {need / 2**30:.3g} GiB for parity, more "
+            f"than a quarter of the memory budget ({budget / 2**30:.3g} GiB); use fewer steps"
+        )
+    return max(1, budget // (4 * need))
+
+
 def run_parity(
     path: str | Path,
     x: np.ndarray,
@@ -116,18 +154,42 @@ def run_parity(
     all_layers: bool = True,
     input_shape: tuple[int, ...] | None = None,
     timeout: float | None = None,
+    chunk: int | None = None,
 ) -> ParityReport:
-    """Run ``x`` (N, T, *input_shape) on Lava and on the emulator and compare every layer."""
+    """Run ``x`` (N, T, *input_shape) on Lava and on the emulator and compare every layer.
+
+    Samples go in chunks of ``chunk`` (default :func:`samples_per_chunk`), so memory stays
+    bounded; ``timeout`` (seconds) bounds the whole comparison, both back ends.
+    """
     net = read_network(path, input_shape=input_shape)
-    xt, graded = check_input(x, net.input_shape)
-    x_np = xt.numpy()
-    emu = Emulator(net, device=device).run(x_np)
-    lava = run_lava(path, x_np, graded=graded, probe_all=all_layers, timeout=timeout, net=net)
-    report = ParityReport(
-        net=str(path), samples=x_np.shape[0], steps=x_np.shape[1], graded_input=graded
-    )
-    by_index = {t.index: t for t in emu.layers}
-    for idx, spikes in zip(lava.layer_indices, lava.spikes, strict=True):
-        trace = by_index[idx]
-        report.layers.append(compare_layer(idx, trace.kind, spikes, trace.spikes.numpy()))
+    if np.ndim(x) != 2 + len(net.input_shape):
+        check_input(x, net.input_shape)  # raises the shape error
+    steps = int(np.shape(x)[1])
+    chunk = chunk or samples_per_chunk(net, steps)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    emulator = Emulator(net, device=device)
+    report = ParityReport(net=str(path), samples=len(x), steps=steps, graded_input=False)
+    merged: dict[int, LayerParity] = {}
+    for lo in range(0, len(x), chunk):
+        xt, graded = check_input(x[lo : lo + chunk], net.input_shape)
+        part = xt.numpy()
+        emu = {t.index: t for t in emulator.run(part).layers}
+        left = _time_left(deadline, timeout, path)
+        lava = run_lava(path, part, graded=graded, probe_all=all_layers, timeout=left, net=net)
+        report.graded_input |= graded
+        for idx, spikes in zip(lava.layer_indices, lava.spikes, strict=True):
+            found = compare_layer(idx, emu[idx].kind, spikes, emu[idx].spikes.numpy())
+            merged[idx] = merge_layer(merged.get(idx), found, lo)
+        _time_left(deadline, timeout, path)
+    report.layers = [merged[idx] for idx in sorted(merged)]
     return report
+
+
+def _time_left(deadline: float | None, timeout: float | None, path) -> float | None:
+    """Seconds left before ``deadline``; :class:`LavaRunError` once it has passed."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise LavaRunError(f"{path}: parity exceeded the timeout of {timeout:g} s and was stopped")
+    return left

@@ -9,6 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _umask() -> int:
+    """The process umask (read by setting it, then restoring it at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path in ``dest``'s folder; on success rename it onto ``dest``.
@@ -22,6 +29,7 @@ def atomic_path(dest: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
         raise FileExistsError(f"{dest} exists (use --force to overwrite)")
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a plain open() honours the umask
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -37,6 +37,7 @@ from snn2loihi.validate import validate_network
 
 MAX_LAYERS = 4096
 MAX_ELEMENTS = 2**27  # refuse datasets larger than this (hostile files)
+MAX_STRING_BYTES = 256  # layer and neuron type names are a few characters
 
 
 # ----------------------------------------------------------------------------------------- writer
@@ -192,8 +193,17 @@ class _LayerReader:
 def _read_string(r: _LayerReader, key: str) -> str:
     if key not in r.g or not isinstance(r.g[key], h5py.Dataset):
         raise r.error(key, "is missing")
+    ds = r.g[key]
+    if ds.size != 1:  # checked before reading: a forged shape must not be allocated
+        raise r.error(key, f"has shape {ds.shape}, expected one string")
+    vlen = h5py.check_string_dtype(ds.dtype)
+    width = ds.dtype.itemsize if vlen is None or vlen.length is None else vlen.length
+    if ds.dtype.kind == "S" and width > MAX_STRING_BYTES:
+        raise r.error(key, f"is a {width}-byte string, longer than the limit {MAX_STRING_BYTES}")
+    if vlen is not None and vlen.length is None and ds.id.get_storage_size() > MAX_STRING_BYTES:
+        raise r.error(key, f"stores {ds.id.get_storage_size()} bytes for one string")
     try:
-        value = r.g[key][()]
+        value = ds[()]
     except (OSError, ValueError, TypeError) as exc:
         raise r.error(key, f"cannot be read ({exc})") from None
     if isinstance(value, np.ndarray):

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from snn2loihi.errors import ConfigError
+from snn2loihi.arrays import load_npz
+from snn2loihi.errors import ConfigError, InputDataError
 
 log = logging.getLogger(__name__)
 
@@ -169,10 +170,10 @@ def _npz_file(path: str, key: str) -> ImageData:
     if not path:
         raise ConfigError(f"{key} must name a .npz file for data.dataset = 'npz'")
     try:
-        with np.load(path) as f:
-            return _from_nhwc(f["x"], f["y"], path)
-    except (OSError, KeyError, ValueError) as exc:
+        arrays = load_npz(path, ("x", "y"))
+    except InputDataError as exc:
         raise ConfigError(f"{key} = '{path}': cannot read x/y arrays ({exc})") from None
+    return _from_nhwc(arrays["x"], arrays["y"], path)
 
 
 def _npz(cfg: dict) -> tuple[ImageData, ImageData]:

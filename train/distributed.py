@@ -7,6 +7,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from snn2loihi.devices import torch_device
+
 
 def init_distributed(device: torch.device) -> tuple[int, int]:
     """Join the process group when launched by torchrun; returns ``(rank, world_size)``.
@@ -53,4 +55,4 @@ def local_device(requested: str) -> torch.device:
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         return torch.device("cpu")
-    return torch.device(requested)
+    return torch_device(requested, "train.device")
