@@ -1,4 +1,5 @@
-"""The quantization-aware integer SNN branch fires exactly the emulator's spikes, every layer."""
+"""The quantization-aware integer SNN branch fires exactly the emulator's spikes: every layer,
+step and neuron, and the readout's v at every step, on the exported network."""
 
 from __future__ import annotations
 
@@ -22,22 +23,41 @@ CASES = {
 }
 
 
-def _check_parity(model, x):
-    steps = model.steps
-    ours = run_snn(model, x)
-    net = to_netx(model)
-    validate_network(net)
-    emu = Emulator(net).run(x.unsqueeze(1).expand(-1, steps, *x.shape[1:]), record_state=True)
-    assert len(emu.layers) == len(ours.counts) + 1
-    for k, count in enumerate(ours.counts):
-        emu_count = emu.layers[k].spikes.sum(1).to(torch.float32)
-        assert torch.equal(count, emu_count), f"layer {k} spike counts differ"
+def _emulate(net_or_path, x: torch.Tensor, steps: int):
+    """The emulator on the exported network, the image repeated over T steps, u/v recorded."""
+    return Emulator(net_or_path).run(
+        x.unsqueeze(1).expand(-1, steps, *x.shape[1:]), record_state=True
+    )
+
+
+def assert_same_spikes(ours, emu, scale: float) -> None:
+    """Spike for spike (every layer, step, neuron) and the readout's v at every step."""
+    assert ours.spikes is not None and ours.readout_v is not None, "run_snn(record=True)"
+    assert len(emu.layers) == len(ours.spikes) + 1
+    for k, (mine, trace) in enumerate(zip(ours.spikes, emu.layers, strict=False)):
+        assert mine.dtype == trace.spikes.dtype == torch.bool
+        assert mine.shape == trace.spikes.shape, f"layer {k}"
+        diff = (mine != trace.spikes).nonzero()
+        assert len(diff) == 0, (
+            f"layer {k}: {len(diff)} spikes differ, first at (sample, step, *neuron) "
+            f"{tuple(diff[0].tolist())}"
+        )
+        assert torch.equal(ours.counts[k], mine.sum(1, dtype=torch.float32)), f"counts {k}"
     readout = emu.layers[-1]
     assert not readout.spikes.any()
-    scale = integer_layers(model)[-1].scale
+    assert readout.v.shape == ours.readout_v.shape
+    v_diff = (readout.v.to(torch.int64) != ours.readout_v.to(torch.int64)).nonzero()
+    assert len(v_diff) == 0, f"readout v differs first at {tuple(v_diff[0].tolist())}"
     ours_int = torch.round(ours.logits.double() / scale).to(torch.int64)
     assert torch.equal(readout_logits(readout.v[:, -1]), ours_int)
     assert torch.equal(readout_logits(readout.v[:, -1]).argmax(1), ours.logits.argmax(1))
+
+
+def _check_parity(model, x):
+    ours = run_snn(model, x, record=True)
+    net = to_netx(model)
+    validate_network(net)
+    assert_same_spikes(ours, _emulate(net, x, model.steps), integer_layers(model)[-1].scale)
     return ours, net
 
 
@@ -48,6 +68,7 @@ def test_integer_branch_equals_emulator(case, steps):
     model = calibrated_model(steps=steps, **CASES[case])
     ours, _ = _check_parity(model, digits_like_batch())
     assert sum(ours.spikes_per_sample()) > 0, "the test must exercise spiking"
+    assert ours.spikes[0].any(1).any() and not ours.spikes[0].all(), "layer 0 must be mixed"
 
 
 def test_parity_survives_the_netx_file(tmp_path, write_net):
@@ -57,10 +78,26 @@ def test_parity_survives_the_netx_file(tmp_path, write_net):
     path = write_net(net)
     again = read_network(path)
     assert again == net
-    emu = Emulator(path).run(x.unsqueeze(1).expand(-1, 3, -1, -1, -1))
-    ours = run_snn(model, x)
-    for k, count in enumerate(ours.counts):
-        assert torch.equal(count, emu.layers[k].spikes.sum(1).float())
+    ours = run_snn(model, x, record=True)
+    assert_same_spikes(ours, _emulate(path, x, 3), integer_layers(model)[-1].scale)
+
+
+def test_the_comparison_catches_one_flipped_spike_or_one_v_unit():
+    """The check above is sharp: one spike or one unit of readout v anywhere fails it."""
+    model = calibrated_model(steps=2)
+    x = digits_like_batch(4)
+    ours, net = _check_parity(model, x)
+    scale = integer_layers(model)[-1].scale
+    emu = _emulate(net, x, 2)
+    emu.layers[1].spikes[3, 1, 0, 2, 1] ^= True
+    with pytest.raises(
+        AssertionError, match=r"layer 1: 1 spikes differ, first at .* \(3, 1, 0, 2, 1\)"
+    ):
+        assert_same_spikes(ours, emu, scale)
+    emu = _emulate(net, x, 2)
+    emu.layers[-1].v[2, 0, 5] += 1
+    with pytest.raises(AssertionError, match=r"readout v differs first at \(2, 0, 5\)"):
+        assert_same_spikes(ours, emu, scale)
 
 
 def test_readout_never_spikes_even_when_driven_hard():
@@ -86,8 +123,9 @@ def test_cifar_shaped_vgg_layer_parity():
 def test_compiled_neuron_gives_the_same_integers():
     model = calibrated_model(steps=4)
     x = digits_like_batch()
-    ref = run_snn(model, x)
-    out = run_snn(model, x, compile_neuron=True)
+    ref = run_snn(model, x, record=True)
+    out = run_snn(model, x, compile_neuron=True, record=True)
     assert torch.equal(ref.logits, out.logits)
-    for a, b in zip(ref.counts, out.counts, strict=True):
+    for a, b in zip(ref.spikes, out.spikes, strict=True):
         assert torch.equal(a, b)
+    assert torch.equal(ref.readout_v[:, -1:], out.readout_v)
