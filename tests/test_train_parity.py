@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from train_helpers import calibrated_model, digits_like_batch
+from train_helpers import assert_same_spikes, calibrated_model, digits_like_batch, emulate
 
-from snn2loihi.deploy.emulator import Emulator
 from snn2loihi.netx_io import read_network
 from snn2loihi.schema import VTH_MAX
 from snn2loihi.train.fold import integer_layers
-from snn2loihi.train.netx_model import readout_logits, to_netx
+from snn2loihi.train.netx_model import to_netx
 from snn2loihi.train.snn_branch import run_snn
 from snn2loihi.validate import validate_network
 
@@ -23,41 +22,11 @@ CASES = {
 }
 
 
-def _emulate(net_or_path, x: torch.Tensor, steps: int):
-    """The emulator on the exported network, the image repeated over T steps, u/v recorded."""
-    return Emulator(net_or_path).run(
-        x.unsqueeze(1).expand(-1, steps, *x.shape[1:]), record_state=True
-    )
-
-
-def assert_same_spikes(ours, emu, scale: float) -> None:
-    """Spike for spike (every layer, step, neuron) and the readout's v at every step."""
-    assert ours.spikes is not None and ours.readout_v is not None, "run_snn(record=True)"
-    assert len(emu.layers) == len(ours.spikes) + 1
-    for k, (mine, trace) in enumerate(zip(ours.spikes, emu.layers, strict=False)):
-        assert mine.dtype == trace.spikes.dtype == torch.bool
-        assert mine.shape == trace.spikes.shape, f"layer {k}"
-        diff = (mine != trace.spikes).nonzero()
-        assert len(diff) == 0, (
-            f"layer {k}: {len(diff)} spikes differ, first at (sample, step, *neuron) "
-            f"{tuple(diff[0].tolist())}"
-        )
-        assert torch.equal(ours.counts[k], mine.sum(1, dtype=torch.float32)), f"counts {k}"
-    readout = emu.layers[-1]
-    assert not readout.spikes.any()
-    assert readout.v.shape == ours.readout_v.shape
-    v_diff = (readout.v.to(torch.int64) != ours.readout_v.to(torch.int64)).nonzero()
-    assert len(v_diff) == 0, f"readout v differs first at {tuple(v_diff[0].tolist())}"
-    ours_int = torch.round(ours.logits.double() / scale).to(torch.int64)
-    assert torch.equal(readout_logits(readout.v[:, -1]), ours_int)
-    assert torch.equal(readout_logits(readout.v[:, -1]).argmax(1), ours.logits.argmax(1))
-
-
 def _check_parity(model, x):
     ours = run_snn(model, x, record=True)
     net = to_netx(model)
     validate_network(net)
-    assert_same_spikes(ours, _emulate(net, x, model.steps), integer_layers(model)[-1].scale)
+    assert_same_spikes(ours, emulate(net, x, model.steps), integer_layers(model)[-1].scale)
     return ours, net
 
 
@@ -79,7 +48,7 @@ def test_parity_survives_the_netx_file(tmp_path, write_net):
     again = read_network(path)
     assert again == net
     ours = run_snn(model, x, record=True)
-    assert_same_spikes(ours, _emulate(path, x, 3), integer_layers(model)[-1].scale)
+    assert_same_spikes(ours, emulate(path, x, 3), integer_layers(model)[-1].scale)
 
 
 def test_the_comparison_catches_one_flipped_spike_or_one_v_unit():
@@ -88,13 +57,13 @@ def test_the_comparison_catches_one_flipped_spike_or_one_v_unit():
     x = digits_like_batch(4)
     ours, net = _check_parity(model, x)
     scale = integer_layers(model)[-1].scale
-    emu = _emulate(net, x, 2)
+    emu = emulate(net, x, 2)
     emu.layers[1].spikes[3, 1, 0, 2, 1] ^= True
     with pytest.raises(
         AssertionError, match=r"layer 1: 1 spikes differ, first at .* \(3, 1, 0, 2, 1\)"
     ):
         assert_same_spikes(ours, emu, scale)
-    emu = _emulate(net, x, 2)
+    emu = emulate(net, x, 2)
     emu.layers[-1].v[2, 0, 5] += 1
     with pytest.raises(AssertionError, match=r"readout v differs first at \(2, 0, 5\)"):
         assert_same_spikes(ours, emu, scale)
