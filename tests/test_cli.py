@@ -158,6 +158,7 @@ def test_bad_input_exits_2_with_one_line(prepare, argv, message, small_net, tmp_
     assert not (tmp_path / "o.npy").exists()
 
 
+@pytest.mark.multiprocess
 def test_python_dash_m_entry_point(small_net):
     proc = subprocess.run(
         [sys.executable, "-m", "snn2loihi", "inspect", str(small_net)],
