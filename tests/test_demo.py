@@ -9,7 +9,7 @@ import pytest
 
 from snn2loihi.app.cli import main
 
-pytestmark = pytest.mark.lava
+pytestmark = [pytest.mark.lava, pytest.mark.timeout(600)]
 
 FIGURES = (
     "training_curves.png",

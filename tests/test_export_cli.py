@@ -47,26 +47,6 @@ def test_second_export_needs_force(tmp_path, capsys):
     assert main(["export", str(ckpt), "--out", str(out), "--no-accuracy", "--force"]) == 0
 
 
-@pytest.mark.parametrize(
-    "content", [b"", b"not a checkpoint at all", b"PK\x03\x04truncated zip"], ids=str
-)
-def test_corrupt_checkpoint_is_one_line_exit_2(tmp_path, capsys, content):
-    bad = tmp_path / "bad.pt"
-    bad.write_bytes(content)
-    assert main(["export", str(bad), "--out", str(tmp_path / "m.net")]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "bad.pt" in err and "Traceback" not in err
-    assert not (tmp_path / "m.net").exists()
-
-
-def test_missing_checkpoint_and_missing_outputs(tmp_path, capsys):
-    assert main(["export", str(tmp_path / "none.pt"), "--out", str(tmp_path / "m.net")]) == 2
-    assert "does not exist" in capsys.readouterr().err
-    ckpt, _, _ = random_checkpoint(tmp_path, "dense-only")
-    assert main(["export", str(ckpt)]) == 2
-    assert "--out" in capsys.readouterr().err
-
-
 def test_data_override_from_npz(tmp_path):
     ckpt, _, _ = random_checkpoint(tmp_path, "dense-only")
     x = digits_like_batch(12).numpy()[:, 0]  # NHW
@@ -95,15 +75,6 @@ def test_onnx_round_trip_matches_pytorch(tmp_path):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_bad_data_file_fails_before_anything_is_written(tmp_path, capsys):
-    ckpt, _, _ = random_checkpoint(tmp_path, "dense-only")
-    out = tmp_path / "m.net"
-    args = ["export", str(ckpt), "--out", str(out), "--data", str(tmp_path / "missing.npz")]
-    assert main(args) == 2
-    assert "missing.npz" in capsys.readouterr().err
-    assert not out.exists()
-
-
 def test_unavailable_config_data_is_reported_not_fatal(tmp_path):
     from snn2loihi.export.exporter import export_checkpoint
 
@@ -116,14 +87,52 @@ def test_unavailable_config_data_is_reported_not_fatal(tmp_path):
     assert "not measured" in (tmp_path / "m.report.md").read_text()
 
 
-def test_nan_weight_checkpoint_exits_2_naming_the_parameter(tmp_path, capsys):
+def _nan_weight_checkpoint(tmp_path):
     ckpt, _, _ = random_checkpoint(tmp_path, "conv-stride")
     state = torch.load(ckpt, weights_only=True)
     state["model"]["layers.1.weight"][0, 0, 1, 2] = float("nan")
     torch.save(state, ckpt)
-    out = tmp_path / "m.net"
-    assert main(["export", str(ckpt), "--out", str(out), "--onnx", str(tmp_path / "m.onnx")]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err
-    assert "'layers.1.weight' = nan at index (0, 0, 1, 2)" in err and str(ckpt) in err
-    assert not out.exists() and not (tmp_path / "m.onnx").exists()
+    return ckpt
+
+
+def _bytes_checkpoint(content: bytes):
+    def make(tmp_path):
+        (tmp_path / "bad.pt").write_bytes(content)
+        return tmp_path / "bad.pt"
+
+    return make
+
+
+def _good_checkpoint(tmp_path):
+    return random_checkpoint(tmp_path, "dense-only")[0]
+
+
+# (id, checkpoint maker, arguments after `export CKPT` (TMP = tmp_path), words in the error)
+BAD_EXPORTS = [
+    ("empty-file", _bytes_checkpoint(b""), ["--out", "TMP/m.net"], ["bad.pt"]),
+    ("not-a-checkpoint", _bytes_checkpoint(b"not a checkpoint at all"), ["--out", "TMP/m.net"],
+     ["bad.pt"]),
+    ("truncated-zip", _bytes_checkpoint(b"PK\x03\x04truncated zip"), ["--out", "TMP/m.net"],
+     ["bad.pt"]),
+    ("missing-checkpoint", lambda tmp_path: tmp_path / "none.pt", ["--out", "TMP/m.net"],
+     ["none.pt", "does not exist"]),
+    ("no-output-named", _good_checkpoint, [], ["--out"]),
+    ("missing-data-file", _good_checkpoint, ["--out", "TMP/m.net", "--data", "TMP/missing.npz"],
+     ["missing.npz"]),
+    ("nan-weight", _nan_weight_checkpoint, ["--out", "TMP/m.net", "--onnx", "TMP/m.onnx"],
+     ["'layers.1.weight' = nan at index (0, 0, 1, 2)", "CKPT"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("make", "args", "words"), [pytest.param(*case[1:], id=case[0]) for case in BAD_EXPORTS]
+)
+def test_bad_export_exits_2_with_one_line_and_writes_nothing(
+    tmp_path, cli_refusal, make, args, words
+):
+    ckpt = make(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    err = cli_refusal(["export", str(ckpt), *(a.replace("TMP", str(tmp_path)) for a in args)])
+    for word in words:
+        assert word.replace("CKPT", str(ckpt)) in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before, "nothing may be written"

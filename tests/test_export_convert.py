@@ -7,14 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_export_helpers import assert_exported_parity, trained_checkpoint
+from test_export_helpers import assert_exported_parity, onnx_file, trained_checkpoint
 from torch import nn
 
 from snn2loihi.app.cli import main
 from snn2loihi.export.convert import build_model, onnx_to_model
 from snn2loihi.export.errors import NotDeployableError
 from snn2loihi.export.exporter import export_checkpoint
-from snn2loihi.export.onnx_export import OPSET
 from snn2loihi.export.onnx_import import read_onnx
 from snn2loihi.netx_io import read_network
 from snn2loihi.train.data import load_datasets
@@ -66,13 +65,6 @@ def test_convert_cli_matches_onnx_and_fires_the_integer_branch_spikes(onnx_and_c
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-3)
 
 
-def _onnx(module: nn.Module, path, shape=(1, 1, 8, 8)):
-    torch.onnx.export(
-        module.eval(), (torch.zeros(shape),), str(path), opset_version=OPSET, dynamo=False
-    )
-    return path
-
-
 class _MaxPoolNet(nn.Module):
     def __init__(self):
         super().__init__()
@@ -101,7 +93,7 @@ class _ResidualNet(nn.Module):
     [(_MaxPoolNet, ["MaxPool", "AveragePool"]), (_ResidualNet, ["Add", "residual"])],
 )
 def test_unsupported_onnx_ops_are_refused_by_name_and_node(tmp_path, capsys, module, words):
-    path = _onnx(module(), tmp_path / "bad.onnx")
+    path = onnx_file(module(), tmp_path / "bad.onnx")
     with pytest.raises(NotDeployableError) as exc:
         read_onnx(path)
     msg = str(exc.value)

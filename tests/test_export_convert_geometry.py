@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_export_helpers import assert_exported_parity
+from test_export_helpers import assert_exported_parity, onnx_file
 from torch import nn
 
 from snn2loihi.export.convert import build_model, convert_onnx
 from snn2loihi.export.errors import NotDeployableError
-from snn2loihi.export.onnx_export import OPSET
 from snn2loihi.export.onnx_import import read_onnx
 from snn2loihi.netx_io import read_network
 
@@ -48,13 +47,6 @@ def _digits16():
     return (up[0], train.y), (up[1], test.y)
 
 
-def _export(module: nn.Module, path, shape=(1, 1, 16, 16)):
-    torch.onnx.export(
-        module.eval(), (torch.zeros(shape),), str(path), opset_version=OPSET, dynamo=False
-    )
-    return path
-
-
 @pytest.fixture(scope="module")
 def trained_cnn(tmp_path_factory):
     """GeometryCnn trained briefly on pixel inputs / 255 (about 3 s); ONNX and calib.npz."""
@@ -72,7 +64,7 @@ def trained_cnn(tmp_path_factory):
             opt.step()
     calib = tmp / "calib.npz"
     np.savez(calib, x=xt[:200, 0].numpy(), y=yt[:200].numpy())
-    return model.eval(), _export(model, tmp / "cnn.onnx"), calib, tmp
+    return model.eval(), onnx_file(model, tmp / "cnn.onnx", shape=(1, 1, 16, 16)), calib, tmp
 
 
 def test_geometry_cnn_is_read_as_pooled_strided_convs(trained_cnn):
@@ -124,7 +116,7 @@ class _PoolBeforeDense(nn.Module):
 def test_overlapping_pool_before_gemm_folds_exactly(tmp_path):
     torch.manual_seed(1)
     module = _PoolBeforeDense().eval()
-    net = read_onnx(_export(module, tmp_path / "p.onnx", (1, 1, 9, 7)))
+    net = read_onnx(onnx_file(module, tmp_path / "p.onnx", (1, 1, 9, 7)))
     assert net.layers[1].weight.shape == (10, 4 * 9 * 7)
     ann = build_model(net, (1, 9, 7), 4, (0.0,), (1.0,))
     x = torch.rand(4, 1, 9, 7, dtype=torch.float64).float() * 255

@@ -6,13 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_export_helpers import assert_exported_parity, save_model_checkpoint
+from test_export_helpers import export_and_check, save_model_checkpoint
 from train_helpers import calibrated_model, digits_like_batch, small_config
 
 from snn2loihi.export.exporter import export_checkpoint
-from snn2loihi.export.loader import load_model
-from snn2loihi.netx_io import read_network
-from snn2loihi.train.netx_model import to_netx
 
 # name -> (input shape CHW, convs, dense, (kernel, stride, padding) of each conv as run)
 GEOMETRIES = {
@@ -54,16 +51,8 @@ def test_geometry_exports_with_exact_spike_parity(tmp_path, name):
     ckpt, model, data = geometry_checkpoint(tmp_path, name)
     runs = [(ly.affine()[0].shape[2], *ly.geometry) for ly in model.layers if ly.kind == "conv"]
     assert runs == GEOMETRIES[name][3]
-    out = tmp_path / "model.net"
-    report = export_checkpoint(ckpt, out, data_file=data)
-    loaded, _ = load_model(ckpt)
-    assert read_network(out) == to_netx(model) == to_netx(loaded)
     x = digits_like_batch(16, model.input_shape)
-    fired = assert_exported_parity(out, model, x)
-    assert fired > 0, "the test must exercise spiking"
-    acc = report["accuracy"]
-    assert acc["equal"] and acc["emulator_acc"] == acc["integer_snn_acc"]
-    assert acc["samples"] == 32
+    export_and_check(ckpt, model, tmp_path / "model.net", x, 32, data_file=data)
 
 
 @pytest.mark.lava

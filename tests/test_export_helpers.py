@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import torch
-from train_helpers import calibrated_model, small_config
+from train_helpers import assert_same_spikes, calibrated_model, emulate, small_config
 
-from snn2loihi.deploy.emulator import Emulator
-from snn2loihi.readout import readout_logits
+from snn2loihi.export.exporter import export_checkpoint
+from snn2loihi.export.loader import load_model
+from snn2loihi.netx_io import read_network
 from snn2loihi.train.checkpoint import save_checkpoint
 from snn2loihi.train.fold import integer_layers
-from snn2loihi.train.snn_branch import run_integer_snn, run_snn
+from snn2loihi.train.netx_model import to_netx
+from snn2loihi.train.snn_branch import run_snn
 
 # Supported shapes: strided conv, average pool folded into a conv, dense only, LIF (BPTT).
 SHAPES = {
@@ -73,32 +75,33 @@ def trained_checkpoint(tmp_path):
     return tmp_path / "run" / "best.pt"
 
 
-def integer_branch_spikes(model, x: torch.Tensor) -> list[torch.Tensor]:
-    """Per spiking layer, the integer branch's spikes (N, T, *shape) bool."""
-    layers = integer_layers(model)
-    counts = [
-        run_integer_snn(layers, x, t, model.flatten_index).counts for t in range(1, model.steps + 1)
-    ]
-    out = []
-    for k in range(len(counts[0])):
-        per_t = [counts[0][k]] + [counts[t][k] - counts[t - 1][k] for t in range(1, model.steps)]
-        out.append(torch.stack(per_t, 1).to(torch.bool))
-    return out
-
-
 def assert_exported_parity(net_path, model, x: torch.Tensor) -> int:
-    """Emulator on the file vs the integer branch: spikes at every layer and step, readout v."""
-    steps = model.steps
-    emu = Emulator(net_path).run(x.unsqueeze(1).expand(-1, steps, *x.shape[1:]), record_state=True)
-    ours = integer_branch_spikes(model, x)
-    assert len(emu.layers) == len(ours) + 1
-    for k, spikes in enumerate(ours):
-        assert torch.equal(emu.layers[k].spikes, spikes), f"layer {k} spikes differ"
-    readout = emu.layers[-1]
-    assert not readout.spikes.any()
-    logits = run_snn(model, x).logits
-    scale = integer_layers(model)[-1].scale
-    emu_logits = readout_logits(readout.v[:, -1])
-    assert torch.equal(emu_logits, torch.round(logits.double() / scale).to(torch.int64))
-    assert torch.equal(emu_logits.argmax(1), logits.argmax(1))
-    return int(sum(s.sum() for s in ours))
+    """Emulator on the file vs the integer branch: spikes at every layer, step and neuron, and
+    the readout's v at every step. Returns the number of spikes compared."""
+    ours = run_snn(model, x, record=True)
+    assert_same_spikes(ours, emulate(net_path, x, model.steps), integer_layers(model)[-1].scale)
+    return int(sum(s.sum() for s in ours.spikes))
+
+
+def export_and_check(ckpt, model, out, x: torch.Tensor, accuracy_samples: int, **kw) -> dict:
+    """Export ``ckpt`` to ``out``; the file equals the model's and the reloaded checkpoint's
+    network, its spikes are the integer branch's on ``x`` (some fire), and the report's
+    accuracy on ``accuracy_samples`` samples is the same for the emulator and the integer branch."""
+    report = export_checkpoint(ckpt, out, **kw)
+    loaded, _ = load_model(ckpt)
+    assert read_network(out) == to_netx(model) == to_netx(loaded)
+    assert assert_exported_parity(out, model, x) > 0, "the test must exercise spiking"
+    acc = report["accuracy"]
+    assert acc["equal"] and acc["emulator_acc"] == acc["integer_snn_acc"]
+    assert acc["samples"] == accuracy_samples
+    return report
+
+
+def onnx_file(module, path, shape=(1, 1, 8, 8)):
+    """Export a torch ``module`` (eval mode, input of ``shape``) to ONNX at ``path``."""
+    from snn2loihi.export.onnx_export import OPSET
+
+    torch.onnx.export(
+        module.eval(), (torch.zeros(shape),), str(path), opset_version=OPSET, dynamo=False
+    )
+    return path

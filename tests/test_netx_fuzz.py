@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from snn2loihi.errors import Snn2LoihiError
 from snn2loihi.netx_io import read_network, write_network
 from snn2loihi.testing.netgen import SMALL, random_network
+from snn2loihi.validate import validate_network
 
-_BASE = tempfile.mkdtemp(prefix="snn2loihi-fuzz-")
-_GOOD = write_network(random_network(SMALL, seed=0), Path(_BASE) / "good.net").read_bytes()
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory) -> bytes:
+    """The bytes of a valid NetX file (the SMALL random network)."""
+    path = tmp_path_factory.mktemp("netx-fuzz") / "good.net"
+    return write_network(random_network(SMALL, seed=0), path).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def fuzz_dir(tmp_path_factory) -> Path:
+    """One folder for all examples of the fuzz test."""
+    return tmp_path_factory.mktemp("netx-fuzz-work")
+
 
 FIELDS = [
     "layer/0/type",
@@ -46,27 +58,29 @@ VALUES = st.one_of(
     st.lists(st.integers(-300, 300), max_size=6),
     st.lists(st.lists(st.integers(-3, 3), min_size=1, max_size=3), min_size=1, max_size=3),
 )
+_WHERE = st.floats(0, 1, exclude_max=True)  # a byte position, as a fraction of the file length
 MUTATIONS = st.one_of(
     st.tuples(st.just("drop"), st.sampled_from(FIELDS), st.none()),
     st.tuples(st.just("retype"), st.sampled_from(FIELDS), VALUES),
-    st.tuples(st.just("truncate"), st.integers(0, len(_GOOD) - 1), st.none()),
-    st.tuples(st.just("flip"), st.integers(0, len(_GOOD) - 1), st.integers(1, 255)),
+    st.tuples(st.just("truncate"), _WHERE, st.none()),
+    st.tuples(st.just("flip"), _WHERE, st.integers(1, 255)),
 )
 
 
-def _mutate(path: Path, mutation) -> None:
+def _mutate(path: Path, good: bytes, mutation) -> None:
     """Byte-level mutations start from the good file; dataset mutations edit the current one."""
     kind, where, value = mutation
-    if kind == "truncate":
-        path.write_bytes(_GOOD[:where])
-        return
-    if kind == "flip":
-        data = bytearray(_GOOD)
-        data[where] ^= value
+    if kind in ("truncate", "flip"):
+        pos = int(where * len(good))
+        data = bytearray(good)
+        if kind == "truncate":
+            del data[pos:]
+        else:
+            data[pos] ^= value
         path.write_bytes(bytes(data))
         return
     if not path.exists():
-        path.write_bytes(_GOOD)
+        path.write_bytes(good)
     try:
         f = h5py.File(path, "a")
     except OSError:
@@ -86,14 +100,20 @@ def _mutate(path: Path, mutation) -> None:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(MUTATIONS, min_size=1, max_size=3))
-def test_mutated_files_load_or_raise_our_error(mutations):
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "fuzz.net"
-        for m in mutations:
-            _mutate(path, m)
-        try:
-            net = read_network(path)
-        except Snn2LoihiError as exc:
-            assert str(exc), "errors must carry a message"
-            return
-        assert net.num_synaptic_layers >= 1
+def test_mutated_files_load_or_raise_our_error(good, fuzz_dir, mutations):
+    path = fuzz_dir / "fuzz.net"
+    path.unlink(missing_ok=True)
+    for m in mutations:
+        _mutate(path, good, m)
+    try:
+        net = read_network(path)
+    except Snn2LoihiError as exc:
+        message = str(exc)
+        assert message and "\n" not in message, "errors must be one line"
+        assert "fuzz.net" in message, "errors must name the file"
+        return
+    # what loads is a valid network that writes back to a file reading the same
+    assert net.num_synaptic_layers >= 1
+    validate_network(net)
+    again = read_network(write_network(net, fuzz_dir / "again.net"))
+    assert again == net

@@ -8,7 +8,6 @@ attributes and the graph input changed) and at the byte level (truncation, flipp
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -80,14 +79,26 @@ def tiny_cnn() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-_BASE = Path(tempfile.mkdtemp(prefix="snn2loihi-onnx-fuzz-"))
 _GOOD = tiny_cnn().SerializeToString()
-_CALIB = _BASE / "calib.npz"
-np.savez(
-    _CALIB,
-    x=np.random.default_rng(1).integers(0, 256, (12, 4, 4)).astype(np.uint8),
-    y=np.arange(12) % 3,
-)
+
+
+@pytest.fixture(scope="module")
+def calib(tmp_path_factory) -> Path:
+    """Calibration images for the tiny CNN (12 random 4x4 images, 3 classes)."""
+    path = tmp_path_factory.mktemp("onnx-calib") / "calib.npz"
+    np.savez(
+        path,
+        x=np.random.default_rng(1).integers(0, 256, (12, 4, 4)).astype(np.uint8),
+        y=np.arange(12) % 3,
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def fuzz_dir(tmp_path_factory) -> Path:
+    """One folder for all examples of the fuzz test (emptied before each example)."""
+    return tmp_path_factory.mktemp("onnx-fuzz")
+
 
 N_INITS, N_NODES = 15, 11
 OPS = [
@@ -240,28 +251,35 @@ def _mutated_bytes(mutations, byte_mutation) -> bytes:
     return bytes(flipped)
 
 
-def test_the_unmutated_model_converts(tmp_path):
+def test_the_unmutated_model_converts(tmp_path, calib):
     path = tmp_path / "good.onnx"
     path.write_bytes(_GOOD)
-    report = convert_onnx(path, _CALIB, tmp_path / "good.net", steps=4)
+    report = convert_onnx(path, calib, tmp_path / "good.net", steps=4)
     assert report["accuracy"]["equal"]
     assert read_network(tmp_path / "good.net").num_synaptic_layers == 4
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(GRAPH_MUTATIONS, min_size=1, max_size=3), BYTE_MUTATIONS)
-def test_mutated_onnx_converts_or_raises_our_error(mutations, byte_mutation):
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "fuzz.onnx"
-        path.write_bytes(_mutated_bytes(mutations, byte_mutation))
-        out = Path(tmp) / "fuzz.net"
-        try:
-            convert_onnx(path, _CALIB, out, steps=4)
-        except Snn2LoihiError as exc:
-            assert str(exc) and "\n" not in str(exc), "errors must be one line"
-            assert not out.exists(), "a refused model must not leave a .net"
-            return
-        assert read_network(out).num_synaptic_layers >= 1
+def test_mutated_onnx_converts_or_raises_our_error(calib, fuzz_dir, mutations, byte_mutation):
+    for leftover in fuzz_dir.iterdir():
+        leftover.unlink()
+    path = fuzz_dir / "fuzz.onnx"
+    path.write_bytes(_mutated_bytes(mutations, byte_mutation))
+    out = fuzz_dir / "fuzz.net"
+    try:
+        report = convert_onnx(path, calib, out, steps=4)
+    except Snn2LoihiError as exc:
+        assert str(exc) and "\n" not in str(exc), "errors must be one line"
+        assert sorted(p.name for p in fuzz_dir.iterdir()) == ["fuzz.onnx"], (
+            "a refused model must leave nothing (no .net, no report, no temporary file)"
+        )
+        return
+    net = read_network(out)
+    assert net.num_synaptic_layers >= 1
+    # what converts is deployable: the emulator on the file fires the integer branch's spikes
+    assert report["accuracy"]["equal"], report["accuracy"]
+    assert report["accuracy"]["samples"] == 12
 
 
 def _write(tmp_path, model) -> Path:
@@ -357,13 +375,13 @@ def test_external_data_is_refused_without_reading_it(tmp_path):
         read_onnx(_write(tmp_path, model))
 
 
-def test_all_zero_dense_weights_are_refused_before_the_headroom_check(tmp_path):
+def test_all_zero_dense_weights_are_refused_before_the_headroom_check(tmp_path, calib):
     model = tiny_cnn()
     _set_values(_init(model, "wm"), np.zeros((5, 3), np.float32))
     with pytest.raises(
         NetXValidationError, match=r"m.onnx: layer \d \(dense\): field 'weight' is all zero"
     ):
-        convert_onnx(_write(tmp_path, model), _CALIB, tmp_path / "o.net", steps=4)
+        convert_onnx(_write(tmp_path, model), calib, tmp_path / "o.net", steps=4)
     assert not (tmp_path / "o.net").exists()
 
 
@@ -377,14 +395,14 @@ def test_all_zero_dense_weights_are_refused_before_the_headroom_check(tmp_path):
         (["--mean", "0.1,0.2"], r"--mean 0\.1,0\.2: give one value per channel .* \(1\)"),
     ],
 )
-def test_convert_options_are_checked_up_front(tmp_path, capsys, options, needle):
+def test_convert_options_are_checked_up_front(tmp_path, capsys, calib, options, needle):
     import re
 
     from snn2loihi.app.cli import main
 
     out = tmp_path / "o.net"
     path = _write(tmp_path, tiny_cnn())
-    argv = ["convert", str(path), "--calib", str(_CALIB), "--out", str(out), "-T", "4"]
+    argv = ["convert", str(path), "--calib", str(calib), "--out", str(out), "-T", "4"]
     assert main(argv + options) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and re.search(needle, err), err

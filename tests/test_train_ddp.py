@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import socket
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 from train_helpers import small_config
 
 from snn2loihi.train.checkpoint import load_checkpoint
+
+pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(600)]
 
 
 def _free_port() -> int:

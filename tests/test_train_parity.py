@@ -1,15 +1,14 @@
-"""The quantization-aware integer SNN branch fires exactly the emulator's spikes, every layer."""
+"""The quantization-aware integer SNN branch fires exactly the emulator's spikes: every layer,
+step and neuron, and the readout's v at every step, on the exported network."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from train_helpers import calibrated_model, digits_like_batch
+from train_helpers import assert_same_spikes, calibrated_model, digits_like_batch, emulate
 
-from snn2loihi.deploy.emulator import Emulator
 from snn2loihi.loihi import VTH_MAX
 from snn2loihi.netx_io import read_network
-from snn2loihi.readout import readout_logits
 from snn2loihi.train.fold import integer_layers
 from snn2loihi.train.netx_model import to_netx
 from snn2loihi.train.snn_branch import run_snn
@@ -24,21 +23,10 @@ CASES = {
 
 
 def _check_parity(model, x):
-    steps = model.steps
-    ours = run_snn(model, x)
+    ours = run_snn(model, x, record=True)
     net = to_netx(model)
     validate_network(net)
-    emu = Emulator(net).run(x.unsqueeze(1).expand(-1, steps, *x.shape[1:]), record_state=True)
-    assert len(emu.layers) == len(ours.counts) + 1
-    for k, count in enumerate(ours.counts):
-        emu_count = emu.layers[k].spikes.sum(1).to(torch.float32)
-        assert torch.equal(count, emu_count), f"layer {k} spike counts differ"
-    readout = emu.layers[-1]
-    assert not readout.spikes.any()
-    scale = integer_layers(model)[-1].scale
-    ours_int = torch.round(ours.logits.double() / scale).to(torch.int64)
-    assert torch.equal(readout_logits(readout.v[:, -1]), ours_int)
-    assert torch.equal(readout_logits(readout.v[:, -1]).argmax(1), ours.logits.argmax(1))
+    assert_same_spikes(ours, emulate(net, x, model.steps), integer_layers(model)[-1].scale)
     return ours, net
 
 
@@ -49,6 +37,7 @@ def test_integer_branch_equals_emulator(case, steps):
     model = calibrated_model(steps=steps, **CASES[case])
     ours, _ = _check_parity(model, digits_like_batch())
     assert sum(ours.spikes_per_sample()) > 0, "the test must exercise spiking"
+    assert ours.spikes[0].any(1).any() and not ours.spikes[0].all(), "layer 0 must be mixed"
 
 
 def test_parity_survives_the_netx_file(tmp_path, write_net):
@@ -58,10 +47,26 @@ def test_parity_survives_the_netx_file(tmp_path, write_net):
     path = write_net(net)
     again = read_network(path)
     assert again == net
-    emu = Emulator(path).run(x.unsqueeze(1).expand(-1, 3, -1, -1, -1))
-    ours = run_snn(model, x)
-    for k, count in enumerate(ours.counts):
-        assert torch.equal(count, emu.layers[k].spikes.sum(1).float())
+    ours = run_snn(model, x, record=True)
+    assert_same_spikes(ours, emulate(path, x, 3), integer_layers(model)[-1].scale)
+
+
+def test_the_comparison_catches_one_flipped_spike_or_one_v_unit():
+    """The check above is sharp: one spike or one unit of readout v anywhere fails it."""
+    model = calibrated_model(steps=2)
+    x = digits_like_batch(4)
+    ours, net = _check_parity(model, x)
+    scale = integer_layers(model)[-1].scale
+    emu = emulate(net, x, 2)
+    emu.layers[1].spikes[3, 1, 0, 2, 1] ^= True
+    with pytest.raises(
+        AssertionError, match=r"layer 1: 1 spikes differ, first at .* \(3, 1, 0, 2, 1\)"
+    ):
+        assert_same_spikes(ours, emu, scale)
+    emu = emulate(net, x, 2)
+    emu.layers[-1].v[2, 0, 5] += 1
+    with pytest.raises(AssertionError, match=r"readout v differs first at \(2, 0, 5\)"):
+        assert_same_spikes(ours, emu, scale)
 
 
 def test_readout_never_spikes_even_when_driven_hard():
@@ -87,8 +92,9 @@ def test_cifar_shaped_vgg_layer_parity():
 def test_compiled_neuron_gives_the_same_integers():
     model = calibrated_model(steps=4)
     x = digits_like_batch()
-    ref = run_snn(model, x)
-    out = run_snn(model, x, compile_neuron=True)
+    ref = run_snn(model, x, record=True)
+    out = run_snn(model, x, compile_neuron=True, record=True)
     assert torch.equal(ref.logits, out.logits)
-    for a, b in zip(ref.counts, out.counts, strict=True):
+    for a, b in zip(ref.spikes, out.spikes, strict=True):
         assert torch.equal(a, b)
+    assert torch.equal(ref.readout_v[:, -1:], out.readout_v)

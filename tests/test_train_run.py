@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -12,10 +13,11 @@ from snn2loihi.app.cli import main
 from snn2loihi.deploy.emulator import Emulator
 from snn2loihi.readout import readout_logits
 from snn2loihi.train.checkpoint import load_checkpoint
+from snn2loihi.train.config import resolve
 from snn2loihi.train.data import load_datasets
 from snn2loihi.train.factory import model_from_checkpoint
 from snn2loihi.train.netx_model import to_netx
-from snn2loihi.train.trainer import train
+from snn2loihi.train.trainer import CSV_FIELDS, train
 
 FAST = ["model.arch='custom'", "model.convs=['16', 's32']", "model.dense=[]"]
 
@@ -30,18 +32,56 @@ def _emulator_accuracy(state: dict, config: dict) -> float:
     return int((pred == test.y).sum()) / len(test)
 
 
+def _csv_rows(run) -> list[dict]:
+    with open(run / "log.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def assert_log_matches_history(run, history: list[dict]) -> None:
+    """``log.csv`` has one row per epoch of ``history`` with the same figures (floats written
+    with repr, so they read back exactly; per-layer lists with 2 or 4 decimals)."""
+    rows = _csv_rows(run)
+    assert list(rows[0]) == list(CSV_FIELDS)
+    assert [int(r["epoch"]) for r in rows] == [h["epoch"] for h in history]
+    for row, h in zip(rows, history, strict=True):
+        for key in ("lr", "train_loss", "train_acc", "ann_acc", "snn_acc", "spikes_total"):
+            assert float(row[key]) == h[key], (key, row[key], h[key])
+        spikes = [float(v) for v in row["spikes_per_layer"].split(";")]
+        assert spikes == pytest.approx(h["spikes_per_layer"], abs=0.005)
+        thresholds = [float(v) for v in row["thresholds"].split(";")]
+        assert thresholds == pytest.approx(h["thresholds"], abs=5e-5)
+        assert float(row["epoch_s"]) > 0
+
+
 def test_short_digits_run_learns_and_reports_the_deployed_accuracy(tmp_path):
     torch.set_num_threads(1)
     cfg = small_config(tmp_path, "train.epochs=3")
     metrics = train(cfg)
+    run = tmp_path / "run"
+    history = metrics["history"]
     assert metrics["snn_acc"] > 0.85, metrics  # chance is 0.10
+    assert metrics["ann_acc"] > 0.85 and metrics["train_acc"] > 0.5, metrics
+    assert [h["epoch"] for h in history] == [0, 1, 2] and history[-1] == {
+        k: v for k, v in metrics.items() if k != "history"
+    }
+    assert history[-1]["train_loss"] < history[0]["train_loss"], "the loss must fall"
     assert len(metrics["spikes_per_layer"]) == 3 and metrics["spikes_total"] > 0
-    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert metrics["spikes_total"] == pytest.approx(sum(metrics["spikes_per_layer"]))
+    assert all(s > 0 for s in metrics["spikes_per_layer"]), "every spiking layer must fire"
+    assert_log_matches_history(run, history)
+
+    state = torch.load(run / "last.pt", weights_only=True)
     assert state["epoch"] == 2 and set(state["thresholds"]) == {"0", "1", "2"}
+    assert state["metrics"]["snn_acc"] == metrics["snn_acc"]
+    assert [h["snn_acc"] for h in state["metrics"]["history"]] == [h["snn_acc"] for h in history]
     assert _emulator_accuracy(state, cfg) == pytest.approx(metrics["snn_acc"], abs=1e-12)
-    assert (tmp_path / "run" / "config.toml").is_file()
-    rows = (tmp_path / "run" / "log.csv").read_text().strip().splitlines()
-    assert len(rows) == 4 and rows[0].startswith("epoch,")
+    # best.pt is the epoch with the best SNN accuracy (the first of equals), and it deploys so
+    best_epoch = max(history, key=lambda h: (h["snn_acc"], -h["epoch"]))["epoch"]
+    best = load_checkpoint(run / "best.pt")
+    assert best["epoch"] == best_epoch
+    assert best["metrics"]["snn_acc"] == history[best_epoch]["snn_acc"]
+    assert _emulator_accuracy(best, cfg) == pytest.approx(best["metrics"]["snn_acc"], abs=1e-12)
+    assert resolve(run / "config.toml", []) == cfg
 
 
 def _state(path):
@@ -83,12 +123,24 @@ def test_cli_train_writes_checkpoint_and_prints_metrics(tmp_path, capsys):
     argv += ["--set", "train.num_threads=1"] + [a for f in FAST for a in ("--set", f)]
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert 0 <= summary["snn_acc"] <= 1
+    state = load_checkpoint(out)
+    assert state["epoch"] == 0 and state["config"]["train"]["steps"] == 2
+    assert summary == {
+        k: state["metrics"][k] for k in ("epoch", "ann_acc", "snn_acc", "spikes_total")
+    }
+    assert summary["snn_acc"] > 0.5, summary  # one epoch at T = 2; chance is 0.10
     assert main(["train", "--resume", str(out), "--epochs", "2", "--no-progress"]) == 0
-    assert load_checkpoint(out)["epoch"] == 1
+    resumed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    state = load_checkpoint(out)
+    assert state["epoch"] == resumed["epoch"] == 1 and state["config"]["train"]["steps"] == 2
+    assert resumed["snn_acc"] == state["metrics"]["snn_acc"]
+    assert_log_matches_history(out, state["metrics"]["history"])
+    assert [h["epoch"] for h in state["metrics"]["history"]] == [0, 1]
+    assert state["metrics"]["history"][0]["snn_acc"] == summary["snn_acc"]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("steps, target", [(4, 0.97), (2, 0.95)])
 def test_digits_reaches_target_accuracy(tmp_path, steps, target):
     cfg = small_config(tmp_path, "train.epochs=20", f"train.steps={steps}", "train.num_threads=0")

@@ -33,12 +33,19 @@ def test_resu_masks_counts_where_the_ann_is_silent():
 
 
 def test_gradient_reaches_weights_through_relu_and_bn():
+    """Through the mapping unit the weights get exactly the ANN's gradient (straight through)."""
     layer = SynapticLayer("dense", 5, 3)
     x = torch.randn(8, 5)
-    a = layer.bn(layer.synapse(x, *layer.affine()))
-    y = stsu(F.relu(a), torch.ones_like(a))
-    y.sum().backward()
-    assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
+
+    def weight_grad(head) -> torch.Tensor:
+        layer.zero_grad()
+        a = layer.bn(layer.synapse(x, *layer.affine()))
+        head(F.relu(a)).sum().backward()
+        return layer.weight.grad.clone()
+
+    through_stsu = weight_grad(lambda r: stsu(r, torch.ones_like(r)))
+    assert through_stsu.abs().sum() > 0
+    torch.testing.assert_close(through_stsu, weight_grad(lambda r: r), rtol=0, atol=0)
 
 
 def test_batchnorm_folding_equals_the_unfolded_layer():

@@ -1,9 +1,12 @@
-"""Helpers for the training-stage tests: small configs and models with non-trivial BN stats."""
+"""Helpers for the training-stage tests: small configs, models with non-trivial BN stats, and the
+spike-for-spike comparison of the integer branch with the emulator."""
 
 from __future__ import annotations
 
 import torch
 
+from snn2loihi.deploy.emulator import Emulator
+from snn2loihi.readout import readout_logits
 from snn2loihi.train.config import resolve
 from snn2loihi.train.model import build_model
 
@@ -52,3 +55,33 @@ def digits_like_batch(n: int = 24, shape=(1, 8, 8), seed: int = 2) -> torch.Tens
     x = torch.randint(0, 256, (n, *shape), generator=g)
     x[torch.rand(x.shape, generator=g) < 0.5] = 0
     return x.to(torch.uint8)
+
+
+def emulate(net_or_path, x: torch.Tensor, steps: int):
+    """The emulator on the exported network, the image repeated over T steps, u/v recorded."""
+    return Emulator(net_or_path).run(
+        x.unsqueeze(1).expand(-1, steps, *x.shape[1:]), record_state=True
+    )
+
+
+def assert_same_spikes(ours, emu, scale: float) -> None:
+    """Spike for spike (every layer, step, neuron) and the readout's v at every step."""
+    assert ours.spikes is not None and ours.readout_v is not None, "run_snn(record=True)"
+    assert len(emu.layers) == len(ours.spikes) + 1
+    for k, (mine, trace) in enumerate(zip(ours.spikes, emu.layers, strict=False)):
+        assert mine.dtype == trace.spikes.dtype == torch.bool
+        assert mine.shape == trace.spikes.shape, f"layer {k}"
+        diff = (mine != trace.spikes).nonzero()
+        assert len(diff) == 0, (
+            f"layer {k}: {len(diff)} spikes differ, first at (sample, step, *neuron) "
+            f"{tuple(diff[0].tolist())}"
+        )
+        assert torch.equal(ours.counts[k], mine.sum(1, dtype=torch.float32)), f"counts {k}"
+    readout = emu.layers[-1]
+    assert not readout.spikes.any()
+    assert readout.v.shape == ours.readout_v.shape
+    v_diff = (readout.v.to(torch.int64) != ours.readout_v.to(torch.int64)).nonzero()
+    assert len(v_diff) == 0, f"readout v differs first at {tuple(v_diff[0].tolist())}"
+    ours_int = torch.round(ours.logits.double() / scale).to(torch.int64)
+    assert torch.equal(readout_logits(readout.v[:, -1]), ours_int)
+    assert torch.equal(readout_logits(readout.v[:, -1]).argmax(1), ours.logits.argmax(1))

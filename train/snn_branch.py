@@ -27,10 +27,17 @@ from snn2loihi.train.model import SpikingNet
 
 @dataclass
 class SnnOutput:
-    """Spike counts per spiking layer (B, *shape) float in 0..T, and logits (B, classes)."""
+    """Spike counts per spiking layer (B, *shape) float in 0..T, and logits (B, classes).
+
+    With ``record=True`` also ``spikes``: per spiking layer the spikes (B, T, *shape) bool, and
+    ``readout_v``: the integer readout's ``v`` (B, T, classes) int32 after every step, in the
+    emulator's units (the last step only with ``compile_neuron``; None in the float branch).
+    """
 
     counts: list[torch.Tensor]
     logits: torch.Tensor
+    spikes: list[torch.Tensor] | None = None
+    readout_v: torch.Tensor | None = None
 
     def spikes_per_sample(self) -> list[float]:
         """Mean number of spikes per sample in each spiking layer."""
@@ -104,8 +111,13 @@ class _IntegerRunner:
 
     def readout(self, a: torch.Tensor) -> torch.Tensor:
         """Logits (B, classes): the readout's ``v`` after T steps, in float units."""
-        v = self._integrate(a, True)[2][:, -1].to(a.device, torch.int64)
-        return (v >> ACT_SHIFT).to(torch.float64).mul(self.layer.scale).float()
+        return self.readout_trace(a)[0]
+
+    def readout_trace(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits as :meth:`readout`, and the integer ``v`` (B, T, classes) they come from."""
+        v_tr = self._integrate(a, True)[2]
+        v = v_tr[:, -1].to(a.device, torch.int64)
+        return (v >> ACT_SHIFT).to(torch.float64).mul(self.layer.scale).float(), v_tr
 
 
 class _FloatRunner:
@@ -143,14 +155,21 @@ class _FloatRunner:
     def readout(self, a: torch.Tensor) -> torch.Tensor:
         return self._integrate(a)[1]
 
+    def readout_trace(self, a: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.readout(a), None
+
 
 @torch.no_grad()
-def _run(runners, x: torch.Tensor, steps: int, flatten_index: int) -> SnnOutput:
+def _run(
+    runners, x: torch.Tensor, steps: int, flatten_index: int, record: bool = False
+) -> SnnOutput:
     """Layer by layer from rest. Layer 0's input current is computed once (the image is the same
     every step); each later layer's synapse runs once on all (sample, step) pairs of the
-    previous layer's spikes, then its neurons loop over the T steps."""
+    previous layer's spikes, then its neurons loop over the T steps. ``record``: keep every
+    layer's spikes and the readout's ``v`` trace (see :class:`SnnOutput`)."""
     b = x.shape[0]
     counts: list[torch.Tensor] = []
+    spikes: list[torch.Tensor] = []
     prev = None  # (B, T, *shape) bool spikes of the previous layer
     for k, runner in enumerate(runners):
         if k == 0:
@@ -161,9 +180,14 @@ def _run(runners, x: torch.Tensor, steps: int, flatten_index: int) -> SnnOutput:
             a = runner.synapse(s.reshape(b * steps, -1) if k >= flatten_index else s)
             a = a.reshape(b, steps, *a.shape[1:])
         if k == len(runners) - 1:
-            return SnnOutput(counts, runner.readout(a))
+            if not record:
+                return SnnOutput(counts, runner.readout(a))
+            logits, readout_v = runner.readout_trace(a)
+            return SnnOutput(counts, logits, spikes, readout_v)
         prev = runner.spikes(a)
         counts.append(prev.sum(1, dtype=torch.float32))
+        if record:
+            spikes.append(prev)
     raise AssertionError("a network ends with its readout layer")
 
 
@@ -173,18 +197,24 @@ def run_integer_snn(
     steps: int,
     flatten_index: int,
     compile_neuron: bool = False,
+    record: bool = False,
 ):
     """Integer SNN on raw pixels ``x`` (B, C, H, W) uint8/int; see module docstring."""
     runners = [_IntegerRunner(ly, x.device, compile_neuron) for ly in layers]
-    return _run(runners, x, steps, flatten_index)
+    return _run(runners, x, steps, flatten_index, record)
 
 
 def run_float_snn(
-    layers: list[StepLayer], x: torch.Tensor, steps: int, flatten_index: int, leak: float = 1.0
+    layers: list[StepLayer],
+    x: torch.Tensor,
+    steps: int,
+    flatten_index: int,
+    leak: float = 1.0,
+    record: bool = False,
 ):
     """Float SNN on raw pixels ``x`` (B, C, H, W); ``leak`` multiplies ``v`` every step."""
     runners = [_FloatRunner(ly, x.device, leak) for ly in layers]
-    return _run(runners, x.float(), steps, flatten_index)
+    return _run(runners, x.float(), steps, flatten_index, record)
 
 
 def run_snn(
@@ -194,13 +224,15 @@ def run_snn(
     quantized: bool = True,
     weight_bits: int = 8,
     compile_neuron: bool = False,
+    record: bool = False,
 ) -> SnnOutput:
     """The SNN branch of ``model`` on raw pixels ``x`` (B, C, H, W), T = ``model.steps``.
 
     ``compile_neuron`` runs ``cuba_step`` through ``torch.compile`` (integer branch only).
+    ``record`` keeps every step's spikes (and, integer branch, the readout's ``v``; for tests).
     """
     if quantized:
         layers = integer_layers(model, weight_bits)
-        return run_integer_snn(layers, x, model.steps, model.flatten_index, compile_neuron)
+        return run_integer_snn(layers, x, model.steps, model.flatten_index, compile_neuron, record)
     leak = 1.0 - model.v_decay / DECAY_UNITY
-    return run_float_snn(step_layers(model), x, model.steps, model.flatten_index, leak)
+    return run_float_snn(step_layers(model), x, model.steps, model.flatten_index, leak, record)
