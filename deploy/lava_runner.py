@@ -231,13 +231,18 @@ def _load_result(folder: Path) -> LavaResult:
     return LavaResult(layer_indices=meta["layer_indices"], **arrays)
 
 
-def _die_with_parent(parent: int, folder: Path, poll: float = 0.5) -> None:
+def _die_with_parent(parent: int, folder: Path, done: threading.Event, poll: float = 0.5):
     """Child side: when the parent is gone (killed with SIGKILL, say), remove the run folder and
-    kill this process group (the child and Lava's workers), so nothing outlives the command."""
+    kill this process group (the child and Lava's workers), so nothing outlives the command.
+
+    The watcher is not a daemon: an interpreter that ends while it cleans up waits for it. It
+    returns at once when ``done`` is set (the run ended while the parent lives).
+    """
 
     def watch() -> None:
         while os.getppid() == parent:
-            time.sleep(poll)
+            if done.wait(poll):
+                return
         # Move the folder away first: the run's own writes into it then fail instead of racing
         # the removal; then remove it (retried, in case a file was still being created).
         doomed = folder.with_name(folder.name + ".orphaned")
@@ -252,12 +257,15 @@ def _die_with_parent(parent: int, folder: Path, poll: float = 0.5) -> None:
             time.sleep(0.05)
         os.killpg(0, signal.SIGKILL)
 
-    threading.Thread(target=watch, name="snn2loihi-parent-watch", daemon=True).start()
+    watcher = threading.Thread(target=watch, name="snn2loihi-parent-watch")
+    watcher.start()
+    return watcher
 
 
 def _child_main(folder: Path, parent: int) -> int:
     """Child entry point: read the request, run Lava, write the result or the error."""
-    _die_with_parent(parent, folder)
+    done = threading.Event()
+    _die_with_parent(parent, folder, done)
     try:
         request = LavaRequest.from_json((folder / "request.json").read_text())
         result = _run_in_process(request, np.load(folder / "x.npy"))
@@ -266,8 +274,13 @@ def _child_main(folder: Path, parent: int) -> int:
     except Exception as exc:
         kind = type(exc).__name__ if isinstance(exc, Snn2LoihiError) else "LavaRunError"
         message = str(exc) if isinstance(exc, Snn2LoihiError) else f"{type(exc).__name__}: {exc}"
-        (folder / "error.json").write_text(json.dumps({"kind": kind, "message": message}))
+        try:
+            (folder / "error.json").write_text(json.dumps({"kind": kind, "message": message}))
+        except OSError:  # the folder is gone: the parent gave up on this run
+            pass
         return 1
+    finally:
+        done.set()
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -62,6 +62,7 @@ def snapshot(folder: Path) -> dict:
     return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file() and not p.is_symlink()}
 
 
+@pytest.mark.multiprocess
 def test_run_refuses_a_forged_npy_header_before_allocating(write_net, tmp_path):
     net = write_net(random_network(SMALL, seed=0))
     (tmp_path / "x.npy").write_bytes(forged_npy((10**5, 1000, 2, 8, 8)))
@@ -71,6 +72,7 @@ def test_run_refuses_a_forged_npy_header_before_allocating(write_net, tmp_path):
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.multiprocess
 def test_convert_and_export_refuse_forged_npz_members(tmp_path):
     calib = forged_npz(tmp_path / "c.npz", x=forged_npy(), y=forged_npy((10**6,), "<i8"))
     res = cli("convert", tmp_path / "none.onnx", "--calib", calib, "--out", tmp_path / "m.net")
@@ -135,6 +137,7 @@ def _net_with_string(tmp_path, field: str, make) -> Path:
     return path
 
 
+@pytest.mark.multiprocess
 @pytest.mark.parametrize("field", ["layer/1/type", "layer/1/neuron/type"])
 @pytest.mark.parametrize(
     ("make", "words"),
@@ -166,6 +169,7 @@ def test_inspect_refuses_oversized_string_fields_before_reading(tmp_path, field,
     assert path.read_bytes() == before
 
 
+@pytest.mark.multiprocess
 @pytest.mark.parametrize("case", ["out_is_checkpoint", "out_is_onnx", "report_exists"])
 def test_export_never_overwrites_its_inputs_or_reports(tmp_path, case):
     ckpt, _, _ = random_checkpoint(tmp_path, "dense-only")
@@ -197,6 +201,7 @@ def test_atomic_outputs_honour_the_umask(tmp_path):
     assert (tmp_path / "b.bin").stat().st_mode & 0o777 == 0o666 & ~old
 
 
+@pytest.mark.multiprocess
 @pytest.mark.parametrize(
     ("args", "words"),
     [
@@ -211,6 +216,7 @@ def test_parity_options_are_checked_before_work(write_net, args, words):
     one_line_exit_2(cli("parity", net, *args), *words)
 
 
+@pytest.mark.multiprocess
 def test_cuda_without_a_gpu_is_one_line(write_net, tmp_path):
     import torch
 

@@ -14,6 +14,8 @@ from snn2loihi.deploy.emulator import Emulator
 from snn2loihi.readout import READOUT_V, SPIKE_COUNT, predict, prediction_rule
 from snn2loihi.testing.netgen import SMALL, random_network
 
+pytestmark = pytest.mark.multiprocess  # every test runs the CLI as a subprocess
+
 READOUT_NET = dataclasses.replace(SMALL, readout=True, weight_range=(-16, 24))
 
 
