@@ -61,6 +61,7 @@ def export_checkpoint(
     from snn2loihi.export.loader import load_model
     from snn2loihi.export.report import write_report
     from snn2loihi.netx_io import write_network
+    from snn2loihi.train.checkpoint import checkpoint_config
     from snn2loihi.train.fold import integer_layers
     from snn2loihi.train.netx_model import to_netx
 
@@ -68,8 +69,8 @@ def export_checkpoint(
     onnx = None if onnx is None else Path(onnx)
     refuse_existing([out, onnx], force)
     model, state = load_model(checkpoint)
-    config = state["config"]
-    weight_bits = int(config["train"]["weight_bits"])
+    config = checkpoint_config(state)
+    weight_bits = config.train.weight_bits
     report: dict = {"checkpoint": str(checkpoint), "net": None if out is None else str(out)}
     if onnx is not None:
         from snn2loihi.export.onnx_export import export_onnx
@@ -102,7 +103,7 @@ def export_checkpoint(
         report["accuracy_skipped"] = skipped
     else:
         acc = compare_accuracy(out, model, data, weight_bits)
-        source = str(data_file) if data_file is not None else config["data"]["dataset"]
+        source = str(data_file) if data_file is not None else config.data.dataset
         report["accuracy"] = {"split": split, "data": source, **acc}
     write_report(report, out)
     return report
@@ -113,7 +114,7 @@ def _eval_data(model, config, split, samples, data_file):
     from snn2loihi.export.accuracy import load_eval_data
 
     try:
-        data = load_eval_data(config["data"], split, data_file, samples)
+        data = load_eval_data(config.data, split, data_file, samples)
     except DataUnavailableError as exc:
         if data_file is not None:
             raise

@@ -19,14 +19,14 @@ from snn2loihi.train.trainer import train
 FAST = ["model.arch='custom'", "model.convs=['16', 's32']", "model.dense=[]"]
 
 
-def _emulator_accuracy(state: dict, config: dict) -> float:
+def _emulator_accuracy(state: dict, config, split: str = "val") -> float:
     model = model_from_checkpoint(state)
-    _, test, _ = load_datasets(config["data"])
-    steps = config["train"]["steps"]
-    x = test.x.unsqueeze(1).expand(-1, steps, -1, -1, -1)
-    res = Emulator(to_netx(model, config["train"]["weight_bits"])).run(x, record_state=True)
+    data = getattr(load_datasets(config.data), split)
+    steps = config.train.steps
+    x = data.x.unsqueeze(1).expand(-1, steps, -1, -1, -1)
+    res = Emulator(to_netx(model, config.train.weight_bits)).run(x, record_state=True)
     pred = readout_logits(res.layers[-1].v[:, -1]).argmax(1)
-    return int((pred == test.y).sum()) / len(test)
+    return int((pred == data.y).sum()) / len(data)
 
 
 def test_short_digits_run_learns_and_reports_the_deployed_accuracy(tmp_path):
