@@ -83,6 +83,7 @@ def test_cli_train_writes_checkpoint_and_prints_metrics(tmp_path, capsys):
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0 <= summary["snn_acc"] <= 1
+    assert summary["best_epoch"] == 0 and 0 <= summary["test_snn_acc"] <= 1
     assert main(["train", "--resume", str(out), "--epochs", "2", "--no-progress"]) == 0
     assert load_checkpoint(out)["epoch"] == 1
 
