@@ -20,6 +20,7 @@ import csv
 import io
 import json
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -173,7 +174,7 @@ def main() -> int:
         "and Lava reproduce); float-snn runs report the float SNN. final.* and best_val_snn_acc: "
         "validation split (carved from the training data), which selects the best epoch; "
         "test_*: the test split, evaluated once on the selected model",
-        "command": " ".join(["python", "bench/train_accuracy.py", *sys.argv[1:]]),
+        "command": shlex.join(["python", "bench/train_accuracy.py", *sys.argv[1:]]),
         "machine": args.note
         or f"{platform.machine()} {torch.__version__} cuda={torch.cuda.is_available()}",
         "runs": list(runs.values()),
