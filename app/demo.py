@@ -1,7 +1,7 @@
 """``snn2loihi demo``: the whole flow on the embedded digits data, with a report.
 
-Train with SNN2ANN (integer SNN branch) -> export the NetX ``.net`` -> run the held-out split on the
-Lava simulator and on the emulator -> check parity spike for spike -> ``report.md``/``report.json``
+Train with SNN2ANN (integer SNN branch; best epoch selected on the validation split) -> export the
+NetX ``.net`` -> run the test split on the Lava simulator and on the emulator -> check parity spike for spike -> ``report.md``/``report.json``
 with PNG figures. Prediction on every back end: argmax of the readout layer's ``v >> 6`` after the
 last step (the readout never spikes), the rule training evaluates with.
 """
@@ -87,7 +87,7 @@ def run_demo(
     from snn2loihi.deploy.parity import compare_layer
     from snn2loihi.export.exporter import export_checkpoint
     from snn2loihi.netx_io import read_network
-    from snn2loihi.train.checkpoint import BEST, load_checkpoint
+    from snn2loihi.train.checkpoint import BEST
     from snn2loihi.train.config import dump_toml
     from snn2loihi.train.data import load_datasets
 
@@ -95,15 +95,14 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     config, metrics, train_s = _train(out, steps, epochs, seed, progress)
     rep.write_text(dump_toml(config), out / "config.toml")  # the resolved config of this run
-    state = load_checkpoint(out / "train" / BEST)
-    best = {k: state["metrics"][k] for k in ("epoch", "ann_acc", "snn_acc", "spikes_total")}
     net_path = out / "model.net"
     export_checkpoint(
         out / "train" / BEST, net_path, force=True, accuracy=False
     )  # + model.report.*
     net = read_network(net_path)
 
-    _, test, num_classes = load_datasets(config["data"])
+    splits = load_datasets(config.data)
+    test, num_classes = splits.test, splits.num_classes
     x_img = test.x.numpy()[:samples]
     y = test.y.numpy()[: len(x_img)]
     x = np.repeat(x_img[:, None], steps, axis=1)  # the image as graded input at every step
@@ -145,9 +144,11 @@ def run_demo(
         "samples": len(x),
         "steps": steps,
         "epochs": epochs,
-        "best_epoch": best["epoch"] + 1,
-        "ann_acc": best["ann_acc"],
-        "integer_snn_acc": best["snn_acc"],
+        "split": "test",
+        "best_epoch": metrics["best_epoch"] + 1,  # selected on the validation split
+        "val_snn_acc": metrics["val_snn_acc"],
+        "ann_acc": metrics["test_ann_acc"],  # whole test split, the selected model
+        "integer_snn_acc": metrics["test_snn_acc"],
         "emulator_acc": float((emu_pred == y).mean()),
         "lava_acc": float((lava_pred == y).mean()),
         "parity_spikes_equal": spikes_equal,
@@ -183,15 +184,19 @@ def run_demo(
 def summary_rows(s: dict) -> list[list]:
     pct = lambda v: f"{100 * v:.2f}%"  # noqa: E731
     return [
-        ["ANN-branch accuracy", pct(s["ann_acc"])],
-        ["integer-SNN accuracy (training)", pct(s["integer_snn_acc"])],
-        ["emulator accuracy", pct(s["emulator_acc"])],
-        ["Lava accuracy", pct(s["lava_acc"])],
+        ["ANN-branch accuracy (test)", pct(s["ann_acc"])],
+        ["integer-SNN accuracy (test)", pct(s["integer_snn_acc"])],
+        ["emulator accuracy (test)", pct(s["emulator_acc"])],
+        ["Lava accuracy (test)", pct(s["lava_acc"])],
         ["parity: every spike equal", "yes" if s["parity_spikes_equal"] else "NO"],
         ["parity: readout v equal", "yes" if s["parity_readout_equal"] else "NO"],
         ["parity: samples with equal prediction", f"{s['parity_samples_equal']}/{s['samples']}"],
         ["spikes per sample", f"{s['spikes_per_sample']:.1f}"],
-        ["training time", f"{s['train_s']} s ({s['epochs']} epochs, best epoch {s['best_epoch']})"],
+        [
+            "training time",
+            f"{s['train_s']} s ({s['epochs']} epochs, best epoch {s['best_epoch']} "
+            "(selected on validation))",
+        ],
     ]
 
 
@@ -199,7 +204,9 @@ def _markdown(s: dict, parity, figures: dict) -> str:
     lines = [
         "# snn2loihi demo report",
         "",
-        f"sklearn digits, held-out split of {s['samples']} samples, T = {s['steps']} steps, SNN2ANN with the integer Loihi SNN branch.",
+        f"sklearn digits, test split ({s['samples']} samples run on Lava and the emulator), "
+        f"T = {s['steps']} steps, SNN2ANN with the integer Loihi SNN branch; the best epoch is "
+        "selected on the validation split, the test split is never seen in training.",
         "",
         rep.markdown_table(["figure", "value"], summary_rows(s)),
         "",
@@ -252,7 +259,7 @@ def cmd_demo(args) -> int:
     )
     s = data["summary"]
     width = max(len(r[0]) for r in summary_rows(s))
-    print(f"\nsnn2loihi demo: sklearn digits, T={s['steps']}, {s['samples']} held-out samples")
+    print(f"\nsnn2loihi demo: sklearn digits, T={s['steps']}, {s['samples']} test samples")
     for name, value in summary_rows(s):
         print(f"  {name.ljust(width)}  {value}")
     print(f"report: {Path(args.out) / 'report.md'}")
@@ -268,16 +275,14 @@ def add_commands(sub) -> None:
         help="train on digits, export, run on Lava and the emulator, check parity, write a report",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="The whole flow in one command on the embedded sklearn digits data: SNN2ANN "
-        "training (integer SNN branch), NetX export, the held-out split on the Lava simulator and "
-        "the emulator, spike-for-spike parity, and report.md/report.json with figures. Exit 1 if "
+        "training (integer SNN branch, best epoch selected on validation), NetX export, the test "
+        "split on the Lava simulator and the emulator, spike-for-spike parity, and report.md/report.json with figures. Exit 1 if "
         "parity fails.\n\nexample:\n  snn2loihi demo --out runs/demo --steps 4 --epochs 20",
     )
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--steps", type=int, default=4, help="time steps T (default 4)")
     p.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--samples", type=int, default=None, help="held-out samples to run (default all)"
-    )
+    p.add_argument("--samples", type=int, default=None, help="test samples to run (default all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)

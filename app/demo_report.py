@@ -40,7 +40,7 @@ def training_curves(history: list[dict], path: Path) -> Path:
     axes[1].plot(
         epochs, [h["snn_acc"] for h in history], marker="s", label="integer SNN (deployed)"
     )
-    axes[1].set(title="held-out accuracy", xlabel="epoch")
+    axes[1].set(title="validation accuracy", xlabel="epoch")
     axes[1].legend()
     axes[2].plot(epochs, [h["spikes_total"] for h in history], marker="o")
     axes[2].set(title="spikes per sample", xlabel="epoch")

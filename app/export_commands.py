@@ -111,7 +111,7 @@ def add_commands(sub) -> None:
         "--data-split",
         choices=("val", "test", "train"),
         default="val",
-        help="split for the accuracy check (val = test = training's held-out split)",
+        help="split for the accuracy check: training's validation, test or training split",
     )
     p.add_argument("--samples", type=_positive, default=None, help="use the first N samples")
     p.add_argument(

@@ -37,9 +37,9 @@ def cmd_train(args) -> int:
         base = load_checkpoint(args.resume)["config"]
     config = resolve(args.config, overrides, base=base)
     metrics = train(config, resume=args.resume)
-    summary = {
-        k: metrics[k] for k in ("epoch", "ann_acc", "snn_acc", "spikes_total") if k in metrics
-    }
+    keys = ("epoch", "ann_acc", "snn_acc", "spikes_total", "best_epoch")
+    keys += ("test_ann_acc", "test_snn_acc", "test_spikes_total")
+    summary = {k: metrics[k] for k in keys if k in metrics}  # ann/snn_acc: validation split
     print(json.dumps(summary))
     return 0
 
@@ -49,8 +49,11 @@ def add_commands(sub) -> None:
         "train",
         help="train an SNN with SNN2ANN (or BPTT) on Loihi's integer neuron",
         description="Train with SNN2ANN: a T-step integer Loihi SNN branch (exactly what export "
-        "deploys) and one ANN pass with spike counts substituted. Config: TOML or YAML file, "
-        "overridden by --set section.key=value and the explicit flags.\n\nexamples:\n"
+        "deploys) and one ANN pass with spike counts substituted. The best epoch (best.pt) is "
+        "selected on a validation split carved from the training data (data.val_fraction); the "
+        "test split is evaluated once, on that model, at the end (test.json; test_* in the "
+        "printed summary). Config: TOML or YAML file, overridden by --set section.key=value and "
+        "the explicit flags.\n\nexamples:\n"
         "  snn2loihi train --steps 4 --epochs 20 --out runs/digits\n"
         "  snn2loihi train -c cifar.toml --set train.lr=0.05 --set ata.granularity=channel\n"
         "  snn2loihi train --resume runs/digits --epochs 30",

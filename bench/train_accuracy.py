@@ -1,7 +1,8 @@
 """Accuracy of the deployed (integer) network after training: named suites of `snn2loihi train` runs.
 
-Each run is the real CLI in a subprocess; its final and best epochs are read back from the run's
-``log.csv`` and recorded with the exact command, wall time and machine in
+Each run is the real CLI in a subprocess; its final and best epochs (validation split) are read
+back from the run's ``log.csv``, the test figures of the selected (best-on-validation) model from
+its ``test.json``, and recorded with the exact command, wall time and machine in
 ``bench/results/train_<suite>.json`` (runs of the same name are replaced, others kept).
 
     .venv/bin/python bench/train_accuracy.py digits
@@ -19,6 +20,7 @@ import csv
 import io
 import json
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -60,6 +62,7 @@ def suite_runs(suite: str, data: Path, epochs: int | None, work: Path) -> list[d
         return [
             {"name": "snn2ann T=4", "args": ["--method", "snn2ann", "--steps", "4", *e]},
             {"name": "snn2ann T=2", "args": ["--method", "snn2ann", "--steps", "2", *e]},
+            {"name": "snn2ann T=1", "args": ["--method", "snn2ann", "--steps", "1", *e]},
             {"name": "snn2ann T=4 float-snn", "args": ["--steps", "4", "--float-snn", *e]},
             {"name": "bptt T=4", "args": ["--method", "bptt", "--steps", "4", *e]},
         ]
@@ -104,7 +107,8 @@ def suite_runs(suite: str, data: Path, epochs: int | None, work: Path) -> list[d
 
 
 def run_one(name: str, args: list[str], out: Path) -> dict:
-    """Train with the CLI into ``out``; the run's command, wall time, final and best epoch."""
+    """Train with the CLI into ``out``; the run's command, wall time, final and best epoch
+    (validation) and the test figures of the best epoch's model."""
     cmd = [sys.executable, "-m", "snn2loihi", "train", *args, "--out", str(out), "--no-progress"]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
@@ -114,14 +118,19 @@ def run_one(name: str, args: list[str], out: Path) -> dict:
     keep = ("epoch", "ann_acc", "snn_acc", "spikes_total", "epoch_s")
     final = {k: float(rows[-1][k]) for k in keep}
     best = max(rows, key=lambda r: float(r["snn_acc"]))
+    test = json.loads((out / "test.json").read_text())
     return {
         "name": name,
         "command": " ".join(["python", "-m", "snn2loihi", "train", *args]),
         "wall_s": wall,
         "epochs": len(rows),
         "final": final,
-        "best_snn_acc": float(best["snn_acc"]),
+        "best_val_snn_acc": float(best["snn_acc"]),
         "best_epoch": int(best["epoch"]),
+        "test_samples": test["samples"],
+        "test_ann_acc": test["test_ann_acc"],
+        "test_snn_acc": test["test_snn_acc"],
+        "test_spikes_total": test["test_spikes_total"],
     }
 
 
@@ -156,13 +165,16 @@ def main() -> int:
                 runs[result["name"]] = result
     # Merge with the file as it is now (another invocation may have written it meanwhile).
     old = json.loads(out_file.read_text()) if out_file.exists() else {}
-    kept = {r["name"]: r for r in old.get("runs", []) if "name" in r}  # unnamed: older format
+    # runs of older formats (no test split, selected on the held-out set) are dropped
+    kept = {r["name"]: r for r in old.get("runs", []) if "test_snn_acc" in r}
     runs = {**kept, **runs}
     result = {
         "suite": args.suite,
-        "metric": "snn_acc: accuracy of the integer Loihi network (the one export writes and the "
-        "emulator and Lava reproduce) on the held-out/test split; float-snn runs report the "
-        "float SNN; best_snn_acc: best epoch",
+        "metric": "accuracy of the integer Loihi network (the one export writes and the emulator "
+        "and Lava reproduce); float-snn runs report the float SNN. final.* and best_val_snn_acc: "
+        "validation split (carved from the training data), which selects the best epoch; "
+        "test_*: the test split, evaluated once on the selected model",
+        "command": shlex.join(["python", "bench/train_accuracy.py", *sys.argv[1:]]),
         "machine": args.note
         or f"{platform.machine()} {torch.__version__} cuda={torch.cuda.is_available()}",
         "runs": list(runs.values()),

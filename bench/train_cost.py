@@ -11,7 +11,6 @@ CPU: peak RSS above the RSS before the first iteration). Writes bench/results/tr
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import platform
 import resource
@@ -37,12 +36,10 @@ def _rss_mib() -> float:
 def measure(method: str, steps: int, batch: int, iters: int, device: str, threads: int) -> dict:
     """Time and memory of ``iters`` training iterations of one method (in this process)."""
     import torch
-    import torch.nn.functional as F
 
-    from snn2loihi.train.ata import adjust_thresholds
-    from snn2loihi.train.bptt import bptt_forward
+    from snn2loihi.train.config import resolve
     from snn2loihi.train.model import build_model
-    from snn2loihi.train.snn_branch import run_snn
+    from snn2loihi.train.step import StepParams, train_step
 
     torch.manual_seed(0)
     if threads:
@@ -62,32 +59,19 @@ def measure(method: str, steps: int, batch: int, iters: int, device: str, thread
     x = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8, device=dev)
     y = torch.randint(0, 10, (batch,), device=dev)
 
-    # As the trainer does: bf16 autocast of the differentiable pass on CUDA (both methods).
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if dev.type == "cuda"
-        else contextlib.nullcontext()
+    # The trainer's own step (bf16 autocast of the differentiable pass on CUDA, ATA after it).
+    config = resolve(
+        None,
+        [
+            f"train.method='{'bptt' if bptt else 'snn2ann'}'",
+            f"train.float_snn={'true' if method == 'snn2ann-float' else 'false'}",
+            f"train.compile_neuron={'true' if method == 'snn2ann-compiled' else 'false'}",
+        ],
     )
+    params = StepParams.from_config(config)
 
     def step() -> None:
-        if bptt:
-            with autocast:
-                logits, _ = bptt_forward(model, x.float())
-        else:
-            snn = run_snn(
-                model,
-                x,
-                quantized=method != "snn2ann-float",
-                compile_neuron=method == "snn2ann-compiled",
-            )
-            with autocast:
-                logits, pre = model.ann_forward(x.float(), snn.counts)
-        loss = F.cross_entropy(logits.float(), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if not bptt:
-            adjust_thresholds(model, pre, snn.counts)
+        train_step(model, model, opt, x, y, params)
 
     def sync() -> None:
         if dev.type == "cuda":

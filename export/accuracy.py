@@ -7,7 +7,6 @@ integer SNN branch predicts ``argmax`` of its logits; both must agree sample by 
 
 from __future__ import annotations
 
-import copy
 import logging
 from pathlib import Path
 
@@ -18,32 +17,34 @@ from snn2loihi.export.errors import DataUnavailableError
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("val", "test", "train")  # val and test both name the held-out split training evaluates
+SPLITS = ("val", "test", "train")  # training's validation, test and training splits
 
 
 def load_eval_data(
-    data_cfg: dict,
+    data_cfg,
     split: str = "val",
     data_file: str | Path | None = None,
     samples: int | None = None,
 ):
-    """Images of ``split`` from a checkpoint's ``[data]`` config (or an ``.npz`` file of x, y).
+    """Images of ``split`` (``val``, ``test`` or ``train``, as training split them) of a
+    checkpoint's ``[data]`` section (:class:`~snn2loihi.train.config.DataConfig`), or of one
+    ``.npz`` file (x uint8 NHWC/NHW, y labels) used whole as every split.
 
-    ``data_file`` replaces the dataset with one ``.npz`` (x uint8 NHWC/NHW, y labels) used as
-    every split. ``samples`` keeps the first N. Returns :class:`ImageData` (x (N, C, H, W)).
+    ``samples`` keeps the first N. Returns :class:`ImageData` (x (N, C, H, W)).
     """
-    from snn2loihi.train.data import ImageData, load_datasets
+    from snn2loihi.train.data import ImageData, load_datasets, load_npz_images
 
     if split not in SPLITS:
         raise DataUnavailableError(f"data split '{split}' is not one of {', '.join(SPLITS)}")
-    cfg = copy.deepcopy(data_cfg)
-    if data_file is not None:
-        cfg.update(dataset="npz", train=str(data_file), test=str(data_file))
     try:
-        train, test, _ = load_datasets(cfg)
+        if data_file is not None:
+            data = load_npz_images(str(data_file), "--data")
+            if len(data) == 0:
+                raise ConfigError(f"--data = '{data_file}' holds no images")
+        else:
+            data = getattr(load_datasets(data_cfg), split)
     except ConfigError as exc:
         raise DataUnavailableError(f"no data for the accuracy check: {exc}") from None
-    data = train if split == "train" else test
     if samples is not None:
         data = ImageData(data.x[:samples], data.y[:samples])
     return data

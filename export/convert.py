@@ -205,7 +205,7 @@ def convert_onnx(
     out = Path(out)
     check_export_outputs(out, {"ONNX": onnx_path, "--calib": calib}, force)
     net = read_onnx(onnx_path)
-    data = load_eval_data(default_config()["data"], "train", calib)
+    data = load_eval_data(default_config().data, "train", calib)
     check_options(percentile, mean, std, int(data.x.shape[1]))
     shape = tuple(int(v) for v in data.x.shape[1:])
     if len(net.input_shape) == 3 and all(net.input_shape) and net.input_shape != shape:

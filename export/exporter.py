@@ -50,13 +50,14 @@ def export_checkpoint(
     """
     from snn2loihi.export.loader import load_model
     from snn2loihi.export.pipeline import write_deployable
+    from snn2loihi.train.checkpoint import checkpoint_config
 
     out = None if out is None else Path(out)
     onnx = None if onnx is None else Path(onnx)
     check_export_outputs(out, {"checkpoint": checkpoint, "--data": data_file}, force, onnx)
     model, state = load_model(checkpoint)
-    config = state["config"]
-    weight_bits = int(config["train"]["weight_bits"])
+    config = checkpoint_config(state)
+    weight_bits = config.train.weight_bits
     report: dict = {"checkpoint": str(checkpoint), "net": None if out is None else str(out)}
     if onnx is not None:
         from snn2loihi.export.onnx_export import export_onnx
@@ -70,7 +71,7 @@ def export_checkpoint(
         data, skipped = _eval_data(model, config, split, samples, data_file)
     if data is None:
         report["accuracy_skipped"] = skipped
-    source = str(data_file) if data_file is not None else config["data"]["dataset"]
+    source = str(data_file) if data_file is not None else config.data.dataset
     return write_deployable(
         model,
         out,
@@ -88,7 +89,7 @@ def _eval_data(model, config, split, samples, data_file):
     from snn2loihi.export.accuracy import load_eval_data
 
     try:
-        data = load_eval_data(config["data"], split, data_file, samples)
+        data = load_eval_data(config.data, split, data_file, samples)
     except DataUnavailableError as exc:
         if data_file is not None:
             raise

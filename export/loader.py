@@ -83,7 +83,7 @@ def load_model(path: str | Path):
     Raises :class:`CheckpointError` for unreadable or inconsistent files and
     :class:`NotDeployableError` for configs or modules NetX cannot run.
     """
-    from snn2loihi.train.checkpoint import load_checkpoint
+    from snn2loihi.train.checkpoint import checkpoint_config, load_checkpoint
     from snn2loihi.train.factory import model_from_config
 
     file = Path(path) / "last.pt" if Path(path).is_dir() else Path(path)
@@ -98,13 +98,12 @@ def load_model(path: str | Path):
             f"checkpoint '{path}' lacks the 'model', 'config' or 'metrics' entries of a "
             "snn2loihi train checkpoint"
         )
-    config = state["config"]
-    check_config(config, f"checkpoint '{path}'")
+    check_config(state["config"], f"checkpoint '{path}'")
     try:
         meta = state["metrics"]["model"]
         check_meta(meta, path)
         model = model_from_config(
-            config,
+            checkpoint_config(state, f"checkpoint '{path}'"),
             tuple(meta["input_shape"]),
             int(meta["num_classes"]),
             tuple(meta["mean"]),

@@ -16,6 +16,7 @@ from snn2loihi.export.errors import NotDeployableError
 from snn2loihi.export.exporter import export_checkpoint
 from snn2loihi.export.onnx_import import read_onnx
 from snn2loihi.netx_io import read_network
+from snn2loihi.train.checkpoint import checkpoint_config
 from snn2loihi.train.data import load_datasets
 from snn2loihi.train.netx_model import to_netx
 
@@ -26,7 +27,7 @@ def onnx_and_calib(tmp_path_factory):
     ckpt = trained_checkpoint(tmp)
     export_checkpoint(ckpt, onnx=tmp / "m.onnx")
     state = torch.load(ckpt, weights_only=True)
-    _, test, _ = load_datasets(state["config"]["data"])
+    _, _, test, _ = load_datasets(checkpoint_config(state).data)
     x = test.x[:200]
     np.savez(tmp / "calib.npz", x=x[:, 0].numpy(), y=test.y[:200].numpy())
     return tmp, tmp / "m.onnx", tmp / "calib.npz"
@@ -47,7 +48,7 @@ def test_convert_cli_matches_onnx_and_fires_the_integer_branch_spikes(onnx_and_c
     assert acc["equal"] and acc["samples"] == 200
     assert acc["emulator_acc"] >= acc["ann_acc"] - 0.1 and acc["ann_acc"] > 0.5
 
-    data = load_eval_data(default_config()["data"], "train", calib)
+    data = load_eval_data(default_config().data, "train", calib)
     model, ann_acc, _ = onnx_to_model(read_onnx(onnx_path), data, steps=16, percentile=99.9)
     assert ann_acc == acc["ann_acc"]
     assert read_network(out) == to_netx(model)

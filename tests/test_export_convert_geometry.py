@@ -42,7 +42,7 @@ def _digits16():
     from snn2loihi.train.config import default_config
     from snn2loihi.train.data import load_datasets
 
-    train, test, _ = load_datasets(default_config()["data"])
+    train, _, test, _ = load_datasets(default_config().data)
     up = [d.x.repeat_interleave(2, 2).repeat_interleave(2, 3) for d in (train, test)]
     return (up[0], train.y), (up[1], test.y)
 
@@ -96,7 +96,7 @@ def test_geometry_cnn_converts_close_to_the_ann_with_exact_parity(trained_cnn):
     from snn2loihi.export.convert import onnx_to_model
     from snn2loihi.train.config import default_config
 
-    data = load_eval_data(default_config()["data"], "train", calib)
+    data = load_eval_data(default_config().data, "train", calib)
     model, _, _ = onnx_to_model(read_onnx(path), data, steps=16, percentile=99.9)
     assert assert_exported_parity(out, model, data.x[:8]) > 0
 

@@ -34,7 +34,7 @@ def geometry_checkpoint(tmp_path, name: str, steps: int = 3):
         f"model.dense={dense!r}",
         f"train.steps={steps}",
     )
-    config["model"]["convs"] = convs
+    config.model.convs = convs
     model = calibrated_model(
         arch="custom", convs=tuple(convs), dense=tuple(dense), steps=steps, input_shape=shape
     )

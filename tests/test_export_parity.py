@@ -22,6 +22,7 @@ from train_helpers import digits_like_batch
 from snn2loihi.deploy.emulator import Emulator
 from snn2loihi.export.exporter import export_checkpoint
 from snn2loihi.export.loader import load_model
+from snn2loihi.train.checkpoint import checkpoint_config
 from snn2loihi.train.data import load_datasets
 
 
@@ -45,11 +46,11 @@ def test_trained_digits_model_parity_and_accuracy(trained):
     torch.set_num_threads(1)
     ckpt, out, report = trained
     model, state = load_model(ckpt)
-    _, test, _ = load_datasets(state["config"]["data"])
-    fired = assert_exported_parity(out, model, test.x[:64])
+    _, val, _, _ = load_datasets(checkpoint_config(state).data)  # export's default split
+    fired = assert_exported_parity(out, model, val.x[:64])
     assert fired > 0
     acc = report["accuracy"]
-    assert acc["samples"] == len(test)
+    assert acc["samples"] == len(val)
     assert acc["emulator_acc"] == acc["integer_snn_acc"] > 0.5  # chance is 0.1
     assert acc["prediction_mismatches"] == 0
     assert acc["emulator_acc"] == pytest.approx(state["metrics"]["snn_acc"], abs=1e-12)
@@ -58,7 +59,7 @@ def test_trained_digits_model_parity_and_accuracy(trained):
 def test_headroom_bounds_hold_on_the_emulator(trained):
     _, out, report = trained
     _, state = load_model(trained[0])
-    _, test, _ = load_datasets(state["config"]["data"])
+    _, _, test, _ = load_datasets(checkpoint_config(state).data)
     steps = report["steps"]
     emu = Emulator(out).run(test.x.unsqueeze(1).expand(-1, steps, -1, -1, -1), record_state=True)
     rows = [r for r in report["layers"] if "headroom" in r]

@@ -16,12 +16,12 @@ def test_toml_and_yaml_files_merge_with_overrides(tmp_path):
     toml = tmp_path / "c.toml"
     toml.write_text('[train]\nsteps = 2\nlr = 1\n[ata]\ngranularity = "channel"\n')
     cfg = resolve(toml, ["train.steps=3"])
-    assert cfg["train"]["steps"] == 3 and cfg["train"]["lr"] == 1.0
-    assert cfg["ata"]["granularity"] == "channel"
+    assert cfg.train.steps == 3 and cfg.train.lr == 1.0
+    assert cfg.ata.granularity == "channel"
     yaml = tmp_path / "c.yaml"
     yaml.write_text("model:\n  arch: custom\n  convs: ['16', 's32']\n  dense: [64]\n")
     cfg = resolve(yaml)
-    assert cfg["model"]["convs"] == ["16", "s32"] and cfg["model"]["dense"] == [64]
+    assert cfg.model.convs == ["16", "s32"] and cfg.model.dense == [64]
 
 
 def test_override_values_are_read_as_toml():
@@ -69,7 +69,7 @@ def test_empty_dataset_is_refused(tmp_path):
     test = _npz(tmp_path / "b.npz", np.zeros((3, 8, 8), np.uint8), np.zeros(3, np.int64))
     cfg = resolve(None, ["data.dataset='npz'", f"data.train='{train}'", f"data.test='{test}'"])
     with pytest.raises(ConfigError, match="train split is empty"):
-        load_datasets(cfg["data"])
+        load_datasets(cfg.data)
 
 
 def test_labels_out_of_range_are_refused(tmp_path):
@@ -80,23 +80,27 @@ def test_labels_out_of_range_are_refused(tmp_path):
         ["data.dataset='npz'", f"data.train='{train}'", "data.num_classes=5"],
     )
     with pytest.raises(ConfigError, match=r"data.num_classes = 5: .* labels span \[\d, 7\]"):
-        load_datasets(cfg["data"])
+        load_datasets(cfg.data)
 
 
 def test_npz_dataset_loads_nhwc_and_splits(tmp_path):
     x = np.random.randint(0, 256, (20, 6, 6, 3)).astype(np.uint8)
     train = _npz(tmp_path / "a.npz", x, np.arange(20) % 4)
-    cfg = resolve(None, ["data.dataset='npz'", f"data.train='{train}'", "data.test_fraction=0.25"])
-    tr, te, classes = load_datasets(cfg["data"])
-    assert classes == 4 and len(tr) == 15 and len(te) == 5
+    cfg = resolve(
+        None,
+        ["data.dataset='npz'", f"data.train='{train}'", "data.test_fraction=0.25"]
+        + ["data.val_fraction=0.2"],
+    )
+    tr, va, te, classes = load_datasets(cfg.data)
+    assert classes == 4 and len(tr) == 12 and len(va) == 3 and len(te) == 5
     assert tuple(tr.x.shape[1:]) == (3, 6, 6)
 
 
 def test_digits_are_uint8_0_255(tmp_path):
     cfg = small_config(tmp_path)
-    tr, te, classes = load_datasets(cfg["data"])
+    tr, va, te, classes = load_datasets(cfg.data)
     assert classes == 10 and tr.x.dtype.is_floating_point is False
-    assert int(tr.x.max()) == 255 and len(tr) + len(te) == 1797
+    assert int(tr.x.max()) == 255 and len(tr) + len(va) + len(te) == 1797
 
 
 def test_cli_reports_config_errors_on_one_line(tmp_path, capsys):

@@ -80,7 +80,7 @@ def test_bad_conv_entries_name_the_entry_and_the_forms(entry, words):
 
 def _resolve_convs(convs):
     config = resolve(None, ["model.arch='custom'"])
-    config["model"]["convs"] = convs
+    config.model.convs = convs
     return validate(config)
 
 
@@ -92,7 +92,7 @@ def test_table_and_string_forms_survive_the_saved_config(tmp_path):
     )
     config = resolve(toml)
     again = tomllib.loads(dump_toml(config))
-    assert again["model"]["convs"] == config["model"]["convs"]
+    assert again["model"]["convs"] == config.model.convs
     specs = [ConvSpec.parse(e) for e in again["model"]["convs"]]
     assert specs[1] == ConvSpec(8, kernel=3, stride=2, padding=0, pool=2)
     model = _conv_stack(again["model"]["convs"], (1, 24, 24))

@@ -39,15 +39,16 @@ def test_imagefolder_reads_class_folders(tmp_path):
             for i in range(2):
                 Image.fromarray(np.full((5, 5, 3), 40 * i, np.uint8)).save(d / f"{i}.png")
     cfg = resolve(None, ["data.dataset='imagefolder'", f"data.root='{tmp_path}'"])
-    train, test, classes = load_datasets(cfg["data"])
-    assert classes == 2 and len(train) == 4 and tuple(train.x.shape[1:]) == (3, 5, 5)
-    assert train.y.tolist() == [0, 0, 1, 1]
+    train, val, test, classes = load_datasets(cfg.data)
+    assert classes == 2 and len(train) + len(val) == 4 and tuple(train.x.shape[1:]) == (3, 5, 5)
+    assert sorted(train.y.tolist() + val.y.tolist()) == [0, 0, 1, 1]
+    assert test.y.tolist() == [0, 0, 1, 1]
 
 
 def test_missing_torchvision_folder_names_the_root(tmp_path):
     cfg = resolve(None, ["data.dataset='cifar10'", f"data.root='{tmp_path}'"])
     with pytest.raises(ConfigError, match="data.root"):
-        load_datasets(cfg["data"])
+        load_datasets(cfg.data)
 
 
 def _npz_config(tmp_path, x, y, test=None):
@@ -56,7 +57,7 @@ def _npz_config(tmp_path, x, y, test=None):
     if test is not None:
         np.savez(tmp_path / "b.npz", x=test[0], y=test[1])
         overrides.append(f"data.test='{tmp_path / 'b.npz'}'")
-    return resolve(None, overrides)["data"]
+    return resolve(None, overrides).data
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import torch
 
 from snn2loihi.atomic import atomic_path
 from snn2loihi.errors import ConfigError
-from snn2loihi.train.config import dump_toml
+from snn2loihi.train.config import Config, dump_toml
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,11 @@ def without_wall_clock(metrics: dict) -> dict:
 
 
 def save_checkpoint(
-    path: Path, *, model, optimizer, scheduler, epoch: int, config: dict, metrics: dict
+    path: Path, *, model, optimizer, scheduler, epoch: int, config: Config, metrics: dict
 ) -> Path:
-    """Write a checkpoint atomically to ``path`` and ``config.toml`` beside it."""
+    """Write a checkpoint atomically to ``path`` and ``config.toml`` beside it; the config is
+    stored as plain dicts (:meth:`Config.to_dict`)."""
+    config = config.to_dict() if isinstance(config, Config) else config
     state = {
         "model": model.state_dict(),
         "thresholds": {
@@ -60,6 +62,19 @@ def save_checkpoint(
         tmp.write_text(dump_toml(config))
     log.info("checkpoint %s (epoch %d)", path, epoch)
     return path
+
+
+def save_epoch(out_dir: Path, *, is_best: bool, **kwargs) -> None:
+    """An epoch's ``last.pt`` in ``out_dir``, and ``best.pt`` too if ``is_best``; ``kwargs``
+    as :func:`save_checkpoint`."""
+    save_checkpoint(out_dir / LAST, **kwargs)
+    if is_best:
+        save_checkpoint(out_dir / BEST, **kwargs)
+
+
+def checkpoint_config(state: dict, source: str = "checkpoint config") -> Config:
+    """The typed config of a loaded checkpoint (keys older checkpoints lack get the defaults)."""
+    return Config.from_dict(state["config"], source)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

@@ -1,15 +1,21 @@
-"""Training configuration: defaults, TOML/YAML files, ``key=value`` overrides and validation.
+"""Typed training configuration: one dataclass per section, TOML/YAML files, overrides, validation.
 
-A config is a dict of sections (``data``, ``model``, ``train``, ``ata``, ``bptt``, ``output``).
-Every key a user gives must exist in :data:`DEFAULTS` and match its type; values are checked up
-front so a bad key or value fails with a :class:`ConfigError` naming it.
+A :class:`Config` holds the sections ``data``, ``model``, ``train``, ``ata``, ``bptt`` and
+``output``; the field defaults below are the defaults. Choices and ranges live in each field's
+metadata. Every key a user gives must exist and match its field's type; values are checked where
+a config is built, so a bad key or value fails with a :class:`ConfigError` naming it.
+Checkpoints store :meth:`Config.to_dict` (plain dicts); :meth:`Config.from_dict` reads them back,
+filling keys that older checkpoints lack with today's defaults.
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import math
 import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,150 +25,230 @@ from snn2loihi.train.data import DATASETS
 from snn2loihi.train.mapping import MAPPING_UNITS
 from snn2loihi.train.model import ARCHITECTURES
 
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "data": {
-        "dataset": "digits",
-        "root": "",  # torchvision / imagefolder root
-        "train": "",  # npz files
-        "test": "",
-        "test_fraction": 0.2,  # held-out split when the source has no test set
-        "split_seed": 0,
-        "num_classes": 0,  # 0: inferred from the labels
-        "channels": 0,  # imagefolder: 1 (grey) or 3 (RGB); 0 = 3
-        "image_size": 0,  # imagefolder: resize to this square size; 0 = keep
-        "augment": "auto",  # "auto" (on for cifar), "on", "off"
-        "crop_padding": 4,
-        "flip": True,  # random horizontal flip when augmenting (off for digits/MNIST)
-        "normalize": True,  # fold the train set's mean/std into layer 0
-    },
-    "model": {
-        "arch": "digits",  # digits | mnist | vgg11 | custom
-        "convs": [],  # custom (or preset override): e.g. ["64", "p128", "s256", "64k5s2pad0"]
-        "dense": [],  # hidden dense widths
-        "threshold": 0.5,  # initial firing threshold (float units); see docs/training.md
-        "channels_last": False,
-    },
-    "train": {
-        "method": "snn2ann",  # snn2ann | bptt
-        "steps": 4,
-        "epochs": 30,
-        "batch_size": 64,
-        "optimizer": "adam",  # adam | sgd (see docs/training.md for the measured recipes)
-        "lr": 0.001,
-        "momentum": 0.9,
-        "weight_decay": 0.0,
-        "scheduler": "cosine",  # cosine | none
-        "seed": 0,
-        "mapping": "stsu",  # stsu | resu
-        "dropout": 0.0,
-        "float_snn": False,  # ablation: unquantized float SNN branch
-        "weight_bits": 8,
-        "compile_neuron": False,  # run cuba_step through torch.compile (same integers)
-        "bf16": True,  # bf16 autocast of the ANN branch on CUDA
-        "device": "auto",  # auto | cpu | cuda | cuda:N
-        "num_threads": 0,  # torch CPU threads; 0 = torch's default
-        "eval_batch_size": 256,
-    },
-    "ata": {
-        "enabled": True,
-        "tolerance": 0.1,
-        "step": 0.01,
-        "granularity": "layer",  # layer | channel
-    },
-    "bptt": {
-        "neuron": "if",  # if | lif
-        "leak": 0.5,  # LIF: v <- leak * v + I (deployed as vDecay = 4096 * (1 - leak))
-        "alpha": 2.0,  # arctan surrogate sharpness
-    },
-    "output": {
-        "dir": "runs/train",
-        "progress": True,
-        "tensorboard": False,
-    },
+
+def _opt(default, *, choices=None, lo=None, hi=None, factory=None):
+    """A field with optional ``choices`` or inclusive ``lo``/``hi`` bounds (None = unbounded)."""
+    meta = {"choices": choices, "range": None if lo is None and hi is None else (lo, hi)}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+class _Section:
+    """Type, choice and range checks of a section's fields, run when the section is built."""
+
+    NAME = ""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            name = f"{self.NAME}.{f.name}"
+            value = _check_type(name, hints[f.name], getattr(self, f.name))
+            setattr(self, f.name, value)
+            choices = f.metadata.get("choices")
+            if choices is not None and value not in choices:
+                raise ConfigError(f"{name} = {value!r} is not one of {', '.join(choices)}")
+            bounds = f.metadata.get("range")
+            if bounds is not None:
+                lo, hi = bounds
+                if (lo is not None and value < lo) or (hi is not None and value > hi):
+                    text = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+                    raise ConfigError(f"{name} = {value!r} must be {text}")
+
+
+@dataclass
+class DataConfig(_Section):
+    """``[data]``: source, splits (train / validation / test) and preprocessing."""
+
+    NAME = "data"
+    dataset: str = _opt("digits", choices=DATASETS)
+    root: str = ""  # torchvision / imagefolder root
+    train: str = ""  # npz files
+    test: str = ""
+    test_fraction: float = _opt(0.2, lo=0.0, hi=0.99)  # test split when the source has none
+    val_fraction: float = _opt(0.1, lo=0.001, hi=0.99)  # validation, carved from training data
+    split_seed: int = 0
+    num_classes: int = _opt(0, lo=0)  # 0: inferred from the labels
+    channels: int = _opt(0, lo=0, hi=3)  # imagefolder: 1 (grey) or 3 (RGB); 0 = 3
+    image_size: int = _opt(0, lo=0)  # imagefolder: resize to this square size; 0 = keep
+    augment: str = _opt("auto", choices=("auto", "on", "off"))  # auto: on for cifar
+    crop_padding: int = _opt(4, lo=0)
+    flip: bool = True  # random horizontal flip when augmenting (off for digits/MNIST)
+    normalize: bool = True  # fold the train set's mean/std into layer 0
+
+
+@dataclass
+class ModelConfig(_Section):
+    """``[model]``: architecture preset or custom conv/dense stack, initial threshold."""
+
+    NAME = "model"
+    arch: str = _opt("digits", choices=(*ARCHITECTURES, "custom"))
+    convs: list = _opt(None, factory=list)  # e.g. ["64", "p128", "s256", "64k5s2pad0"]
+    dense: list = _opt(None, factory=list)  # hidden dense widths
+    threshold: float = _opt(0.5, lo=1e-9)  # initial firing threshold (float units)
+    channels_last: bool = False
+
+
+@dataclass
+class TrainConfig(_Section):
+    """``[train]``: method, time steps, optimisation recipe, quantization and device."""
+
+    NAME = "train"
+    method: str = _opt("snn2ann", choices=("snn2ann", "bptt"))
+    steps: int = _opt(4, lo=1, hi=4096)
+    epochs: int = _opt(30, lo=1)
+    batch_size: int = _opt(64, lo=1)
+    optimizer: str = _opt("adam", choices=("sgd", "adam"))  # measured recipes: docs/training.md
+    lr: float = _opt(0.001, lo=1e-12)
+    momentum: float = _opt(0.9, lo=0.0, hi=1.0)
+    weight_decay: float = _opt(0.0, lo=0.0)
+    scheduler: str = _opt("cosine", choices=("cosine", "none"))
+    seed: int = 0
+    mapping: str = _opt("stsu", choices=MAPPING_UNITS)
+    dropout: float = _opt(0.0, lo=0.0, hi=0.99)
+    float_snn: bool = False  # ablation: unquantized float SNN branch
+    weight_bits: int = _opt(8, lo=2, hi=9)
+    compile_neuron: bool = False  # run cuba_step through torch.compile (same integers)
+    bf16: bool = True  # bf16 autocast of the ANN branch on CUDA
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    num_threads: int = _opt(0, lo=0)  # torch CPU threads; 0 = torch's default
+    eval_batch_size: int = _opt(256, lo=1)
+
+
+@dataclass
+class AtaConfig(_Section):
+    """``[ata]``: adaptive threshold adjustment against noisy spikes."""
+
+    NAME = "ata"
+    enabled: bool = True
+    tolerance: float = _opt(0.1, lo=0.0, hi=1.0)
+    step: float = _opt(0.01, lo=0.0)
+    granularity: str = _opt("layer", choices=GRANULARITIES)
+
+
+@dataclass
+class BpttConfig(_Section):
+    """``[bptt]``: neuron of the BPTT baseline and its surrogate gradient."""
+
+    NAME = "bptt"
+    neuron: str = _opt("if", choices=("if", "lif"))
+    leak: float = _opt(0.5, lo=0.0, hi=1.0)  # LIF: v <- leak * v + I (vDecay = 4096 (1 - leak))
+    alpha: float = _opt(2.0, lo=1e-6)  # arctan surrogate sharpness
+
+
+@dataclass
+class OutputConfig(_Section):
+    """``[output]``: run folder, progress bars, TensorBoard."""
+
+    NAME = "output"
+    dir: str = "runs/train"
+    progress: bool = True
+    tensorboard: bool = False
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "ata": AtaConfig,
+    "bptt": BpttConfig,
+    "output": OutputConfig,
 }
 
-CHOICES = {
-    ("data", "dataset"): DATASETS,
-    ("data", "augment"): ("auto", "on", "off"),
-    ("model", "arch"): (*ARCHITECTURES, "custom"),
-    ("train", "method"): ("snn2ann", "bptt"),
-    ("train", "optimizer"): ("sgd", "adam"),
-    ("train", "scheduler"): ("cosine", "none"),
-    ("train", "mapping"): MAPPING_UNITS,
-    ("ata", "granularity"): GRANULARITIES,
-    ("bptt", "neuron"): ("if", "lif"),
-}
 
-# (section, key) -> (low, high) inclusive; None = unbounded.
-RANGES = {
-    ("data", "test_fraction"): (0.0, 0.99),
-    ("data", "num_classes"): (0, None),
-    ("data", "channels"): (0, 3),
-    ("data", "image_size"): (0, None),
-    ("data", "crop_padding"): (0, None),
-    ("train", "steps"): (1, 4096),
-    ("train", "epochs"): (1, None),
-    ("train", "batch_size"): (1, None),
-    ("train", "lr"): (1e-12, None),
-    ("train", "momentum"): (0.0, 1.0),
-    ("train", "weight_decay"): (0.0, None),
-    ("train", "dropout"): (0.0, 0.99),
-    ("train", "weight_bits"): (2, 9),
-    ("train", "num_threads"): (0, None),
-    ("train", "eval_batch_size"): (1, None),
-    ("ata", "tolerance"): (0.0, 1.0),
-    ("ata", "step"): (0.0, None),
-    ("bptt", "leak"): (0.0, 1.0),
-    ("bptt", "alpha"): (1e-6, None),
-    ("model", "threshold"): (1e-9, None),
-}
+@dataclass
+class Config:
+    """The resolved training configuration; built valid (see :func:`validate`)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    ata: AtaConfig = field(default_factory=AtaConfig)
+    bptt: BpttConfig = field(default_factory=BpttConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self) -> None:
+        _check_cross(self)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain nested dicts (for checkpoints, ``torch.load(weights_only=True)`` and TOML)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(
+        cls, values: Mapping, source: str = "config", base: Config | Mapping | None = None
+    ) -> Config:
+        """``base`` (default: the defaults) updated by ``{section: {key: value}}``, validated.
+
+        Keys missing from ``values`` (older checkpoints) keep the base's values.
+        """
+        merged = _as_dict(base) if base is not None else Config().to_dict()
+        merge(merged, values, source)
+        return _build(merged)
 
 
-def default_config() -> dict[str, dict[str, Any]]:
-    """A fresh copy of the defaults."""
-    return copy.deepcopy(DEFAULTS)
+def _as_dict(config: Config | Mapping) -> dict:
+    """A config (or plain dict, e.g. a checkpoint's, merged over the defaults) as plain dicts."""
+    if isinstance(config, Config):
+        return config.to_dict()
+    return merge(defaults(), config, "base config")
 
 
-def _check_type(section: str, key: str, value: Any) -> Any:
-    default = DEFAULTS[section][key]
-    name = f"{section}.{key}"
-    if isinstance(default, bool):
+def _build(values: dict) -> Config:
+    return Config(**{name: SECTIONS[name](**values[name]) for name in SECTIONS})
+
+
+def default_config() -> Config:
+    """A fresh config of the defaults."""
+    return Config()
+
+
+def defaults() -> dict[str, dict[str, Any]]:
+    """The defaults as plain nested dicts."""
+    return Config().to_dict()
+
+
+def _check_type(name: str, kind: type, value: Any) -> Any:
+    """``value`` checked against the field type ``kind`` (ints widen to float, tuples to list)."""
+    if kind is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{name} = {value!r} must be true or false")
-    elif isinstance(default, int):
+    elif kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{name} = {value!r} must be an integer")
-    elif isinstance(default, float):
+    elif kind is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{name} = {value!r} must be a number")
         value = float(value)
         if not math.isfinite(value):
             raise ConfigError(f"{name} = {value!r} must be a finite number")
-    elif isinstance(default, str):
+    elif kind is str:
         if not isinstance(value, str):
             raise ConfigError(f"{name} = {value!r} must be a string")
-    elif isinstance(default, list):
+    elif kind is list:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{name} = {value!r} must be a list")
         value = list(value)
     return value
 
 
-def merge(config: dict, updates: dict, source: str = "config") -> dict:
-    """Merge ``{section: {key: value}}`` into ``config`` (in place), rejecting unknown keys."""
-    if not isinstance(updates, dict):
+def merge(config: dict, updates: Mapping, source: str = "config") -> dict:
+    """Merge ``{section: {key: value}}`` into the plain dict ``config`` (in place), rejecting
+    unknown sections/keys and values of the wrong type."""
+    if not isinstance(updates, Mapping):
         raise ConfigError(f"{source}: expected a table of sections, got {type(updates).__name__}")
     for section, values in updates.items():
-        if section not in DEFAULTS:
+        if section not in SECTIONS:
             raise ConfigError(
-                f"{source}: unknown section '{section}' (expected one of {', '.join(DEFAULTS)})"
+                f"{source}: unknown section '{section}' (expected one of {', '.join(SECTIONS)})"
             )
-        if not isinstance(values, dict):
+        if not isinstance(values, Mapping):
             raise ConfigError(f"{source}: section '{section}' must be a table")
+        hints = typing.get_type_hints(SECTIONS[section])
         for key, value in values.items():
-            if key not in DEFAULTS[section]:
+            if key not in config[section]:
                 raise ConfigError(f"{source}: unknown key '{section}.{key}' = {value!r}")
-            config[section][key] = _check_type(section, key, value)
+            config[section][key] = _check_type(f"{section}.{key}", hints[key], value)
     return config
 
 
@@ -196,49 +282,47 @@ def parse_override(text: str) -> dict:
     return {section: {key: value}}
 
 
-def validate(config: dict) -> dict:
-    """Check choices and ranges of a merged config; returns it unchanged."""
-    for (section, key), choices in CHOICES.items():
-        value = config[section][key]
-        if value not in choices:
-            raise ConfigError(f"{section}.{key} = {value!r} is not one of {', '.join(choices)}")
-    for (section, key), (lo, hi) in RANGES.items():
-        value = config[section][key]
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            bounds = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-            raise ConfigError(f"{section}.{key} = {value!r} must be {bounds}")
+def _check_cross(config: Config) -> None:
+    """Checks spanning fields: conv specs, dense widths, a root for folder datasets."""
     from snn2loihi.train.model import CONV_SPEC_FORMS, ConvSpec
 
-    for i, spec in enumerate(config["model"]["convs"]):
+    for i, spec in enumerate(config.model.convs):
         try:
             ConvSpec.parse(spec)
         except ValueError as exc:
             raise ConfigError(
                 f"model.convs[{i}] = {spec!r}: {exc}; accepted forms: {CONV_SPEC_FORMS}"
             ) from None
-    for width in config["model"]["dense"]:
+    for width in config.model.dense:
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
             raise ConfigError(f"model.dense entry {width!r} must be a positive integer")
-    data = config["data"]
-    if data["dataset"] in ("mnist", "cifar10", "cifar100", "imagefolder") and not data["root"]:
-        raise ConfigError(f"data.root must be set for data.dataset = '{data['dataset']}'")
+    data = config.data
+    if data.dataset in ("mnist", "cifar10", "cifar100", "imagefolder") and not data.root:
+        raise ConfigError(f"data.root must be set for data.dataset = '{data.dataset}'")
+
+
+def validate(config: Config) -> Config:
+    """Re-check a config changed after it was built (fields set by hand); returns it."""
+    _build(config.to_dict())
     return config
 
 
 def resolve(
-    file: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None
-) -> dict:
-    """Defaults (or ``base``) <- config file <- overrides, validated."""
-    config = copy.deepcopy(base) if base is not None else default_config()
+    file: str | Path | None = None,
+    overrides: list[str] | None = None,
+    base: Config | Mapping | None = None,
+) -> Config:
+    """Defaults (or ``base``, e.g. a checkpoint's config dict) <- config file <- overrides."""
+    merged = _as_dict(base) if base is not None else Config().to_dict()
     if file is not None:
-        merge(config, load_file(file), str(file))
+        merge(merged, load_file(file), str(file))
     for text in overrides or []:
-        merge(config, parse_override(text), f"override '{text}'")
-    return validate(config)
+        merge(merged, parse_override(text), f"override '{text}'")
+    return _build(merged)
 
 
-def dump_toml(config: dict) -> str:
+def dump_toml(config: Config | Mapping) -> str:
     """The config as TOML text (for saving beside checkpoints)."""
     import tomli_w
 
-    return tomli_w.dumps(config)
+    return tomli_w.dumps(config.to_dict() if isinstance(config, Config) else dict(config))

@@ -3,7 +3,8 @@
 Sources: ``digits`` (``sklearn.datasets.load_digits``, embedded, 8x8 values 0..16 scaled to
 0..255), ``mnist``/``cifar10``/``cifar100`` (standard torchvision folders under ``root``, never
 downloaded), ``imagefolder`` (``root/train`` and ``root/test`` or ``root/val``), and ``npz``
-(files with ``x`` uint8 NHWC or NHW and ``y`` labels).
+(files with ``x`` uint8 NHWC or NHW and ``y`` labels). :func:`load_datasets` returns train,
+validation and test splits (:class:`Splits`).
 """
 
 from __future__ import annotations
@@ -11,12 +12,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
 
 from snn2loihi.arrays import load_npz
 from snn2loihi.errors import ConfigError, InputDataError
+
+if TYPE_CHECKING:
+    from snn2loihi.train.config import DataConfig
 
 log = logging.getLogger(__name__)
 
@@ -98,23 +103,34 @@ def _from_nhwc(x: np.ndarray, y: np.ndarray, source: str) -> ImageData:
     return ImageData(xt, torch.from_numpy(y))
 
 
-def _split(data: ImageData, fraction: float, seed: int) -> tuple[ImageData, ImageData]:
-    n = len(data)
+def split_indices(
+    n: int, fraction: float, seed: int, *, at_least_one: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(kept, carved)``: sorted index tensors of a seeded random carve of ``round(n *
+    fraction)`` of ``range(n)`` (at least one, if ``at_least_one`` and ``n > 0``), and the rest."""
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_test = int(round(n * fraction))
-    test, train = perm[:n_test], perm[n_test:]
-    return ImageData(data.x[train], data.y[train]), ImageData(data.x[test], data.y[test])
+    k = int(round(n * fraction))
+    if at_least_one and n > 0:
+        k = max(k, 1)
+    return perm[k:].sort().values, perm[:k].sort().values
 
 
-def _digits(cfg: dict) -> tuple[ImageData, ImageData]:
+def _carve(
+    data: ImageData, fraction: float, seed: int, *, at_least_one: bool = False
+) -> tuple[ImageData, ImageData]:
+    kept, carved = split_indices(len(data), fraction, seed, at_least_one=at_least_one)
+    return ImageData(data.x[kept], data.y[kept]), ImageData(data.x[carved], data.y[carved])
+
+
+def _digits(cfg: DataConfig) -> tuple[ImageData, ImageData]:
     from sklearn.datasets import load_digits
 
     d = load_digits()
     x = np.round(d.images * (255 / 16)).astype(np.uint8)
-    return _split(_from_nhwc(x, d.target, "digits"), cfg["test_fraction"], cfg["split_seed"])
+    return _carve(_from_nhwc(x, d.target, "digits"), cfg.test_fraction, cfg.split_seed)
 
 
-def _torchvision(cfg: dict, name: str) -> tuple[ImageData, ImageData]:
+def _torchvision(cfg: DataConfig, name: str) -> tuple[ImageData, ImageData]:
     import torchvision
 
     cls = {
@@ -125,11 +141,11 @@ def _torchvision(cfg: dict, name: str) -> tuple[ImageData, ImageData]:
     out = []
     for train in (True, False):
         try:
-            ds = cls(cfg["root"], train=train, download=False)
+            ds = cls(cfg.root, train=train, download=False)
         except (RuntimeError, OSError) as exc:
-            raise ConfigError(f"data.root = '{cfg['root']}': no {name} dataset ({exc})") from None
+            raise ConfigError(f"data.root = '{cfg.root}': no {name} dataset ({exc})") from None
         x = ds.data.numpy() if isinstance(ds.data, torch.Tensor) else ds.data
-        out.append(_from_nhwc(x, np.asarray(ds.targets), f"{name} at {cfg['root']}"))
+        out.append(_from_nhwc(x, np.asarray(ds.targets), f"{name} at {cfg.root}"))
     return out[0], out[1]
 
 
@@ -157,16 +173,18 @@ def _image_folder(root: Path, channels: int, size: int) -> ImageData:
     return _from_nhwc(np.stack(xs), np.array(ys), str(root))
 
 
-def _imagefolder(cfg: dict) -> tuple[ImageData, ImageData]:
-    root = Path(cfg["root"])
+def _imagefolder(cfg: DataConfig) -> tuple[ImageData, ImageData]:
+    root = Path(cfg.root)
     if not (root / "train").is_dir():
         raise ConfigError(f"data.root = '{root}': expected {root}/train and {root}/test (or val)")
     test_dir = root / "test" if (root / "test").is_dir() else root / "val"
-    ch, size = cfg["channels"] or 3, cfg["image_size"]
+    ch, size = cfg.channels or 3, cfg.image_size
     return _image_folder(root / "train", ch, size), _image_folder(test_dir, ch, size)
 
 
-def _npz_file(path: str, key: str) -> ImageData:
+def load_npz_images(path: str, key: str) -> ImageData:
+    """Images and labels of one ``.npz`` file (``x`` uint8 NHWC or NHW, ``y``); ``key`` names
+    the config key (or option) that gave ``path`` in errors."""
     if not path:
         raise ConfigError(f"{key} must name a .npz file for data.dataset = 'npz'")
     try:
@@ -176,34 +194,51 @@ def _npz_file(path: str, key: str) -> ImageData:
     return _from_nhwc(arrays["x"], arrays["y"], path)
 
 
-def _npz(cfg: dict) -> tuple[ImageData, ImageData]:
-    train = _npz_file(cfg["train"], "data.train")
-    if cfg["test"]:
-        return train, _npz_file(cfg["test"], "data.test")
-    return _split(train, cfg["test_fraction"], cfg["split_seed"])
+def _npz(cfg: DataConfig) -> tuple[ImageData, ImageData]:
+    train = load_npz_images(cfg.train, "data.train")
+    if cfg.test:
+        return train, load_npz_images(cfg.test, "data.test")
+    return _carve(train, cfg.test_fraction, cfg.split_seed)
 
 
-def load_datasets(cfg: dict) -> tuple[ImageData, ImageData, int]:
-    """Train and test data of the ``[data]`` config section, and the number of classes.
+class Splits(NamedTuple):
+    """Train, validation and test data, and the number of classes.
+
+    ``val`` is carved from the source's training data (``data.val_fraction``, seed
+    ``data.split_seed``) and drives every training-time decision; ``test`` is the source's test
+    set, or a ``data.test_fraction`` carve of a source without one, and is evaluated once at the
+    end of training.
+    """
+
+    train: ImageData
+    val: ImageData
+    test: ImageData
+    num_classes: int
+
+
+def load_datasets(cfg: DataConfig) -> Splits:
+    """The train / validation / test splits of the ``[data]`` config section.
 
     Raises :class:`ConfigError` for an empty split or labels outside ``0..num_classes-1``.
     """
-    name = cfg["dataset"]
+    name = cfg.dataset
     if name == "digits":
-        train, test = _digits(cfg)
+        full, test = _digits(cfg)
     elif name in ("mnist", "cifar10", "cifar100"):
-        train, test = _torchvision(cfg, name)
+        full, test = _torchvision(cfg, name)
     elif name == "imagefolder":
-        train, test = _imagefolder(cfg)
+        full, test = _imagefolder(cfg)
     elif name == "npz":
-        train, test = _npz(cfg)
+        full, test = _npz(cfg)
     else:
         raise ConfigError(f"data.dataset = '{name}' is not one of {', '.join(DATASETS)}")
-    for split, d in (("train", train), ("test", test)):
+    train, val = _carve(full, cfg.val_fraction, cfg.split_seed + 1, at_least_one=True)
+    splits = {"train": train, "val": val, "test": test}
+    for split, d in splits.items():
         if len(d) == 0:
             raise ConfigError(f"data.dataset = '{name}': the {split} split is empty")
-    num_classes = cfg["num_classes"] or int(max(train.y.max(), test.y.max())) + 1
-    for split, d in (("train", train), ("test", test)):
+    num_classes = cfg.num_classes or max(int(d.y.max()) for d in splits.values()) + 1
+    for split, d in splits.items():
         lo, hi = int(d.y.min()), int(d.y.max())
         if lo < 0 or hi >= num_classes:
             raise ConfigError(
@@ -215,13 +250,14 @@ def load_datasets(cfg: dict) -> tuple[ImageData, ImageData, int]:
             f"train images {tuple(train.x.shape[1:])} and test images {tuple(test.x.shape[1:])} differ in shape"
         )
     log.info(
-        "data %s: %d train, %d test, shape %s",
+        "data %s: %d train, %d validation, %d test, shape %s",
         name,
         len(train),
+        len(val),
         len(test),
         tuple(train.x.shape[1:]),
     )
-    return train, test, num_classes
+    return Splits(train, val, test, num_classes)
 
 
 def augment(

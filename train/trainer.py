@@ -1,289 +1,232 @@
-"""The training loop: SNN2ANN (or the BPTT baseline), evaluation, logs and checkpoints.
+"""The training run: wires steps (:mod:`.step`), epochs (:mod:`.epoch`), validation
+(:mod:`.evaluate`), logs (:mod:`.run_log`) and checkpoints (:mod:`.checkpoint`).
 
-One SNN2ANN iteration: the SNN branch runs T steps without gradients (integer Loihi neurons on
-the export's integer grid, or float with ``train.float_snn``); the ANN branch runs once with its
-activations replaced by the spike counts; the cross-entropy of its logits is back-propagated;
-ATA then raises thresholds of layers with too many noisy spikes. Each epoch ends with an
-evaluation on the test split and an atomic checkpoint (``last.pt``, and ``best.pt`` by SNN
-accuracy) in ``output.dir``; rank 0 alone writes under DDP.
+Each epoch ends with an evaluation on the validation split and an atomic checkpoint
+(``last.pt``, and ``best.pt`` by validation SNN accuracy) in ``output.dir``; every training-time
+decision sees the validation split only. After the last epoch the selected model (``best.pt``)
+is evaluated once on the test split (``test.json``). Rank 0 alone evaluates and writes under DDP.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
+import copy
+import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data.distributed import DistributedSampler
-from tqdm import tqdm
 
+from snn2loihi.atomic import atomic_path
 from snn2loihi.train import distributed as D
-from snn2loihi.train.ata import adjust_thresholds
-from snn2loihi.train.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
-from snn2loihi.train.data import ImageData, augment, load_datasets
+from snn2loihi.train.checkpoint import BEST, load_checkpoint, save_epoch
+from snn2loihi.train.config import Config, TrainConfig
+from snn2loihi.train.data import Splits, augment, load_datasets
+from snn2loihi.train.epoch import epoch_batches, run_epoch
 from snn2loihi.train.evaluate import evaluate
 from snn2loihi.train.factory import model_from_config
-from snn2loihi.train.mapping import mapping_unit
-from snn2loihi.train.snn_branch import run_snn
+from snn2loihi.train.model import SpikingNet
+from snn2loihi.train.run_log import RunLog
+from snn2loihi.train.step import StepParams
 
 log = logging.getLogger(__name__)
 
-CSV_FIELDS = (
-    "epoch",
-    "lr",
-    "train_loss",
-    "train_acc",
-    "ann_acc",
-    "snn_acc",
-    "spikes_total",
-    "spikes_per_layer",
-    "thresholds",
-    "noisy_rate",
-    "epoch_s",
-)
+TEST_FILE = "test.json"
 
 
-def _optimizer(model, t: dict):
-    if t["optimizer"] == "adam":
-        return torch.optim.Adam(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
+    if t.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     return torch.optim.SGD(
-        model.parameters(), lr=t["lr"], momentum=t["momentum"], weight_decay=t["weight_decay"]
+        model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
     )
 
 
-def _scheduler(optimizer, t: dict):
-    if t["scheduler"] == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t["epochs"])
+def make_scheduler(optimizer: torch.optim.Optimizer, t: TrainConfig):
+    if t.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t.epochs)
     return None
 
 
-def _epoch_batches(data: ImageData, sampler: DistributedSampler, batch_size: int):
-    """Index batches of this rank for the sampler's epoch; a trailing batch of one is dropped
-    (BatchNorm cannot train on it)."""
-    idx = torch.tensor(list(iter(sampler)), dtype=torch.int64)
-    batches = list(torch.split(idx, batch_size))
-    if batches and len(batches[-1]) < 2:
-        batches.pop()
-    return batches
+@dataclass
+class RunState:
+    """What a run carries from epoch to epoch (``net``: ``model`` or its DDP wrapper)."""
+
+    model: SpikingNet
+    net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    meta: dict  # input shape, classes, normalization: rebuilds the model from a checkpoint
+    start: int = 0
+    best: float = -1.0  # best validation SNN accuracy so far
+    history: list[dict] = field(default_factory=list)
 
 
-class _CsvLog:
-    """Appends one row per epoch to ``log.csv`` (header written once)."""
+def build_run(config: Config, splits: Splits, device: torch.device, world: int, resume) -> RunState:
+    """The seeded model, optimizer and scheduler; restored from ``resume`` if given."""
+    state = load_checkpoint(resume) if resume is not None else None
+    mean, std = splits.train.channel_stats()
+    torch.manual_seed(config.train.seed)
+    input_shape = tuple(splits.train.x.shape[1:])
+    model = model_from_config(config, input_shape, splits.num_classes, mean, std).to(device)
+    if config.model.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, config.train)
+    meta = {"input_shape": list(input_shape), "num_classes": splits.num_classes}
+    meta.update(mean=list(mean), std=list(std))
+    run = RunState(model, model, optimizer, make_scheduler(optimizer, config.train), meta)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if run.scheduler is not None and state["scheduler"]:
+            run.scheduler.load_state_dict(state["scheduler"])
+            run.scheduler.T_max = config.train.epochs  # a resumed run may extend the schedule
+        run.start = state["epoch"] + 1
+        run.history = list(state["metrics"].get("history", []))
+        run.best = max((h["snn_acc"] for h in run.history), default=-1.0)
+        log.info("resumed from %s at epoch %d", resume, run.start)
+    if world > 1:
+        run.net = torch.nn.parallel.DistributedDataParallel(model)
+    return run
 
-    def __init__(self, path: Path):
-        self.path = path
-        if not path.exists():
-            with open(path, "w", newline="") as fh:
-                csv.writer(fh).writerow(CSV_FIELDS)
 
-    def write(self, row: dict) -> None:
-        with open(self.path, "a", newline="") as fh:
-            csv.writer(fh).writerow([row[k] for k in CSV_FIELDS])
+def _eval_kwargs(config: Config, device: torch.device) -> dict:
+    t = config.train
+    return dict(
+        device=device,
+        batch_size=t.eval_batch_size,
+        quantized=not t.float_snn,
+        weight_bits=t.weight_bits,
+        compile_neuron=t.compile_neuron,
+    )
 
 
-def _tensorboard(out_dir: Path, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        log.warning("tensorboard is not installed; logging to CSV only")
-        return None
-    return SummaryWriter(str(out_dir / "tb"))
+def train_epoch(
+    run: RunState, config: Config, splits: Splits, sampler, epoch: int, device, main: bool
+):
+    """Seed the epoch, shuffle, augment and train one epoch; returns :class:`EpochStats`."""
+    d, t = config.data, config.train
+    epoch_seed = t.seed * 100_003 + epoch
+    torch.manual_seed(epoch_seed)
+    gen = torch.Generator().manual_seed(epoch_seed)
+    sampler.set_epoch(epoch)
+    use_aug = d.augment == "on" or (d.augment == "auto" and d.dataset.startswith("cifar"))
+    transform = (lambda x: augment(x, gen, d.crop_padding, d.flip)) if use_aug else None
+    return run_epoch(
+        run.model,
+        run.net,
+        run.optimizer,
+        splits.train,
+        epoch_batches(sampler, t.batch_size),
+        StepParams.from_config(config),
+        device=device,
+        transform=transform,
+        desc=f"epoch {epoch + 1}/{t.epochs}",
+        progress=main and config.output.progress,
+    )
+
+
+def validate_epoch(run: RunState, config: Config, val_data, epoch: int, stats, lr, t0, device):
+    """Rank 0: the epoch's metrics with validation accuracies, appended to the history."""
+    model = run.model
+    ev = evaluate(model, val_data, **_eval_kwargs(config, device))
+    metrics = {
+        "epoch": epoch,
+        "lr": lr,
+        "train_loss": stats.loss,
+        "train_acc": stats.acc,
+        **ev,
+        "thresholds": [float(ly.thresholds.mean()) for ly in model.spiking_layers],
+        "noisy_rate": stats.noisy,
+        "epoch_s": time.perf_counter() - t0,
+    }
+    run.history.append(metrics)
+    return metrics
+
+
+def checkpoint_epoch(run: RunState, config: Config, metrics: dict) -> None:
+    """Rank 0: ``last.pt``, and ``best.pt`` when the validation SNN accuracy is a new best."""
+    is_best = metrics["snn_acc"] > run.best
+    run.best = max(run.best, metrics["snn_acc"])
+    save_epoch(
+        Path(config.output.dir),
+        is_best=is_best,
+        model=run.model,
+        optimizer=run.optimizer,
+        scheduler=run.scheduler,
+        epoch=metrics["epoch"],
+        config=config,
+        metrics={**metrics, "history": run.history, "model": run.meta},
+    )
+
+
+def test_best(model: SpikingNet, config: Config, test_data, device) -> dict:
+    """Evaluate the selected checkpoint (``best.pt``) once on the test split; write and return
+    ``best_epoch`` and the ``test_*`` figures (``test.json`` in the run folder)."""
+    out_dir = Path(config.output.dir)
+    if not (out_dir / BEST).is_file():
+        log.warning("no %s in %s: the test split is not evaluated", BEST, out_dir)
+        return {}
+    state = load_checkpoint(out_dir / BEST)
+    best = copy.deepcopy(model)
+    best.load_state_dict(state["model"])
+    ev = evaluate(best, test_data, **_eval_kwargs(config, device))
+    result = {
+        "split": "test",
+        "samples": len(test_data),
+        "best_epoch": state["epoch"],
+        "val_snn_acc": state["metrics"]["snn_acc"],
+        **{f"test_{k}": v for k, v in ev.items()},
+    }
+    with atomic_path(out_dir / TEST_FILE) as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    log.info("test split (best epoch %d): snn %.4f", state["epoch"] + 1, ev["snn_acc"])
+    return result
 
 
 def train(
-    config: dict,
+    config: Config,
     *,
     resume: str | Path | None = None,
     on_epoch_end: Callable[[int, dict], None] | None = None,
 ) -> dict:
-    """Train as ``config`` says; returns the last epoch's metrics (with ``history``).
+    """Train as ``config`` says; returns the last epoch's metrics (validation accuracies), the
+    test figures of the selected model (``best_epoch``, ``test_snn_acc``, ...) and ``history``.
 
     ``resume``: a checkpoint (or its folder) to continue from; its model, thresholds, optimizer
     and scheduler states are restored and training continues at the next epoch.
     ``on_epoch_end(epoch, metrics)`` is called after each epoch's checkpoint (rank 0).
     """
-    d, t, ata = config["data"], config["train"], config["ata"]
-    device = D.local_device(t["device"])
+    t = config.train
+    device = D.local_device(t.device)
     rank, world = D.init_distributed(device)
     main = D.is_main(rank)
-    if t["num_threads"]:
-        torch.set_num_threads(t["num_threads"])
-    out_dir = Path(config["output"]["dir"])
-    state = load_checkpoint(resume) if resume is not None else None
-
-    train_data, test_data, num_classes = load_datasets(d)
-    mean, std = train_data.channel_stats()
-    torch.manual_seed(t["seed"])
-    input_shape = tuple(train_data.x.shape[1:])
-    model = model_from_config(config, input_shape, num_classes, mean, std).to(device)
-    if config["model"]["channels_last"]:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = _optimizer(model, t)
-    scheduler = _scheduler(optimizer, t)
-    history: list[dict] = []
-    start = 0
-    best = -1.0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state["scheduler"]:
-            scheduler.load_state_dict(state["scheduler"])
-            scheduler.T_max = t["epochs"]  # a resumed run may extend the schedule
-        start = state["epoch"] + 1
-        history = list(state["metrics"].get("history", []))
-        best = max((h["snn_acc"] for h in history), default=-1.0)
-        log.info("resumed from %s at epoch %d", resume, start)
-    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-
+    if t.num_threads:
+        torch.set_num_threads(t.num_threads)
+    splits = load_datasets(config.data)
+    run = build_run(config, splits, device, world, resume)
     sampler = DistributedSampler(
-        train_data, num_replicas=world, rank=rank, shuffle=True, seed=t["seed"]
+        splits.train, num_replicas=world, rank=rank, shuffle=True, seed=t.seed
     )
-    use_aug = d["augment"] == "on" or (d["augment"] == "auto" and d["dataset"].startswith("cifar"))
-    bptt = t["method"] == "bptt"
-    bptt_args = {
-        "leak": 1.0 if config["bptt"]["neuron"] == "if" else config["bptt"]["leak"],
-        "alpha": config["bptt"]["alpha"],
-    }
-    mapping = mapping_unit(t["mapping"])
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if device.type == "cuda" and t["bf16"]
-        else contextlib.nullcontext()
-    )
-    csv_log = tb = None
-    if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        csv_log = _CsvLog(out_dir / "log.csv")
-        tb = _tensorboard(out_dir, config["output"]["tensorboard"])
-    meta = {
-        "input_shape": list(input_shape),
-        "num_classes": num_classes,
-        "mean": list(mean),
-        "std": list(std),
-    }
-
+    logs = RunLog(Path(config.output.dir), config.output.tensorboard) if main else None
     metrics: dict = {}
-    for epoch in range(start, t["epochs"]):
+    for epoch in range(run.start, t.epochs):
         t0 = time.perf_counter()
-        epoch_seed = t["seed"] * 100_003 + epoch
-        torch.manual_seed(epoch_seed)
-        gen = torch.Generator().manual_seed(epoch_seed)
-        sampler.set_epoch(epoch)
-        model.train()
-        loss_sum = correct = seen = 0.0
-        noisy: list[float] = []
-        batches = _epoch_batches(train_data, sampler, t["batch_size"])
-        bar = tqdm(
-            batches,
-            desc=f"epoch {epoch + 1}/{t['epochs']}",
-            leave=False,
-            disable=not (main and config["output"]["progress"]),
-        )
-        for idx in bar:
-            x = train_data.x[idx]
-            if use_aug:
-                x = augment(x, gen, d["crop_padding"], d["flip"])
-            x, y = x.to(device), train_data.y[idx].to(device)
-            xf = x.float()
-            if config["model"]["channels_last"] and x.ndim == 4:
-                xf = xf.contiguous(memory_format=torch.channels_last)
-            if bptt:
-                with autocast:
-                    logits, _ = net(xf, bptt=bptt_args)
-            else:
-                snn = run_snn(
-                    model,
-                    x,
-                    quantized=not t["float_snn"],
-                    weight_bits=t["weight_bits"],
-                    compile_neuron=t["compile_neuron"],
-                )
-                with autocast:
-                    logits, pre = net(xf, snn.counts, mapping, t["dropout"])
-            loss = F.cross_entropy(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if not bptt and ata["enabled"]:
-                noisy = adjust_thresholds(
-                    model,
-                    pre,
-                    snn.counts,
-                    tolerance=ata["tolerance"],
-                    step=ata["step"],
-                    granularity=ata["granularity"],
-                )
-            loss_sum += float(loss.detach()) * len(y)
-            correct += float((logits.argmax(1) == y).sum())
-            seen += len(y)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
-        loss_sum, correct, seen = D.all_reduce_sum([loss_sum, correct, seen], device)
-        lr = optimizer.param_groups[0]["lr"]
-        if scheduler is not None:
-            scheduler.step()
+        stats = train_epoch(run, config, splits, sampler, epoch, device, main)
+        lr = run.optimizer.param_groups[0]["lr"]
+        if run.scheduler is not None:
+            run.scheduler.step()
         if main:
-            ev = evaluate(
-                model,
-                test_data,
-                device=device,
-                batch_size=t["eval_batch_size"],
-                quantized=not t["float_snn"],
-                weight_bits=t["weight_bits"],
-                compile_neuron=t["compile_neuron"],
-            )
-            metrics = {
-                "epoch": epoch,
-                "lr": lr,
-                "train_loss": loss_sum / max(seen, 1),
-                "train_acc": correct / max(seen, 1),
-                **ev,
-                "thresholds": [float(ly.thresholds.mean()) for ly in model.spiking_layers],
-                "noisy_rate": noisy,
-                "epoch_s": time.perf_counter() - t0,
-            }
-            history.append(metrics)
-            csv_log.write(
-                {
-                    **metrics,
-                    "spikes_per_layer": ";".join(f"{s:.2f}" for s in ev["spikes_per_layer"]),
-                    "thresholds": ";".join(f"{v:.4f}" for v in metrics["thresholds"]),
-                    "noisy_rate": ";".join(f"{v:.4f}" for v in noisy),
-                }
-            )
-            if tb is not None:
-                for key in ("train_loss", "train_acc", "ann_acc", "snn_acc", "spikes_total"):
-                    tb.add_scalar(key, metrics[key], epoch)
-            log.info(
-                "epoch %d: loss %.4f ann %.4f snn %.4f spikes %.1f",
-                epoch + 1,
-                metrics["train_loss"],
-                ev["ann_acc"],
-                ev["snn_acc"],
-                ev["spikes_total"],
-            )
-            ckpt_metrics = {**metrics, "history": history, "model": meta}
-            kwargs = dict(
-                model=model,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                epoch=epoch,
-                config=config,
-                metrics=ckpt_metrics,
-            )
-            save_checkpoint(out_dir / LAST, **kwargs)
-            if ev["snn_acc"] > best:
-                best = ev["snn_acc"]
-                save_checkpoint(out_dir / BEST, **kwargs)
+            metrics = validate_epoch(run, config, splits.val, epoch, stats, lr, t0, device)
+            logs.epoch(metrics)
+            checkpoint_epoch(run, config, metrics)
             if on_epoch_end is not None:
                 on_epoch_end(epoch, metrics)
         D.barrier()
-    if tb is not None:
-        tb.close()
-    return {**metrics, "history": history}
+    if not main:
+        return {**metrics, "history": run.history}
+    logs.close()
+    return {**metrics, **test_best(run.model, config, splits.test, device), "history": run.history}

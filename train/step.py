@@ -1,0 +1,131 @@
+"""One optimisation step on a batch: SNN2ANN (or the BPTT baseline), then ATA.
+
+SNN2ANN: the SNN branch runs T steps without gradients (integer Loihi neurons on the export's
+integer grid, or float with ``train.float_snn``); the ANN branch runs once with its activations
+replaced by the spike counts; the cross-entropy of its logits is back-propagated; ATA then raises
+the thresholds of layers with too many noisy spikes. BPTT: the unrolled surrogate-gradient pass.
+
+:func:`train_step` is a pure-ish step in the style of ``step(x, state, params)``: the mutable
+state is the model and optimizer, everything else comes in an immutable :class:`StepParams`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from snn2loihi.train.ata import adjust_thresholds
+from snn2loihi.train.config import Config
+from snn2loihi.train.mapping import mapping_unit
+from snn2loihi.train.model import SpikingNet
+from snn2loihi.train.snn_branch import run_snn
+
+
+@dataclass(frozen=True)
+class StepParams:
+    """How a step runs: method, SNN branch options, mapping, ATA and precision options."""
+
+    bptt: bool
+    quantized: bool
+    weight_bits: int
+    compile_neuron: bool
+    mapping: Callable
+    dropout: float
+    bptt_args: dict  # keyword arguments of bptt_forward (leak, alpha)
+    ata_enabled: bool
+    ata_tolerance: float
+    ata_step: float
+    ata_granularity: str
+    channels_last: bool
+    bf16: bool  # bf16 autocast of the ANN branch (CUDA only)
+
+    @classmethod
+    def from_config(cls, config: Config) -> StepParams:
+        t, ata, b = config.train, config.ata, config.bptt
+        return cls(
+            bptt=t.method == "bptt",
+            quantized=not t.float_snn,
+            weight_bits=t.weight_bits,
+            compile_neuron=t.compile_neuron,
+            mapping=mapping_unit(t.mapping),
+            dropout=t.dropout,
+            bptt_args={"leak": 1.0 if b.neuron == "if" else b.leak, "alpha": b.alpha},
+            ata_enabled=ata.enabled,
+            ata_tolerance=ata.tolerance,
+            ata_step=ata.step,
+            ata_granularity=ata.granularity,
+            channels_last=config.model.channels_last,
+            bf16=t.bf16,
+        )
+
+
+@dataclass
+class StepResult:
+    """Batch loss (mean cross-entropy), correct predictions of the ANN logits, and each spiking
+    layer's noisy-spike rate (None when ATA did not run)."""
+
+    loss: float
+    correct: float
+    noisy: list[float] | None
+
+
+def _autocast(device: torch.device, bf16: bool):
+    if device.type == "cuda" and bf16:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def forward_logits(
+    model: SpikingNet, net: torch.nn.Module, x: torch.Tensor, params: StepParams
+) -> tuple[torch.Tensor, list[torch.Tensor] | None, list[torch.Tensor] | None]:
+    """Training logits (B, classes) for uint8 images ``x`` (B, C, H, W); with SNN2ANN also the
+    ANN pre-activations and SNN spike counts per spiking layer (for ATA). ``net`` is ``model``
+    or its DDP wrapper."""
+    xf = x.float()
+    if params.channels_last and x.ndim == 4:
+        xf = xf.contiguous(memory_format=torch.channels_last)
+    if params.bptt:
+        with _autocast(x.device, params.bf16):
+            logits, _ = net(xf, bptt=params.bptt_args)
+        return logits, None, None
+    snn = run_snn(
+        model,
+        x,
+        quantized=params.quantized,
+        weight_bits=params.weight_bits,
+        compile_neuron=params.compile_neuron,
+    )
+    with _autocast(x.device, params.bf16):
+        logits, pre = net(xf, snn.counts, params.mapping, params.dropout)
+    return logits, pre, snn.counts
+
+
+def train_step(
+    model: SpikingNet,
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    params: StepParams,
+) -> StepResult:
+    """One optimisation step on images ``x`` (B, C, H, W) uint8 and labels ``y`` (B,)."""
+    logits, pre, counts = forward_logits(model, net, x, params)
+    loss = F.cross_entropy(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    noisy = None
+    if counts is not None and params.ata_enabled:
+        noisy = adjust_thresholds(
+            model,
+            pre,
+            counts,
+            tolerance=params.ata_tolerance,
+            step=params.ata_step,
+            granularity=params.ata_granularity,
+        )
+    return StepResult(float(loss.detach()), float((logits.argmax(1) == y).sum()), noisy)
