@@ -17,7 +17,8 @@ from snn2loihi.train.config import resolve
 from snn2loihi.train.data import load_datasets
 from snn2loihi.train.factory import model_from_checkpoint
 from snn2loihi.train.netx_model import to_netx
-from snn2loihi.train.trainer import CSV_FIELDS, train
+from snn2loihi.train.run_log import CSV_FIELDS
+from snn2loihi.train.trainer import train
 
 FAST = ["model.arch='custom'", "model.convs=['16', 's32']", "model.dense=[]"]
 
@@ -61,9 +62,13 @@ def test_short_digits_run_learns_and_reports_the_deployed_accuracy(tmp_path):
     history = metrics["history"]
     assert metrics["snn_acc"] > 0.85, metrics  # chance is 0.10
     assert metrics["ann_acc"] > 0.85 and metrics["train_acc"] > 0.5, metrics
+    test_keys = {"best_epoch", "samples", "split", "val_snn_acc"}
+    test_keys |= {k for k in metrics if k.startswith("test_")}
     assert [h["epoch"] for h in history] == [0, 1, 2] and history[-1] == {
-        k: v for k, v in metrics.items() if k != "history"
+        k: v for k, v in metrics.items() if k != "history" and k not in test_keys
     }
+    assert metrics["split"] == "test" and metrics["samples"] == 359  # digits' held-out test split
+    assert metrics["test_snn_acc"] > 0.85, metrics
     assert history[-1]["train_loss"] < history[0]["train_loss"], "the loss must fall"
     assert len(metrics["spikes_per_layer"]) == 3 and metrics["spikes_total"] > 0
     assert metrics["spikes_total"] == pytest.approx(sum(metrics["spikes_per_layer"]))
