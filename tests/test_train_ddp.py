@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
 from train_helpers import small_config
 
@@ -15,15 +15,16 @@ from snn2loihi.train.checkpoint import load_checkpoint
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(600)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, world: int, port: int, config: dict, out: str) -> None:
+    # As under torchrun, the rendezvous store lives outside the ranks (here: in the test
+    # process) and every rank is its client, so no rank's exit can pull the store from under
+    # another rank's shutdown (that aborted a rank with SIGABRT when rank 0 hosted it).
     os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world)
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        TORCHELASTIC_USE_AGENT_STORE="True",
     )
     torch.set_num_threads(1)
     from snn2loihi.train import distributed
@@ -42,7 +43,8 @@ def test_two_process_gloo_training(tmp_path):
         "train.epochs=2",
         "train.batch_size=64",
     )
-    mp.spawn(_worker, args=(2, _free_port(), cfg, str(tmp_path)), nprocs=2, join=True)
+    store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+    mp.spawn(_worker, args=(2, store.port, cfg, str(tmp_path)), nprocs=2, join=True)
     state = load_checkpoint(tmp_path / "run")
     assert state["epoch"] == 1 and state["metrics"]["snn_acc"] > 0.3, state["metrics"]
     assert not list((tmp_path / "run").glob(".*.tmp"))
