@@ -51,7 +51,7 @@ bench: setup
 
 # The main command: train on digits, export, Lava + emulator, parity, report in runs/demo
 demo: setup
-	$(VENV)/bin/snn2loihi demo --out runs/demo
+	$(VENV)/bin/snn2loihi demo --out runs/demo --force
 
 docs: setup
 	$(PY) -c "from snn2loihi.app.cli import reference_markdown; open('docs/cli.md', 'w').write(reference_markdown())"

@@ -82,11 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with terminate_as_exception():
             return int(args.func(args) or 0)
-    except Snn2LoihiError as exc:
-        print(f"snn2loihi {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except FileExistsError as exc:
-        print(f"snn2loihi {args.command}: error: {exc}", file=sys.stderr)
+    except (Snn2LoihiError, OSError) as exc:  # OSError: a full disk, a vanished folder, ...
+        message = " ".join(str(exc).split())  # one line, whatever the message holds
+        print(f"snn2loihi {args.command}: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"snn2loihi {args.command}: interrupted", file=sys.stderr)

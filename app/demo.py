@@ -17,6 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from snn2loihi.app import demo_report as rep
+from snn2loihi.errors import InputDataError
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +30,9 @@ def _predict(v_last) -> np.ndarray:
     return predict(READOUT_V, v_last=v_last)
 
 
-def _train(
-    out: Path, steps: int, epochs: int, seed: int, progress: bool
-) -> tuple[dict, dict, float]:
+def _config(out: Path, steps: int, epochs: int, seed: int, progress: bool):
+    """The demo's resolved training config (validated: bad options fail before any work)."""
     from snn2loihi.train.config import resolve
-    from snn2loihi.train.trainer import train
 
     overrides = [
         f"train.steps={steps}",
@@ -42,10 +41,31 @@ def _train(
         f"output.dir={json.dumps(str(out / 'train'))}",
         f"output.progress={'true' if progress else 'false'}",
     ]
-    config = resolve(None, overrides)
+    return resolve(None, overrides)
+
+
+def _check_out(out: Path, samples: int | None, force: bool) -> None:
+    """Refuse, before anything is created, bad options and a folder holding another demo."""
+    from snn2loihi.errors import OutputPathError
+    from snn2loihi.outputs import check_outputs
+    from snn2loihi.train.run_folder import check_run_folder
+
+    if samples is not None and samples < 1:
+        raise InputDataError(f"--samples {samples} must be >= 1")
+    if out.exists() and not out.is_dir():
+        raise OutputPathError(f"--out {out} is a file; give a folder")
+    check_outputs({"--out": out / "report.json"}, force=True)  # writable
+    if not force and (out / "report.json").exists():
+        raise OutputPathError(f"--out {out} holds a demo run; use --force to replace it")
+    check_run_folder(out / "train", force=force)
+
+
+def _train(config, force: bool) -> tuple[dict, float]:
+    from snn2loihi.train.trainer import train
+
     t0 = time.perf_counter()
-    metrics = train(config)
-    return config, metrics, time.perf_counter() - t0
+    metrics = train(config, force=force)
+    return metrics, time.perf_counter() - t0
 
 
 def _lava_in_chunks(path: Path, x: np.ndarray, chunk: int, progress: bool, timeout: float | None):
@@ -81,6 +101,7 @@ def run_demo(
     lava_chunk: int = 120,
     progress: bool = True,
     lava_timeout: float | None = 900.0,
+    force: bool = False,
 ) -> dict:
     """Run the whole flow into ``out``; returns the figures written to ``report.json``."""
     from snn2loihi.deploy.emulator import Emulator
@@ -92,8 +113,10 @@ def run_demo(
     from snn2loihi.train.data import load_datasets
 
     out = Path(out)
+    config = _config(out, steps, epochs, seed, progress)
+    _check_out(out, samples, force)
     out.mkdir(parents=True, exist_ok=True)
-    config, metrics, train_s = _train(out, steps, epochs, seed, progress)
+    metrics, train_s = _train(config, force)
     rep.write_text(dump_toml(config), out / "config.toml")  # the resolved config of this run
     net_path = out / "model.net"
     export_checkpoint(
@@ -256,6 +279,7 @@ def cmd_demo(args) -> int:
         seed=args.seed,
         samples=args.samples,
         progress=not args.no_progress,
+        force=args.force,
     )
     s = data["summary"]
     width = max(len(r[0]) for r in summary_rows(s))
@@ -285,4 +309,5 @@ def add_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--samples", type=int, default=None, help="test samples to run (default all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--force", action="store_true", help="replace a demo already in --out")
     p.set_defaults(func=cmd_demo)

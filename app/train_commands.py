@@ -36,7 +36,7 @@ def cmd_train(args) -> int:
     if args.resume and args.config is None:
         base = load_checkpoint(args.resume)["config"]
     config = resolve(args.config, overrides, base=base)
-    metrics = train(config, resume=args.resume)
+    metrics = train(config, resume=args.resume, force=args.force)
     keys = ("epoch", "ann_acc", "snn_acc", "spikes_total", "best_epoch")
     keys += ("test_ann_acc", "test_snn_acc", "test_spikes_total")
     summary = {k: metrics[k] for k in keys if k in metrics}  # ann/snn_acc: validation split
@@ -78,5 +78,8 @@ def add_commands(sub) -> None:
         "--float-snn", action="store_true", help="ablation: unquantized float SNN branch"
     )
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint or its folder")
+    p.add_argument(
+        "--force", action="store_true", help="replace the run already in --out (its files go)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)

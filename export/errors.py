@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from snn2loihi.errors import Snn2LoihiError, UnsupportedLayerError
+from snn2loihi.errors import CheckpointError, Snn2LoihiError, UnsupportedLayerError
 
-
-class CheckpointError(Snn2LoihiError):
-    """A checkpoint file is unreadable, incomplete or does not match its own config."""
+__all__ = ["CheckpointError", "DataUnavailableError", "NotDeployableError"]
 
 
 class NotDeployableError(UnsupportedLayerError):

@@ -15,6 +15,7 @@ from torch import nn
 
 from snn2loihi.errors import ConfigError
 from snn2loihi.export.errors import CheckpointError, NotDeployableError
+from snn2loihi.train.checkpoint import check_weights, state_dict_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def load_model(path: str | Path):
     try:
         state = load_checkpoint(path)
     except ConfigError as exc:
-        raise CheckpointError(_one_line(str(exc), path)) from None
+        raise CheckpointError(str(exc)) from None
     if not isinstance(state, dict) or not {"model", "config", "metrics"} <= set(state):
         raise CheckpointError(
             f"checkpoint '{path}' lacks the 'model', 'config' or 'metrics' entries of a "
@@ -116,16 +117,6 @@ def load_model(path: str | Path):
     check_modules(model, f"checkpoint '{path}'")
     _load_weights(model, state["model"], path)
     return model.eval(), state
-
-
-def _one_line(message: str, path) -> str:
-    """Condense torch's multi-line unpickling message to one line naming the cause."""
-    if "\n" not in message:
-        return message
-    marker = "WeightsUnpickler error:"
-    cause = message.split(marker, 1)[1] if marker in message else message.splitlines()[0]
-    cause = " ".join(cause.split("Check the documentation")[0].split())[:200]
-    return f"checkpoint '{path}' is not a readable snn2loihi checkpoint ({cause})"
 
 
 def check_meta(meta: dict, path) -> None:
@@ -159,43 +150,6 @@ def check_meta(meta: dict, path) -> None:
                 )
 
 
-def check_weights(weights, path) -> None:
-    """Refuse non-tensor entries, NaN/inf values, thresholds <= 0 and BN variances < 0."""
-    import torch
-
-    if not isinstance(weights, dict):
-        raise CheckpointError(
-            f"checkpoint '{path}': 'model' is {type(weights).__name__}, not a dict"
-        )
-    for name, value in weights.items():
-        if not isinstance(value, torch.Tensor):
-            raise CheckpointError(
-                f"checkpoint '{path}': parameter '{name}' is {type(value).__name__}, not a tensor"
-            )
-        if not value.is_floating_point():
-            continue
-        v = value.detach().double().cpu()
-        bad = ~torch.isfinite(v)
-        if name.endswith("thresholds"):
-            bad |= v <= 0
-        elif name.endswith("running_var"):
-            bad |= v < 0
-        if bad.any():
-            _refuse_value(name, v, bad, path)
-
-
-def _refuse_value(name: str, v, bad, path) -> None:
-    flat = int(bad.reshape(-1).nonzero()[0, 0])
-    index = tuple(int(i) for i in np.unravel_index(flat, tuple(v.shape))) if v.ndim else ()
-    value = float(v.reshape(-1)[flat])
-    need = {"thresholds": "finite and > 0", "running_var": "finite and >= 0"}
-    rule = next((r for k, r in need.items() if name.endswith(k)), "finite")
-    raise CheckpointError(
-        f"checkpoint '{path}': parameter '{name}' = {value} at index {index} "
-        f"({int(bad.sum())} bad values); values must be {rule}"
-    )
-
-
 def _load_weights(model: nn.Module, weights: dict, path) -> None:
     check_weights(weights, path)
     expected = set(model.state_dict())
@@ -212,8 +166,6 @@ def _load_weights(model: nn.Module, weights: dict, path) -> None:
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        detail = first[1].strip() if len(first) > 1 else first[0]
         raise CheckpointError(
-            f"checkpoint '{path}': weights do not fit its config ({detail})"
+            f"checkpoint '{path}': weights do not fit its config ({state_dict_mismatch(exc)})"
         ) from None

@@ -47,6 +47,14 @@ def where(path: object | None, layer: int | None = None, field: str | None = Non
     return ": ".join(parts)
 
 
+class CheckpointError(Snn2LoihiError):
+    """A checkpoint file is unreadable, incomplete, holds bad values or does not match its config."""
+
+
+class TrainingDivergedError(Snn2LoihiError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
 class OutputPathError(Snn2LoihiError):
     """An output path is an input, another output, a folder, unwritable, or exists without --force."""
 

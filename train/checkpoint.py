@@ -8,12 +8,14 @@ epoch and its metrics. The resolved config is also saved beside it as ``config.t
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from snn2loihi.atomic import atomic_path
-from snn2loihi.errors import ConfigError
+from snn2loihi.errors import CheckpointError, ConfigError
 from snn2loihi.train.config import Config, dump_toml
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,59 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise ConfigError(f"checkpoint '{path}' does not exist")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a foreign pickle's protocol: the error says enough
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise ConfigError(f"checkpoint '{path}' cannot be loaded ({exc})") from None
+        raise ConfigError(
+            f"checkpoint '{path}' cannot be loaded ({_unpickling_cause(exc)})"
+        ) from None
+
+
+def _unpickling_cause(exc: Exception) -> str:
+    """torch's multi-line ``weights_only`` failure condensed to its cause, on one line."""
+    message = str(exc)
+    marker = "WeightsUnpickler error:"
+    cause = message.split(marker, 1)[1] if marker in message else message
+    return " ".join(cause.split("Check the documentation")[0].split())[:200]
+
+
+def check_weights(weights, path) -> None:
+    """Refuse non-tensor entries, NaN/inf values, thresholds <= 0 and BN variances < 0."""
+    if not isinstance(weights, dict):
+        raise CheckpointError(
+            f"checkpoint '{path}': 'model' is {type(weights).__name__}, not a dict"
+        )
+    for name, value in weights.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"checkpoint '{path}': parameter '{name}' is {type(value).__name__}, not a tensor"
+            )
+        if not value.is_floating_point():
+            continue
+        v = value.detach().double().cpu()
+        bad = ~torch.isfinite(v)
+        if name.endswith("thresholds"):
+            bad |= v <= 0
+        elif name.endswith("running_var"):
+            bad |= v < 0
+        if bad.any():
+            _refuse_value(name, v, bad, path)
+
+
+def _refuse_value(name: str, v, bad, path) -> None:
+    flat = int(bad.reshape(-1).nonzero()[0, 0])
+    index = tuple(int(i) for i in np.unravel_index(flat, tuple(v.shape))) if v.ndim else ()
+    value = float(v.reshape(-1)[flat])
+    need = {"thresholds": "finite and > 0", "running_var": "finite and >= 0"}
+    rule = next((r for k, r in need.items() if name.endswith(k)), "finite")
+    raise CheckpointError(
+        f"checkpoint '{path}': parameter '{name}' = {value} at index {index} "
+        f"({int(bad.sum())} bad values); values must be {rule}"
+    )
+
+
+def state_dict_mismatch(exc: RuntimeError) -> str:
+    """The first line that names a mismatch in ``load_state_dict``'s multi-line error."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    return lines[1] if len(lines) > 1 else lines[0]

@@ -256,17 +256,36 @@ def load_file(path: str | Path) -> dict:
     """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) config file as nested dicts."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"config file '{path}': {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file '{path}': byte {exc.start} is not UTF-8 (0x{exc.object[exc.start]:02x})"
+        ) from None
     try:
         if path.suffix in (".yaml", ".yml"):
             import yaml
 
-            return yaml.safe_load(text) or {}
-        return tomllib.loads(text)
+            data = yaml.safe_load(text) or {}
+        else:
+            data = tomllib.loads(text)
     except Exception as exc:  # noqa: BLE001 - any parse error is a config error
-        raise ConfigError(f"config file '{path}': cannot parse ({exc})") from None
+        raise ConfigError(f"config file '{path}': cannot parse ({_one_line(exc)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file '{path}': expected sections of keys, got {type(data).__name__}"
+        )
+    return data
+
+
+def _one_line(exc: Exception) -> str:
+    """A parser's error in one line: YAML's problem and position, else the text joined."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return " ".join(str(exc).split())
 
 
 def parse_override(text: str) -> dict:

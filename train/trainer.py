@@ -12,8 +12,10 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,14 +23,23 @@ import torch
 from torch.utils.data.distributed import DistributedSampler
 
 from snn2loihi.atomic import atomic_path
+from snn2loihi.errors import CheckpointError, ConfigError, TrainingDivergedError
 from snn2loihi.train import distributed as D
-from snn2loihi.train.checkpoint import BEST, load_checkpoint, save_epoch
+from snn2loihi.train.checkpoint import (
+    BEST,
+    LAST,
+    check_weights,
+    load_checkpoint,
+    save_epoch,
+    state_dict_mismatch,
+)
 from snn2loihi.train.config import Config, TrainConfig
 from snn2loihi.train.data import Splits, augment, load_datasets
 from snn2loihi.train.epoch import epoch_batches, run_epoch
 from snn2loihi.train.evaluate import evaluate
 from snn2loihi.train.factory import model_from_config
 from snn2loihi.train.model import SpikingNet
+from snn2loihi.train.run_folder import check_run_folder, hold_run_folder
 from snn2loihi.train.run_log import RunLog
 from snn2loihi.train.step import StepParams
 
@@ -79,7 +90,14 @@ def build_run(config: Config, splits: Splits, device: torch.device, world: int, 
     meta.update(mean=list(mean), std=list(std))
     run = RunState(model, model, optimizer, make_scheduler(optimizer, config.train), meta)
     if state is not None:
-        model.load_state_dict(state["model"])
+        check_weights(state["model"], resume)
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise CheckpointError(
+                f"--resume {resume}: the checkpoint's model does not fit this config's "
+                f"({state_dict_mismatch(exc)})"
+            ) from None
         optimizer.load_state_dict(state["optimizer"])
         if run.scheduler is not None and state["scheduler"]:
             run.scheduler.load_state_dict(state["scheduler"])
@@ -191,6 +209,7 @@ def train(
     config: Config,
     *,
     resume: str | Path | None = None,
+    force: bool = False,
     on_epoch_end: Callable[[int, dict], None] | None = None,
 ) -> dict:
     """Train as ``config`` says; returns the last epoch's metrics (validation accuracies), the
@@ -199,15 +218,32 @@ def train(
     ``resume``: a checkpoint (or its folder) to continue from; its model, thresholds, optimizer
     and scheduler states are restored and training continues at the next epoch.
     ``on_epoch_end(epoch, metrics)`` is called after each epoch's checkpoint (rank 0).
+    ``output.dir`` must not hold another run unless it is the one resumed, or ``force``
+    (:mod:`.run_folder`); everything is checked before the folder is created.
     """
-    t = config.train
+    t, out_dir = config.train, Path(config.output.dir)
     device = D.local_device(t.device)
     rank, world = D.init_distributed(device)
     main = D.is_main(rank)
+    if main:
+        check_run_folder(out_dir, resume=resume, force=force)
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     splits = load_datasets(config.data)
     run = build_run(config, splits, device, world, resume)
+    if run.start >= t.epochs:
+        raise ConfigError(
+            f"--resume {resume}: the checkpoint has finished {run.start} epochs; give --epochs "
+            f"above {run.start} to train on"
+        )
+    held = hold_run_folder(out_dir, resume=resume, force=force) if main else nullcontext()
+    with held:
+        return _train_epochs(run, config, splits, device, rank, world, on_epoch_end)
+
+
+def _train_epochs(run: RunState, config: Config, splits: Splits, device, rank, world, on_end):
+    """The epochs of :func:`train` from ``run.start``; then the test split on rank 0."""
+    t, main = config.train, D.is_main(rank)
     sampler = DistributedSampler(
         splits.train, num_replicas=world, rank=rank, shuffle=True, seed=t.seed
     )
@@ -216,6 +252,12 @@ def train(
     for epoch in range(run.start, t.epochs):
         t0 = time.perf_counter()
         stats = train_epoch(run, config, splits, sampler, epoch, device, main)
+        if not math.isfinite(stats.loss):
+            raise TrainingDivergedError(
+                f"epoch {epoch + 1}: the training loss is {stats.loss}; training stopped and "
+                f"{Path(config.output.dir) / LAST} keeps the last good epoch ({epoch}); lower "
+                "train.lr or check the data"
+            )
         lr = run.optimizer.param_groups[0]["lr"]
         if run.scheduler is not None:
             run.scheduler.step()
@@ -223,8 +265,8 @@ def train(
             metrics = validate_epoch(run, config, splits.val, epoch, stats, lr, t0, device)
             logs.epoch(metrics)
             checkpoint_epoch(run, config, metrics)
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, metrics)
+            if on_end is not None:
+                on_end(epoch, metrics)
         D.barrier()
     if not main:
         return {**metrics, "history": run.history}

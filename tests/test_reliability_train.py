@@ -1,0 +1,187 @@
+"""Training and demo commands as a hostile but realistic user runs them: existing and locked run
+folders, bad resumes, diverging runs, bad config files and late validation. Each refusal is
+exit 2 with one stderr line, and leaves every file as it was."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from train_helpers import small_config
+
+from snn2loihi.errors import TrainingDivergedError
+from snn2loihi.train.checkpoint import LAST, load_checkpoint
+from snn2loihi.train.run_folder import hold_run_folder
+from snn2loihi.train.trainer import train
+
+FAST = ["model.arch='custom'", "model.convs=['8', 's16']", "model.dense=[]", "train.num_threads=1"]
+
+
+def cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "snn2loihi", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def train_cli(out: Path, *extra) -> subprocess.CompletedProcess:
+    sets = [a for f in FAST for a in ("--set", f)]
+    return cli("train", "--out", out, "--epochs", 1, "--steps", 2, "--no-progress", *sets, *extra)
+
+
+def refused(res: subprocess.CompletedProcess, *words: str) -> None:
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr[-3000:]
+    assert all(w in lines[0] for w in words), lines[0]
+
+
+def snapshot(folder: Path) -> dict:
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A finished one-epoch run (trained once for the module)."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    res = train_cli(out)
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+@pytest.mark.multiprocess
+def test_a_folder_holding_a_run_is_refused_then_replaced_with_force(finished_run, tmp_path):
+    out = tmp_path / "run"
+    os.system(f"cp -r {finished_run} {out}")  # noqa: S605 - a copy to replace
+    before = snapshot(out)
+    refused(train_cli(out), "holds another run (last.pt)", "--resume", "--force")
+    assert snapshot(out) == before
+    res = train_cli(out, "--force", "--seed", "3")
+    assert res.returncode == 0, res.stderr
+    assert (out / LAST).read_bytes() != before[out / LAST]
+    assert len((out / "log.csv").read_text().splitlines()) == 2  # header + the new run's epoch
+
+
+@pytest.mark.multiprocess
+def test_a_second_writer_is_refused_while_a_run_holds_the_folder(tmp_path):
+    out = tmp_path / "run"
+    with hold_run_folder(out):
+        refused(train_cli(out), "another snn2loihi train", f"pid {os.getpid()}")
+    assert list(out.iterdir()) == []  # the lock file goes with the run that held it
+
+
+@pytest.mark.multiprocess
+@pytest.mark.parametrize(
+    ("case", "words"),
+    [
+        ("fewer_epochs", ("has finished 1 epochs", "--epochs above 1")),
+        ("nan_weights", ("parameter 'layers.0.weight' = nan at index (0, 0, 0, 0)",)),
+        ("other_architecture", ("does not fit this config",)),
+    ],
+)
+def test_bad_resumes_are_refused_and_change_nothing(finished_run, tmp_path, case, words):
+    ckpt = finished_run / LAST
+    extra = ["--epochs", "1"]
+    if case == "nan_weights":
+        state = load_checkpoint(ckpt)
+        state["model"]["layers.0.weight"][0, 0, 0, 0] = math.nan
+        ckpt = tmp_path / "nan.pt"
+        torch.save(state, ckpt)
+        extra = ["--epochs", "2", "--out", tmp_path / "r"]
+    elif case == "other_architecture":
+        extra = ["--epochs", "2", "--set", "model.convs=['4', 's16']"]
+    before = snapshot(finished_run)
+    res = cli("train", "--resume", ckpt, "--no-progress", *extra)
+    refused(res, *words)
+    assert snapshot(finished_run) == before and not (tmp_path / "r").exists()
+
+
+def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    config = small_config(tmp_path, *FAST, "train.epochs=3")
+
+    def poison(epoch, metrics):  # after epoch 0's checkpoint, the weights turn NaN
+        if epoch == 0:
+            with torch.no_grad():
+                next(iter(models)).layers[0].weight.fill_(math.nan)
+
+    import snn2loihi.train.trainer as trainer
+
+    models = []
+    original = trainer.build_run
+
+    def build_run(*args, **kwargs):
+        run = original(*args, **kwargs)
+        models.append(run.model)
+        return run
+
+    trainer.build_run = build_run
+    try:
+        with pytest.raises(TrainingDivergedError, match="epoch 2: the training loss is nan"):
+            train(config, on_epoch_end=poison)
+    finally:
+        trainer.build_run = original
+    state = load_checkpoint(tmp_path / "run" / LAST)
+    assert state["epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.multiprocess
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"train:\n  steps: [1, 2\n  lr: 3\n", ("c.yaml", "line 3, column 5", "expected ','")),
+        (b"[train]\nsteps = 4 # caf\xe9\n", ("c.yaml", "byte 23 is not UTF-8 (0xe9)")),
+        (b"- 1\n- 2\n", ("c.yaml", "expected sections of keys, got list")),
+    ],
+)
+def test_bad_config_files_are_one_line_and_create_nothing(tmp_path, content, words):
+    (tmp_path / "c.yaml").write_bytes(content)
+    refused(train_cli(tmp_path / "new", "-c", tmp_path / "c.yaml"), *words)
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.multiprocess
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--set", "train.batch_size=0"], ("train.batch_size",)),
+        (["--dataset", "npz", "--set", "data.train='missing.npz'"], ("missing.npz",)),
+        (["--device", "banana"], ("train.device banana",)),
+    ],
+)
+def test_late_errors_leave_no_run_folder(tmp_path, args, words):
+    refused(train_cli(tmp_path / "new", *args), *words)
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.multiprocess
+def test_train_out_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "f").write_text("keep")
+    refused(train_cli(tmp_path / "f"), "is a file")
+    assert (tmp_path / "f").read_text() == "keep"
+
+
+@pytest.mark.multiprocess
+def test_demo_validates_before_any_work(tmp_path):
+    refused(cli("demo", "--out", tmp_path / "d", "--samples", "0"), "--samples 0 must be >= 1")
+    refused(cli("demo", "--out", tmp_path / "d", "--steps", "0"), "train.steps")
+    assert not (tmp_path / "d").exists()
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "report.json").write_text("{}")
+    refused(cli("demo", "--out", tmp_path / "d"), "holds a demo run", "--force")
+    assert (tmp_path / "d" / "report.json").read_text() == "{}"
+
+
+@pytest.mark.multiprocess
+def test_a_checkpoint_with_negative_steps_names_the_field(finished_run, tmp_path):
+    state = load_checkpoint(finished_run / LAST)
+    state["config"]["train"]["steps"] = -4
+    torch.save(state, tmp_path / "t.pt")
+    refused(cli("export", tmp_path / "t.pt", "--out", tmp_path / "m.net"), "train.steps", "-4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.pt"]
