@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "snn2loihi.app.deploy_commands",
     "snn2loihi.app.train_commands",
     "snn2loihi.app.export_commands",
+    "snn2loihi.app.eval_commands",
     "snn2loihi.app.demo",
 )
 
@@ -74,11 +75,23 @@ def reference_markdown(width: int = 100) -> str:
             os.environ["COLUMNS"] = old
 
 
+def _show_progress_lines() -> None:
+    """Progress lines (``snn2loihi.progress``, used off a terminal) go to stderr as they are."""
+    progress = logging.getLogger("snn2loihi.progress")
+    if not progress.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        progress.addHandler(handler)
+    progress.setLevel(logging.INFO)
+    progress.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    _show_progress_lines()
     try:
         with terminate_as_exception():
             return int(args.func(args) or 0)

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from snn2loihi.app import demo_report as rep
 from snn2loihi.errors import InputDataError
+from snn2loihi.progress import progress as progress_lines
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,9 @@ def _lava_in_chunks(path: Path, x: np.ndarray, chunk: int, progress: bool, timeo
     from snn2loihi.deploy.lava_runner import run_lava
 
     parts = []
-    for lo in tqdm(
-        range(0, len(x), chunk), desc="Lava simulator", unit="chunk", disable=not progress
+    total = -(-len(x) // chunk)
+    for lo in progress_lines(
+        range(0, len(x), chunk), desc="Lava simulator", total=total, unit="chunk", enabled=progress
     ):
         parts.append(
             run_lava(

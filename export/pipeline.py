@@ -29,6 +29,20 @@ def check_deployable(net: NetXNetwork, source: str = "network") -> None:
     validate_network(net, source)
 
 
+def deployable_network(model, weight_bits: int, source: str, layers=None) -> NetXNetwork:
+    """The NetX records of ``model`` on its integer grid, checked deployable (nothing written).
+
+    ``layers``: the model's :func:`~snn2loihi.train.fold.integer_layers`, if already computed.
+    """
+    from snn2loihi.train.fold import integer_layers
+    from snn2loihi.train.netx_model import netx_records
+
+    layers = integer_layers(model, weight_bits) if layers is None else layers
+    net = netx_records(layers, model.input_shape, model.layer_shapes())
+    check_deployable(net, source)
+    return net
+
+
 def write_deployable(
     model,
     out: str | Path,
@@ -58,11 +72,9 @@ def write_deployable(
     from snn2loihi.export.report import write_report
     from snn2loihi.netx_io import write_network
     from snn2loihi.train.fold import integer_layers
-    from snn2loihi.train.netx_model import netx_records
 
     layers = integer_layers(model, weight_bits)  # the one quantization of this export
-    net = netx_records(layers, model.input_shape, model.layer_shapes())
-    check_deployable(net, source)
+    net = deployable_network(model, weight_bits, source, layers)
     headroom = network_headroom(net, model.steps)
     warnings = [w for h in headroom for w in h.warnings]
     for w in warnings:

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
+from snn2loihi.progress import on_terminal
 from snn2loihi.train import distributed as D
 from snn2loihi.train.data import ImageData
 from snn2loihi.train.model import SpikingNet
@@ -53,7 +54,7 @@ def run_epoch(
     model.train()
     loss_sum = correct = seen = 0.0
     noisy: list[float] = []
-    bar = tqdm(batches, desc=desc, leave=False, disable=not progress)
+    bar = tqdm(batches, desc=desc, leave=False, disable=not (progress and on_terminal()))
     for idx in bar:
         x = data.x[idx]
         if transform is not None:

@@ -59,10 +59,13 @@ def open_tensorboard(out_dir: Path, enabled: bool):
 class RunLog:
     """``log.csv`` in ``out_dir`` (created), optional TensorBoard, and a log line per epoch."""
 
-    def __init__(self, out_dir: Path, tensorboard: bool):
+    def __init__(self, out_dir: Path, tensorboard: bool, progress: bool = False, epochs: int = 0):
         out_dir.mkdir(parents=True, exist_ok=True)
         self.csv = CsvLog(out_dir / "log.csv")
         self.tb = open_tensorboard(out_dir, tensorboard)
+        # with progress on: one line per epoch on stderr (the batch bar shows on a terminal only)
+        self.lines = logging.getLogger("snn2loihi.progress") if progress else log
+        self.epochs = epochs
 
     def epoch(self, metrics: dict) -> None:
         """Record one epoch's metrics (validation accuracies ``ann_acc``/``snn_acc``)."""
@@ -70,9 +73,10 @@ class RunLog:
         if self.tb is not None:
             for key in TB_SCALARS:
                 self.tb.add_scalar(key, metrics[key], metrics["epoch"])
-        log.info(
-            "epoch %d: loss %.4f val ann %.4f snn %.4f spikes %.1f",
+        self.lines.info(
+            "epoch %d/%d: loss %.4f, validation ANN %.4f, SNN %.4f, %.1f spikes per sample",
             metrics["epoch"] + 1,
+            self.epochs,
             metrics["train_loss"],
             metrics["ann_acc"],
             metrics["snn_acc"],

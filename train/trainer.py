@@ -247,7 +247,10 @@ def _train_epochs(run: RunState, config: Config, splits: Splits, device, rank, w
     sampler = DistributedSampler(
         splits.train, num_replicas=world, rank=rank, shuffle=True, seed=t.seed
     )
-    logs = RunLog(Path(config.output.dir), config.output.tensorboard) if main else None
+    out = Path(config.output.dir)
+    logs = (
+        RunLog(out, config.output.tensorboard, config.output.progress, t.epochs) if main else None
+    )
     metrics: dict = {}
     for epoch in range(run.start, t.epochs):
         t0 = time.perf_counter()

@@ -1,0 +1,188 @@
+"""``snn2loihi eval``: the accuracy of a ``.net`` (or of a checkpoint, exported in memory first)
+on labelled images, on the emulator, on Lava or both, with their parity."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import logging
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from snn2loihi.errors import InputDataError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("test", "val", "train")
+
+
+@contextlib.contextmanager
+def deployed(source: Path, input_shape=None) -> Iterator[tuple]:
+    """``(net, path, steps, data config)`` of a ``.net`` file, or of a checkpoint exported in
+    memory (written to a temporary folder only for Lava; removed afterwards)."""
+    from snn2loihi.netx_io import read_network
+
+    if source.suffix == ".net":
+        yield read_network(source, input_shape=input_shape), source, None, None
+        return
+    from snn2loihi.export.loader import load_model
+    from snn2loihi.export.pipeline import deployable_network
+    from snn2loihi.netx_io import write_network
+    from snn2loihi.train.checkpoint import checkpoint_config
+
+    model, state = load_model(source)
+    config = checkpoint_config(state, f"checkpoint '{source}'")
+    net = deployable_network(model, config.train.weight_bits, str(source))
+    with tempfile.TemporaryDirectory(prefix="snn2loihi-eval-") as tmp:
+        path = write_network(net, Path(tmp) / "model.net")
+        yield net, path, model.steps, config.data
+
+
+def load_images(args, data_cfg) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(images (N, C, H, W) uint8, labels (N,), description)`` as ``train`` reads them."""
+    from snn2loihi.train.config import Config
+    from snn2loihi.train.data import load_datasets, load_npz_images
+
+    if args.data is not None and str(args.data).endswith(".npz") and args.dataset is None:
+        data = load_npz_images(str(args.data), "--data")
+        what = f"{args.data} (all images)"
+    else:
+        if args.data is None and args.dataset is None and data_cfg is None:
+            raise InputDataError("a .net file needs --data (a .npz, or a folder with --dataset)")
+        values = {} if data_cfg is None else dataclasses.asdict(data_cfg)
+        if args.dataset is not None:
+            values.update(dataset=args.dataset)
+        if args.data is not None:
+            key = "train" if values.get("dataset") == "npz" else "root"
+            values.update({key: str(args.data)})
+        cfg = Config.from_dict({"data": values}, "eval data").data
+        data = getattr(load_datasets(cfg), args.split)
+        what = f"{args.split} split of {cfg.dataset}"
+    x, y = data.x.numpy(), data.y.numpy()
+    if args.samples is not None:
+        x, y = x[: args.samples], y[: args.samples]
+    return x, y.astype(np.int64), what
+
+
+def _bar(enabled: bool):
+    from snn2loihi.progress import progress
+
+    def wrap(iterable, desc, total):
+        return progress(iterable, desc=desc, total=total, unit="chunk", enabled=enabled)
+
+    return wrap
+
+
+def cmd_eval(args) -> int:
+    from snn2loihi.deploy.evaluate import evaluate_network
+    from snn2loihi.outputs import check_outputs
+
+    source = Path(args.network)
+    check_outputs(
+        {"--json": args.json, "--plot": args.plot},
+        {"network": source, "--data": args.data},
+        force=True,
+    )
+    with deployed(source, args.input_shape) as (net, path, steps, data_cfg):
+        steps = args.steps or steps
+        if steps is None:
+            raise InputDataError(f"{source}: give --steps T (a .net file does not record it)")
+        images, labels, what = load_images(args, data_cfg)
+        ev = evaluate_network(
+            net,
+            path,
+            images,
+            labels,
+            steps,
+            args.backend,
+            device=args.device,
+            batch_size=args.batch_size,
+            timeout=args.timeout,
+            progress=_bar(not args.no_progress),
+            data=what,
+        )
+    ev.net = str(source)
+    print(summary(ev, what))
+    if args.json:
+        from snn2loihi.atomic import atomic_path
+
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps({"data": what, **ev.to_dict(True)}, indent=2) + "\n")
+    if args.plot:
+        from snn2loihi.app.demo_report import confusion
+
+        name = next(iter(ev.scores))
+        matrix = np.asarray(ev.scores[name].confusion)
+        confusion(matrix, Path(args.plot), f"confusion matrix ({name}, {what})")
+    return 1 if ev.agreement is not None and not ev.agreement["equal"] else 0
+
+
+def summary(ev, what: str) -> str:
+    """The printed result: accuracy per back end, parity, and the confusion matrix."""
+    rule = "argmax of readout v >> 6" if ev.rule == "readout_v" else "max output spike count"
+    lines = [f"eval {ev.net}: {ev.samples} samples ({what}), T={ev.steps}, prediction: {rule}"]
+    for s in ev.scores.values():
+        lines.append(
+            f"  {s.backend:<9} accuracy {s.accuracy:.2%} ({s.correct}/{ev.samples}), "
+            f"{s.spikes_per_sample:.1f} spikes per sample"
+        )
+    if ev.agreement is not None:
+        a = ev.agreement
+        v = {True: "yes", False: "NO", None: "-"}
+        lines.append(
+            f"  parity    predictions equal {a['equal_predictions']}/{a['samples']}, output "
+            f"spikes equal {v[a['output_spikes_equal']]}, readout v equal {v[a['readout_v_equal']]}"
+        )
+    name = next(iter(ev.scores))
+    matrix = np.asarray(ev.scores[name].confusion)
+    width = max(3, len(str(matrix.max(initial=0))))
+    lines.append(f"confusion matrix ({name}; rows: label, columns: prediction)")
+    lines.append("     " + "".join(f"{j:>{width + 1}}" for j in range(len(matrix))))
+    for i, row in enumerate(matrix):
+        lines.append(f"  {i:>3}" + "".join(f"{v:>{width + 1}}" for v in row))
+    return "\n".join(lines)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def add_commands(sub) -> None:
+    """Register ``snn2loihi eval``."""
+    from snn2loihi.app.deploy_commands import _shape
+
+    p = sub.add_parser(
+        "eval",
+        help="accuracy of a .net or checkpoint on labelled images (emulator, Lava or both)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Evaluate a deployed network on labelled images: pixels shown as graded "
+        "input for T steps (as training encodes them), predictions by the network's rule. A "
+        "checkpoint is exported in memory first, so the figure is the deployed network's. "
+        "--backend both also checks that Lava and the emulator agree (exit 1 if not).\n\n"
+        "examples:\n  snn2loihi eval runs/demo/train/best.pt --backend both\n"
+        "  snn2loihi eval model.net --data test.npz --steps 4 --json eval.json --plot cm.png\n"
+        "  snn2loihi eval model.net --dataset mnist --data ../data/mnist --steps 4 --samples 500",
+    )
+    p.add_argument("network", help=".net file, checkpoint (.pt) or run folder")
+    p.add_argument("--data", help=".npz (x, y), or a dataset folder (with --dataset)")
+    p.add_argument("--dataset", help="digits, mnist, cifar10, cifar100, imagefolder, npz")
+    p.add_argument("--split", choices=SPLITS, default="test", help="default: test")
+    p.add_argument("--backend", choices=("emulator", "lava", "both"), default="emulator")
+    p.add_argument("--steps", type=_positive, help="time steps T (default: the checkpoint's)")
+    p.add_argument("--samples", type=_positive, help="the first N samples of the split")
+    p.add_argument("--device", default="cpu", help="emulator device: cpu or cuda")
+    p.add_argument("--batch-size", type=_positive, default=256, help="emulator batch")
+    p.add_argument("--timeout", type=float, help="seconds allowed for the whole evaluation")
+    p.add_argument("--input-shape", type=_shape, metavar="C,H,W", help="for slayer files")
+    p.add_argument("--json", help="write the figures (and predictions) as JSON here")
+    p.add_argument("--plot", help="write the confusion matrix as a PNG here")
+    p.add_argument("--no-progress", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_eval)

@@ -1,0 +1,160 @@
+"""`snn2loihi eval` as a user runs it: a checkpoint (exported in memory) or a .net, the data
+training reads, both back ends with their parity, and one-line refusals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from train_helpers import small_config
+
+from snn2loihi.train.checkpoint import BEST
+from snn2loihi.train.data import load_datasets
+from snn2loihi.train.trainer import train
+
+pytestmark = pytest.mark.multiprocess
+
+FAST = ["model.arch='custom'", "model.convs=['8', 's16']", "model.dense=[]", "train.steps=3"]
+
+
+def cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "snn2loihi", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A one-epoch digits run: (run folder, its config, its test figures)."""
+    tmp = tmp_path_factory.mktemp("eval")
+    config = small_config(tmp, *FAST, "train.epochs=1")
+    metrics = train(config)
+    return tmp / "run", config, metrics
+
+
+@pytest.mark.lava
+def test_checkpoint_eval_is_the_deployed_test_accuracy_on_both_back_ends(trained, tmp_path):
+    run, _, metrics = trained
+    res = cli(
+        "eval",
+        run / BEST,
+        "--backend",
+        "both",
+        "--json",
+        tmp_path / "e.json",
+        "--plot",
+        tmp_path / "cm.png",
+        "--no-progress",
+    )
+    assert res.returncode == 0, res.stderr
+    report = json.loads((tmp_path / "e.json").read_text())
+    emu, lava = report["scores"]["emulator"], report["scores"]["lava"]
+    assert report["samples"] == metrics["samples"] == 359 and report["steps"] == 3
+    # the integer SNN branch on best.pt (training's test figure) == the deployed network
+    assert emu["accuracy"] == pytest.approx(metrics["test_snn_acc"], abs=1e-12)
+    assert emu["predictions"] == lava["predictions"] and emu["confusion"] == lava["confusion"]
+    assert np.trace(np.array(emu["confusion"])) == emu["correct"]
+    assert report["agreement"] == {
+        "equal_predictions": 359,
+        "samples": 359,
+        "output_spikes_equal": True,
+        "readout_v_equal": True,
+        "equal": True,
+    }
+    assert f"accuracy {emu['accuracy']:.2%} ({emu['correct']}/359)" in res.stdout
+    assert (tmp_path / "cm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_net_file_on_npz_images_predicts_what_run_predicts(trained, tmp_path):
+    run, config, _ = trained
+    net = tmp_path / "m.net"
+    assert cli("export", run / BEST, "--out", net, "--no-accuracy").returncode == 0
+    test = load_datasets(config.data).test
+    x, y = test.x.numpy()[:50], test.y.numpy()[:50]
+    np.savez(tmp_path / "d.npz", x=x[:, 0], y=y)  # NHW as training's npz loader reads it
+    res = cli(
+        "eval", net, "--data", tmp_path / "d.npz", "--steps", 3, "--json", tmp_path / "e.json"
+    )
+    assert res.returncode == 0, res.stderr
+    ev = json.loads((tmp_path / "e.json").read_text())["scores"]["emulator"]
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    out = cli(
+        "run",
+        net,
+        "--input",
+        tmp_path / "x.npy",
+        "--labels",
+        tmp_path / "y.npy",
+        "--steps",
+        3,
+        "--out",
+        tmp_path / "s.npy",
+    )
+    assert out.returncode == 0, out.stderr
+    shown = out.stdout.split("predicted classes")[1].split(": ", 1)[1].split("]")[0]
+    assert [int(v) for v in shown.strip("[").split(",")] == ev["predictions"][:20]
+    assert f"accuracy {ev['accuracy']:.2%} ({ev['correct']}/50)" in out.stdout
+
+
+def test_eval_on_the_checkpoint_matches_eval_on_its_export(trained, tmp_path):
+    run, _, _ = trained
+    net = tmp_path / "m.net"
+    assert cli("export", run / BEST, "--out", net, "--no-accuracy").returncode == 0
+    a = cli("eval", run / BEST, "--samples", 80, "--json", tmp_path / "a.json")
+    b = cli(
+        "eval",
+        net,
+        "--dataset",
+        "digits",
+        "--steps",
+        3,
+        "--samples",
+        80,
+        "--json",
+        tmp_path / "b.json",
+    )
+    assert a.returncode == b.returncode == 0, a.stderr + b.stderr
+    sa = json.loads((tmp_path / "a.json").read_text())["scores"]["emulator"]
+    sb = json.loads((tmp_path / "b.json").read_text())["scores"]["emulator"]
+    assert sa == sb
+
+
+@pytest.mark.parametrize(
+    ("case", "words"),
+    [
+        ("net_without_steps", ("give --steps T",)),
+        ("net_without_data", ("needs --data",)),
+        ("wrong_image_shape", ("images have shape (3, 8, 8), the network takes (1, 8, 8)",)),
+        ("too_many_classes", ("label 12", "exceeds the network's 10 classes")),
+    ],
+)
+def test_bad_evals_are_one_line(trained, tmp_path, case, words):
+    run, _, _ = trained
+    net = tmp_path / "m.net"
+    assert cli("export", run / BEST, "--out", net, "--no-accuracy").returncode == 0
+    rng = np.random.default_rng(0)
+    np.savez(
+        tmp_path / "rgb.npz", x=rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8), y=np.arange(4)
+    )
+    np.savez(
+        tmp_path / "c.npz",
+        x=rng.integers(0, 256, (4, 8, 8), dtype=np.uint8),
+        y=np.array([0, 1, 12, 2]),
+    )
+    args = {
+        "net_without_steps": ["--data", tmp_path / "c.npz"],
+        "net_without_data": ["--steps", 3],
+        "wrong_image_shape": ["--data", tmp_path / "rgb.npz", "--steps", 3],
+        "too_many_classes": ["--data", tmp_path / "c.npz", "--steps", 3],
+    }[case]
+    res = cli("eval", net, *args)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr[-2000:]
+    assert all(w in lines[0] for w in words), lines[0]
