@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -28,3 +29,23 @@ def wait_for(condition, seconds: float, what: str, poll: float = 0.2) -> None:
     while not condition():
         assert time.monotonic() < deadline, what
         time.sleep(poll)
+
+
+def as_a_shell_starts_it() -> None:
+    """``preexec_fn`` for commands that receive SIGINT in a test: a job started in the
+    background by a non-interactive shell inherits SIGINT ignored (and Python then installs no
+    KeyboardInterrupt handler), so restore the default that an interactive start has."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def reap(proc) -> None:
+    """Kill ``proc`` and the Lava processes it started, if a failed test left them running."""
+    lava = lava_processes(proc.pid)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for pid in lava:
+        try:
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass

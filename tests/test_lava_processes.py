@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import pytest
-from process_helpers import lava_processes, wait_for
+from process_helpers import as_a_shell_starts_it, lava_processes, reap, wait_for
 
 from snn2loihi.deploy.lava_runner import run_lava
 from snn2loihi.errors import LavaRunError, LavaUnavailableError
@@ -42,6 +42,7 @@ def test_ctrl_c_during_a_lava_run_leaves_no_process(write_net):
         [sys.executable, "-m", "snn2loihi", "parity", str(path), "--samples", "4", "--steps", "60"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=as_a_shell_starts_it,
     )
     deadline = time.time() + 120
     while not lava_processes(proc.pid):
@@ -49,7 +50,10 @@ def test_ctrl_c_during_a_lava_run_leaves_no_process(write_net):
         time.sleep(0.2)
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        reap(proc)
     assert proc.returncode == 130, err.decode()[-1000:]
     assert b"interrupted" in err and b"Traceback" not in err
     wait_for(lambda: not lava_processes(proc.pid), 10, "Lava processes survived")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from process_helpers import lava_processes, wait_for
+from process_helpers import as_a_shell_starts_it, lava_processes, reap, wait_for
 
 from snn2loihi.testing.netgen import CIFAR, random_network
 
@@ -36,6 +36,7 @@ def _start_lava_run(tmp_path, write_net) -> tuple[subprocess.Popen, set[str], Pa
         [*cmd, "--input", str(x), "--out", str(tmp_path / "out.npy")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=as_a_shell_starts_it,
     )
     wait_for(lambda: lava_processes(proc.pid), 120, "the Lava child never started")
     time.sleep(1.0)  # let Lava fork its workers
@@ -54,7 +55,10 @@ def test_a_signal_ends_the_run_and_everything_it_started(tmp_path, write_net, si
     proc, folders, x = _start_lava_run(tmp_path, write_net)
     x_bytes = x.read_bytes()
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        reap(proc)
     lines = err.decode().strip().splitlines()
     assert proc.returncode == code, err.decode()[-2000:]
     assert len(lines) == 1 and word.decode() in lines[0], lines
