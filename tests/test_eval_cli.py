@@ -4,11 +4,10 @@ training reads, both back ends with their parity, and one-line refusals."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli
 from train_helpers import small_config
 
 from snn2loihi.train.checkpoint import BEST
@@ -18,15 +17,6 @@ from snn2loihi.train.trainer import train
 pytestmark = pytest.mark.multiprocess
 
 FAST = ["model.arch='custom'", "model.convs=['8', 's16']", "model.dense=[]", "train.steps=3"]
-
-
-def cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "snn2loihi", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +31,7 @@ def trained(tmp_path_factory):
 @pytest.mark.lava
 def test_checkpoint_eval_is_the_deployed_test_accuracy_on_both_back_ends(trained, tmp_path):
     run, _, metrics = trained
-    res = cli(
+    res = run_cli(
         "eval",
         run / BEST,
         "--backend",
@@ -74,18 +64,18 @@ def test_checkpoint_eval_is_the_deployed_test_accuracy_on_both_back_ends(trained
 def test_a_net_file_on_npz_images_predicts_what_run_predicts(trained, tmp_path):
     run, config, _ = trained
     net = tmp_path / "m.net"
-    assert cli("export", run / BEST, "--out", net, "--no-accuracy").returncode == 0
+    assert run_cli("export", run / BEST, "--out", net, "--no-accuracy").returncode == 0
     test = load_datasets(config.data).test
     x, y = test.x.numpy()[:50], test.y.numpy()[:50]
     np.savez(tmp_path / "d.npz", x=x[:, 0], y=y)  # NHW as training's npz loader reads it
-    res = cli(
+    res = run_cli(
         "eval", net, "--data", tmp_path / "d.npz", "--steps", 3, "--json", tmp_path / "e.json"
     )
     assert res.returncode == 0, res.stderr
     ev = json.loads((tmp_path / "e.json").read_text())["scores"]["emulator"]
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", y)
-    out = cli(
+    out = run_cli(
         "run",
         net,
         "--input",
@@ -106,9 +96,9 @@ def test_a_net_file_on_npz_images_predicts_what_run_predicts(trained, tmp_path):
 def test_eval_on_the_checkpoint_matches_eval_on_its_export(trained, tmp_path):
     run, _, _ = trained
     net = tmp_path / "m.net"
-    assert cli("export", run / BEST, "--out", net, "--no-accuracy").returncode == 0
-    a = cli("eval", run / BEST, "--samples", 80, "--json", tmp_path / "a.json")
-    b = cli(
+    assert run_cli("export", run / BEST, "--out", net, "--no-accuracy").returncode == 0
+    a = run_cli("eval", run / BEST, "--samples", 80, "--json", tmp_path / "a.json")
+    b = run_cli(
         "eval",
         net,
         "--dataset",
@@ -138,7 +128,7 @@ def test_eval_on_the_checkpoint_matches_eval_on_its_export(trained, tmp_path):
 def test_bad_evals_are_one_line(trained, tmp_path, case, words):
     run, _, _ = trained
     net = tmp_path / "m.net"
-    assert cli("export", run / BEST, "--out", net, "--no-accuracy").returncode == 0
+    assert run_cli("export", run / BEST, "--out", net, "--no-accuracy").returncode == 0
     rng = np.random.default_rng(0)
     np.savez(
         tmp_path / "rgb.npz", x=rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8), y=np.arange(4)
@@ -154,7 +144,7 @@ def test_bad_evals_are_one_line(trained, tmp_path, case, words):
         "wrong_image_shape": ["--data", tmp_path / "rgb.npz", "--steps", 3],
         "too_many_classes": ["--data", tmp_path / "c.npz", "--steps", 3],
     }[case]
-    res = cli("eval", net, *args)
+    res = run_cli("eval", net, *args)
     lines = res.stderr.strip().splitlines()
     assert res.returncode == 2 and len(lines) == 1, res.stderr[-2000:]
     assert all(w in lines[0] for w in words), lines[0]

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from cli_helpers import refused, run_cli, snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_export_helpers import random_checkpoint
@@ -24,23 +23,6 @@ from snn2loihi.errors import InputDataError
 from snn2loihi.testing.netgen import SMALL, random_network
 
 HUGE = (10**6, 10**6)  # 931 GiB of uint8
-
-
-def cli(*args, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "snn2loihi", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=None if env is None else {**os.environ, **env},
-    )
-
-
-def one_line_exit_2(res: subprocess.CompletedProcess, *words: str) -> str:
-    lines = res.stderr.strip().splitlines()
-    assert res.returncode == 2 and len(lines) == 1, res.stderr[-3000:]
-    assert all(w in lines[0] for w in words), lines[0]
-    return lines[0]
 
 
 def forged_npy(shape=HUGE, dtype="|u1", payload: bytes = b"\0" * 64) -> bytes:
@@ -58,30 +40,26 @@ def forged_npz(path: Path, **members: bytes) -> Path:
     return path
 
 
-def snapshot(folder: Path) -> dict:
-    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file() and not p.is_symlink()}
-
-
 @pytest.mark.multiprocess
 def test_run_refuses_a_forged_npy_header_before_allocating(write_net, tmp_path):
     net = write_net(random_network(SMALL, seed=0))
     (tmp_path / "x.npy").write_bytes(forged_npy((10**5, 1000, 2, 8, 8)))
     before = snapshot(tmp_path)
-    res = cli("run", net, "--input", tmp_path / "x.npy", "--out", tmp_path / "o.npy")
-    one_line_exit_2(res, "x.npy", "header claims (100000, 1000, 2, 8, 8)", "only 64 bytes")
+    res = run_cli("run", net, "--input", tmp_path / "x.npy", "--out", tmp_path / "o.npy")
+    refused(res, "x.npy", "header claims (100000, 1000, 2, 8, 8)", "only 64 bytes")
     assert snapshot(tmp_path) == before
 
 
 @pytest.mark.multiprocess
 def test_convert_and_export_refuse_forged_npz_members(tmp_path):
     calib = forged_npz(tmp_path / "c.npz", x=forged_npy(), y=forged_npy((10**6,), "<i8"))
-    res = cli("convert", tmp_path / "none.onnx", "--calib", calib, "--out", tmp_path / "m.net")
+    res = run_cli("convert", tmp_path / "none.onnx", "--calib", calib, "--out", tmp_path / "m.net")
     assert res.returncode == 2  # the missing ONNX or the npz, either way one line
     assert len(res.stderr.strip().splitlines()) == 1
     ckpt, _, _ = random_checkpoint(tmp_path, "dense-only")
     before = snapshot(tmp_path)
-    res = cli("export", ckpt, "--out", tmp_path / "m.net", "--data", calib)
-    one_line_exit_2(res, "c.npz[x]", "header claims (1000000, 1000000)")
+    res = run_cli("export", ckpt, "--out", tmp_path / "m.net", "--data", calib)
+    refused(res, "c.npz[x]", "header claims (1000000, 1000000)")
     assert snapshot(tmp_path) == before
 
 
@@ -160,8 +138,8 @@ def test_inspect_refuses_oversized_string_fields_before_reading(tmp_path, field,
     path = _net_with_string(tmp_path, field, make)
     assert path.stat().st_size < 2**20
     before = path.read_bytes()
-    one_line_exit_2(
-        cli("inspect", path),
+    refused(
+        run_cli("inspect", path),
         "s.net",
         field.split("/")[-1] if "neuron" not in field else "neuron/type",
         words,
@@ -184,7 +162,7 @@ def test_export_never_overwrites_its_inputs_or_reports(tmp_path, case):
         (tmp_path / "m.report.md").write_text("mine")
         args, words = ["--out", tmp_path / "m.net"], ("m.report.md exists (use --force",)
     before = snapshot(tmp_path)
-    one_line_exit_2(cli("export", ckpt, *args), *words)
+    refused(run_cli("export", ckpt, *args), *words)
     assert snapshot(tmp_path) == before
 
 
@@ -213,7 +191,7 @@ def test_atomic_outputs_honour_the_umask(tmp_path):
 )
 def test_parity_options_are_checked_before_work(write_net, args, words):
     net = write_net(random_network(SMALL, seed=0))
-    one_line_exit_2(cli("parity", net, *args), *words)
+    refused(run_cli("parity", net, *args), *words)
 
 
 @pytest.mark.multiprocess
@@ -224,10 +202,10 @@ def test_cuda_without_a_gpu_is_one_line(write_net, tmp_path):
         pytest.skip("this machine has a GPU")
     net = write_net(random_network(SMALL, seed=0))
     np.save(tmp_path / "x.npy", np.zeros((1, 2, 2, 8, 8), np.uint8))
-    res = cli(
+    res = run_cli(
         "run", net, "--input", tmp_path / "x.npy", "--device", "cuda", "--out", tmp_path / "o.npy"
     )
-    one_line_exit_2(res, "--device cuda", "no CUDA GPU")
+    refused(res, "--device cuda", "no CUDA GPU")
 
 
 def test_merged_chunks_keep_the_first_mismatch_of_the_whole_run():

@@ -7,11 +7,11 @@ from __future__ import annotations
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import refused, run_cli, snapshot
 from train_helpers import small_config
 
 from snn2loihi.errors import TrainingDivergedError
@@ -22,28 +22,11 @@ from snn2loihi.train.trainer import train
 FAST = ["model.arch='custom'", "model.convs=['8', 's16']", "model.dense=[]", "train.num_threads=1"]
 
 
-def cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "snn2loihi", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def train_cli(out: Path, *extra) -> subprocess.CompletedProcess:
     sets = [a for f in FAST for a in ("--set", f)]
-    return cli("train", "--out", out, "--epochs", 1, "--steps", 2, "--no-progress", *sets, *extra)
-
-
-def refused(res: subprocess.CompletedProcess, *words: str) -> None:
-    lines = res.stderr.strip().splitlines()
-    assert res.returncode == 2 and len(lines) == 1, res.stderr[-3000:]
-    assert all(w in lines[0] for w in words), lines[0]
-
-
-def snapshot(folder: Path) -> dict:
-    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    return run_cli(
+        "train", "--out", out, "--epochs", 1, "--steps", 2, "--no-progress", *sets, *extra
+    )
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +80,7 @@ def test_bad_resumes_are_refused_and_change_nothing(finished_run, tmp_path, case
     elif case == "other_architecture":
         extra = ["--epochs", "2", "--set", "model.convs=['4', 's16']"]
     before = snapshot(finished_run)
-    res = cli("train", "--resume", ckpt, "--no-progress", *extra)
+    res = run_cli("train", "--resume", ckpt, "--no-progress", *extra)
     refused(res, *words)
     assert snapshot(finished_run) == before and not (tmp_path / "r").exists()
 
@@ -169,12 +152,12 @@ def test_train_out_that_is_a_file_is_refused(tmp_path):
 
 @pytest.mark.multiprocess
 def test_demo_validates_before_any_work(tmp_path):
-    refused(cli("demo", "--out", tmp_path / "d", "--samples", "0"), "--samples 0 must be >= 1")
-    refused(cli("demo", "--out", tmp_path / "d", "--steps", "0"), "train.steps")
+    refused(run_cli("demo", "--out", tmp_path / "d", "--samples", "0"), "--samples 0 must be >= 1")
+    refused(run_cli("demo", "--out", tmp_path / "d", "--steps", "0"), "train.steps")
     assert not (tmp_path / "d").exists()
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "report.json").write_text("{}")
-    refused(cli("demo", "--out", tmp_path / "d"), "holds a demo run", "--force")
+    refused(run_cli("demo", "--out", tmp_path / "d"), "holds a demo run", "--force")
     assert (tmp_path / "d" / "report.json").read_text() == "{}"
 
 
@@ -183,5 +166,5 @@ def test_a_checkpoint_with_negative_steps_names_the_field(finished_run, tmp_path
     state = load_checkpoint(finished_run / LAST)
     state["config"]["train"]["steps"] = -4
     torch.save(state, tmp_path / "t.pt")
-    refused(cli("export", tmp_path / "t.pt", "--out", tmp_path / "m.net"), "train.steps", "-4")
+    refused(run_cli("export", tmp_path / "t.pt", "--out", tmp_path / "m.net"), "train.steps", "-4")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.pt"]

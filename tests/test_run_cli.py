@@ -4,11 +4,10 @@ own rule, accuracy from labels, and outputs that can never destroy an input."""
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_helpers import refused, run_cli
 
 from snn2loihi.deploy.emulator import Emulator
 from snn2loihi.readout import READOUT_V, SPIKE_COUNT, predict, prediction_rule
@@ -17,15 +16,6 @@ from snn2loihi.testing.netgen import SMALL, random_network
 pytestmark = pytest.mark.multiprocess  # every test runs the CLI as a subprocess
 
 READOUT_NET = dataclasses.replace(SMALL, readout=True, weight_range=(-16, 24))
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "snn2loihi", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.fixture
@@ -47,7 +37,7 @@ def _printed_predictions(stdout: str) -> list[int]:
 def test_images_are_repeated_over_steps_and_predicted_by_the_readout(write_net, images, tmp_path):
     net_path = write_net(random_network(READOUT_NET, seed=1))
     xf, yf, x, y = images
-    res = cli(
+    res = run_cli(
         "run", net_path, "--input", xf, "--steps", 4, "--labels", yf, "--out", tmp_path / "s.npy"
     )
     assert res.returncode == 0, res.stderr
@@ -65,7 +55,7 @@ def test_images_are_repeated_over_steps_and_predicted_by_the_readout(write_net, 
 def test_spiking_outputs_are_predicted_by_spike_count(write_net, images, tmp_path):
     net_path = write_net(random_network(SMALL, seed=1))
     xf, _, x, _ = images
-    res = cli("run", net_path, "--input", xf, "--steps", 6, "--out", tmp_path / "s.npy")
+    res = run_cli("run", net_path, "--input", xf, "--steps", 6, "--out", tmp_path / "s.npy")
     assert res.returncode == 0, res.stderr
     spikes = Emulator(net_path).run(np.repeat(x[:, None], 6, axis=1)).output
     assert _printed_predictions(res.stdout) == predict(SPIKE_COUNT, spikes).tolist()
@@ -77,18 +67,12 @@ def test_lava_predicts_what_the_emulator_predicts(write_net, images, tmp_path):
     net_path = write_net(random_network(READOUT_NET, seed=2))
     xf, yf, _, _ = images
     args = ["--input", xf, "--steps", 3, "--labels", yf]
-    emu = cli("run", net_path, *args, "--out", tmp_path / "e.npy")
-    lava = cli("run", net_path, *args, "--backend", "lava", "--out", tmp_path / "l.npy")
+    emu = run_cli("run", net_path, *args, "--out", tmp_path / "e.npy")
+    lava = run_cli("run", net_path, *args, "--backend", "lava", "--out", tmp_path / "l.npy")
     assert emu.returncode == lava.returncode == 0, lava.stderr
     assert _printed_predictions(emu.stdout) == _printed_predictions(lava.stdout)
     assert emu.stdout.splitlines()[-1] == lava.stdout.splitlines()[-1]  # the accuracy line
     assert np.array_equal(np.load(tmp_path / "e.npy"), np.load(tmp_path / "l.npy"))
-
-
-def _refused(res: subprocess.CompletedProcess, *words: str) -> None:
-    lines = res.stderr.strip().splitlines()
-    assert res.returncode == 2 and len(lines) == 1, res.stderr
-    assert all(w in lines[0] for w in words), lines[0]
 
 
 @pytest.mark.parametrize(
@@ -133,7 +117,7 @@ def test_bad_runs_are_refused_and_touch_nothing(write_net, images, tmp_path, cas
     elif case == "label_out_of_range":
         extra = ["--labels", tmp_path / "ybad.npy"]
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()}
-    _refused(cli("run", net_path, "--input", xf, *steps, *extra, "--out", out), *words)
+    refused(run_cli("run", net_path, "--input", xf, *steps, *extra, "--out", out), *words)
     after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()}
     assert after == before  # every input byte-identical, nothing new written
 
@@ -142,6 +126,6 @@ def test_force_overwrites_an_existing_output(write_net, images, tmp_path):
     net_path = write_net(random_network(SMALL, seed=0))
     out = tmp_path / "s.npy"
     out.write_bytes(b"old")
-    res = cli("run", net_path, "--input", images[0], "--steps", 2, "--out", out, "--force")
+    res = run_cli("run", net_path, "--input", images[0], "--steps", 2, "--out", out, "--force")
     assert res.returncode == 0, res.stderr
     assert np.load(out).shape == (8, 2, 10)
