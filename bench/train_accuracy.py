@@ -83,9 +83,11 @@ def suite_runs(suite: str, data: Path, epochs: int | None, work: Path) -> list[d
         shifts = ["--set", "data.augment='on'", "--set", "data.crop_padding=2",
                   "--set", "data.flip=false"]  # fmt: skip
         snn2ann = ["--method", "snn2ann", "--steps", "4", *common]
+        t2 = ["--method", "snn2ann", "--steps", "2", *common]
         return [
             {"name": "snn2ann T=4 adam threshold 0.5", "args": snn2ann},
             {"name": "snn2ann T=4 adam threshold 0.5 shifts", "args": [*snn2ann, *shifts]},
+            {"name": "snn2ann T=2 adam threshold 0.5 shifts", "args": [*t2, *shifts]},
         ]
     if suite == "cifar10":
         train, test = decode_cifar_jpeg(data / "cifar10-jpeg" / "cifar10_jpeg.npz", work)
