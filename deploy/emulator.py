@@ -57,7 +57,11 @@ def check_input(
     ``x``: (N, T, *input_shape) integers in 0..255; binary (0/1) input is sent as spikes, anything
     else as graded 8-bit input (``input_message_bits=8``). Returns (int64 tensor, graded).
     """
-    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    if not isinstance(x, torch.Tensor):
+        x = np.asarray(x)
+        if not x.flags.writeable:  # a broadcast view or read-only file: torch wants its own copy
+            x = np.array(x)
+    t = torch.as_tensor(x)
     if t.ndim != 2 + len(input_shape) or tuple(t.shape[2:]) != tuple(input_shape):
         raise InputDataError(
             f"input has shape {tuple(t.shape)}, expected (samples, steps, {', '.join(map(str, input_shape))})"
