@@ -6,28 +6,10 @@ import argparse
 import json
 import logging
 
+from snn2loihi.app.arg_types import positive, shape
 from snn2loihi.errors import InputDataError
 
 log = logging.getLogger(__name__)
-
-
-def _shape(text: str) -> tuple[int, ...]:
-    try:
-        shape = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"'{text}' is not a comma-separated shape like 2,8,8"
-        ) from None
-    if not shape or min(shape) < 1:
-        raise argparse.ArgumentTypeError(f"'{text}' must hold positive sizes")
-    return shape
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
 
 
 def _inputs(args, net, *, allow_random: bool):
@@ -149,7 +131,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("net", help="NetX HDF5 file (.net)")
     p.add_argument(
         "--input-shape",
-        type=_shape,
+        type=shape,
         default=None,
         metavar="C,H,W",
         help="input shape for files without an input layer (slayer exports)",
@@ -172,10 +154,10 @@ def add_commands(sub) -> None:
         "--input", help="input .npy (samples, steps, *input_shape), 0/1 spikes or 0..255"
     )
     p.add_argument(
-        "--samples", type=_positive, default=None, help="samples (default 4 for random input)"
+        "--samples", type=positive, default=None, help="samples (default 4 for random input)"
     )
     p.add_argument(
-        "--steps", type=_positive, default=None, help="time steps per sample (default 16)"
+        "--steps", type=positive, default=None, help="time steps per sample (default 16)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the random input spikes")
     p.add_argument("--rate", type=float, default=0.25, help="spike probability of the random input")
@@ -205,7 +187,7 @@ def add_commands(sub) -> None:
     )
     p.add_argument(
         "--steps",
-        type=_positive,
+        type=positive,
         default=None,
         help="time steps: repeats images over T steps, or keeps the first T steps of the input",
     )

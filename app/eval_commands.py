@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from snn2loihi.app.arg_types import positive, shape
 from snn2loihi.errors import InputDataError
 
 log = logging.getLogger(__name__)
@@ -148,17 +149,8 @@ def summary(ev, what: str) -> str:
     return "\n".join(lines)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
-
-
 def add_commands(sub) -> None:
     """Register ``snn2loihi eval``."""
-    from snn2loihi.app.deploy_commands import _shape
-
     p = sub.add_parser(
         "eval",
         help="accuracy of a .net or checkpoint on labelled images (emulator, Lava or both)",
@@ -176,12 +168,12 @@ def add_commands(sub) -> None:
     p.add_argument("--dataset", help="digits, mnist, cifar10, cifar100, imagefolder, npz")
     p.add_argument("--split", choices=SPLITS, default="test", help="default: test")
     p.add_argument("--backend", choices=("emulator", "lava", "both"), default="emulator")
-    p.add_argument("--steps", type=_positive, help="time steps T (default: the checkpoint's)")
-    p.add_argument("--samples", type=_positive, help="the first N samples of the split")
+    p.add_argument("--steps", type=positive, help="time steps T (default: the checkpoint's)")
+    p.add_argument("--samples", type=positive, help="the first N samples of the split")
     p.add_argument("--device", default="cpu", help="emulator device: cpu or cuda")
-    p.add_argument("--batch-size", type=_positive, default=256, help="emulator batch")
+    p.add_argument("--batch-size", type=positive, default=256, help="emulator batch")
     p.add_argument("--timeout", type=float, help="seconds allowed for the whole evaluation")
-    p.add_argument("--input-shape", type=_shape, metavar="C,H,W", help="for slayer files")
+    p.add_argument("--input-shape", type=shape, metavar="C,H,W", help="for slayer files")
     p.add_argument("--json", help="write the figures (and predictions) as JSON here")
     p.add_argument("--plot", help="write the confusion matrix as a PNG here")
     p.add_argument("--no-progress", action="store_true", help="no progress output")

@@ -5,17 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 
+from snn2loihi.app.arg_types import positive
+
 log = logging.getLogger(__name__)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
 
 
 def cmd_export(args) -> int:
@@ -113,7 +105,7 @@ def add_commands(sub) -> None:
         default="val",
         help="split for the accuracy check: training's validation, test or training split",
     )
-    p.add_argument("--samples", type=_positive, default=None, help="use the first N samples")
+    p.add_argument("--samples", type=positive, default=None, help="use the first N samples")
     p.add_argument(
         "--data", help=".npz with x (uint8 NHWC/NHW) and y, instead of the config's data"
     )
@@ -134,7 +126,7 @@ def add_commands(sub) -> None:
     p.add_argument("onnx", help="ONNX model; input = normalized image NCHW")
     p.add_argument("--calib", required=True, help=".npz with x (uint8 NHWC/NHW) and y labels")
     p.add_argument("--out", "-o", required=True, help="NetX file to write (.net)")
-    p.add_argument("--steps", "-T", type=_positive, default=16, help="time steps T (default 16)")
+    p.add_argument("--steps", "-T", type=positive, default=16, help="time steps T (default 16)")
     p.add_argument("--percentile", type=float, default=99.9, help="activation percentile")
     p.add_argument("--weight-bits", type=int, default=8, choices=range(2, 10), metavar="2..9")
     p.add_argument("--mean", type=_floats, help="per-channel mean of pixel/255 the ONNX expects")

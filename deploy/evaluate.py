@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snn2loihi.errors import InputDataError, LavaRunError
+from snn2loihi.errors import InputDataError
 from snn2loihi.readout import READOUT_V, predict, prediction_rule
 from snn2loihi.schema import NetXNetwork
 
@@ -105,16 +105,13 @@ def _emulator_runs(net, images, steps, device, batch_size, rule) -> Iterable[_Ru
 
 def _lava_runs(net, path, images, steps, chunk, rule, deadline, timeout) -> Iterable[_Run]:
     from snn2loihi.deploy.lava_runner import run_lava
+    from snn2loihi.deploy.parity import time_left
 
     state = "last" if rule == READOUT_V else False
     for lo in range(0, len(images), chunk):
         part = images[lo : lo + chunk]
         x = np.broadcast_to(part[:, None], (len(part), steps, *part.shape[1:]))
-        left = None
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise LavaRunError(f"{path}: eval exceeded the timeout of {timeout:g} s")
+        left = time_left(deadline, timeout, path, "eval")
         res = run_lava(
             path,
             np.ascontiguousarray(x),

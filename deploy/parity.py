@@ -174,22 +174,23 @@ def run_parity(
         xt, graded = check_input(x[lo : lo + chunk], net.input_shape)
         part = xt.numpy()
         emu = {t.index: t for t in emulator.run(part).layers}
-        left = _time_left(deadline, timeout, path)
+        left = time_left(deadline, timeout, path)
         lava = run_lava(path, part, graded=graded, probe_all=all_layers, timeout=left, net=net)
         report.graded_input |= graded
         for idx, spikes in zip(lava.layer_indices, lava.spikes, strict=True):
             found = compare_layer(idx, emu[idx].kind, spikes, emu[idx].spikes.numpy())
             merged[idx] = merge_layer(merged.get(idx), found, lo)
-        _time_left(deadline, timeout, path)
+        time_left(deadline, timeout, path)
     report.layers = [merged[idx] for idx in sorted(merged)]
     return report
 
 
-def _time_left(deadline: float | None, timeout: float | None, path) -> float | None:
-    """Seconds left before ``deadline``; :class:`LavaRunError` once it has passed."""
+def time_left(deadline: float | None, timeout: float | None, path, what: str = "parity"):
+    """Seconds left before ``deadline`` (None without one); :class:`LavaRunError` naming
+    ``what`` once it has passed."""
     if deadline is None:
         return None
     left = deadline - time.monotonic()
     if left <= 0:
-        raise LavaRunError(f"{path}: parity exceeded the timeout of {timeout:g} s and was stopped")
+        raise LavaRunError(f"{path}: {what} exceeded the timeout of {timeout:g} s and was stopped")
     return left
