@@ -16,13 +16,46 @@ def _inputs(args, net, *, allow_random: bool):
     from snn2loihi.deploy.inputs import load_input, random_spikes
 
     if args.input is not None:
-        x = load_input(args.input, net.input_shape, args.steps)
+        x = load_input(args.input, net.input_shape, args.steps, repeat=net.input_neuron is None)
         if getattr(args, "samples", None) is not None:
             x = x[: args.samples]
         return x
     if not allow_random:
         raise InputDataError("--input is required")
     return random_spikes(args.samples or 4, args.steps or 16, net.input_shape, args.seed, args.rate)
+
+
+def _clock(args, net, x):
+    """The global clock (a GlobalClock) when the network or the options need it, else None:
+    the per-sample convention of snn2loihi's own networks."""
+    from snn2loihi.deploy.backends import GlobalClock
+    from snn2loihi.deploy.timeline import Timeline, drive_for
+
+    time_axis = x.ndim == 2 + len(net.input_shape)
+    wanted = (
+        not net.plain
+        or not time_axis
+        or args.reset_interval is not None
+        or args.reset_offset
+        or getattr(args, "record", None)
+    )
+    if args.clock == "sample" and not net.plain:
+        raise InputDataError(
+            f"{args.net}: --clock sample needs a network without input neuron, SDNN, delays or "
+            "recurrence; this one runs on the global clock"
+        )
+    if args.clock == "sample" or (args.clock == "auto" and not wanted):
+        return None
+    drive = drive_for(net, time_axis)
+    if drive == "bias" and args.steps is None:
+        raise InputDataError(
+            f"{args.input}: images drive the input neuron's bias; give --steps T (steps per run)"
+        )
+    steps = args.steps if drive == "bias" else int(x.shape[1])
+    timeline = Timeline(args.reset_interval, args.reset_offset)
+    record = tuple(getattr(args, "record", None) or ())
+    log.info("global clock: drive '%s', %d steps per run, %s", drive, steps, timeline)
+    return GlobalClock(drive, steps, timeline, record)
 
 
 def cmd_parity(args) -> int:
@@ -35,14 +68,25 @@ def cmd_parity(args) -> int:
 
     check_outputs({"--json": args.json}, {"net": args.net, "--input": args.input}, force=True)
     net = read_network(args.net, input_shape=args.input_shape)
-    x = _inputs(args, net, allow_random=True)
-    report = run_parity(
-        args.net,
-        np.asarray(x),
-        device=args.device,
-        input_shape=args.input_shape,
-        timeout=args.timeout,
-    )
+    x = np.asarray(_inputs(args, net, allow_random=True))
+    clock = _clock(args, net, x)
+    if clock is None:
+        report = run_parity(
+            args.net, x, device=args.device, input_shape=args.input_shape, timeout=args.timeout
+        )
+    else:
+        from snn2loihi.deploy.parity import run_global_parity
+
+        report = run_global_parity(
+            args.net,
+            x,
+            drive=clock.drive,
+            steps=clock.steps,
+            timeline=clock.timeline,
+            device=args.device,
+            input_shape=args.input_shape,
+            timeout=args.timeout,
+        )
     print(report.table())
     if args.json:
         with atomic_path(args.json) as tmp:
@@ -58,6 +102,7 @@ def cmd_run(args) -> int:
     from snn2loihi.deploy.inputs import load_labels
     from snn2loihi.netx_io import read_network
     from snn2loihi.outputs import check_outputs
+    from snn2loihi.readout import DESCRIPTIONS
 
     check_outputs(
         {"--out": args.out},
@@ -69,16 +114,24 @@ def cmd_run(args) -> int:
     labels = None
     if args.labels is not None:
         labels = load_labels(args.labels, len(x), int(np.prod(net.output_shape)))
-    res = run_backend(net, args.net, x, args.backend, device=args.device, timeout=args.timeout)
+    clock = _clock(args, net, np.asarray(x))
+    res = run_backend(
+        net, args.net, x, args.backend, device=args.device, timeout=args.timeout, clock=clock
+    )
     with atomic_path(args.out, overwrite=args.force) as tmp:
         with open(tmp, "wb") as fh:
-            np.save(fh, res.spikes)
-    rule = "argmax of the readout's v >> 6" if res.rule == "readout_v" else "max spike count"
+            if args.record:
+                np.savez(fh, **res.records)
+            else:
+                np.save(fh, res.spikes)
     shown = res.predictions.tolist()
     more = f" ... ({len(shown)} in all)" if len(shown) > 20 else ""
+    what = f"records {', '.join(res.records)}; " if args.record else ""
+    how = "" if clock is None else f" [global clock, drive '{clock.drive}']"
     print(
-        f"wrote {args.out}: output spikes {tuple(res.spikes.shape)} (samples, steps, *shape), "
-        f"{int(res.spikes.sum())} spikes; predicted classes ({rule}): {shown[:20]}{more}"
+        f"wrote {args.out}: {what}output {tuple(res.spikes.shape)} (samples, steps, *shape), "
+        f"{int(np.count_nonzero(res.spikes))} spikes{how}; predicted classes "
+        f"({DESCRIPTIONS[res.rule]}): {shown[:20]}{more}"
     )
     if labels is not None:
         correct = int((res.predictions == labels).sum())
@@ -86,45 +139,132 @@ def cmd_run(args) -> int:
     return 0
 
 
-def cmd_inspect(args) -> int:
+def _neuron_cells(n) -> list[str]:
+    """(neuron, iDecay, vDecay, vThMant) cells of a layer's neuron."""
+    from snn2loihi.schema import CubaNeuron
+
+    if n is None:
+        return ["-", "", "", ""]
+    if isinstance(n, CubaNeuron):
+        name = "CUBA (netx default)" if n.netx_default else n.type_name
+        return [name, str(n.i_decay), str(n.v_decay), str(n.vth_mant)]
+    return ["SDNN sigma" if n.sigma_output else "SDNN", "", "", str(n.vth_mant)]
+
+
+def _inspect_row(entry) -> tuple[str, ...]:
     import numpy as np
 
-    from snn2loihi.netx_io import read_network
-    from snn2loihi.schema import ConvLayer, DenseLayer
+    from snn2loihi.schema import ConvLayer, DenseLayer, InputLayer, RecurrentDenseLayer
 
-    net = read_network(args.net, input_shape=args.input_shape)
-    rows = [
-        (
-            "layer",
-            "type",
-            "shape",
-            "weight",
-            "w range",
-            "bias range",
-            "iDecay",
-            "vDecay",
-            "vThMant",
-            "conv",
-        )
+    ly = entry.record
+    if ly is None:
+        shape = "?" if entry.shape is None else "x".join(map(str, entry.shape))
+        return (str(entry.index), entry.kind, shape, "", "", "", "-", "", "", "", "",
+                f"NOT RUNNABLE: {entry.refused}")  # fmt: skip
+    row = [
+        str(entry.index),
+        ly.kind,
+        "x".join(map(str, ly.shape)),
+        "",
+        "",
+        "",
+        "-",
+        "",
+        "",
+        "",
+        "",
+        "",
     ]
-    for i, ly in enumerate(net.layers):
-        row = [str(i), ly.kind, "x".join(map(str, ly.shape)), "", "", "", "", "", "", ""]
-        if isinstance(ly, ConvLayer | DenseLayer):
-            row[3] = "x".join(map(str, ly.weight.shape))
-            row[4] = f"[{int(ly.weight.min())}, {int(ly.weight.max())}]"
-            row[5] = "-" if ly.bias is None else f"[{int(np.min(ly.bias))}, {int(np.max(ly.bias))}]"
-            row[6:9] = [str(ly.neuron.i_decay), str(ly.neuron.v_decay), str(ly.neuron.vth_mant)]
-        if isinstance(ly, ConvLayer):
-            row[9] = f"s{ly.stride} p{ly.padding} d{ly.dilation} g{ly.groups}"
-        rows.append(tuple(row))
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    if isinstance(ly, InputLayer):
+        row[6:10] = _neuron_cells(ly.neuron)
+        if ly.neuron is not None:
+            row[11] = (
+                "input neuron: driven through its bias or skipped"
+                if ly.neuron.kind == "CUBA"
+                else "input neuron (Delta): skipped, input into layer 1"
+            )
+    if isinstance(ly, ConvLayer | DenseLayer):
+        row[3] = "x".join(map(str, ly.weight.shape))
+        row[4] = f"[{int(ly.weight.min())}, {int(ly.weight.max())}]"
+        row[5] = "-" if ly.bias is None else f"[{int(np.min(ly.bias))}, {int(np.max(ly.bias))}]"
+        row[6:10] = _neuron_cells(ly.neuron)
+    if isinstance(ly, ConvLayer):
+        row[10] = f"s{ly.stride} p{ly.padding} d{ly.dilation} g{ly.groups}"
+    if isinstance(ly, DenseLayer) and ly.delay is not None:
+        d = ly.delay_matrix()
+        row[10] = f"delay {int(d.min())}..{int(d.max())}"
+    if isinstance(ly, RecurrentDenseLayer):
+        row[11] = f"recurrent, weight_rec [{int(ly.weight_rec.min())}, {int(ly.weight_rec.max())}]"
+    return tuple(row)
+
+
+def cmd_inspect(args) -> int:
+    """Every layer, runnable or not; the network summary when all layers can run."""
+    from snn2loihi.netx_io import describe_layers, read_network
+
+    entries = describe_layers(args.net)
+    head = ("layer", "type", "shape", "weight", "w range", "bias range", "neuron", "iDecay",
+            "vDecay", "vThMant", "synapse", "note")  # fmt: skip
+    rows = [head] + [_inspect_row(e) for e in entries]
+    widths = [max(len(r[c]) for r in rows) for c in range(len(head))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    refused = [e for e in entries if e.record is None]
+    if refused:
+        print(
+            f"{len(refused)} of {len(entries)} layers cannot run on the emulator (marked); "
+            "run and parity refuse this file"
+        )
+        return 0
+    net = read_network(args.net, input_shape=args.input_shape)
+    clock = "per-sample or global clock" if net.plain else "global clock only (--clock global)"
     print(
         f"input {'x'.join(map(str, net.input_shape))}, {net.num_synaptic_layers} synapse layers "
-        f"(pipeline delay {net.num_synaptic_layers} steps), output {'x'.join(map(str, net.output_shape))}"
+        f"(pipeline delay {net.num_synaptic_layers} steps), output "
+        f"{'x'.join(map(str, net.output_shape))}; runs on the {clock}"
     )
     return 0
+
+
+def record_names(text: str) -> tuple[str, ...]:
+    """``s,u,v``: the records of ``run --record`` (s, u, v, sigma, act, residue)."""
+    from snn2loihi.deploy.timeline import RECORDABLE
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    bad = [n for n in names if n not in RECORDABLE]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(
+            f"'{text}': choose from {', '.join(RECORDABLE)} (comma-separated)"
+        )
+    return names
+
+
+def _clock_options(p: argparse.ArgumentParser) -> None:
+    from snn2loihi.app.arg_types import positive
+
+    p.add_argument(
+        "--clock",
+        choices=("auto", "sample", "global"),
+        default="auto",
+        help="sample: every layer starts each sample from rest, pipelined (snn2loihi's own "
+        "networks); global: each sample its own run on Lava's clock, as netx.hdf5.Network "
+        "builds it (input neurons, SDNN, delays, recurrence, resets). auto: sample where it "
+        "applies",
+    )
+    p.add_argument(
+        "--reset-interval",
+        type=positive,
+        default=None,
+        metavar="N",
+        help="netx's reset_interval (global clock): reset u and v every N steps (default: none)",
+    )
+    p.add_argument(
+        "--reset-offset",
+        type=int,
+        default=0,
+        metavar="K",
+        help="netx's reset_offset: layer j resets when step %% N == (K + 1 + j) %% N",
+    )
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -164,6 +304,7 @@ def add_commands(sub) -> None:
     p.add_argument("--device", default="cpu", help="emulator device: cpu or cuda")
     p.add_argument("--timeout", type=float, default=None, help="seconds allowed for the Lava run")
     p.add_argument("--json", help="write the figures as JSON here")
+    _clock_options(p)
     p.set_defaults(func=cmd_parity)
 
     p = sub.add_parser(
@@ -196,6 +337,16 @@ def add_commands(sub) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
     p.add_argument("--device", default="cpu", help="emulator device: cpu or cuda")
     p.add_argument("--timeout", type=float, default=None, help="seconds allowed for a Lava run")
+    p.add_argument(
+        "--record",
+        type=record_names,
+        default=None,
+        metavar="s,u,v",
+        help="write every layer's records to --out as .npz (global clock): keys s{i}, u{i}, "
+        "v{i} (CUBA), sigma{i}, act{i}, residue{i} (SDNN) with i the layer's index in the file, "
+        "arrays (samples, steps, *shape) in CHW order",
+    )
+    _clock_options(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(

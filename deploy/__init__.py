@@ -13,6 +13,8 @@ _EXPORTS = {
     "EmulatorResult": "snn2loihi.deploy.emulator",
     "run_lava": "snn2loihi.deploy.lava_runner",
     "run_parity": "snn2loihi.deploy.parity",
+    "run_global_parity": "snn2loihi.deploy.parity",
+    "Timeline": "snn2loihi.deploy.timeline",
 }
 
 __all__ = list(_EXPORTS)

@@ -16,8 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from snn2loihi.deploy.timeline import (
+    Timeline,
+    TimelineRunner,
+    TimelineTrace,
+    check_timeline_input,
+)
 from snn2loihi.devices import torch_device
-from snn2loihi.errors import InputDataError
+from snn2loihi.errors import InputDataError, UnsupportedLayerError
 from snn2loihi.loihi import GRADED_INPUT_MAX, INT32_SAFE_INPUT
 from snn2loihi.netx_io import read_network
 from snn2loihi.neuron import integrate
@@ -132,6 +138,11 @@ class Emulator:
         """
         if record_state not in (False, True, "last"):
             raise ValueError(f"record_state must be False, True or 'last', not {record_state!r}")
+        if not self.net.plain:
+            raise UnsupportedLayerError(
+                "this network (input neuron, SDNN neurons, delays or recurrence) runs only on "
+                "Lava's global clock: use run_netx (CLI: --reset-interval/--reset-offset)"
+            )
         x, graded = check_input(x, self.net.input_shape)
         chunks = [self._run_chunk(c, graded, record_state) for c in torch.split(x, self.batch_size)]
         result = EmulatorResult()
@@ -143,6 +154,48 @@ class Emulator:
 
             result.layers.append(LayerTrace(i, ly.kind, cat("spikes"), cat("u"), cat("v")))
         return result
+
+    @torch.no_grad()
+    def run_netx(
+        self,
+        x: np.ndarray | torch.Tensor,
+        *,
+        drive: str,
+        steps: int | None = None,
+        timeline: Timeline | None = None,
+        record: tuple[str, ...] = (),
+    ) -> list[TimelineTrace]:
+        """Run every sample as its own run on Lava's global clock, as netx builds the network
+        (:mod:`snn2loihi.deploy.timeline`): any NetX network, input neurons, SDNN, delays,
+        recurrence and netx's resets included.
+
+        ``x``: (N, *input_shape) bias values for ``drive="bias"`` (run for ``steps`` steps),
+        else (N, T, *input_shape). Returns one trace per layer built, in order.
+        """
+        xt, graded = check_timeline_input(self.net, x, drive)
+        if drive == "bias":
+            if steps is None or steps < 1:
+                raise InputDataError("driving the input neuron's bias needs steps >= 1")
+        else:
+            steps = int(xt.shape[1])
+        runner = TimelineRunner(self.net, self.device, timeline or Timeline())
+        chunks = [
+            runner.run(c, drive, graded, steps, tuple(record))
+            for c in torch.split(xt, self.batch_size)
+        ]
+        traces = []
+        for k, first in enumerate(chunks[0]):
+            parts = [c[k] for c in chunks]
+            traces.append(
+                TimelineTrace(
+                    first.index,
+                    first.kind,
+                    first.neuron,
+                    torch.cat([p.messages.cpu() for p in parts]),
+                    {r: torch.cat([p.states[r] for p in parts]) for r in first.states},
+                )
+            )
+        return traces
 
     @torch.no_grad()
     def _run_chunk(self, x: torch.Tensor, graded: bool, record_state: bool | str) -> EmulatorResult:

@@ -12,20 +12,29 @@ from snn2loihi.errors import InputDataError
 
 
 def load_input(
-    path: str | Path, input_shape: tuple[int, ...], steps: int | None = None
+    path: str | Path,
+    input_shape: tuple[int, ...],
+    steps: int | None = None,
+    *,
+    repeat: bool = True,
 ) -> np.ndarray:
     """Load (N, T, *input_shape) integers 0..255 from a ``.npy`` file (no pickles).
 
     Images without a time axis, (N, *input_shape), are repeated over ``steps`` (required for
-    them): each pixel is the graded input of every step, as training encodes images. With a time
-    axis, ``steps`` keeps the first T steps.
+    them): each pixel is the graded input of every step, as training encodes images. With
+    ``repeat=False`` they are returned as they are (the bias drive of an input neuron). With a
+    time axis, ``steps`` keeps the first T steps.
     """
     path = Path(path)
     x = load_npy(path)
     shape = ", ".join(map(str, input_shape))
     if x.dtype.kind not in "biuf":
         raise InputDataError(f"{path}: dtype {x.dtype} is not numeric")
+    if tuple(x.shape) == tuple(input_shape):  # one image, e.g. lava-dl's pilotnet_image.npy
+        x = x[None]
     if x.ndim == 1 + len(input_shape) and tuple(x.shape[1:]) == tuple(input_shape):
+        if not repeat:
+            return x
         if steps is None:
             raise InputDataError(
                 f"{path}: images ({x.shape[0]}, {shape}) have no time axis; give --steps T to "

@@ -47,6 +47,7 @@ class LavaResult:
     spikes: list[np.ndarray]
     u: list[np.ndarray] = field(default_factory=list)
     v: list[np.ndarray] = field(default_factory=list)
+    records: dict[str, np.ndarray] = field(default_factory=dict)  # global clock: "s3", "u3", ...
 
     @property
     def output(self) -> np.ndarray:
@@ -64,6 +65,13 @@ class LavaRequest:
     probe_all: bool = False
     record_state: bool | str = False
     backend: str = "lava"
+    # the global clock (see snn2loihi.deploy.timeline): each sample its own run
+    clock: str = "sample"  # "sample" (pipelined, per-sample resets) or "global"
+    drive: str = "input"
+    steps: int = 0
+    reset_interval: int | None = None
+    reset_offset: int = 0
+    record: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.record_state not in (False, True, "last"):
@@ -77,7 +85,13 @@ class LavaRequest:
     @classmethod
     def from_json(cls, text: str) -> LavaRequest:
         fields = json.loads(text)
-        return cls(**{**fields, "input_shape": tuple(fields["input_shape"])})
+        return cls(
+            **{
+                **fields,
+                "input_shape": tuple(fields["input_shape"]),
+                "record": tuple(fields.get("record", ())),
+            }
+        )
 
 
 def _run_config(backend: str):
@@ -130,14 +144,8 @@ def _windows(
     return rec.reshape(n, steps, *shape)
 
 
-def _run_in_process(request: LavaRequest, x: np.ndarray) -> LavaResult:
-    """Run Lava in this process (the child); see :func:`run_lava`."""
-    path, record_state = Path(request.path), request.record_state
-    net_rec = read_network(path, input_shape=request.input_shape)
-    n, steps = x.shape[:2]
-    syn_layers = net_rec.synaptic_layers
-    depth = len(syn_layers)
-    total = n * steps + depth
+def _lava_modules():
+    """(netx, RunSteps, lava.proc.io, Monitor), or :class:`LavaUnavailableError`."""
     try:
         netx = import_netx()
         from lava.magma.core.run_conditions import RunSteps
@@ -147,6 +155,103 @@ def _run_in_process(request: LavaRequest, x: np.ndarray) -> LavaResult:
         raise LavaUnavailableError(
             f"Lava is not installed ({exc}); run `make setup` or install lava-nc and lava-dl"
         ) from None
+    return netx, RunSteps, io, Monitor
+
+
+def _lava_state_vars(neuron, name: str) -> list[tuple[str, object]]:
+    """(record name, Lava Var) of one built layer's neuron process for the requested states."""
+    return [
+        (r, getattr(neuron, r))
+        for r in ("u", "v", "sigma", "act", "residue")
+        if r in name and hasattr(neuron, r)
+    ]
+
+
+def _to_chw(data: np.ndarray, steps: int, shape: tuple[int, ...]) -> np.ndarray:
+    """A monitor record (steps, ...) in Lava's XYZ order as (steps, *shape) in CHW order."""
+    if len(shape) == 3:
+        return np.asarray(data).reshape(steps, *reversed(shape)).transpose(0, 3, 2, 1)
+    return np.asarray(data).reshape(steps, *shape)
+
+
+def _run_global_in_process(request: LavaRequest, x: np.ndarray) -> LavaResult:
+    """Each sample its own run of ``request.steps`` steps on a freshly built network."""
+    from snn2loihi.deploy.timeline import built_layers, layer_shape
+
+    path = Path(request.path)
+    net_rec = read_network(path, input_shape=request.input_shape)
+    built = built_layers(net_rec, request.drive, request.graded)
+    netx, RunSteps, io, Monitor = _lava_modules()
+    run_cfg = _run_config(request.backend)
+    steps, in_shape = request.steps, net_rec.input_shape
+    per_sample: list[dict[str, np.ndarray]] = []
+    for sample in x:
+        lava_net = netx.hdf5.Network(
+            net_config=str(path),
+            skip_layers=1 if request.drive == "skip" else 0,
+            input_message_bits=GRADED_MESSAGE_BITS if request.graded else 0,
+            reset_interval=request.reset_interval,
+            reset_offset=request.reset_offset,
+            input_shape=tuple(reversed(in_shape)) if len(in_shape) == 3 else None,
+        )
+        if len(lava_net.layers) != len(built):
+            raise LavaRunError(
+                f"{path}: Lava built {len(lava_net.layers)} layers, expected {len(built)}"
+            )
+        if request.drive == "bias":
+            lava_net.in_layer.neuron.bias_mant.init = _xyz(sample).astype(np.int32)
+        else:
+            src = io.source.RingBuffer(data=_to_lava_layout(sample[None].astype(np.int64), 0))
+            src.s_out.connect(lava_net.inp)
+        monitors = []
+        for b, layer in zip(built, lava_net.layers, strict=True):
+            targets = [("s", layer.neuron.s_out)]
+            targets += _lava_state_vars(layer.neuron, "".join(request.record))
+            for name, target in targets:
+                mon = Monitor()
+                mon.probe(target, steps)
+                monitors.append((f"{name}{b.index}", b, mon, target))
+        try:
+            lava_net.run(condition=RunSteps(num_steps=steps), run_cfg=run_cfg)
+            records = {}
+            for key, b, mon, target in monitors:
+                data = mon.get_data()[target.process.name][target.name]
+                records[key] = _to_chw(data, steps, layer_shape(b.layer))
+        except Exception as exc:  # Lava raises bare Exceptions from its runtime
+            raise LavaRunError(f"{path}: Lava run failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            _stop(lava_net)
+        per_sample.append(records)
+    stacked = {k: np.stack([r[k] for r in per_sample]) for k in per_sample[0]}
+    for b in built:
+        key = f"s{b.index}"
+        stacked[key] = stacked[key].astype(np.uint8 if b.neuron.kind == "CUBA" else np.int32)
+        for r in ("u", "v", "sigma", "act", "residue"):
+            if f"{r}{b.index}" in stacked:
+                stacked[f"{r}{b.index}"] = stacked[f"{r}{b.index}"].astype(np.int32)
+    return LavaResult(
+        layer_indices=[b.index for b in built],
+        spikes=[stacked[f"s{b.index}"] for b in built],
+        records=stacked,
+    )
+
+
+def _xyz(sample: np.ndarray) -> np.ndarray:
+    """One sample's CHW array in Lava's XYZ (W, H, C) layout."""
+    return np.ascontiguousarray(sample.transpose(*reversed(range(sample.ndim))))
+
+
+def _run_in_process(request: LavaRequest, x: np.ndarray) -> LavaResult:
+    """Run Lava in this process (the child); see :func:`run_lava`."""
+    if request.clock == "global":
+        return _run_global_in_process(request, x)
+    path, record_state = Path(request.path), request.record_state
+    net_rec = read_network(path, input_shape=request.input_shape)
+    n, steps = x.shape[:2]
+    syn_layers = net_rec.synaptic_layers
+    depth = len(syn_layers)
+    total = n * steps + depth
+    netx, RunSteps, io, Monitor = _lava_modules()
     run_cfg = _run_config(request.backend)
     in_shape = net_rec.input_shape
     lava_net = netx.hdf5.Network(
@@ -213,7 +318,9 @@ _RESULT_KEYS = ("spikes", "u", "v")
 
 def _save_result(result: LavaResult, folder: Path) -> None:
     """Write a LavaResult as one .npy per array plus an index (child side)."""
-    meta = {"layer_indices": result.layer_indices, "counts": {}}
+    meta = {"layer_indices": result.layer_indices, "counts": {}, "records": list(result.records)}
+    for key, arr in result.records.items():
+        np.save(folder / f"record_{key}.npy", arr)
     for key in _RESULT_KEYS:
         arrays = getattr(result, key)
         meta["counts"][key] = len(arrays)
@@ -228,7 +335,8 @@ def _load_result(folder: Path) -> LavaResult:
         key: [np.load(folder / f"{key}_{k}.npy") for k in range(meta["counts"][key])]
         for key in _RESULT_KEYS
     }
-    return LavaResult(layer_indices=meta["layer_indices"], **arrays)
+    records = {key: np.load(folder / f"record_{key}.npy") for key in meta.get("records", [])}
+    return LavaResult(layer_indices=meta["layer_indices"], records=records, **arrays)
 
 
 def _die_with_parent(parent: int, folder: Path, done: threading.Event, poll: float = 0.5):
@@ -314,6 +422,7 @@ def run_lava(
     backend: str = "lava",
     timeout: float | None = None,
     net: NetXNetwork | None = None,
+    clock: dict | None = None,
 ) -> LavaResult:
     """Run samples ``x`` (N, T, *input_shape) through the ``.net`` file on Lava.
 
@@ -322,11 +431,20 @@ def run_lava(
     also returns ``u`` and ``v`` of every probed layer (``"last"``: of the output layer only). ``timeout`` (seconds, None = no limit)
     bounds the whole run, compilation included; on expiry :class:`LavaRunError` is raised.
     ``net`` (the file's records, if already read) supplies the input shape of slayer files.
+    ``clock``: run on the global clock instead (each sample its own run, as netx builds the
+    network): ``{"drive", "steps", "reset_interval", "reset_offset", "record"}`` (see
+    :mod:`snn2loihi.deploy.timeline`); the result's ``records`` then hold every built layer.
     """
     path = Path(path).resolve()
     net = net if net is not None else read_network(path)
     request = LavaRequest(
-        str(path), tuple(net.input_shape), bool(graded), probe_all, record_state, backend
+        str(path),
+        tuple(net.input_shape),
+        bool(graded),
+        probe_all,
+        record_state,
+        backend,
+        **({"clock": "global", **clock} if clock else {}),
     )
     with tempfile.TemporaryDirectory(prefix="snn2loihi-lava-") as tmp:
         folder = Path(tmp)

@@ -13,6 +13,7 @@ import numpy as np
 from snn2loihi.arrays import memory_budget
 from snn2loihi.deploy.emulator import Emulator, check_input
 from snn2loihi.deploy.lava_runner import run_lava
+from snn2loihi.deploy.timeline import Timeline, check_timeline_input
 from snn2loihi.errors import InputDataError, LavaRunError
 from snn2loihi.netx_io import read_network
 from snn2loihi.schema import NetXNetwork
@@ -31,6 +32,7 @@ class LayerParity:
     emulator_spikes: int
     mismatches: int
     first_mismatch: list | None = None
+    state_mismatches: dict[str, int] = field(default_factory=dict)  # global clock: u, v, ...
 
 
 @dataclass
@@ -42,10 +44,16 @@ class ParityReport:
     steps: int
     graded_input: bool
     layers: list[LayerParity] = field(default_factory=list)
+    clock: str = "sample"  # or "global": how the run was laid out (see deploy/timeline.py)
+    drive: str = "input"
+    reset_interval: int | None = None
+    reset_offset: int = 0
 
     @property
     def equal(self) -> bool:
-        return all(ly.mismatches == 0 for ly in self.layers)
+        return all(
+            ly.mismatches == 0 and not any(ly.state_mismatches.values()) for ly in self.layers
+        )
 
     def to_dict(self) -> dict:
         return {**asdict(self), "equal": self.equal}
@@ -60,6 +68,7 @@ class ParityReport:
             "spikes emulator",
             "mismatches",
             "first mismatch",
+            "state mismatches",
         )
         rows = [head]
         for ly in self.layers:
@@ -77,6 +86,7 @@ class ParityReport:
                     str(ly.emulator_spikes),
                     str(ly.mismatches),
                     first,
+                    " ".join(f"{k}:{n}" for k, n in ly.state_mismatches.items()) or "-",
                 )
             )
         widths = [max(len(r[c]) for r in rows) for c in range(len(head))]
@@ -85,16 +95,28 @@ class ParityReport:
             for r in rows
         ]
         verdict = "PARITY OK" if self.equal else "PARITY FAILED"
+        how = ""
+        if self.clock == "global":
+            reset = (
+                "no reset"
+                if self.reset_interval is None
+                else f"reset interval {self.reset_interval} offset {self.reset_offset}"
+            )
+            how = f" (global clock, each sample its own run, input drive '{self.drive}', {reset})"
         lines.append(
-            f"{verdict}: {self.samples} samples x {self.steps} steps, {len(self.layers)} layers compared"
+            f"{verdict}: {self.samples} samples x {self.steps} steps, "
+            f"{len(self.layers)} layers compared{how}"
         )
         return "\n".join(lines)
 
 
-def compare_layer(index: int, kind: str, lava: np.ndarray, emu: np.ndarray) -> LayerParity:
-    """Compare (N, T, *shape) spike arrays element by element."""
-    lava = np.asarray(lava).astype(bool)
-    emu = np.asarray(emu).astype(bool)
+def compare_layer(
+    index: int, kind: str, lava: np.ndarray, emu: np.ndarray, *, graded: bool = False
+) -> LayerParity:
+    """Compare (N, T, *shape) spike arrays element by element (``graded``: message values,
+    spike counts then count non-zero messages)."""
+    lava = np.asarray(lava).astype(np.int64 if graded else bool)
+    emu = np.asarray(emu).astype(np.int64 if graded else bool)
     if lava.shape != emu.shape:
         raise ValueError(f"layer {index}: Lava shape {lava.shape} != emulator shape {emu.shape}")
     diff = lava != emu
@@ -106,8 +128,8 @@ def compare_layer(index: int, kind: str, lava: np.ndarray, emu: np.ndarray) -> L
         layer=index,
         kind=kind,
         shape=list(lava.shape[2:]),
-        lava_spikes=int(lava.sum()),
-        emulator_spikes=int(emu.sum()),
+        lava_spikes=int(np.count_nonzero(lava)),
+        emulator_spikes=int(np.count_nonzero(emu)),
         mismatches=int(diff.sum()),
         first_mismatch=first,
     )
@@ -123,6 +145,8 @@ def merge_layer(done: LayerParity | None, part: LayerParity, offset: int) -> Lay
     done.emulator_spikes += part.emulator_spikes
     done.mismatches += part.mismatches
     done.first_mismatch = done.first_mismatch or part.first_mismatch
+    for k, n in part.state_mismatches.items():
+        done.state_mismatches[k] = done.state_mismatches.get(k, 0) + n
     return done
 
 
@@ -182,6 +206,65 @@ def run_parity(
             merged[idx] = merge_layer(merged.get(idx), found, lo)
         time_left(deadline, timeout, path)
     report.layers = [merged[idx] for idx in sorted(merged)]
+    return report
+
+
+def run_global_parity(
+    path: str | Path,
+    x: np.ndarray,
+    *,
+    drive: str,
+    steps: int,
+    timeline: Timeline,
+    device: str = "cpu",
+    input_shape: tuple[int, ...] | None = None,
+    timeout: float | None = None,
+) -> ParityReport:
+    """Parity on Lava's global clock (:mod:`snn2loihi.deploy.timeline`): every sample its own
+    run of ``steps`` steps as netx builds the network; every layer's messages and every state
+    that Lava's process has (``u``, ``v`` or ``sigma``, ``act``, ``residue``) compared.
+
+    ``x``: (N, *input_shape) bias values for ``drive="bias"``, else (N, T, *input_shape).
+    """
+    net = read_network(path, input_shape=input_shape)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    xt, graded = check_timeline_input(net, x, drive)
+    record = ("u", "v", "sigma", "act", "residue")
+    emu = Emulator(net, device=device).run_netx(
+        xt.numpy(), drive=drive, steps=steps, timeline=timeline, record=record
+    )
+    clock = {
+        "drive": drive,
+        "steps": steps,
+        "reset_interval": timeline.reset_interval,
+        "reset_offset": timeline.reset_offset,
+        "record": record,
+    }
+    lava = run_lava(
+        path, xt.numpy(), graded=graded, net=net, clock=clock,
+        timeout=time_left(deadline, timeout, path),
+    )  # fmt: skip
+    report = ParityReport(
+        net=str(path),
+        samples=len(xt),
+        steps=steps,
+        graded_input=graded,
+        clock="global",
+        drive=drive,
+        reset_interval=timeline.reset_interval,
+        reset_offset=timeline.reset_offset,
+    )
+    for tr in emu:
+        graded_msgs = tr.neuron != "CUBA"
+        found = compare_layer(
+            tr.index, tr.kind, lava.records[f"s{tr.index}"], tr.messages.numpy(), graded=graded_msgs
+        )
+        for name, arr in tr.states.items():
+            theirs = lava.records.get(f"{name}{tr.index}")
+            if theirs is None:
+                raise LavaRunError(f"{path}: Lava recorded no '{name}' for layer {tr.index}")
+            found.state_mismatches[name] = int((theirs != arr.numpy()).sum())
+        report.layers.append(found)
     return report
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -23,7 +24,9 @@ from snn2loihi.errors import (
     where,
 )
 from snn2loihi.schema import (
+    CUBA_TYPES,
     REFUSED_TYPES,
+    SDNN_TYPE,
     SUPPORTED_TYPES,
     ConvLayer,
     CubaNeuron,
@@ -32,6 +35,9 @@ from snn2loihi.schema import (
     InputLayer,
     Layer,
     NetXNetwork,
+    Neuron,
+    RecurrentDenseLayer,
+    SigmaDeltaNeuron,
 )
 from snn2loihi.validate import validate_network
 
@@ -45,9 +51,18 @@ def _put_type(g: h5py.Group, kind: str) -> None:
     g.create_dataset("type", (1,), "S10", [kind.encode("ascii")])
 
 
-def _put_neuron(g: h5py.Group, n: CubaNeuron) -> None:
+def _put_neuron(g: h5py.Group, n: Neuron) -> None:
+    if isinstance(n, CubaNeuron) and n.netx_default:
+        return  # no group: NetX builds its default neuron
     ng = g.create_group("neuron")
-    ng.create_dataset("type", data="CUBA")
+    if isinstance(n, SigmaDeltaNeuron):
+        ng.create_dataset("type", data=SDNN_TYPE)
+        ng.create_dataset("activation", data=n.activation)
+        ng.create_dataset("vThMant", data=np.int64(n.vth_mant))
+        if n.sigma_output:
+            ng.create_dataset("sigma_output", data=np.bool_(True))
+        return
+    ng.create_dataset("type", data=n.type_name)
     ng.create_dataset("iDecay", data=np.int64(n.i_decay))
     ng.create_dataset("vDecay", data=np.int64(n.v_decay))
     ng.create_dataset("vThMant", data=np.int64(n.vth_mant))
@@ -58,6 +73,13 @@ def _put_neuron(g: h5py.Group, n: CubaNeuron) -> None:
 def _write_layer(g: h5py.Group, ly: Layer) -> None:
     _put_type(g, ly.kind)
     g.create_dataset("shape", data=np.asarray(ly.shape, dtype=np.int64))
+    if isinstance(ly, InputLayer):
+        if ly.neuron is not None:
+            _put_neuron(g, ly.neuron)
+        for name in ("weight", "bias"):
+            if getattr(ly, name) is not None:
+                g.create_dataset(name, data=np.float32(getattr(ly, name)))
+        return
     if isinstance(ly, ConvLayer):
         g.create_dataset("weight", data=ly.weight.astype(np.int32))
         g.create_dataset("stride", data=np.asarray(ly.stride, dtype=np.int64))
@@ -66,6 +88,10 @@ def _write_layer(g: h5py.Group, ly: Layer) -> None:
         g.create_dataset("groups", data=np.int64(ly.groups))
     elif isinstance(ly, DenseLayer):
         g.create_dataset("weight", data=ly.weight.astype(np.int32))
+        if isinstance(ly, RecurrentDenseLayer):
+            g.create_dataset("weight_rec", data=ly.weight_rec.astype(np.int32))
+        if ly.delay is not None:
+            g.create_dataset("delay", data=np.asarray(ly.delay, dtype=np.int64))
     if isinstance(ly, ConvLayer | DenseLayer):
         if ly.bias is not None:
             g.create_dataset("bias", data=ly.bias.astype(np.int32))
@@ -153,17 +179,33 @@ class _LayerReader:
             raise self.error("shape", f"= {data.tolist()} must hold 1 to 3 positive sizes")
         return tuple(int(v) for v in data)
 
-    def neuron(self) -> CubaNeuron:
+    def neuron(self) -> Neuron:
         if "neuron" not in self.g:
-            raise self.error(
-                "neuron",
-                "is missing; NetX's default neuron has vThMant 131072, outside the 17-bit range",
-            )
+            if self.kind == "conv":  # NetX indexes layer_config['neuron'] for a conv
+                raise self.error("neuron", "is missing; NetX needs a neuron for a conv layer")
+            return CubaNeuron.netx_default_neuron()
+        if not isinstance(self.g["neuron"], h5py.Group):
+            raise self.error("neuron", "is a dataset, expected a group")
         ntype = _read_string(self, "neuron/type")
-        if ntype.upper() not in ("CUBA", "LOIHI"):
+        if self.has("neuron/messageBits"):
             raise UnsupportedLayerError(
-                f"{where(self.path, self.index)} ({self.kind}): neuron type '{ntype}' is not "
-                "supported; only CUBA (LIF) neurons can be emulated"
+                f"{where(self.path, self.index)} ({self.kind}): field 'neuron/messageBits' is "
+                "not supported: lava-dl 0.6's NetX reader passes it on unread and cannot build "
+                "the layer; remove it (CUBA spikes are binary, SDNN messages 16-bit)"
+            )
+        if ntype == SDNN_TYPE:
+            return SigmaDeltaNeuron(
+                vth_mant=self.scalar("neuron/vThMant"),
+                sigma_output=self.has("neuron/sigma_output"),
+                activation=_read_string(self, "neuron/activation")
+                if self.has("neuron/activation")
+                else "relu",
+            )
+        if ntype not in CUBA_TYPES:
+            what = "resonate-and-fire (RF/RF_IZ)" if "RF" in ntype else "unknown"
+            raise UnsupportedLayerError(
+                f"{where(self.path, self.index)} ({self.kind}): neuron type '{ntype}' ({what}) "
+                f"cannot be emulated; supported: {', '.join(CUBA_TYPES)}, {SDNN_TYPE}"
             )
         return CubaNeuron(
             i_decay=self.scalar("neuron/iDecay"),
@@ -173,7 +215,16 @@ class _LayerReader:
             graded_spike=bool(self.scalar("neuron/gradedSpike"))
             if self.has("neuron/gradedSpike")
             else False,
+            type_name=ntype,
         )
+
+    def delay(self) -> np.ndarray | None:
+        if not self.has("delay"):
+            return None
+        d = self.array("delay")
+        if d.size and d.min() < 0:
+            raise self.error("delay", f"holds the negative delay {int(d.min())}")
+        return d
 
     def bias(self, n_out: int) -> np.ndarray | None:
         if not self.has("bias"):
@@ -186,8 +237,18 @@ class _LayerReader:
     def no_delay(self) -> None:
         if self.has("delay") and np.any(self.array("delay")):
             raise UnsupportedLayerError(
-                f"{where(self.path, self.index)} ({self.kind}): synaptic delays are not supported"
+                f"{where(self.path, self.index)} ({self.kind}): synaptic delays on a "
+                f"{self.kind} layer are not supported (NetX ignores them)"
             )
+
+    def transform(self, key: str) -> int | None:
+        """slayer's input transform (a scalar NetX stores as ``int(value)``), or None."""
+        if not self.has(key):
+            return None
+        data = self.array(key, integer=False).reshape(-1)
+        if data.size != 1:
+            raise self.error(key, f"has {data.size} values, expected one")
+        return int(data[0])
 
 
 def _read_string(r: _LayerReader, key: str) -> str:
@@ -235,12 +296,14 @@ def _read_layer(g: h5py.Group, path: Path, index: int) -> Layer:
         )
     shape = r.shape()
     if kind == "input":
-        if r.has("neuron"):
-            raise UnsupportedLayerError(
-                f"{where(path, index)} (input): an input layer with a neuron (slayer Input block) "
-                "is not supported; export the network without an input neuron"
-            )
-        return InputLayer(shape=shape)
+        if not r.has("neuron"):
+            return InputLayer(shape=shape)
+        neuron = r.neuron()
+        if isinstance(neuron, SigmaDeltaNeuron) and neuron.sigma_output:
+            raise r.error("neuron/sigma_output", "is set on an input layer (NetX builds Delta)")
+        return InputLayer(
+            shape=shape, neuron=neuron, weight=r.transform("weight"), bias=r.transform("bias")
+        )
     if kind == "flatten":
         return FlattenLayer(shape=shape)
     if kind == "conv":
@@ -266,8 +329,7 @@ def _read_layer(g: h5py.Group, path: Path, index: int) -> Layer:
             dilation=r.pair("dilation"),
             groups=r.scalar("groups"),
         )
-    # dense
-    r.no_delay()
+    # dense, dense_rec
     if r.has("weight/imag"):
         raise UnsupportedLayerError(
             f"{where(path, index)} (dense): complex weights are not supported"
@@ -282,7 +344,22 @@ def _read_layer(g: h5py.Group, path: Path, index: int) -> Layer:
         w = w.reshape(w.shape[0], w.shape[1])
     if w.ndim != 2:
         raise r.error("weight", f"has shape {w.shape}, expected (Nout, Nin)")
-    return DenseLayer(shape=shape, weight=w, neuron=r.neuron(), bias=r.bias(w.shape[0]))
+    fields = dict(
+        shape=shape, weight=w, neuron=r.neuron(), bias=r.bias(w.shape[0]), delay=r.delay()
+    )
+    if kind == "dense":
+        return DenseLayer(**fields)
+    if fields["delay"] is not None:
+        raise UnsupportedLayerError(
+            f"{where(path, index)} (dense_rec): delays on a recurrent layer are not supported "
+            "(lava-dl 0.6's NetX drops the weight exponent there)"
+        )
+    w_rec = r.array("weight_rec")
+    if w_rec.ndim == 1 and w_rec.size == n_out * n_out:
+        w_rec = w_rec.reshape(n_out, n_out)
+    if w_rec.shape != (n_out, n_out):
+        raise r.error("weight_rec", f"has shape {w_rec.shape}, expected ({n_out}, {n_out})")
+    return RecurrentDenseLayer(**fields, weight_rec=w_rec)
 
 
 def _read_layers(f: h5py.File, path: Path) -> list[Layer]:
@@ -309,6 +386,60 @@ def _read_layers(f: h5py.File, path: Path) -> list[Layer]:
     return layers
 
 
+def _open(path: Path) -> h5py.File:
+    """The file opened read-only, or :class:`NetXFormatError` naming it."""
+    if not path.is_file():
+        raise NetXFormatError(f"{path}: no such file")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise NetXFormatError(f"{path}: not a readable HDF5 file ({exc})") from None
+
+
+@dataclass(frozen=True)
+class LayerEntry:
+    """One layer group as :func:`describe_layers` finds it: the record when it can be read,
+    else the type, the shape (if readable) and why the emulator cannot run it."""
+
+    index: int
+    kind: str
+    record: Layer | None = None
+    shape: tuple[int, ...] | None = None
+    refused: str | None = None
+
+
+def describe_layers(path: str | os.PathLike) -> list[LayerEntry]:
+    """Every layer of a NetX file, also those the emulator cannot run (for ``inspect``).
+
+    Raises :class:`NetXFormatError` only when the file itself is unreadable or not NetX.
+    """
+    path = Path(path)
+    f = _open(path)
+    entries = []
+    with f:
+        if "layer" not in f or not isinstance(f["layer"], h5py.Group):
+            raise NetXFormatError(f"{path}: no 'layer' group; not a NetX network file")
+        count = len(f["layer"])
+        if count > MAX_LAYERS:
+            raise NetXFormatError(f"{path}: {count} layers, more than the limit {MAX_LAYERS}")
+        for i in range(count):
+            g = f["layer"].get(str(i))
+            if not isinstance(g, h5py.Group):
+                raise NetXFormatError(f"{where(path, i)}: missing or not a group")
+            r = _LayerReader(g, path, i, "?")
+            kind = _read_string(r, "type")
+            try:
+                entries.append(LayerEntry(i, kind, record=_read_layer(g, path, i)))
+            except UnsupportedLayerError as exc:
+                try:
+                    shape = r.shape()
+                except Snn2LoihiError:
+                    shape = None
+                reason = str(exc).split(": ", 1)[-1]
+                entries.append(LayerEntry(i, kind, shape=shape, refused=reason))
+    return entries
+
+
 def read_network(
     path: str | os.PathLike, *, input_shape: tuple[int, ...] | None = None
 ) -> NetXNetwork:
@@ -320,12 +451,7 @@ def read_network(
     :class:`NetXValidationError` for values outside Loihi's ranges.
     """
     path = Path(path)
-    if not path.is_file():
-        raise NetXFormatError(f"{path}: no such file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise NetXFormatError(f"{path}: not a readable HDF5 file ({exc})") from None
+    f = _open(path)
     with f:
         try:
             layers = _read_layers(f, path)

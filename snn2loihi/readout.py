@@ -5,6 +5,10 @@
   ``argmax(v >> 6)`` of the output layer after the sample's last step.
 - ``spike_count``: the output layer spikes (lava-dl's networks): the class is the output neuron
   with the most spikes over the sample's T steps.
+- ``sigma_last``: an SDNN network with a ``sigma_output`` readout (it sends its running sum):
+  the class is the largest value sent at the last step.
+- ``message_sum``: an SDNN network whose output layer is sigma-delta: the class is the largest
+  sum of the messages over the steps (the decoded activation).
 
 The rule is derived from the file (nothing extra is stored, so lava-dl's ``netx.hdf5.Network``
 loads our files unchanged). Ties go to the first index. The back ends cut each sample's window
@@ -18,16 +22,26 @@ import numpy as np
 import torch
 
 from snn2loihi.loihi import ACT_SHIFT, VTH_MAX
-from snn2loihi.schema import NetXNetwork
+from snn2loihi.schema import NetXNetwork, SigmaDeltaNeuron
 
 READOUT_V = "readout_v"
 SPIKE_COUNT = "spike_count"
-RULES = (READOUT_V, SPIKE_COUNT)
+SIGMA_LAST = "sigma_last"
+MESSAGE_SUM = "message_sum"
+RULES = (READOUT_V, SPIKE_COUNT, SIGMA_LAST, MESSAGE_SUM)
+DESCRIPTIONS = {
+    READOUT_V: "argmax of the readout's v >> 6",
+    SPIKE_COUNT: "max spike count",
+    SIGMA_LAST: "argmax of the sigma readout at the last step",
+    MESSAGE_SUM: "argmax of the summed output messages",
+}
 
 
 def prediction_rule(net: NetXNetwork) -> str:
-    """``readout_v`` if the output layer's threshold is the largest mantissa, else ``spike_count``."""
+    """The rule of ``net``'s output layer (see the module docstring)."""
     _, last = net.synaptic_layers[-1]
+    if isinstance(last.neuron, SigmaDeltaNeuron):
+        return SIGMA_LAST if last.neuron.sigma_output else MESSAGE_SUM
     return READOUT_V if last.neuron.vth_mant == VTH_MAX else SPIKE_COUNT
 
 
@@ -51,9 +65,10 @@ def predict(
         if v_last is None:
             raise ValueError("the readout_v rule needs the output layer's v after the last step")
         return readout_logits(v_last).argmax(1).numpy()
-    if rule == SPIKE_COUNT:
+    if rule in (SPIKE_COUNT, SIGMA_LAST, MESSAGE_SUM):
         if spikes is None:
-            raise ValueError("the spike_count rule needs the output spikes")
+            raise ValueError(f"the {rule} rule needs the output messages")
         s = torch.as_tensor(np.asarray(spikes) if not isinstance(spikes, torch.Tensor) else spikes)
-        return s.reshape(s.shape[0], s.shape[1], -1).to(torch.int64).sum(1).argmax(1).numpy()
+        s = s.reshape(s.shape[0], s.shape[1], -1).to(torch.int64)
+        return (s[:, -1] if rule == SIGMA_LAST else s.sum(1)).argmax(1).numpy()
     raise ValueError(f"unknown prediction rule {rule!r} (choose from {', '.join(RULES)})")

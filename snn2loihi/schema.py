@@ -16,9 +16,13 @@ import numpy as np
 
 from snn2loihi.loihi import DECAY_UNITY
 
-SUPPORTED_TYPES = ("input", "conv", "flatten", "dense")
+SUPPORTED_TYPES = ("input", "conv", "flatten", "dense", "dense_rec")
 # Layer types NetX knows but cannot run (or runs broken) in lava-dl 0.6.0.
-REFUSED_TYPES = ("pool", "convT", "unpool", "average", "concat", "dense_rec", "dense_comp")
+REFUSED_TYPES = ("pool", "convT", "unpool", "average", "concat", "dense_comp")
+CUBA_TYPES = ("CUBA", "LOIHI")  # both build Lava's LIF (LIFReset with a reset interval)
+SDNN_TYPE = "SDNN"
+NETX_DEFAULT_VTH = 1 << 17  # NetX's default neuron writes ``1 << 18 - 1``, i.e. 1 << 17
+MAX_DELAY = 62  # NetX clamps synaptic delays to 0..62
 
 
 class _RecordEq:
@@ -52,18 +56,57 @@ class CubaNeuron:
     vth_mant: int
     ref_delay: int = 1
     graded_spike: bool = False
+    type_name: str = "CUBA"  # "CUBA" or "LOIHI" (lava-dl's slayer): the same model in NetX
+    netx_default: bool = False  # the file has no neuron group: NetX's default neuron
+
+    kind: ClassVar[str] = "CUBA"
 
     @classmethod
     def integrate_and_fire(cls, vth_mant: int) -> CubaNeuron:
         """The non-leaky IF neuron of rate-coded SNNs: ``iDecay=4096, vDecay=0``."""
         return cls(i_decay=DECAY_UNITY, v_decay=0, vth_mant=vth_mant)
 
+    @classmethod
+    def netx_default_neuron(cls) -> CubaNeuron:
+        """What NetX builds for a dense layer without a neuron group: a current integrator
+        (``iDecay=0, vDecay=4096``) with ``vThMant = 1 << 17`` (one above the 17-bit range;
+        the simulator runs it)."""
+        return cls(i_decay=0, v_decay=DECAY_UNITY, vth_mant=NETX_DEFAULT_VTH, netx_default=True)
+
+
+@dataclass(frozen=True)
+class SigmaDeltaNeuron:
+    """Lava's sigma-delta neuron (NetX type ``SDNN``), fixed point (``lava/proc/sdn``).
+
+    ``vth_mant``: threshold mantissa, compared as ``|delta| >= vth_mant << 12``. A conv/dense
+    layer is ``SigmaDelta`` (ReLU of the running sum plus ``bias << 12``, sends changes ``>> 6``)
+    or, with ``sigma_output``, ``Sigma`` (sends its running sum); an input layer is ``Delta``.
+    ``activation`` is written by slayer; NetX ignores it (always ReLU).
+    """
+
+    vth_mant: int
+    sigma_output: bool = False
+    activation: str = "relu"
+
+    kind: ClassVar[str] = SDNN_TYPE
+
+
+Neuron = CubaNeuron | SigmaDeltaNeuron
+
 
 @dataclass(frozen=True, eq=False)
 class InputLayer(_RecordEq):
-    """Input layer without a neuron: only declares the input shape (C, H, W) or (N,)."""
+    """Input layer: declares the input shape (C, H, W) or (N,), and may have a neuron.
+
+    With a ``neuron`` (lava-dl's slayer ``Input`` block) NetX builds a neuron-only layer whose
+    input Lava's CPU simulator can only drive through its bias (CUBA) or by skipping the layer.
+    ``weight``/``bias`` are slayer's input transform: NetX stores them and never applies them.
+    """
 
     shape: tuple[int, ...]
+    neuron: Neuron | None = None
+    weight: int | None = None
+    bias: int | None = None
     kind: ClassVar[str] = "input"
 
 
@@ -77,7 +120,7 @@ class ConvLayer(_RecordEq):
 
     shape: tuple[int, int, int]
     weight: np.ndarray
-    neuron: CubaNeuron
+    neuron: Neuron
     bias: np.ndarray | None = None
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
@@ -96,16 +139,46 @@ class FlattenLayer(_RecordEq):
 
 @dataclass(frozen=True, eq=False)
 class DenseLayer(_RecordEq):
-    """Fully connected synapse + CUBA neurons. ``weight``: int64 (Nout, Nin); ``bias``: (Nout,)."""
+    """Fully connected synapse + neurons. ``weight``: int64 (Nout, Nin); ``bias``: (Nout,).
+
+    ``delay``: synaptic delays in steps on top of the synapse's one step, as the file holds
+    them (a scalar, (Nout,), (Nin,) or (Nout, Nin)); NetX clamps them to 0..62. None: no delays.
+    """
 
     shape: tuple[int, ...]
     weight: np.ndarray
-    neuron: CubaNeuron
+    neuron: Neuron
     bias: np.ndarray | None = None
+    delay: np.ndarray | None = None
     kind: ClassVar[str] = "dense"
 
+    def delay_matrix(self) -> np.ndarray | None:
+        """Delays (Nout, Nin) int64 as NetX maps them (clamped to 0..62, a 1-D delay matched to
+        the rows first, then to the columns), or None without delays."""
+        if self.delay is None:
+            return None
+        d = np.asarray(self.delay, dtype=np.int64)
+        if d.max(initial=0) > MAX_DELAY:
+            d = np.clip(d, 0, MAX_DELAY)
+        n_out, n_in = self.weight.shape
+        if d.size == 1:
+            return np.full((n_out, n_in), int(d.reshape(-1)[0]), dtype=np.int64)
+        if d.ndim == 1:
+            if d.size == n_out:
+                return np.repeat(d.reshape(-1, 1), n_in, axis=1)
+            return np.repeat(d.reshape(1, -1), n_out, axis=0)
+        return d.reshape(n_out, n_in)
 
-Layer = InputLayer | ConvLayer | FlattenLayer | DenseLayer
+
+@dataclass(frozen=True, eq=False)
+class RecurrentDenseLayer(DenseLayer):
+    """Dense layer whose neurons also feed themselves back: ``weight_rec`` (Nout, Nout)."""
+
+    weight_rec: np.ndarray | None = None
+    kind: ClassVar[str] = "dense_rec"
+
+
+Layer = InputLayer | ConvLayer | FlattenLayer | DenseLayer | RecurrentDenseLayer
 SynapticLayer = ConvLayer | DenseLayer
 
 
@@ -126,6 +199,23 @@ class NetXNetwork(_RecordEq):
         return [
             (i, ly) for i, ly in enumerate(self.layers) if isinstance(ly, ConvLayer | DenseLayer)
         ]
+
+    @property
+    def input_neuron(self) -> Neuron | None:
+        """The input layer's neuron (lava-dl's slayer ``Input`` block), or None."""
+        first = self.layers[0] if self.layers else None
+        return first.neuron if isinstance(first, InputLayer) else None
+
+    @property
+    def plain(self) -> bool:
+        """True for the networks snn2loihi exports: CUBA neurons, no input neuron, no delays,
+        no recurrence. Only these run in the per-sample convention (see the emulator)."""
+        return self.input_neuron is None and all(
+            isinstance(ly.neuron, CubaNeuron)
+            and not (isinstance(ly, DenseLayer) and ly.delay is not None)
+            and not isinstance(ly, RecurrentDenseLayer)
+            for _, ly in self.synaptic_layers
+        )
 
     @property
     def output_shape(self) -> tuple[int, ...]:

@@ -100,6 +100,10 @@ class IntegerSynapse:
     ``block`` = p > 1 says that ``weight`` is the compact kernel of a block kernel (the conv as
     run has kernel :func:`expand_blocks` ``(weight, p)``, stride and padding multiples of p in
     ``geometry``), so it is never materialized; by default block kernels are detected.
+    ``weight_exp`` (dense only): ``weight`` is already what Lava's synapse holds (from
+    :func:`dense_weights_as_lava` of a larger matrix, e.g. one delay or the recurrent part of
+    a layer) and this is its exponent; by default the weights are processed here.
+    ``signed``: inputs may be negative (sigma-delta messages); ``input_max`` bounds ``|x|``.
     """
 
     def __init__(
@@ -111,6 +115,8 @@ class IntegerSynapse:
         geometry: ConvGeometry | None = None,
         device: torch.device | str = "cpu",
         block: int = 1,
+        weight_exp: int | None = None,
+        signed: bool = False,
     ):
         self.kind = kind
         self.geometry = geometry
@@ -119,7 +125,9 @@ class IntegerSynapse:
             w = weight.to(device=device, dtype=torch.int64)
         else:
             w = torch.as_tensor(np.asarray(weight, dtype=np.int64), device=device)
-        if kind == "dense":
+        if kind == "dense" and weight_exp is not None:
+            self.shift = int(weight_exp)
+        elif kind == "dense":
             w_np, self.shift = dense_weights_as_lava(w.cpu().numpy())
             w = torch.as_tensor(w_np, device=device)
         elif kind != "conv":
@@ -132,7 +140,9 @@ class IntegerSynapse:
         else:
             pool = block_factor(w, geometry) if kind == "conv" else 1
             compact = w[:, :, ::pool, ::pool] if pool > 1 else w
-        # Inputs are non-negative, so any (partial) sum of w.x lies between -neg and +pos.
+        # Inputs are non-negative, so any (partial) sum of w.x lies between -neg and +pos;
+        # signed inputs in [-m, m] keep it within (pos + neg) * m <= 2 * max(pos, neg) * m.
+        input_max = 2 * int(input_max) if signed else int(input_max)
         row_max = int(worst_case_input(compact, repeat=pool**2).max())
         w_max = max(int(compact.max()), -int(compact.min()))
         bound = row_max * int(input_max)

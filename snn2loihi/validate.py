@@ -31,8 +31,13 @@ from snn2loihi.schema import (
     FlattenLayer,
     InputLayer,
     NetXNetwork,
+    Neuron,
+    RecurrentDenseLayer,
+    SigmaDeltaNeuron,
     conv_output_hw,
 )
+
+SDNN_VTH_MAX = (INT32_MAX >> 12) // 2  # vThMant << 12 and the deltas it gates stay in int32
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +63,29 @@ def _check_range(arr, lo, hi, path, layer, kind, field) -> None:
         )
 
 
-def _check_neuron(n: CubaNeuron, path, layer, kind) -> None:
+def _check_neuron(n: Neuron, path, layer, kind) -> None:
+    if isinstance(n, SigmaDeltaNeuron):
+        if not 0 <= n.vth_mant <= SDNN_VTH_MAX:
+            raise _fail(
+                path,
+                layer,
+                kind,
+                "neuron/vThMant",
+                f"= {n.vth_mant} is outside [0, {SDNN_VTH_MAX}]",
+            )
+        if n.activation.lower() != "relu":
+            log.warning(
+                "%s (%s): SDNN activation '%s' is ignored by NetX, which always applies ReLU",
+                where(path, layer),
+                kind,
+                n.activation,
+            )
+        return
+    vth_max = n.vth_mant if n.netx_default else VTH_MAX  # NetX's default is 1 << 17
     for name, value, lo, hi in (
         ("neuron/iDecay", n.i_decay, DECAY_MIN, DECAY_MAX),
         ("neuron/vDecay", n.v_decay, DECAY_MIN, DECAY_MAX),
-        ("neuron/vThMant", n.vth_mant, VTH_MIN, VTH_MAX),
+        ("neuron/vThMant", n.vth_mant, VTH_MIN, vth_max),
     ):
         if not lo <= value <= hi:
             raise _fail(path, layer, kind, name, f"= {value} is outside [{lo}, {hi}]")
@@ -81,6 +104,8 @@ def _check_common(ly: ConvLayer | DenseLayer, path, i) -> None:
                 f"has shape {ly.bias.shape}, expected ({ly.weight.shape[0]},)",
             )
         _check_range(ly.bias, BIAS_MIN, BIAS_MAX, path, i, ly.kind, "bias")
+    if isinstance(ly, RecurrentDenseLayer):
+        _check_range(ly.weight_rec, WEIGHT_MIN, WEIGHT_MAX, path, i, ly.kind, "weight_rec")
 
 
 def _check_conv(ly: ConvLayer, in_shape: tuple[int, ...], path, i) -> tuple[int, ...]:
@@ -136,7 +161,8 @@ def _check_conv(ly: ConvLayer, in_shape: tuple[int, ...], path, i) -> tuple[int,
         )
     fan_in = cin_g * kh * kw
     if (
-        max(-WEIGHT_MIN, WEIGHT_MAX) * GRADED_INPUT_MAX * fan_in > INT32_MAX
+        isinstance(ly.neuron, CubaNeuron)
+        and max(-WEIGHT_MIN, WEIGHT_MAX) * GRADED_INPUT_MAX * fan_in > INT32_MAX
     ):  # Lava's conv casts its sum to int32
         raise _fail(
             path, i, kind, "weight", f"fan-in {fan_in} can overflow Lava's int32 accumulator"
@@ -171,7 +197,23 @@ def _check_dense(
             "shape",
             f"= {tuple(ly.shape)} but weight has {ly.weight.shape[0]} outputs",
         )
-    if not np.any(ly.weight):
+    if ly.delay is not None:
+        d = np.asarray(ly.delay)
+        if d.size not in (1, ly.weight.shape[0], ly.weight.shape[1], ly.weight.size):
+            raise _fail(
+                path,
+                i,
+                kind,
+                "delay",
+                f"has shape {d.shape}, which NetX cannot match to weight {ly.weight.shape}",
+            )
+        if d.max(initial=0) > 62:
+            log.warning(
+                "%s (dense): delays up to %d are clamped to 62 by NetX", where(path, i), d.max()
+            )
+    if not np.any(ly.weight) and not (
+        isinstance(ly, RecurrentDenseLayer) and np.any(ly.weight_rec)
+    ):
         raise _fail(
             path,
             i,
@@ -202,6 +244,8 @@ def validate_network(net: NetXNetwork, path: object | None = None) -> None:
                 raise _fail(
                     path, i, ly.kind, "shape", f"= {ly.shape} disagrees with input shape {shape}"
                 )
+            if ly.neuron is not None:
+                _check_neuron(ly.neuron, path, i, ly.kind)
         elif isinstance(ly, ConvLayer):
             if flattened:
                 raise _fail(path, i, ly.kind, "type", "a conv layer cannot follow a flatten layer")

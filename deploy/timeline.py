@@ -1,0 +1,359 @@
+"""Any NetX network on Lava's global clock, as ``netx.hdf5.Network`` builds and runs it.
+
+Each sample is one run of ``steps`` time steps from a fresh network (Lava's ``time_step`` 1 to
+``steps``); entry ``t`` of every record is the state after step ``t + 1``. Per layer, exactly as
+lava-dl 0.6 builds it (``lava/lib/dl/netx/hdf5.py``):
+
+- an input layer with a neuron is a neuron-only layer: driven through its bias (``drive
+  "bias"``, the image as ``bias_mant``, constant over the run) or skipped (``drive "skip"``,
+  netx's ``skip_layers=1``: the input goes to the first synapse layer, as spikes after a CUBA
+  input neuron, as graded messages after an SDNN one). Without an input neuron the input goes
+  to the first synapse layer (``drive "input"``): spikes, or 8-bit graded values;
+- every dense/conv synapse delays by one step (``a(t) = W . s(t - 1)``), dense delays ``d`` by
+  ``1 + d`` (each delay's sum shifted by the weight exponent on its own, as ``DelayDense``);
+  a recurrent dense layer adds ``W_rec . s_self(t - 1)`` (one weight exponent for both);
+- resets (``reset_interval`` R, ``reset_offset`` K): the j-th layer built zeroes ``u`` and ``v``
+  at the start of every step with ``t % R == (K + 1 + j) % R``; sigma-delta layers never reset
+  (netx warns and ignores it). No interval: no reset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from snn2loihi.errors import InputDataError
+from snn2loihi.loihi import GRADED_INPUT_MAX, worst_case_input
+from snn2loihi.neuron import cuba_step
+from snn2loihi.schema import (
+    ConvLayer,
+    CubaNeuron,
+    DenseLayer,
+    InputLayer,
+    NetXNetwork,
+    Neuron,
+    RecurrentDenseLayer,
+)
+from snn2loihi.sigma_delta import (
+    SigmaDeltaState,
+    delta_step,
+    sigma_delta_step,
+    sigma_step,
+)
+from snn2loihi.synapse import ConvGeometry, IntegerSynapse, dense_weights_as_lava
+
+DRIVES = ("bias", "skip", "input")
+CUBA_STATES = ("u", "v")
+SDNN_STATES = ("sigma", "act", "residue")
+RECORDABLE = ("s", *CUBA_STATES, *SDNN_STATES)
+SDNN_MESSAGE_MAX = 2**16  # graded input into a skipped SDNN input layer's successor
+BIAS_DRIVE_RANGE = (-(2**15), 2**15 - 1)  # Lava holds bias_mant as int16
+FLOAT64_EXACT = 2**53
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """netx's reset arguments: ``reset_interval`` R (None: never reset) and ``reset_offset`` K."""
+
+    reset_interval: int | None = None
+    reset_offset: int = 0
+
+    def __post_init__(self):
+        if self.reset_interval is not None and self.reset_interval < 1:
+            raise InputDataError(f"--reset-interval {self.reset_interval} must be >= 1")
+        if self.reset_offset < 0:
+            raise InputDataError(f"--reset-offset {self.reset_offset} must be >= 0")
+
+    def resets(self, j: int, steps: int) -> list[bool]:
+        """For the j-th layer built: whether it resets at the start of each step 1..steps."""
+        if self.reset_interval is None:
+            return [False] * steps
+        r = self.reset_interval
+        offset = (self.reset_offset + 1 + j) % r
+        return [t % r == offset for t in range(1, steps + 1)]
+
+
+@dataclass(frozen=True)
+class BuiltLayer:
+    """One layer as netx builds it: file ``index``, the record, and whether its synapse sees
+    binary spikes (``input_message_bits = 0``)."""
+
+    index: int
+    layer: InputLayer | ConvLayer | DenseLayer
+    binary_input: bool
+
+    @property
+    def neuron(self) -> Neuron:
+        return self.layer.neuron
+
+
+def output_message_bits(neuron: Neuron) -> int:
+    """What netx gives the next layer as ``input_message_bits``: 0 after CUBA, 16 after SDNN."""
+    return 0 if isinstance(neuron, CubaNeuron) else 16
+
+
+def drive_for(net: NetXNetwork, time_axis: bool) -> str:
+    """How an input drives ``net``: images without a time axis drive an input neuron's bias;
+    an input with a time axis skips an input neuron (netx ``skip_layers=1``)."""
+    if net.input_neuron is None:
+        if not time_axis:
+            raise InputDataError(
+                "input without a time axis: this network has no input neuron to drive through "
+                "its bias; give (samples, steps, *input_shape), or images with --steps"
+            )
+        return "input"
+    if not time_axis:
+        if not isinstance(net.input_neuron, CubaNeuron):
+            raise InputDataError(
+                "input without a time axis: an SDNN input layer (Delta) has no bias to drive; "
+                "give (samples, steps, *input_shape): the input layer is then skipped"
+            )
+        return "bias"
+    return "skip"
+
+
+def built_layers(net: NetXNetwork, drive: str, graded: bool) -> list[BuiltLayer]:
+    """The layers netx builds for ``drive`` in order (``net.layers`` of netx), flatten omitted."""
+    layers: list[BuiltLayer] = []
+    bits = 8 if graded else 0
+    if drive == "bias":
+        layers.append(BuiltLayer(0, net.layers[0], True))
+    if net.input_neuron is not None:
+        bits = output_message_bits(net.input_neuron)
+    for i, ly in net.synaptic_layers:
+        layers.append(BuiltLayer(i, ly, bits == 0))
+        bits = output_message_bits(ly.neuron)
+    return layers
+
+
+def check_timeline_input(
+    net: NetXNetwork, x: np.ndarray | torch.Tensor, drive: str
+) -> tuple[torch.Tensor, bool]:
+    """Validate ``x`` for ``drive``: (N, *input_shape) bias values for ``bias``, else
+    (N, T, *input_shape). Returns (int64 tensor, graded)."""
+    t = torch.as_tensor(np.array(x) if not isinstance(x, torch.Tensor) else x)
+    lead = 1 if drive == "bias" else 2
+    expected = ("samples",) if lead == 1 else ("samples", "steps")
+    if t.ndim != lead + len(net.input_shape) or tuple(t.shape[lead:]) != net.input_shape:
+        raise InputDataError(
+            f"input has shape {tuple(t.shape)}, expected ({', '.join(expected)}, "
+            f"{', '.join(map(str, net.input_shape))}) for drive '{drive}'"
+        )
+    if min(t.shape[:lead]) < 1:
+        raise InputDataError(f"input has shape {tuple(t.shape)}: nothing to run")
+    if t.is_floating_point() and (not torch.isfinite(t).all() or not torch.equal(t, t.trunc())):
+        raise InputDataError("input holds non-integer values")
+    t = t.to(torch.int64)
+    lo, hi = int(t.min()), int(t.max())
+    if drive == "bias":
+        bound = BIAS_DRIVE_RANGE
+        what = "bias values of the input neuron (Lava holds bias_mant as int16)"
+    elif drive == "skip" and not isinstance(net.input_neuron, CubaNeuron):
+        bound = (-SDNN_MESSAGE_MAX, SDNN_MESSAGE_MAX)
+        what = "graded messages after the skipped SDNN input layer"
+    elif drive == "skip":
+        bound = (0, 1)
+        what = "spikes: after a skipped CUBA input layer netx sends the input as spikes"
+    else:
+        bound = (0, GRADED_INPUT_MAX)
+        what = "spikes (0/1) or 8-bit graded values"
+    if lo < bound[0] or hi > bound[1]:
+        raise InputDataError(
+            f"input values span [{lo}, {hi}], expected {bound[0]}..{bound[1]}: {what}"
+        )
+    return t, drive == "input" and hi > 1
+
+
+@dataclass
+class TimelineTrace:
+    """One built layer over the run: ``messages`` (N, T, *shape) (bool spikes of CUBA layers,
+    int32 messages of SDNN layers) and the recorded ``states`` (name -> (N, T, *shape) int32)."""
+
+    index: int
+    kind: str
+    neuron: str
+    messages: torch.Tensor
+    states: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _synapse_input_max(s: torch.Tensor, binary: bool) -> tuple[int, bool]:
+    if binary or s.dtype == torch.bool:
+        return 1, False
+    m = int(s.abs().max()) if s.numel() else 0
+    return max(1, m), bool(s.min() < 0) if s.numel() else False
+
+
+def layer_shape(ly) -> tuple[int, ...]:
+    """A built layer's neuron shape: CHW for input/conv, (N,) for dense."""
+    return tuple(ly.shape) if isinstance(ly, ConvLayer | InputLayer) else (int(np.prod(ly.shape)),)
+
+
+def state_names(b: BuiltLayer) -> tuple[str, ...]:
+    """The state variables Lava's process of this layer has: ``u``, ``v`` (LIF); ``sigma``,
+    ``act``, ``residue`` (SigmaDelta, Delta); ``sigma`` (Sigma)."""
+    if isinstance(b.neuron, CubaNeuron):
+        return CUBA_STATES
+    return ("sigma",) if b.neuron.sigma_output else SDNN_STATES
+
+
+class TimelineRunner:
+    """Runs a network on the global clock; see the module docstring. ``record``: the state
+    names to keep (``u``, ``v`` for CUBA layers; ``sigma``, ``act``, ``residue`` for SDNN)."""
+
+    def __init__(self, net: NetXNetwork, device: torch.device, timeline: Timeline):
+        self.net, self.device, self.timeline = net, device, timeline
+
+    def run(
+        self, x: torch.Tensor, drive: str, graded: bool, steps: int, record: tuple[str, ...]
+    ) -> list[TimelineTrace]:
+        traces = []
+        s: torch.Tensor | None = None if drive == "bias" else x.to(self.device)
+        for j, b in enumerate(built_layers(self.net, drive, graded)):
+            shape = layer_shape(b.layer)
+            n = x.shape[0]
+            if isinstance(b.layer, InputLayer):
+                a = torch.zeros((n, steps, *shape), dtype=torch.int64, device=self.device)
+                bias = x.to(self.device)
+            else:
+                a = self._synaptic_input(b, s, steps)
+                bias = self._bias(b.layer, shape)
+            trace = self._neurons(b, a, bias, self.timeline.resets(j, steps), record)
+            traces.append(trace)
+            s = trace.messages
+        return traces
+
+    @staticmethod
+    def _bias(ly: ConvLayer | DenseLayer, shape: tuple[int, ...]) -> torch.Tensor | int:
+        if ly.bias is None:
+            return 0
+        b = torch.as_tensor(np.asarray(ly.bias, dtype=np.int64))
+        return b.view(-1, *([1] * (len(shape) - 1)))
+
+    def _synapse(self, kind, weight, b: BuiltLayer, s, **kw) -> IntegerSynapse:
+        input_max, signed = _synapse_input_max(s, b.binary_input)
+        syn = IntegerSynapse(
+            kind, weight, input_max=input_max, device=self.device, signed=signed, **kw
+        )
+        bound = int(worst_case_input(np.asarray(weight)).max()) * input_max * (1 + signed)
+        if not syn.exact_fp32 and bound >= FLOAT64_EXACT:
+            raise InputDataError(
+                f"layer {b.index} ({b.layer.kind}): messages up to {input_max} times these "
+                "weights exceed the exactly computable range (2^53)"
+            )
+        return syn
+
+    def _synaptic_input(self, b: BuiltLayer, s: torch.Tensor, steps: int) -> torch.Tensor:
+        """``a`` (N, T, *shape) int64: what the layer's neurons receive at each step."""
+        ly = b.layer
+        n = s.shape[0]
+        s = (s != 0) if b.binary_input else s.to(torch.int64)
+        flat = s.reshape(n * steps, *s.shape[2:])
+        if isinstance(ly, DenseLayer):
+            flat = flat.reshape(n * steps, -1)
+        a = torch.zeros((n, steps, *layer_shape(ly)), dtype=torch.int64, device=self.device)
+        if isinstance(ly, ConvLayer):
+            geom = ConvGeometry(ly.stride, ly.padding, ly.dilation, ly.groups)
+            parts = [(0, self._synapse("conv", ly.weight, b, s, geometry=geom))]
+        else:
+            w_eff, exp = self._dense_weights(ly)
+            w_eff = w_eff[:, : ly.weight.shape[1]]
+            delays = ly.delay_matrix()
+            if delays is None:
+                parts = [(0, self._synapse("dense", w_eff, b, s, weight_exp=exp))]
+            else:
+                parts = [
+                    (
+                        int(d),
+                        self._synapse(
+                            "dense", np.where(delays == d, w_eff, 0), b, s, weight_exp=exp
+                        ),
+                    )
+                    for d in np.unique(delays)
+                ]
+        for d, syn in parts:
+            if 1 + d >= steps:
+                continue
+            out = syn(flat).to(torch.int64).reshape(n, steps, *a.shape[2:])
+            a[:, 1 + d :] += out[:, : steps - 1 - d]
+        return a
+
+    @staticmethod
+    def _dense_weights(ly: DenseLayer) -> tuple[np.ndarray, int]:
+        """Lava's synapse weights (Nout, Nin [+ Nout]) and exponent; a recurrent layer's are
+        optimized together (netx stacks ``weight`` and ``weight_rec``)."""
+        w = np.asarray(ly.weight, dtype=np.int64)
+        if isinstance(ly, RecurrentDenseLayer):
+            w = np.hstack([w, np.asarray(ly.weight_rec, dtype=np.int64)])
+        return dense_weights_as_lava(w)
+
+    def _neurons(
+        self,
+        b: BuiltLayer,
+        a: torch.Tensor,
+        bias: torch.Tensor | int,
+        resets: list[bool],
+        record: tuple[str, ...],
+    ) -> TimelineTrace:
+        n, steps = a.shape[:2]
+        neuron = b.neuron
+        cuba = isinstance(neuron, CubaNeuron)
+        names = [r for r in record if r in state_names(b)]
+        states = {r: torch.empty(a.shape, dtype=torch.int32) for r in names}
+        messages = torch.empty(
+            a.shape, dtype=torch.bool if cuba else torch.int32, device=self.device
+        )
+        rec = self._recurrent(b, messages)
+        bias_t = torch.as_tensor(bias, dtype=torch.int64, device=self.device)
+        u = torch.zeros(a.shape[:1] + a.shape[2:], dtype=torch.int64, device=self.device)
+        v = torch.zeros_like(u)
+        sd = SigmaDeltaState.zeros(u)
+        prev = None
+        for t in range(steps):
+            a_t = a[:, t]
+            if rec is not None and prev is not None:
+                a_t = a_t + rec(prev)
+            if cuba:
+                if resets[t]:
+                    u, v = torch.zeros_like(u), torch.zeros_like(v)
+                spikes, u, v = cuba_step(a_t, u, v, bias_t, neuron)
+                messages[:, t] = spikes
+                prev, now = spikes, {"u": u, "v": v}
+            else:
+                if isinstance(b.layer, InputLayer):
+                    msg, sd = delta_step(a_t, sd, neuron.vth_mant)
+                elif neuron.sigma_output:
+                    msg, sd = sigma_step(a_t, sd)
+                else:
+                    msg, sd = sigma_delta_step(a_t, sd, bias_t, neuron.vth_mant)
+                messages[:, t] = msg.to(torch.int32)
+                prev, now = msg, {"sigma": sd.sigma, "act": sd.act, "residue": sd.residue}
+            for r in names:
+                states[r][:, t] = now[r].to(torch.int32).cpu()
+        kind = b.layer.kind
+        return TimelineTrace(b.index, kind, neuron.kind, messages, states)
+
+    def _recurrent(self, b: BuiltLayer, messages: torch.Tensor):
+        """``s -> (W_rec . s) >> -exp`` of a recurrent dense layer, else None."""
+        ly = b.layer
+        if not isinstance(ly, RecurrentDenseLayer):
+            return None
+        w_eff, exp = self._dense_weights(ly)
+        w_rec = w_eff[:, ly.weight.shape[1] :]
+        binary = b.binary_input
+        limit = 1 if binary or isinstance(ly.neuron, CubaNeuron) else SDNN_MESSAGE_MAX * 256
+        syn = IntegerSynapse(
+            "dense",
+            w_rec,
+            input_max=limit,
+            device=self.device,
+            weight_exp=exp,
+            signed=not isinstance(ly.neuron, CubaNeuron),
+        )
+
+        def apply(s: torch.Tensor) -> torch.Tensor:
+            s = (s != 0) if binary else s.to(torch.int64)
+            return syn(s.reshape(s.shape[0], -1)).to(torch.int64)
+
+        return apply

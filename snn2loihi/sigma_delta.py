@@ -1,0 +1,73 @@
+"""Lava's fixed-point sigma-delta neurons (NetX type ``SDNN``) as pure steps over tensors.
+
+Reproduces ``lava/proc/sdn/models.py`` (``PySigmaDeltaModelFixed``, ``PyDeltaModelFixed``,
+``PySigmaModelFixed``) with NetX's exponents ``spike_exp = state_exp = 6``: the threshold and
+the bias enter as ``mantissa << 12``, messages leave as ``delta >> 6`` (arithmetic shift).
+Lava's state is numpy int32; every sum here is computed in int64 and wrapped to int32 where
+Lava's would overflow. Tensors: any shape, int64, CPU or GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from snn2loihi.neuron import wrap_int32
+
+SPIKE_EXP = 6  # NetX's default spike_exp
+STATE_EXP = 6  # fixed by NetX
+SDNN_SHIFT = SPIKE_EXP + STATE_EXP  # vth and bias are scaled by 2^12
+
+
+@dataclass
+class SigmaDeltaState:
+    """State of one layer of sigma-delta neurons: ``sigma`` (running sum of the input),
+    ``act`` (last activation), ``residue`` (the part of the change not sent yet)."""
+
+    sigma: torch.Tensor
+    act: torch.Tensor
+    residue: torch.Tensor
+
+    @classmethod
+    def zeros(cls, like: torch.Tensor) -> SigmaDeltaState:
+        z = torch.zeros_like(like, dtype=torch.int64)
+        return cls(z, z.clone(), z.clone())
+
+
+def _delta(
+    act: torch.Tensor, state: SigmaDeltaState, vth_mant: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The change ``act - act_prev + residue`` sent when ``|delta| >= vth << 12``:
+    (message ``>> 6``, new residue)."""
+    delta = wrap_int32(act - state.act + state.residue)
+    sent = torch.where(delta.abs() >= (vth_mant << SDNN_SHIFT), delta, 0)
+    return sent >> STATE_EXP, wrap_int32(delta - sent)
+
+
+def sigma_delta_step(
+    a: torch.Tensor, state: SigmaDeltaState, bias_mant: torch.Tensor | int, vth_mant: int
+) -> tuple[torch.Tensor, SigmaDeltaState]:
+    """One step of ``SigmaDelta`` (ReLU): ``sigma += a``, ``act = relu(sigma + bias << 12)``,
+    send the change. ``a``: synaptic input of this step. Returns (messages, new state)."""
+    sigma = wrap_int32(state.sigma + a)
+    bias = torch.as_tensor(bias_mant, dtype=torch.int64, device=a.device) << SDNN_SHIFT
+    act = wrap_int32(sigma + wrap_int32(bias)).clamp_(min=0)
+    msg, residue = _delta(act, state, vth_mant)
+    return msg, SigmaDeltaState(sigma, act, residue)
+
+
+def delta_step(
+    a: torch.Tensor, state: SigmaDeltaState, vth_mant: int
+) -> tuple[torch.Tensor, SigmaDeltaState]:
+    """One step of ``Delta`` (an SDNN input layer): the input ``a << 12`` is the activation;
+    send its change. Returns (messages, new state; ``sigma`` stays 0)."""
+    act = wrap_int32(a << SDNN_SHIFT)
+    msg, residue = _delta(act, state, vth_mant)
+    return msg, SigmaDeltaState(state.sigma, act, residue)
+
+
+def sigma_step(a: torch.Tensor, state: SigmaDeltaState) -> tuple[torch.Tensor, SigmaDeltaState]:
+    """One step of ``Sigma`` (a ``sigma_output`` layer): send the running sum ``sigma += a``."""
+    sigma = wrap_int32(state.sigma + a)
+    return sigma, SigmaDeltaState(sigma, state.act, state.residue)
