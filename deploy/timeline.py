@@ -19,14 +19,15 @@ lava-dl 0.6 builds it (``lava/lib/dl/netx/hdf5.py``):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from snn2loihi.errors import InputDataError
-from snn2loihi.loihi import GRADED_INPUT_MAX, worst_case_input
-from snn2loihi.neuron import cuba_step
+from snn2loihi.loihi import GRADED_INPUT_MAX, INT32_SAFE_INPUT, worst_case_input
+from snn2loihi.neuron import NEURON_BLOCK, cuba_step
 from snn2loihi.schema import (
     ConvLayer,
     CubaNeuron,
@@ -214,12 +215,11 @@ class TimelineRunner:
             shape = layer_shape(b.layer)
             n = x.shape[0]
             if isinstance(b.layer, InputLayer):
-                a = torch.zeros((n, steps, *shape), dtype=torch.int64, device=self.device)
-                bias = x.to(self.device)
+                a, bias = None, x.to(self.device)
             else:
                 a = self._synaptic_input(b, s, steps)
                 bias = self._bias(b.layer, shape)
-            trace = self._neurons(b, a, bias, self.timeline.resets(j, steps), record)
+            trace = self._neurons(b, a, bias, self.timeline.resets(j, steps), record, (n, steps))
             traces.append(trace)
             s = trace.messages
         return traces
@@ -245,14 +245,15 @@ class TimelineRunner:
         return syn
 
     def _synaptic_input(self, b: BuiltLayer, s: torch.Tensor, steps: int) -> torch.Tensor:
-        """``a`` (N, T, *shape) int64: what the layer's neurons receive at each step."""
+        """``a`` (N, T, *shape): what the layer's neurons receive at each step; int32 when its
+        bound (the sum over the delays of each synapse's ``max_abs_output``) is at most
+        ``INT32_SAFE_INPUT``, so the neurons may run in int32, else int64."""
         ly = b.layer
         n = s.shape[0]
-        s = (s != 0) if b.binary_input else s.to(torch.int64)
+        s = (s != 0) if b.binary_input else s
         flat = s.reshape(n * steps, *s.shape[2:])
         if isinstance(ly, DenseLayer):
             flat = flat.reshape(n * steps, -1)
-        a = torch.zeros((n, steps, *layer_shape(ly)), dtype=torch.int64, device=self.device)
         if isinstance(ly, ConvLayer):
             geom = ConvGeometry(ly.stride, ly.padding, ly.dilation, ly.groups)
             parts = [(0, self._synapse("conv", ly.weight, b, s, geometry=geom))]
@@ -272,10 +273,13 @@ class TimelineRunner:
                     )
                     for d in np.unique(delays)
                 ]
+        bound = sum(syn.max_abs_output for _, syn in parts)
+        dtype = torch.int32 if bound <= INT32_SAFE_INPUT else torch.int64
+        a = torch.zeros((n, steps, *layer_shape(ly)), dtype=dtype, device=self.device)
         for d, syn in parts:
             if 1 + d >= steps:
                 continue
-            out = syn(flat).to(torch.int64).reshape(n, steps, *a.shape[2:])
+            out = syn(flat).to(dtype).reshape(n, steps, *a.shape[2:])
             a[:, 1 + d :] += out[:, : steps - 1 - d]
         return a
 
@@ -291,50 +295,69 @@ class TimelineRunner:
     def _neurons(
         self,
         b: BuiltLayer,
-        a: torch.Tensor,
+        a: torch.Tensor | None,
         bias: torch.Tensor | int,
         resets: list[bool],
         record: tuple[str, ...],
+        shape: tuple[int, int],
     ) -> TimelineTrace:
-        n, steps = a.shape[:2]
+        """The layer's neurons over the run. ``a``: (N, T, *shape) or None (no synaptic input:
+        the bias-driven input layer); ``shape`` = (N, T). Samples go in blocks of about
+        ``NEURON_BLOCK`` neurons on the CPU (the step's temporaries stay in cache)."""
+        n, steps = shape
         neuron = b.neuron
+        size = math.prod(layer_shape(b.layer))
+        full = (n, steps, *layer_shape(b.layer))
         cuba = isinstance(neuron, CubaNeuron)
         names = [r for r in record if r in state_names(b)]
-        states = {r: torch.empty(a.shape, dtype=torch.int32) for r in names}
-        messages = torch.empty(
-            a.shape, dtype=torch.bool if cuba else torch.int32, device=self.device
+        states = {r: torch.empty(full, dtype=torch.int32) for r in names}
+        messages = torch.empty(full, dtype=torch.bool if cuba else torch.int32, device=self.device)
+        rec = self._recurrent(b)
+        # u, v in int32 when |a| is small enough that no int32 overflow can occur (cuba_step)
+        safe = cuba and rec is None and (a is None or a.dtype == torch.int32)
+        dtype = torch.int32 if safe else torch.int64
+        bias_t = torch.as_tensor(bias, dtype=dtype, device=self.device)
+        per_sample_bias = (
+            bias_t.ndim == 1 + len(full) - 2 and bias_t.shape[0] == n and bias_t.ndim > 0
         )
-        rec = self._recurrent(b, messages)
-        bias_t = torch.as_tensor(bias, dtype=torch.int64, device=self.device)
-        u = torch.zeros(a.shape[:1] + a.shape[2:], dtype=torch.int64, device=self.device)
-        v = torch.zeros_like(u)
-        sd = SigmaDeltaState.zeros(u)
-        prev = None
-        for t in range(steps):
-            a_t = a[:, t]
-            if rec is not None and prev is not None:
-                a_t = a_t + rec(prev)
-            if cuba:
-                if resets[t]:
-                    u, v = torch.zeros_like(u), torch.zeros_like(v)
-                spikes, u, v = cuba_step(a_t, u, v, bias_t, neuron)
-                messages[:, t] = spikes
-                prev, now = spikes, {"u": u, "v": v}
-            else:
-                if isinstance(b.layer, InputLayer):
-                    msg, sd = delta_step(a_t, sd, neuron.vth_mant)
-                elif neuron.sigma_output:
-                    msg, sd = sigma_step(a_t, sd)
+        sub = n if self.device.type == "cuda" else max(1, NEURON_BLOCK // max(1, size))
+        for lo in range(0, n, sub):
+            hi = min(n, lo + sub)
+            blk_bias = bias_t[lo:hi] if per_sample_bias else bias_t
+            u = torch.zeros((hi - lo, *full[2:]), dtype=dtype, device=self.device)
+            v = torch.zeros_like(u)
+            sd = SigmaDeltaState.zeros(u)
+            prev = None
+            for t in range(steps):
+                a_t = u.new_zeros(()).expand_as(u) if a is None else a[lo:hi, t].to(dtype)
+                if rec is not None and prev is not None:
+                    a_t = a_t + rec(prev)
+                if cuba:
+                    if resets[t]:
+                        u, v = torch.zeros_like(u), torch.zeros_like(v)
+                    spikes, u, v = cuba_step(a_t, u, v, blk_bias, neuron, int32_safe=safe)
+                    if u.shape != v.shape:  # u = a << 6 of a broadcast zero input
+                        u = u.expand_as(v)
+                    messages[lo:hi, t] = spikes
+                    prev, now = spikes, {"u": u, "v": v}
                 else:
-                    msg, sd = sigma_delta_step(a_t, sd, bias_t, neuron.vth_mant)
-                messages[:, t] = msg.to(torch.int32)
-                prev, now = msg, {"sigma": sd.sigma, "act": sd.act, "residue": sd.residue}
-            for r in names:
-                states[r][:, t] = now[r].to(torch.int32).cpu()
-        kind = b.layer.kind
-        return TimelineTrace(b.index, kind, neuron.kind, messages, states)
+                    msg, sd = self._sdnn_step(b, a_t, sd, blk_bias)
+                    messages[lo:hi, t] = msg.to(torch.int32)
+                    prev, now = msg, {"sigma": sd.sigma, "act": sd.act, "residue": sd.residue}
+                for r in names:
+                    states[r][lo:hi, t] = now[r].to(torch.int32).cpu()
+        return TimelineTrace(b.index, b.layer.kind, neuron.kind, messages, states)
 
-    def _recurrent(self, b: BuiltLayer, messages: torch.Tensor):
+    @staticmethod
+    def _sdnn_step(b: BuiltLayer, a_t, sd, bias):
+        neuron = b.neuron
+        if isinstance(b.layer, InputLayer):
+            return delta_step(a_t, sd, neuron.vth_mant)
+        if neuron.sigma_output:
+            return sigma_step(a_t, sd)
+        return sigma_delta_step(a_t, sd, bias, neuron.vth_mant)
+
+    def _recurrent(self, b: BuiltLayer):
         """``s -> (W_rec . s) >> -exp`` of a recurrent dense layer, else None."""
         ly = b.layer
         if not isinstance(ly, RecurrentDenseLayer):

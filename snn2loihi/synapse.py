@@ -25,6 +25,7 @@ from snn2loihi.neuron import wrap_signed
 
 FP32_EXACT_SUM = 2**24  # fp32 significand: every integer below this is exact
 TF32_EXACT_OPERAND = 2**11  # TF32 significand holds integers up to 2^11
+MAX_LIMBS = 4  # inputs split into more float32 limbs than this go to float64 instead
 
 
 def dense_weights_as_lava(weight: np.ndarray) -> tuple[np.ndarray, int]:
@@ -146,6 +147,7 @@ class IntegerSynapse:
         row_max = int(worst_case_input(compact, repeat=pool**2).max())
         w_max = max(int(compact.max()), -int(compact.min()))
         bound = row_max * int(input_max)
+        self._raw_bound = bound  # |w . x| before any wrap or shift
         self._conv_may_wrap = kind == "conv" and bound >= UV_LIMIT
         if kind == "conv":
             bound = min(bound, UV_LIMIT)  # wrapped to 24 bits
@@ -160,7 +162,17 @@ class IntegerSynapse:
             pool, compact = 1, expand_blocks(compact, pool)
         self.pool = pool
         w = compact
-        self.dtype = torch.float32 if self.exact_fp32 else torch.float64
+        # Inputs too large for one exact float32 GEMM are split into limbs of ``limb_bits``
+        # bits (each limb's products and sums stay below 2^24) when that takes few limbs.
+        self.limb_bits, self.limbs = 0, 1
+        if not self.exact_fp32 and pool == 1:
+            # row_max bounds |w . l| for limbs in [0, 1]; signed limbs double it
+            bits = min(11, (FP32_EXACT_SUM // max(1, 2 * row_max)).bit_length() - 1)
+            largest = int(input_max) // 2 if signed else int(input_max)
+            limbs = -(-largest.bit_length() // max(1, bits))
+            if w_max <= TF32_EXACT_OPERAND and bits >= 4 and limbs <= MAX_LIMBS:
+                self.limb_bits, self.limbs = bits, limbs
+        self.dtype = torch.float32 if self.exact_fp32 or self.limb_bits else torch.float64
         self.weight = w.to(self.dtype)
         self.int_weight_shape = tuple(w.shape)
 
@@ -170,14 +182,48 @@ class IntegerSynapse:
         ``s``: (B, Nin) for dense or (B, Cin, H, W) for conv, non-negative integers or bool.
         Returns (B, Nout) or (B, Cout, Hout, Wout).
         """
-        x = s.to(self.dtype)
+        if self.limb_bits:
+            acc = self._limbs(s)
+        elif self.kind == "dense":
+            acc = (s.to(self.dtype) @ self.weight.T).to(torch.int64)
+        else:
+            acc = self._conv(s.to(self.dtype))
         if self.kind == "dense":
-            acc = (x @ self.weight.T).to(torch.int64)
-            return acc >> -self.shift if self.shift <= 0 else acc << self.shift
-        acc = self._conv(x)
+            return acc >> -self.shift if self.shift <= 0 else acc.to(torch.int64) << self.shift
         if self._conv_may_wrap:
             return wrap_signed(acc.to(torch.int64), UV_BITS)
+        if acc.dtype == torch.int32:  # limbs combined in int32 (|w . x| < 2^31)
+            return acc
         return acc.to(torch.int32 if self.exact_fp32 else torch.int64)
+
+    def _limbs(self, s: torch.Tensor) -> torch.Tensor:
+        """``W . s`` in int64 as ``sum_i (W . l_i) << (b i)`` with signed limbs (each in
+        ``(-2^b, 2^b)``, the sign of ``s``): one float32 GEMM over all limbs. The split is
+        float32 arithmetic (division by ``2^b`` and truncation are exact below 2^24), else int64.
+        """
+        b, n = self.limb_bits, self.limbs
+        if int(s.abs().max()) < FP32_EXACT_SUM:
+            parts = torch.empty((n, *s.shape), dtype=torch.float32, device=s.device)
+            rem, scale = s.to(torch.float32, copy=True), float(1 << b)
+            for i in range(n - 1):
+                torch.fmod(rem, scale, out=parts[i])  # the sign of rem, |.| < 2^b
+                rem = rem.sub_(parts[i]).mul_(1.0 / scale)  # exact: a multiple of 2^b
+            parts[n - 1] = rem
+            parts = parts.view(n * s.shape[0], *s.shape[1:])
+        else:
+            x = s.to(torch.int64)
+            sign, mag, mask = torch.sign(x), x.abs(), (1 << b) - 1
+            parts = torch.cat([sign * ((mag >> (b * i)) & mask) for i in range(n)])
+            parts = parts.to(self.dtype)
+        out = parts @ self.weight.T if self.kind == "dense" else self._conv(parts)
+        out = out.view(n, *s.shape[:1], *out.shape[1:])
+        # every partial sum is bounded by |w . x|: int32 holds them when that is below 2^31
+        dtype = torch.int32 if self._raw_bound < 2**31 else torch.int64
+        acc = out[n - 1].to(dtype)
+        for i in range(n - 2, -1, -1):
+            acc <<= b
+            acc += out[i].to(dtype)
+        return acc
 
     @property
     def max_abs_output(self) -> int:

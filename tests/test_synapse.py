@@ -93,12 +93,13 @@ def test_conv_output_wraps_to_24_bits():
     assert int(syn(torch.as_tensor(x)).item()) == expected
 
 
-def test_large_graded_fan_in_takes_the_exact_float64_path():
-    """A sum above 2^24 with odd terms is inexact in fp32; the synapse must pick float64."""
+def test_large_graded_fan_in_leaves_the_plain_float32_path():
+    """A sum above 2^24 with odd terms is inexact in fp32; the synapse must pick float64 or
+    split the input into float32 limbs whose sums stay below 2^24."""
     w = np.full((2, 301), 255)
     w[1, 0] = -255
     syn = IntegerSynapse("dense", w, input_max=255)
-    assert syn.dtype == torch.float64
+    assert not syn.exact_fp32 and (syn.dtype == torch.float64 or syn.limbs > 1)
     x = np.full((1, 301), 255)
     x[0, 1] = 253
     w_eff, exp = dense_weights_as_lava(w)
@@ -219,3 +220,40 @@ def test_block_kernel_on_the_float64_im2col_path():
     assert syn.pool == 2 and not syn.exact_fp32
     x = rng.integers(0, 101, size=(2, 8, 7, 6))  # actual sums stay inside 24 bits
     np.testing.assert_array_equal(syn(torch.as_tensor(x)).numpy(), _conv_ref(x, w, geom))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_signed_large_inputs_split_into_float32_limbs_are_exact(seed):
+    """Sigma-delta messages (signed, far above 2^11) take float32 limbs where few suffice, and
+    stay exact against the int64 reference, at the extremes too."""
+    from snn2loihi.synapse import dense_weights_as_lava
+
+    rng = np.random.default_rng(seed)
+    used = 0
+    for trial in range(12):
+        cin, cout, k = (int(v) for v in rng.integers(1, 6, 3))
+        w = (
+            rng.integers(-256, 255, (cout, cin, k, k))
+            if trial % 2
+            else rng.integers(-20, 20, (cout, cin, k, k))
+        )
+        m = int(rng.choice([300, 3000, 2**15, 2**18]))
+        x = rng.integers(-m, m + 1, (3, cin, 9, 9))
+        x[0], x[1] = m, -m
+        syn = IntegerSynapse(
+            "conv", w, input_max=m, geometry=ConvGeometry((1, 1), (1, 1), (1, 1), 1), signed=True
+        )
+        used += syn.limb_bits > 0
+        ref = torch.nn.functional.conv2d(
+            torch.tensor(x, dtype=torch.float64), torch.tensor(w, dtype=torch.float64), padding=1
+        ).to(torch.int64)
+        ref = ((ref + 2**23) % 2**24) - 2**23
+        assert torch.equal(syn(torch.tensor(x)).to(torch.int64), ref)
+        w_eff, exp = dense_weights_as_lava(rng.integers(-256, 255, (5, 40)))
+        dense = IntegerSynapse("dense", w_eff, input_max=m, weight_exp=exp, signed=True)
+        used += dense.limb_bits > 0
+        xd = rng.integers(-m, m + 1, (4, 40))
+        xd[0] = m
+        ref_d = torch.tensor(xd @ w_eff.T) >> -exp
+        assert torch.equal(dense(torch.tensor(xd)), ref_d)
+    assert used > 0
