@@ -114,7 +114,8 @@ def test_cifar_fast_is_a_deployable_stack_of_convs_and_a_readout():
     model = build_model("cifar_fast", (3, 32, 32), 10, mean=(0.5,) * 3, std=(0.25,) * 3,
                         steps=4, step_divisor=4)  # fmt: skip
     assert model.layer_shapes() == [
-        (64, 32, 32), (128, 16, 16), (128, 16, 16), (256, 8, 8), (256, 8, 8), (512, 4, 4), (10,),
+        (64, 32, 32), (128, 16, 16), (128, 16, 16), (256, 8, 8), (256, 8, 8), (512, 4, 4),
+        (512,), (10,),
     ]  # fmt: skip
     assert [ly.pool for ly in model.layers[:6]] == [1, 2, 1, 2, 1, 2]
     net = deployable_network(model.eval(), 8, "cifar_fast")
