@@ -63,6 +63,11 @@ def run(cmd: list[str], threads: int | None = None) -> float:
     return time.perf_counter() - t0
 
 
+def shown(cmd: list[str]) -> str:
+    """``cmd`` as recorded: ``python`` for the interpreter, paths relative to the repository."""
+    return shlex.join(["python", *cmd[1:]]).replace(f"{ROOT}/", "")
+
+
 def read_log(run_dir: Path) -> list[dict]:
     with open(run_dir / "log.csv", newline="") as f:
         return list(csv.DictReader(f))
@@ -136,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config
         ),
         "command": shlex.join(["python", "bench/cifar_fast.py", *(argv or sys.argv[1:])]),
-        "train_command": shlex.join(["python", *train_cmd[1:]]),
-        "eval_command": shlex.join(["python", *eval_cmd[1:]]),
+        "train_command": shown(train_cmd),
+        "eval_command": shown(eval_cmd),
         "machine": machine(device),
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "arch": resolved.model.arch,

@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
         --dry) DRY=1 ;;
         --out) OUT="$2"; shift ;;
         --logs) LOGS="$2"; shift ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "device_run.sh: unknown argument '$1' (--dry, --out DIR, --logs DIR)" >&2; exit 2 ;;
     esac
     shift
