@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 LAVA_SPEC ?= lava-nc==0.10.0 lava-dl==0.6.0
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup test test-fast lint format bench demo docs clean
+.PHONY: setup test test-fast lint format bench device-run device-run-dry demo docs clean
 
 setup: $(STAMP)
 
@@ -48,6 +48,16 @@ test-fast: setup lint
 
 bench: setup
 	$(PY) bench/emulator_vs_lava.py
+
+# One prepared GPU run (<= 8 min): CUDA tests, emulator vs Lava and its float floor, training
+# cost (bf16/channels_last on and off), a short fast-CIFAR run -> bench/results/*_cuda.json and
+# bench/results/device_run_summary.txt. No setup dependency: the GPU machine gets .venv carried.
+device-run:
+	bash bench/device_run.sh
+
+# The same parts on the CPU at tiny sizes (about 2 min, 1 thread) -> runs/device_run_dry/
+device-run-dry:
+	bash bench/device_run.sh --dry
 
 # The main command: train on digits, export, Lava + emulator, parity, report in runs/demo
 demo: setup

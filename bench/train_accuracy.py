@@ -9,15 +9,15 @@ its ``test.json``, and recorded with the exact command, wall time and machine in
     .venv/bin/python bench/train_accuracy.py mnist --data ../shared/data --jobs 2
     .venv/bin/python bench/train_accuracy.py cifar10 --data ../shared/data   # GPU
 
-``cifar10`` decodes the shared JPEG copy of CIFAR-10 (one header + per-image payloads) into the
-generic ``.npz`` format (x uint8 NHWC, y) the trainer loads.
+``cifar10`` decodes the shared JPEG copy of CIFAR-10 (one header + per-image payloads) once into
+the generic ``.npz`` format (x uint8 NHWC, y) the trainer loads, cached in runs/cache/cifar10
+(bench/cifar_data.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import platform
 import shlex
@@ -28,31 +28,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cifar_data import SOURCE, cached_cifar  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def decode_cifar_jpeg(src: Path, out_dir: Path) -> tuple[Path, Path]:
-    """The shared ``cifar10_jpeg.npz`` as ``train.npz``/``test.npz`` (x uint8 NHWC, y) in ``out_dir``."""
-    from PIL import Image
-
-    z = np.load(src)
-    header = z["jpeg_header"].tobytes()
-    paths = []
-    for split in ("train", "test"):
-        payload, offsets = z[f"{split}_payload"], z[f"{split}_offsets"]
-        images = [
-            np.asarray(
-                Image.open(io.BytesIO(header + payload[lo:hi].tobytes())).convert("RGB"),
-                dtype=np.uint8,
-            )
-            for lo, hi in zip(offsets[:-1], offsets[1:], strict=True)
-        ]
-        path = out_dir / f"cifar10_{split}.npz"
-        np.savez(path, x=np.stack(images), y=z[f"{split}_y"].astype(np.int64))
-        paths.append(path)
-    return paths[0], paths[1]
+CACHE = Path(__file__).resolve().parents[1] / "runs" / "cache" / "cifar10"
 
 
 def suite_runs(suite: str, data: Path, epochs: int | None, work: Path) -> list[dict]:
@@ -90,7 +70,7 @@ def suite_runs(suite: str, data: Path, epochs: int | None, work: Path) -> list[d
             {"name": "snn2ann T=2 adam threshold 0.5 shifts", "args": [*t2, *shifts]},
         ]
     if suite == "cifar10":
-        train, test = decode_cifar_jpeg(data / "cifar10-jpeg" / "cifar10_jpeg.npz", work)
+        train, test = cached_cifar(data / SOURCE, CACHE)
         common = [
             "--set", "data.dataset='npz'",
             "--set", f"data.train='{train}'",

@@ -1,11 +1,18 @@
 """Training cost of one iteration: SNN2ANN (integer SNN branch, eager or with ``cuba_step``
-compiled; float SNN branch) vs BPTT.
+compiled; float SNN branch) vs BPTT, and a plain ANN step (forward + backward of the same net).
 
-Each (method, T) runs in its own subprocess on the VGG-11-class net with CIFAR-shaped random
-uint8 input: time per iteration (median after one warm-up) and peak memory (CUDA: max allocated;
-CPU: peak RSS above the RSS before the first iteration). Writes bench/results/train_cost.json.
+Each (method, T) runs in its own subprocess on the VGG-11-class net (``--arch``) with
+CIFAR-shaped random uint8 input: time per iteration (median after ``--warmup`` iterations) and
+peak memory (CUDA: max allocated; CPU: peak RSS above the RSS before the first iteration). On
+CUDA one subprocess measures every ``--bf16`` x ``--channels-last`` variant of its (method, T)
+in turn (peak statistics reset for each); on the CPU each variant has its own process (peak RSS
+only grows). The result file is rewritten after every row; a failed (method, T) is recorded
+with its error and the others still run (exit 1). Writes bench/results/train_cost.json.
 
     .venv/bin/python bench/train_cost.py --batch 16 --iters 3 --steps 4 8
+    .venv/bin/python bench/train_cost.py --device cuda --batch 128 --iters 10 --warmup 3 \
+        --methods snn2ann bptt ann --bf16 on off --channels-last on off \
+        --out bench/results/train_cost_cuda.json
 """
 
 from __future__ import annotations
@@ -14,13 +21,16 @@ import argparse
 import json
 import platform
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-METHODS = ("snn2ann", "snn2ann-compiled", "snn2ann-float", "bptt")
+METHODS = ("snn2ann", "snn2ann-compiled", "snn2ann-float", "bptt", "ann")
+DEFAULT_METHODS = METHODS[:4]
+NETS = {"vgg11": "vgg11 (8 convs 64-512, 4 avg pools folded into strided convs), 3x32x32 input"}
 
 
 def _peak_rss_mib() -> float:
@@ -33,9 +43,24 @@ def _rss_mib() -> float:
     return pages * resource.getpagesize() / 2**20
 
 
-def measure(method: str, steps: int, batch: int, iters: int, device: str, threads: int) -> dict:
+def measure(
+    method: str,
+    steps: int,
+    batch: int,
+    iters: int,
+    device: str,
+    threads: int,
+    *,
+    arch: str = "vgg11",
+    bf16: bool = True,
+    channels_last: bool = False,
+    warmup: int = 1,
+) -> dict:
     """Time and memory of ``iters`` training iterations of one method (in this process)."""
+    import gc
+
     import torch
+    import torch.nn.functional as F
 
     from snn2loihi.train.config import resolve
     from snn2loihi.train.model import build_model
@@ -47,7 +72,7 @@ def measure(method: str, steps: int, batch: int, iters: int, device: str, thread
     dev = torch.device(device)
     bptt = method == "bptt"
     model = build_model(
-        "vgg11",
+        arch,
         (3, 32, 32),
         10,
         mean=(0.49, 0.48, 0.45),
@@ -55,30 +80,54 @@ def measure(method: str, steps: int, batch: int, iters: int, device: str, thread
         steps=steps,
         step_divisor=1 if bptt else steps,
     ).to(dev)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8, device=dev)
     y = torch.randint(0, 10, (batch,), device=dev)
 
     # The trainer's own step (bf16 autocast of the differentiable pass on CUDA, ATA after it).
+    flag = {True: "true", False: "false"}
     config = resolve(
         None,
         [
             f"train.method='{'bptt' if bptt else 'snn2ann'}'",
-            f"train.float_snn={'true' if method == 'snn2ann-float' else 'false'}",
-            f"train.compile_neuron={'true' if method == 'snn2ann-compiled' else 'false'}",
+            f"train.float_snn={flag[method == 'snn2ann-float']}",
+            f"train.compile_neuron={flag[method == 'snn2ann-compiled']}",
+            f"train.bf16={flag[bf16]}",
+            f"model.channels_last={flag[channels_last]}",
         ],
     )
     params = StepParams.from_config(config)
+    autocast = dev.type == "cuda" and bf16
+
+    def ann_step() -> None:  # the same network as a plain ANN: one forward + backward
+        xf = x.float()
+        if channels_last:
+            xf = xf.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            logits, _ = model(xf)
+        loss = F.cross_entropy(logits.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
 
     def step() -> None:
-        train_step(model, model, opt, x, y, params)
+        if method == "ann":
+            ann_step()
+        else:
+            train_step(model, model, opt, x, y, params)
 
     def sync() -> None:
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
+    gc.collect()
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
     base_rss = _rss_mib()
-    step()  # warm-up (and, for snn2ann-compiled, the one-off compilation)
+    for _ in range(max(1, warmup)):  # warm-up (and, for snn2ann-compiled, the compilation)
+        step()
     sync()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -88,61 +137,106 @@ def measure(method: str, steps: int, batch: int, iters: int, device: str, thread
         step()
         sync()
         times.append(time.perf_counter() - t0)
-    if dev.type == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2**20
-        kind = "cuda_max_allocated_mib"
-    else:
-        peak = _peak_rss_mib() - base_rss
-        kind = "cpu_peak_rss_growth_mib"
-    return {
+    row = {
         "method": method,
         "steps": steps,
         "batch": batch,
         "iters": iters,
         "ms_per_iter": 1000 * statistics.median(times),
-        kind: peak,
     }
+    if dev.type == "cuda":
+        row["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        row["cpu_peak_rss_growth_mib"] = _peak_rss_mib() - base_rss
+    row.update(arch=arch, bf16=autocast, channels_last=channels_last)
+    return row
+
+
+def _variants(args) -> list[tuple[bool, bool]]:
+    """(bf16, channels_last) pairs asked for."""
+    return [(b == "on", c == "on") for b in args.bf16 for c in args.channels_last]
+
+
+def _one_process(args, method: str, steps: int, variants) -> tuple[list[dict], str | None]:
+    """Rows of ``method`` at ``steps`` for ``variants``, measured in a subprocess; the error's
+    last line if it failed (rows measured before the failure are kept)."""
+    cmd = [sys.executable, __file__, "--one", method, str(steps)]
+    cmd += ["--batch", str(args.batch), "--iters", str(args.iters), "--warmup", str(args.warmup)]
+    cmd += ["--device", args.device, "--threads", str(args.threads), "--arch", args.arch]
+    cmd += ["--bf16", *sorted({"on" if b else "off" for b, _ in variants})]
+    cmd += ["--channels-last", *sorted({"on" if c else "off" for _, c in variants})]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines() or [f"exit {proc.returncode}"]
+        return rows, lines[-1]
+    return rows, None
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--steps", type=int, nargs="+", default=[4, 8])
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=METHODS)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--iters", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--arch", default="vgg11", help="model.arch preset (default vgg11)")
+    p.add_argument("--bf16", nargs="+", choices=("on", "off"), default=["on"],
+                   help="bf16 autocast of the differentiable pass (CUDA only)")  # fmt: skip
+    p.add_argument("--channels-last", nargs="+", choices=("on", "off"), default=["off"])
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_cost.json"))
     p.add_argument("--one", nargs=2, metavar=("METHOD", "T"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
-        res = measure(
-            args.one[0], int(args.one[1]), args.batch, args.iters, args.device, args.threads
-        )
-        print(json.dumps(res))
+        for bf16, channels_last in _variants(args):
+            res = measure(
+                args.one[0],
+                int(args.one[1]),
+                args.batch,
+                args.iters,
+                args.device,
+                args.threads,
+                arch=args.arch,
+                bf16=bf16,
+                channels_last=channels_last,
+                warmup=args.warmup,
+            )
+            print(json.dumps(res), flush=True)
         return 0
-    rows = []
-    for steps in args.steps:
-        for method in args.methods:
-            cmd = [sys.executable, __file__, "--one", method, str(steps)]
-            cmd += ["--batch", str(args.batch), "--iters", str(args.iters)]
-            cmd += ["--device", args.device, "--threads", str(args.threads)]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            rows.append(json.loads(out.strip().splitlines()[-1]))
-            print(json.dumps(rows[-1]), flush=True)
     import torch
 
     result = {
-        "net": "vgg11 (8 convs 64-512, 4 avg pools folded into strided convs), 3x32x32 input",
+        "net": NETS.get(args.arch, f"{args.arch} (model.arch preset), 3x32x32 input"),
         "device": args.device,
+        "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
         "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(),
         "threads": args.threads or torch.get_num_threads(),
-        "rows": rows,
+        "command": shlex.join(["python", "bench/train_cost.py", *sys.argv[1:]]),
+        "rows": [],
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    groups = [[v] for v in _variants(args)] if args.device == "cpu" else [_variants(args)]
+    failed = 0
+    for steps in args.steps:
+        for method in args.methods:
+            for variants in groups:
+                rows, error = _one_process(args, method, steps, variants)
+                if error is not None:
+                    failed += 1
+                    rows.append({"method": method, "steps": steps, "error": error})
+                for row in rows:
+                    result["rows"].append(row)
+                    print(json.dumps(row), flush=True)
+                tmp = out.with_suffix(".json.tmp")
+                tmp.write_text(json.dumps(result, indent=2) + "\n")
+                tmp.replace(out)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

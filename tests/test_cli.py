@@ -173,6 +173,7 @@ def test_python_dash_m_entry_point(small_net):
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
 
 
+@pytest.mark.cuda
 def test_emulator_cuda_device_matches_cpu_when_available(small_net):
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")

@@ -78,6 +78,7 @@ def test_int32_overflow_of_shifted_input_wraps_like_numpy():
     assert int(u[0]) == -(2**31) + 2**24  # then Lava's wrap adds 2^24 once
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_same_integers_on_gpu():
     neuron = CubaNeuron(i_decay=1000, v_decay=300, vth_mant=50)

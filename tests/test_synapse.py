@@ -118,6 +118,7 @@ def test_exactness_bound():
     assert not exact_float32(1000, 255, 4096)  # operand beyond the TF32 significand
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_gpu_fp32_and_tf32_paths_are_exact():
     rng = np.random.default_rng(1)

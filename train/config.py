@@ -75,6 +75,7 @@ class DataConfig(_Section):
     crop_padding: int = _opt(4, lo=0)
     flip: bool = True  # random horizontal flip when augmenting (off for digits/MNIST)
     normalize: bool = True  # fold the train set's mean/std into layer 0
+    on_device: bool = False  # keep the uint8 splits on the training device; augment there
 
 
 @dataclass
@@ -102,7 +103,9 @@ class TrainConfig(_Section):
     lr: float = _opt(0.001, lo=1e-12)
     momentum: float = _opt(0.9, lo=0.0, hi=1.0)
     weight_decay: float = _opt(0.0, lo=0.0)
-    scheduler: str = _opt("cosine", choices=("cosine", "none"))
+    scheduler: str = _opt("cosine", choices=("cosine", "onecycle", "none"))
+    warmup: float = _opt(0.2, lo=0.0, hi=0.99)  # onecycle: fraction of the steps warming up
+    label_smoothing: float = _opt(0.0, lo=0.0, hi=0.99)
     seed: int = 0
     mapping: str = _opt("stsu", choices=MAPPING_UNITS)
     dropout: float = _opt(0.0, lo=0.0, hi=0.99)

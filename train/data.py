@@ -41,8 +41,8 @@ class ImageData:
     def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Per-channel mean and std of ``x / 255`` (accumulated in chunks, float64)."""
         c = self.x.shape[1]
-        total = torch.zeros(c, dtype=torch.float64)
-        total_sq = torch.zeros(c, dtype=torch.float64)
+        total = torch.zeros(c, dtype=torch.float64, device=self.x.device)
+        total_sq = torch.zeros(c, dtype=torch.float64, device=self.x.device)
         for chunk in torch.split(self.x, 4096):
             xf = chunk.to(torch.float64).div_(255).transpose(0, 1).reshape(c, -1)
             total += xf.sum(1)
@@ -263,7 +263,10 @@ def load_datasets(cfg: DataConfig) -> Splits:
 def augment(
     x: torch.Tensor, generator: torch.Generator, crop_padding: int = 4, flip: bool = True
 ) -> torch.Tensor:
-    """Random crop with zero padding and random horizontal flip of a uint8 batch (B, C, H, W)."""
+    """Random crop with zero padding and random horizontal flip of a uint8 batch (B, C, H, W).
+
+    The offsets and flips are drawn from ``generator`` (CPU); the crop and flip run where ``x``
+    is, so a batch on a GPU never leaves it and gets the same pixels as on the CPU."""
     b, _, h, w = x.shape
     if crop_padding > 0:
         p = crop_padding

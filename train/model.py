@@ -31,6 +31,11 @@ ARCHITECTURES: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     "digits": (("32", "s64"), (128,)),
     "mnist": (("32", "s64", "s64"), (256,)),
     "vgg11": (("64", "p128", "p256", "256", "p512", "512", "p512", "512"), ()),
+    # Fast CIFAR recipe (configs/cifar_fast.toml): 6 convs, 2x2 average pools folded into the
+    # 2nd, 4th and 6th (32 -> 16 -> 8 -> 4), a dense 512 (with BN, so the readout sees 512 spike
+    # counts, not 8192: Adam's steps on a readout fed by 8192 counts overshoot), readout.
+    # No max pooling, no residual adds.
+    "cifar_fast": (("64", "128p2", "128", "256p2", "256", "512p2"), (512,)),
 }
 
 CONV_SPEC_FORMS = (
@@ -325,7 +330,8 @@ def build_model(
     dense: tuple[int, ...] | None = None,
     **kwargs,
 ) -> SpikingNet:
-    """A named architecture (``digits``, ``mnist``, ``vgg11``) or ``custom`` convs/dense."""
+    """A named architecture (``digits``, ``mnist``, ``vgg11``, ``cifar_fast``) or ``custom``
+    convs/dense."""
     if arch != "custom":
         if arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {arch!r}")

@@ -42,6 +42,7 @@ class StepParams:
     ata_granularity: str
     channels_last: bool
     bf16: bool  # bf16 autocast of the ANN branch (CUDA only)
+    label_smoothing: float = 0.0  # of the cross-entropy
 
     @classmethod
     def from_config(cls, config: Config) -> StepParams:
@@ -60,6 +61,7 @@ class StepParams:
             ata_granularity=ata.granularity,
             channels_last=config.model.channels_last,
             bf16=t.bf16,
+            label_smoothing=t.label_smoothing,
         )
 
 
@@ -114,7 +116,7 @@ def train_step(
 ) -> StepResult:
     """One optimisation step on images ``x`` (B, C, H, W) uint8 and labels ``y`` (B,)."""
     logits, pre, counts = forward_logits(model, net, x, params)
-    loss = F.cross_entropy(logits.float(), y)
+    loss = F.cross_entropy(logits.float(), y, label_smoothing=params.label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

@@ -34,7 +34,7 @@ from snn2loihi.train.checkpoint import (
     state_dict_mismatch,
 )
 from snn2loihi.train.config import Config, TrainConfig
-from snn2loihi.train.data import Splits, augment, load_datasets
+from snn2loihi.train.data import ImageData, Splits, augment, load_datasets
 from snn2loihi.train.epoch import epoch_batches, run_epoch
 from snn2loihi.train.evaluate import evaluate
 from snn2loihi.train.factory import model_from_config
@@ -56,10 +56,42 @@ def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimi
     )
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, t: TrainConfig):
+def one_cycle_factor(step: int, total: int, warmup: float) -> float:
+    """The one-cycle learning-rate factor after ``step`` of ``total`` optimizer steps: a linear
+    rise to 1 over the first ``warmup`` fraction of the steps, then a linear fall to 0 at the end."""
+    warm = min(max(1, round(total * warmup)), total)
+    if step < warm:
+        return (step + 1) / warm
+    return max(0.0, (total - step) / (total - warm + 1))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, t: TrainConfig, steps_per_epoch: int = 1):
+    """The ``train.scheduler``: cosine (stepped per epoch), onecycle (stepped per optimizer step,
+    :func:`one_cycle_factor` over ``t.epochs * steps_per_epoch`` steps) or None."""
     if t.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t.epochs)
+    if t.scheduler == "onecycle":
+        total = max(1, t.epochs * steps_per_epoch)
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: one_cycle_factor(step, total, t.warmup)
+        )
     return None
+
+
+def steps_per_epoch(samples: int, batch_size: int, world: int = 1) -> int:
+    """Optimizer steps per epoch and rank (as :func:`.epoch.epoch_batches` cuts them)."""
+    per_rank = math.ceil(samples / world)
+    full, rest = divmod(per_rank, batch_size)
+    return full + (1 if rest >= 2 else 0)
+
+
+def to_device(splits: Splits, device: torch.device) -> Splits:
+    """``splits`` with every image and label tensor on ``device`` (``data.on_device``)."""
+
+    def move(d: ImageData) -> ImageData:
+        return ImageData(d.x.to(device), d.y.to(device))
+
+    return Splits(move(splits.train), move(splits.val), move(splits.test), splits.num_classes)
 
 
 @dataclass
@@ -88,7 +120,9 @@ def build_run(config: Config, splits: Splits, device: torch.device, world: int, 
     optimizer = make_optimizer(model, config.train)
     meta = {"input_shape": list(input_shape), "num_classes": splits.num_classes}
     meta.update(mean=list(mean), std=list(std))
-    run = RunState(model, model, optimizer, make_scheduler(optimizer, config.train), meta)
+    per_epoch = steps_per_epoch(len(splits.train), config.train.batch_size, world)
+    scheduler = make_scheduler(optimizer, config.train, per_epoch)
+    run = RunState(model, model, optimizer, scheduler, meta)
     if state is not None:
         check_weights(state["model"], resume)
         try:
@@ -101,7 +135,8 @@ def build_run(config: Config, splits: Splits, device: torch.device, world: int, 
         optimizer.load_state_dict(state["optimizer"])
         if run.scheduler is not None and state["scheduler"]:
             run.scheduler.load_state_dict(state["scheduler"])
-            run.scheduler.T_max = config.train.epochs  # a resumed run may extend the schedule
+            if config.train.scheduler == "cosine":  # a resumed run may extend the schedule
+                run.scheduler.T_max = config.train.epochs  # (onecycle: built for the new total)
         run.start = state["epoch"] + 1
         run.history = list(state["metrics"].get("history", []))
         run.best = max((h["snn_acc"] for h in run.history), default=-1.0)
@@ -133,6 +168,7 @@ def train_epoch(
     sampler.set_epoch(epoch)
     use_aug = d.augment == "on" or (d.augment == "auto" and d.dataset.startswith("cifar"))
     transform = (lambda x: augment(x, gen, d.crop_padding, d.flip)) if use_aug else None
+    per_step = run.scheduler if t.scheduler == "onecycle" else None
     return run_epoch(
         run.model,
         run.net,
@@ -142,6 +178,7 @@ def train_epoch(
         StepParams.from_config(config),
         device=device,
         transform=transform,
+        after_step=None if per_step is None else per_step.step,
         desc=f"epoch {epoch + 1}/{t.epochs}",
         progress=main and config.output.progress,
     )
@@ -231,6 +268,8 @@ def train(
         torch.set_num_threads(t.num_threads)
     splits = load_datasets(config.data)
     run = build_run(config, splits, device, world, resume)
+    if config.data.on_device:
+        splits = to_device(splits, device)
     if run.start >= t.epochs:
         raise ConfigError(
             f"--resume {resume}: the checkpoint has finished {run.start} epochs; give --epochs "
@@ -262,7 +301,7 @@ def _train_epochs(run: RunState, config: Config, splits: Splits, device, rank, w
                 "train.lr or check the data"
             )
         lr = run.optimizer.param_groups[0]["lr"]
-        if run.scheduler is not None:
+        if run.scheduler is not None and t.scheduler == "cosine":
             run.scheduler.step()
         if main:
             metrics = validate_epoch(run, config, splits.val, epoch, stats, lr, t0, device)

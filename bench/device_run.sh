@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# One prepared GPU run (issue #16): on a machine with one CUDA GPU and this tree (with .venv),
+# from the repository root, in at most 8 minutes:
+#   a. tests   the CUDA tests: pytest -m "cuda and not slow" (emulator on CUDA == CPU for every
+#              spike/u/v, TF32 off/on exactness of the conv path, integer SNN branch and training
+#              on CUDA)                                       -> cuda_tests_cuda.json
+#   b. emulator   the emulator against Lava (Lava on this machine's CPU, the reference) and
+#              against its float32 floor on CUDA, batch 64 and 1024 -> emulator_vs_lava_cuda.json
+#   c. train_cost  SNN2ANN, BPTT and a plain ANN step at batch 128, T = 4 and 8, bf16 autocast
+#              and channels_last on and off: time/iteration, peak CUDA memory -> train_cost_cuda.json
+#   d. cifar   the fast CIFAR-10 recipe (bench/cifar_fast.py, configs/cifar_fast.toml) for
+#              $CIFAR_EPOCHS epochs (default 8), then its exported network on the emulator
+#                                                             -> cifar_fast_cuda.json
+# Each part runs under its own time limit; a failed or timed-out part is recorded as such in
+# device_run_status_cuda.json and the others still run. A one-screen summary is printed and
+# saved as device_run_summary.txt. Results go to bench/results (--out DIR), logs to
+# runs/device_run_cuda/ (--logs DIR).
+#
+#   bench/device_run.sh           # on the GPU machine (make device-run)
+#   bench/device_run.sh --dry     # every part on the CPU at tiny sizes (< ~2 min, 1 thread):
+#                                 # *_dry.json in runs/device_run_dry/ (tests/test_device_run.py)
+# Environment: PY (python, default .venv/bin/python, else python3), DATA (folder holding
+# cifar10-jpeg/, default shared/data or ../shared/data), CIFAR_EPOCHS.
+set -u
+cd "$(dirname "$0")/.."
+
+DRY=0
+OUT=""
+LOGS=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --dry) DRY=1 ;;
+        --out) OUT="$2"; shift ;;
+        --logs) LOGS="$2"; shift ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        *) echo "device_run.sh: unknown argument '$1' (--dry, --out DIR, --logs DIR)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+PY="${PY:-.venv/bin/python}"
+[ -x "$PY" ] || PY="$(command -v python3)"
+if [ "$DRY" = 1 ]; then
+    TAG=dry DEVICE=cpu
+    OUT="${OUT:-runs/device_run_dry}"
+    LOGS="${LOGS:-$OUT/logs}"
+    export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+    #      tests emulator train_cost cifar   (seconds; the sum bounds the run)
+    LIMITS=(60 60 60 90)
+else
+    TAG=cuda DEVICE=cuda
+    OUT="${OUT:-bench/results}"
+    LOGS="${LOGS:-runs/device_run_cuda}"
+    LIMITS=(60 75 95 210)
+fi
+mkdir -p "$OUT" "$LOGS"
+STATUS_TSV="$LOGS/status.tsv"
+: > "$STATUS_TSV"
+T_START=$SECONDS
+
+if [ "$DRY" = 0 ] && ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    echo "device_run.sh: no CUDA GPU visible to $PY (use --dry for the CPU rehearsal)" >&2
+    exit 2
+fi
+if [ -z "${DATA:-}" ]; then
+    DATA=shared/data
+    [ -f "$DATA/cifar10-jpeg/cifar10_jpeg.npz" ] || DATA=../shared/data
+fi
+
+# part NAME LIMIT_S RESULT_FILE COMMAND...: run COMMAND under `timeout`, log to $LOGS/NAME.log,
+# append "name rc seconds limit result log" to the status table.
+part() {
+    local name="$1" limit="$2" result="$3"
+    shift 3
+    local t0=$SECONDS
+    echo "== $name (limit ${limit} s): $*"
+    timeout --kill-after=5 "$limit" "$@" > "$LOGS/$name.log" 2>&1
+    local rc=$?
+    local dt=$((SECONDS - t0))
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$rc" "$dt" "$limit" "$result" "$LOGS/$name.log" >> "$STATUS_TSV"
+    echo "   $name: exit $rc after ${dt} s"
+}
+
+# a. CUDA tests (in the dry run they skip: no GPU; they are collected and reported)
+part tests "${LIMITS[0]}" "$OUT/cuda_tests_$TAG.json" \
+    "$PY" bench/device_run_summary.py --pytest "$OUT/cuda_tests_$TAG.json" -- \
+    -m "cuda and not slow" -p no:cacheprovider tests
+
+# b. emulator vs Lava and vs its float floor
+if [ "$DRY" = 1 ]; then
+    EMU_ARGS=(--device cpu --networks small --steps 4 --lava-samples 2 --repeats 1 --batches 4,8)
+else
+    EMU_ARGS=(--device cuda --batches 64,1024 --steps 16 --lava-samples 6 --repeats 3)
+fi
+part emulator "${LIMITS[1]}" "$OUT/emulator_vs_lava_$TAG.json" \
+    "$PY" bench/emulator_vs_lava.py "${EMU_ARGS[@]}" --out "$OUT/emulator_vs_lava_$TAG.json"
+
+# c. training cost
+if [ "$DRY" = 1 ]; then
+    COST_ARGS=(--device cpu --threads 1 --batch 2 --iters 1 --warmup 1 --steps 2
+               --methods snn2ann bptt ann --bf16 on --channels-last on)
+else
+    COST_ARGS=(--device cuda --batch 128 --iters 10 --warmup 3 --steps 4 8
+               --methods snn2ann bptt ann --bf16 on off --channels-last on off)
+fi
+part train_cost "${LIMITS[2]}" "$OUT/train_cost_$TAG.json" \
+    "$PY" bench/train_cost.py "${COST_ARGS[@]}" --out "$OUT/train_cost_$TAG.json"
+
+# d. fast CIFAR-10 recipe
+if [ "$DRY" = 1 ]; then
+    CIFAR_ARGS=(--device cpu --threads 1 --epochs 1 --train-subset 256 --test-subset 64
+                --batch-size 64 --eval-batch 64 --cache "$LOGS/cache" --out "$LOGS/cifar_fast")
+else
+    CIFAR_ARGS=(--device cuda --epochs "${CIFAR_EPOCHS:-8}" --out "$LOGS/cifar_fast")
+fi
+part cifar "${LIMITS[3]}" "$OUT/cifar_fast_$TAG.json" \
+    "$PY" bench/cifar_fast.py "${CIFAR_ARGS[@]}" --data "$DATA" --results "$OUT/cifar_fast_$TAG.json"
+
+"$PY" bench/device_run_summary.py --status "$STATUS_TSV" --tag "$TAG" --out "$OUT" \
+    --wall $((SECONDS - T_START))
