@@ -5,11 +5,16 @@ shifted into the 8-bit synapse, clipped and truncated, and the accumulated sum i
 ``a = (W'' . s) >> -weight_exp`` (:func:`dense_weights_as_lava`). Conv (``PyConvModelFixed``):
 PyTorch cross-correlation of the raw integer weights, wrapped to 24 bits.
 
-Integer sums are computed with float GEMMs of a deliberately chosen algorithm (oneDNN direct
-convolution on CPU, im2col + matmul elsewhere; never Winograd/FFT) in float32 only where the
-result is provably exact, else in float64:
-every operand must be an integer the significand holds (TF32 on a GPU: |x| <= 2^11) and every
-partial sum below 2^24 (:func:`exact_float32`).
+Each synapse picks one exact kernel by a fixed rule (:func:`choose_kernel`, recorded as
+``IntegerSynapse.kernel``):
+- ``int8``: im2col + int8 x int8 -> int32 GEMM (:mod:`snn2loihi.int8_gemm`) on the CPU, where
+  every weight (after a common power-of-two factor) and every input fits int8, the sums fit
+  int32, and the fan-in is at least ``INT8_MIN_FANIN`` (measured faster there);
+- ``fp32`` / ``fp32-limbs`` / ``fp64``: float GEMMs of a deliberately chosen algorithm (oneDNN
+  direct convolution on CPU, im2col + matmul elsewhere; never Winograd/FFT) in float32 only
+  where the result is provably exact (every operand an integer the significand holds, TF32 on
+  a GPU: |x| <= 2^11, every partial sum below 2^24: :func:`exact_float32`), large inputs split
+  into float32 limbs, else float64.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from snn2loihi import int8_gemm
 from snn2loihi.loihi import UV_BITS, UV_LIMIT, worst_case_input
 from snn2loihi.neuron import wrap_signed
 
@@ -51,9 +57,7 @@ def dense_weights_as_lava(weight: np.ndarray) -> tuple[np.ndarray, int]:
         mode, scale = "mixed", min(127 / wmax, -128 / wmin)
     mixed = int(mode == "mixed")
     scale_bits = int(np.floor(np.log2(scale))) + mixed
-    n = 8
-    while n > 0 and np.any(w % (2**n)):
-        n -= 1
+    n = int8_gemm.trailing_zero_bits(w, 8)  # the largest n <= 8 with every w % 2^n == 0
     n -= mixed
     num_weight_bits = 8 - scale_bits - n
     w = w << scale_bits if scale_bits >= 0 else w >> -scale_bits
@@ -78,6 +82,33 @@ def exact_float32(weight_row_abs_sum: float, input_max: float, max_abs_weight: f
         and max_abs_weight <= TF32_EXACT_OPERAND
         and input_max <= TF32_EXACT_OPERAND
     )
+
+
+KERNELS = ("int8", "int8-limbs", "fp32", "fp32-limbs", "fp64")
+
+
+def choose_kernel(
+    *,
+    device: torch.device,
+    weights_fit_int8: bool,
+    limbs: int,
+    gemm_bound: int,
+    fan_in: int,
+    float_kernel: str,
+) -> str:
+    """The synapse kernel. ``int8`` (``int8-limbs``: inputs beyond int8 split into ``limbs``
+    7-bit limbs) on the CPU when it is exact: int8 weights, at most ``INT8_MAX_LIMBS`` limbs,
+    every GEMM's sums below 2^31 (``gemm_bound``), and a fan-in of at least ``INT8_MIN_FANIN``
+    (where it measured faster than the float kernels); else the exact float kernel."""
+    if (
+        device.type == "cpu"
+        and weights_fit_int8
+        and 1 <= limbs <= int8_gemm.INT8_MAX_LIMBS
+        and gemm_bound < int8_gemm.INT32_SUM_LIMIT
+        and fan_in >= int8_gemm.INT8_MIN_FANIN
+    ):
+        return "int8" if limbs == 1 else "int8-limbs"
+    return float_kernel
 
 
 @dataclass(frozen=True)
@@ -144,7 +175,7 @@ class IntegerSynapse:
         # Inputs are non-negative, so any (partial) sum of w.x lies between -neg and +pos;
         # signed inputs in [-m, m] keep it within (pos + neg) * m <= 2 * max(pos, neg) * m.
         input_max = 2 * int(input_max) if signed else int(input_max)
-        row_max = int(worst_case_input(compact, repeat=pool**2).max())
+        row_max = int(worst_case_input(compact, repeat=pool**2).max())  # of the kernel as run
         w_max = max(int(compact.max()), -int(compact.min()))
         bound = row_max * int(input_max)
         self._raw_bound = bound  # |w . x| before any wrap or shift
@@ -173,8 +204,39 @@ class IntegerSynapse:
             if w_max <= TF32_EXACT_OPERAND and bits >= 4 and limbs <= MAX_LIMBS:
                 self.limb_bits, self.limbs = bits, limbs
         self.dtype = torch.float32 if self.exact_fp32 or self.limb_bits else torch.float64
-        self.weight = w.to(self.dtype)
         self.int_weight_shape = tuple(w.shape)
+        largest = int(input_max) // 2 if signed else int(input_max)
+        self.kernel = self._choose(w, row_max, largest)
+        if not self.kernel.startswith("int8"):
+            self.weight = w.to(self.dtype)
+
+    def _choose(self, w: torch.Tensor, row_max: int, largest: int) -> str:
+        """Pick the kernel (see :func:`choose_kernel`) and prepare int8 weights for it.
+        ``row_max``: the largest row's ``max(sum w+, sum |w-|)`` of ``w`` as run (pooling
+        repeats included); ``largest``: the largest input ``|x|``."""
+        float_kernel = "fp32" if self.exact_fp32 else "fp32-limbs" if self.limb_bits else "fp64"
+        z = int8_gemm.common_shift(w)
+        small = w >> z
+        pool = self.pool
+        if pool > 1 and largest * pool**2 > int8_gemm.INT8_MAX:
+            pool, small = 1, expand_blocks(small, self.pool)  # pooled sums leave int8
+        limbs = int8_gemm.limbs_needed(largest * pool**2)
+        kernel = choose_kernel(
+            device=small.device,
+            weights_fit_int8=int8_gemm.int8_fits(small),
+            limbs=limbs,
+            gemm_bound=(row_max >> z) * min(largest * pool**2, int8_gemm.INT8_MAX),
+            fan_in=int(np.prod(small.shape[1:])),
+            float_kernel=float_kernel,
+        )
+        if kernel.startswith("int8"):
+            self.pool, self.int8_shift, self.int8_limbs = pool, z, limbs
+            self.int_weight_shape = tuple(small.shape)
+            if self.kind == "dense":
+                self.packed = int8_gemm.pack_dense(small)
+            else:
+                self.packed = int8_gemm.pack_conv(small, self.geometry.groups)
+        return kernel
 
     def __call__(self, s: torch.Tensor) -> torch.Tensor:
         """Synaptic input ``a`` (exact integers; int32 or int64) for a batch of presynaptic values.
@@ -182,6 +244,8 @@ class IntegerSynapse:
         ``s``: (B, Nin) for dense or (B, Cin, H, W) for conv, non-negative integers or bool.
         Returns (B, Nout) or (B, Cout, Hout, Wout).
         """
+        if self.kernel.startswith("int8"):
+            return self._int8(s)
         if self.limb_bits:
             acc = self._limbs(s)
         elif self.kind == "dense":
@@ -195,6 +259,33 @@ class IntegerSynapse:
         if acc.dtype == torch.int32:  # limbs combined in int32 (|w . x| < 2^31)
             return acc
         return acc.to(torch.int32 if self.exact_fp32 else torch.int64)
+
+    def _int8(self, s: torch.Tensor) -> torch.Tensor:
+        """The int8 kernels: int32 ``(W >> z) . s`` (limb by limb, combined in int32 when
+        ``|W . s| < 2^31``, else int64), shifted back (and wrapped for conv)."""
+        n = self.int8_limbs
+        x = int8_gemm.split_limbs(s, n) if n > 1 else s
+        if self.kind == "dense":
+            acc = int8_gemm.linear_int8(x, self.packed)
+        else:
+            g = self.geometry
+            acc = int8_gemm.conv2d_int8(
+                x, self.packed, self.int_weight_shape[2:], g.stride, g.padding, g.dilation,
+                self.pool,
+            )  # fmt: skip
+        wide = self._raw_bound >= int8_gemm.INT32_SUM_LIMIT
+        if n > 1:
+            acc = int8_gemm.combine_limbs(acc, n, torch.int64 if wide else torch.int32)
+        dense_shift = self.shift if self.kind == "dense" else 0
+        shift = self.int8_shift + dense_shift
+        if shift > 0:
+            wide = wide or self._raw_bound << max(0, dense_shift) >= int8_gemm.INT32_SUM_LIMIT
+            acc = acc.to(torch.int64) << shift if wide else acc << shift
+        elif shift < 0:
+            acc = acc >> -shift
+        if self._conv_may_wrap:
+            return wrap_signed(acc.to(torch.int64), UV_BITS)
+        return acc
 
     def _limbs(self, s: torch.Tensor) -> torch.Tensor:
         """``W . s`` in int64 as ``sum_i (W . l_i) << (b i)`` with signed limbs (each in

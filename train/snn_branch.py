@@ -159,6 +159,14 @@ class _FloatRunner:
         return self.readout(a), None
 
 
+def spike_counts(spikes: torch.Tensor) -> torch.Tensor:
+    """Spikes (B, T, *shape) bool -> counts (B, *shape) float32 (summed in uint8 when T < 256:
+    a reduction over the step axis in float32 is many times slower)."""
+    if spikes.shape[1] < 256:
+        return spikes.view(torch.uint8).sum(1, dtype=torch.uint8).float()
+    return spikes.sum(1, dtype=torch.float32)
+
+
 @torch.no_grad()
 def _run(
     runners, x: torch.Tensor, steps: int, flatten_index: int, record: bool = False
@@ -185,7 +193,7 @@ def _run(
             logits, readout_v = runner.readout_trace(a)
             return SnnOutput(counts, logits, spikes, readout_v)
         prev = runner.spikes(a)
-        counts.append(prev.sum(1, dtype=torch.float32))
+        counts.append(spike_counts(prev))
         if record:
             spikes.append(prev)
     raise AssertionError("a network ends with its readout layer")

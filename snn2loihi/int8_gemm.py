@@ -1,0 +1,170 @@
+"""Exact int8 synapse kernels: im2col + ``int8 x int8 -> int32`` GEMM (``torch._int_mm``).
+
+Loihi's synapse multiplies 8-bit weights by binary spikes (or small pooled spike counts) and
+accumulates exactly. An int8 GEMM with int32 accumulation is exact for it whenever every
+operand fits int8 and ``max_row(sum |w|) * max|x| < 2^31``; no 2^24 bound as in float32.
+
+Layout: activations channels-last. A conv input ``(B, C, H, W)`` is padded once in int8 as
+``(B, H + 2p, W + 2p, C)``; its patches ``(B * Hout * Wout, kH * kW * C/groups)`` are gathered
+in chunks of about :data:`COLS_CHUNK_BYTES` (cache-sized) and multiplied by the packed kernel
+``(kH * kW * C/groups, Cout/groups)``. Outputs are int32 ``(B, Cout, Hout, Wout)`` in
+channels-last memory (a permuted view; element values are what matter to the callers).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+INT8_MAX = 127
+INT8_MIN = -128
+INT8_MIN_FANIN = 64  # fan-in below which im2col costs more than int8 saves (docs/benchmarks.md)
+COLS_CHUNK_BYTES = 2**22  # im2col rows gathered per GEMM: about 4 MiB of int8 patches
+INT32_SUM_LIMIT = 2**31
+INT8_LIMB_BITS = 7  # a signed limb holds 7 magnitude bits: (-128, 128)
+INT8_MAX_LIMBS = 3  # inputs needing more limbs than this keep the float kernels
+
+
+def int8_fits(w: torch.Tensor) -> bool:
+    """True when every value of ``w`` is an int8."""
+    return w.numel() == 0 or (int(w.min()) >= INT8_MIN and int(w.max()) <= INT8_MAX)
+
+
+def limbs_needed(largest: int) -> int:
+    """How many signed 7-bit limbs hold inputs with ``|x| <= largest`` (1: plain int8)."""
+    if largest <= INT8_MAX:
+        return 1
+    return -(-int(largest).bit_length() // INT8_LIMB_BITS)
+
+
+def split_limbs(s: torch.Tensor, n: int) -> torch.Tensor:
+    """Integers ``s`` (B, ...) -> int8 limbs (n * B, ...): limb i of every sample is
+    ``sign(x) * ((|x| >> 7 i) & 127)``, so ``x = sum_i limb_i << 7 i`` (limb-major)."""
+    x = s.to(torch.int32)
+    mag = x.abs()
+    neg = x < 0
+    parts = torch.empty((n, *s.shape), dtype=torch.int8, device=s.device)
+    for i in range(n):
+        limb = (mag >> (INT8_LIMB_BITS * i)) & INT8_MAX
+        parts[i] = torch.where(neg, -limb, limb)
+    return parts.view(n * s.shape[0], *s.shape[1:])
+
+
+def combine_limbs(out: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
+    """Per-limb results (n * B, ...) int32 -> ``sum_i out_i << 7 i`` (B, ...) in ``dtype``."""
+    parts = out.reshape(n, out.shape[0] // n, *out.shape[1:])
+    acc = parts[n - 1].to(dtype)
+    for i in range(n - 2, -1, -1):
+        acc = (acc << INT8_LIMB_BITS).add_(parts[i])
+    return acc
+
+
+def trailing_zero_bits(w: np.ndarray | torch.Tensor, cap: int) -> int:
+    """The largest ``n <= cap`` such that every integer of ``w`` is a multiple of ``2^n``
+    (``cap`` when all are zero): the trailing zero bits of the bitwise OR of all values."""
+    if isinstance(w, torch.Tensor):
+        w = w.detach().cpu().numpy()
+    w = np.asarray(w, dtype=np.int64).ravel()
+    bits = int(np.bitwise_or.reduce(w)) if w.size else 0
+    if bits == 0:
+        return cap
+    return min(cap, (bits & -bits).bit_length() - 1)
+
+
+def common_shift(w: torch.Tensor) -> int:
+    """The largest ``z <= 8`` with every weight a multiple of ``2^z`` (0 for all-zero ``w``)."""
+    z = trailing_zero_bits(w, 8)
+    return 0 if z == 8 and not bool(torch.any(w)) else z
+
+
+def pack_conv(weight: torch.Tensor, groups: int) -> torch.Tensor:
+    """``(Cout, Cin/g, kH, kW)`` int -> ``(g, kH * kW * Cin/g, Cout/g)`` int8, patch order
+    (kH, kW, C) to match :func:`conv2d_int8`'s channels-last patches."""
+    cout, cin_g, kh, kw = weight.shape
+    w = weight.reshape(groups, cout // groups, cin_g, kh, kw).permute(0, 3, 4, 2, 1)
+    return w.reshape(groups, kh * kw * cin_g, cout // groups).to(torch.int8).contiguous()
+
+
+def pack_dense(weight: torch.Tensor) -> torch.Tensor:
+    """``(Nout, Nin)`` int -> ``(Nin, Nout)`` int8."""
+    return weight.t().to(torch.int8).contiguous()
+
+
+def linear_int8(x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
+    """``x`` (B, Nin) int8 or bool times ``packed`` (Nin, Nout) int8 -> (B, Nout) int32."""
+    return torch._int_mm(x.to(torch.int8).contiguous(), packed)
+
+
+def _padded_nhwc(x: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
+    """``x`` (B, C, H, W) -> int8 (B, H + 2 pH, W + 2 pW, C) with zero borders."""
+    b, c, h, w = x.shape
+    ph, pw = padding
+    xn = x.permute(0, 2, 3, 1)
+    if ph == 0 and pw == 0:
+        return xn.to(torch.int8).contiguous()
+    out = torch.zeros((b, h + 2 * ph, w + 2 * pw, c), dtype=torch.int8, device=x.device)
+    out[:, ph : ph + h, pw : pw + w] = xn
+    return out
+
+
+def sum_pool_nhwc(xp: torch.Tensor, p: int) -> torch.Tensor:
+    """Non-overlapping ``p x p`` sums of an int8 NHWC tensor (trailing partial blocks dropped);
+    the caller guarantees the sums fit int8."""
+    _, h, w, _ = xp.shape
+    xp = xp[:, : h - h % p, : w - w % p]
+    out = xp[:, ::p, ::p].clone()
+    for i in range(p):
+        for j in range(p):
+            if i or j:
+                out += xp[:, i::p, j::p]
+    return out
+
+
+def conv2d_int8(
+    x: torch.Tensor,
+    packed: torch.Tensor,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    pool: int = 1,
+) -> torch.Tensor:
+    """Exact cross-correlation of ``x`` (B, C, H, W) (int8-valued: bool, int) with the packed
+    kernel ``(groups, kH * kW * C/groups, Cout/groups)`` -> int32 (B, Cout, Hout, Wout).
+
+    ``pool`` > 1: the kernel is the compact form of a block kernel (average pooling folded into
+    the conv): the padded input is first summed over ``pool x pool`` blocks, and ``stride``
+    and ``padding`` are in units of the unpooled input (multiples of ``pool``).
+    """
+    groups, k, cout_g = packed.shape
+    kh, kw = kernel
+    xp = _padded_nhwc(x, padding)
+    sh, sw = stride
+    if pool > 1:
+        xp = sum_pool_nhwc(xp, pool)
+        sh, sw = sh // pool, sw // pool
+    b, hp, wp, c = xp.shape
+    dh, dw = dilation
+    hout = (hp - dh * (kh - 1) - 1) // sh + 1
+    wout = (wp - dw * (kw - 1) - 1) // sw + 1
+    cin_g = c // groups
+    out = torch.empty((b, hout, wout, groups * cout_g), dtype=torch.int32, device=x.device)
+    sb, s_h, s_w, sc = xp.stride()
+    rows = hout * wout
+    chunk = max(1, COLS_CHUNK_BYTES // max(1, rows * k))
+    for lo in range(0, b, chunk):
+        hi = min(b, lo + chunk)
+        patches = xp[lo:hi].as_strided(
+            (hi - lo, hout, wout, kh, kw, c),
+            (sb, s_h * sh, s_w * sw, s_h * dh, s_w * dw, sc),
+        )
+        for g in range(groups):
+            cols = patches[..., g * cin_g : (g + 1) * cin_g].reshape(-1, k)
+            res = torch._int_mm(cols, packed[g])
+            if groups == 1:
+                out[lo:hi].view(-1, cout_g).copy_(res)
+            else:
+                out[lo:hi, ..., g * cout_g : (g + 1) * cout_g] = res.view(
+                    hi - lo, hout, wout, cout_g
+                )
+    return out.permute(0, 3, 1, 2)
