@@ -94,8 +94,6 @@ def integer_network(lowered, steps: int, weight_bits: int, changes: list[str]):
     from snn2loihi.export.nir_lower import as_readout
 
     layers = list(lowered.loihi)
-    if layers[0].kind == "dense":  # a dense-first net reads its input flat (NetX/Lava's form)
-        lowered.input_shape = (math.prod(lowered.input_shape),)
     exact = [exact_layer(ly) for ly in layers]
     is_exact = all(e is not None for e in exact)
     if not is_exact:  # a float graph: its last layer becomes the readout

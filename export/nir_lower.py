@@ -382,7 +382,8 @@ def _input_shape(node: NirNode, image_shape) -> tuple[int, ...]:
             raise NotDeployableError(
                 f"node '{node.name}' (Input): shape {shape} does not fit the calibration images {tuple(image_shape)}"
             )
-        return tuple(image_shape)
+        # a flat graph input reads the images flattened in CHW order (NetX's dense input)
+        return shape if len(shape) == 1 else tuple(image_shape)
     if len(shape) not in (1, 3):
         raise NotDeployableError(
             f"node '{node.name}' (Input): shape {shape}; (C, H, W) or (N,) expected"

@@ -12,7 +12,7 @@ from snn2loihi.export.errors import NirFormatError, NotDeployableError
 from snn2loihi.export.nir_convert import convert_nir
 from snn2loihi.export.nir_export import write_nir
 from snn2loihi.export.pipeline import deployable_network
-from snn2loihi.netx_io import read_network
+from snn2loihi.netx_io import read_network, write_network
 from snn2loihi.testing.netgen import SMALL, NetSpec, random_network
 
 nir = pytest.importorskip("nir")
@@ -41,6 +41,8 @@ def test_round_trip_random_networks_exact(tmp_path, name):
     write_nir(net, tmp_path / "m.nir", steps=8)
     report = convert_nir(tmp_path / "m.nir", tmp_path / "m.net")
     assert read_network(tmp_path / "m.net") == net
+    write_network(net, tmp_path / "direct.net")
+    assert (tmp_path / "m.net").read_bytes() == (tmp_path / "direct.net").read_bytes()
     assert report["integer_graph_kept"] and report["changes"] == []
     assert report["steps"] == 8
 
@@ -279,6 +281,7 @@ def test_library_trained_on_digits_converts(tmp_path, library):
 
 
 @pytest.mark.lava
+@pytest.mark.slow  # about 20 s: two Lava runs plus training both nets
 def test_library_networks_pass_parity_on_lava(tmp_path):
     """snnTorch's and Norse's digits nets, converted from their NIR files, spike for spike on Lava."""
     from snn2loihi.deploy.parity import run_parity
@@ -296,3 +299,22 @@ def test_library_networks_pass_parity_on_lava(tmp_path):
         report = run_parity(out, x)
         assert report.equal, f"{name}: {report}"
         assert sum(ly.emulator_spikes for ly in report.layers) > 0
+
+
+@pytest.mark.parametrize("shape", ["conv-stride", "pool-folded", "dense-only"])
+def test_export_nir_cli_round_trip_checkpoints(tmp_path, shape, capsys):
+    """export CKPT --out a.net --nir a.nir, then convert a.nir: the same .net, bit for bit."""
+    import sys
+
+    sys.path.insert(0, "tests")
+    from test_export_helpers import random_checkpoint
+
+    from snn2loihi.app.cli import main
+
+    ckpt, _, _ = random_checkpoint(tmp_path, shape)
+    a, n, b = tmp_path / "a.net", tmp_path / "a.nir", tmp_path / "b.net"
+    assert main(["export", str(ckpt), "--out", str(a), "--nir", str(n), "--no-accuracy"]) == 0
+    assert "NIR graph" in capsys.readouterr().out
+    assert main(["convert", str(n), "--out", str(b)]) == 0
+    assert b.read_bytes() == a.read_bytes()  # the file itself, byte for byte
+    assert main(["convert", str(n), "--out", str(b)]) == 2  # exists: --force needed
