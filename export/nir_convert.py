@@ -183,7 +183,11 @@ def convert_nir(
 
         data = load_eval_data(default_config().data, "train", calib)
     image_shape = None if data is None else tuple(int(v) for v in data.x.shape[1:])
-    lowered = lower(g, image_shape=image_shape, input_scale=input_scale, dt=dt, dialect=dialect)
+    try:
+        lowered = lower(g, image_shape=image_shape, input_scale=input_scale, dt=dt, dialect=dialect)
+    except NotDeployableError as exc:  # every refusal names the file first
+        text = str(exc)
+        raise NotDeployableError(text if text.startswith(g.path) else f"{g.path}: {text}") from None
     changes = lowered.changes
     net, scales, clipped, exact = integer_network(lowered, steps, weight_bits, changes)
     check_deployable(net, str(nir_path))
@@ -237,6 +241,3 @@ def nir_accuracy(path, lowered, data, steps: int, source: str) -> dict:
         "prediction_mismatches": int((emu != ref).sum()),
         "equal": bool((emu == ref).all()),
     }
-
-
-__all__ = ["NotDeployableError", "convert_nir"]

@@ -129,6 +129,21 @@ def test_refusals_name_the_node(tmp_path):
     assert not (tmp_path / "r.net").exists() and not (tmp_path / "d.net").exists()
 
 
+def test_cli_refusal_is_one_line_naming_file_and_node(tmp_path, capsys):
+    from snn2loihi.app.cli import main
+
+    lif = nir.LIF(
+        tau=np.full(16, 1e-3), r=np.full(16, 10.0), v_leak=np.zeros(16), v_threshold=-np.ones(16)
+    )
+    nir.write(tmp_path / "t.nir", _float_graph(lif))
+    assert main(["convert", str(tmp_path / "t.nir"), "--out", str(tmp_path / "t.net")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1 and "t.nir" in err[0] and "fc1 -> lif1" in err[0] and "v_threshold" in err[0]
+    )
+    assert not (tmp_path / "t.net").exists()
+
+
 def test_pooling_and_scale_fold(tmp_path):
     rng = np.random.default_rng(1)
     g = _graph(
@@ -318,3 +333,13 @@ def test_export_nir_cli_round_trip_checkpoints(tmp_path, shape, capsys):
     assert main(["convert", str(n), "--out", str(b)]) == 0
     assert b.read_bytes() == a.read_bytes()  # the file itself, byte for byte
     assert main(["convert", str(n), "--out", str(b)]) == 2  # exists: --force needed
+
+
+def test_threshold_node_is_a_neuron_without_memory(tmp_path):
+    g = _float_graph(nir.Threshold(threshold=np.full(16, 0.5)))
+    nir.write(tmp_path / "t.nir", g)
+    calib, _ = _digits_npz(tmp_path, 40)
+    report = convert_nir(tmp_path / "t.nir", tmp_path / "t.net", calib=calib, steps=6)
+    first = read_network(tmp_path / "t.net").synaptic_layers[0][1].neuron
+    assert (first.i_decay, first.v_decay) == (4096, 4096)
+    assert report["accuracy"]["loihi_form_float_acc"] == report["accuracy"]["nir_reference_acc"]
