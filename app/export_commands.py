@@ -15,12 +15,15 @@ def cmd_export(args) -> int:
     from snn2loihi.export.exporter import export_checkpoint
     from snn2loihi.export.report import report_paths
 
-    if args.out is None and args.onnx is None:
-        raise InputDataError("nothing to write: give --out model.net and/or --onnx model.onnx")
+    if args.out is None and args.onnx is None and args.nir is None:
+        raise InputDataError(
+            "nothing to write: give --out model.net, --onnx model.onnx and/or --nir model.nir"
+        )
     report = export_checkpoint(
         args.checkpoint,
         args.out,
         onnx=args.onnx,
+        nir=args.nir,
         force=args.force,
         split=args.data_split,
         samples=args.samples,
@@ -29,6 +32,8 @@ def cmd_export(args) -> int:
     )
     if args.onnx:
         print(f"wrote {args.onnx} (ONNX, ANN branch)")
+    if args.nir:
+        print(f"wrote {args.nir} (NIR graph of the deployed integer network)")
     if args.out:
         json_path, md_path = report_paths(args.out)
         print(f"wrote {args.out}, {json_path}, {md_path}")
@@ -55,25 +60,74 @@ def _floats(text: str) -> tuple[float, ...]:
         ) from None
 
 
-def cmd_convert(args) -> int:
-    from snn2loihi.export.convert import convert_onnx
+def _is_nir(path: str) -> bool:
+    """A NIR file: ``.nir`` suffix or an HDF5 signature (ONNX files are protobuf)."""
+    if path.lower().endswith(".nir"):
+        return True
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(8) == b"\x89HDF\r\n\x1a\n"
+    except OSError:
+        return False
+
+
+def _print_written(out, report: dict) -> None:
     from snn2loihi.export.report import report_paths
+
+    json_path, md_path = report_paths(out)
+    print(f"wrote {out}, {json_path}, {md_path}")
+    for w in report["warnings"]:
+        print(f"warning: {w}")
+
+
+def cmd_convert_nir(args) -> int:
+    from snn2loihi.export.nir_convert import convert_nir
+
+    report = convert_nir(
+        args.onnx,
+        args.out,
+        calib=args.calib,
+        steps=args.steps,
+        weight_bits=args.weight_bits,
+        dt=args.dt,
+        dialect=args.dialect,
+        input_scale=args.input_scale,
+        force=args.force,
+    )
+    for c in report["changes"]:
+        print(f"changed: {c}")
+    _print_written(args.out, report)
+    acc = report["accuracy"]
+    if acc is not None:
+        print(
+            f"calibration accuracy ({acc['samples']} samples): NIR float reference "
+            f"{acc['nir_reference_acc']:.4f}, Loihi form (float) {acc['loihi_form_float_acc']:.4f}, "
+            f"emulator {acc['emulator_acc']:.4f}"
+        )
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from snn2loihi.errors import InputDataError
+    from snn2loihi.export.convert import convert_onnx
+
+    if _is_nir(args.onnx):
+        return cmd_convert_nir(args)
+    if args.calib is None:
+        raise InputDataError("converting ONNX needs --calib calib.npz (threshold balancing)")
 
     report = convert_onnx(
         args.onnx,
         args.calib,
         args.out,
-        steps=args.steps,
+        steps=args.steps or 16,
         percentile=args.percentile,
         weight_bits=args.weight_bits,
         mean=args.mean,
         std=args.std,
         force=args.force,
     )
-    json_path, md_path = report_paths(args.out)
-    print(f"wrote {args.out}, {json_path}, {md_path}")
-    for w in report["warnings"]:
-        print(f"warning: {w}")
+    _print_written(args.out, report)
     acc = report["accuracy"]
     print(
         f"calibration accuracy ({acc['samples']} samples): ONNX ANN {acc['ann_acc']:.4f}, "
@@ -98,6 +152,9 @@ def add_commands(sub) -> None:
     p.add_argument("checkpoint", help="checkpoint file (.pt) or run folder (uses last.pt)")
     p.add_argument("--out", "-o", help="NetX file to write (.net); reports go beside it")
     p.add_argument("--onnx", help="also write the ANN branch as ONNX (opset 17)")
+    p.add_argument(
+        "--nir", help="also write the deployed integer network as a NIR graph (docs/nir.md)"
+    )
     p.add_argument("--force", "-f", action="store_true", help="overwrite existing outputs")
     p.add_argument(
         "--data-split",
@@ -114,22 +171,60 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser(
         "convert",
-        help="convert an ONNX ReLU network to a NetX .net (threshold balancing)",
+        help="convert an ONNX ReLU network or a NIR graph to a NetX .net",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Convert a plain ONNX conv/dense ReLU network (square Conv of any size and "
         "stride, symmetric pads; Gemm/MatMul, Relu, Clip, BatchNormalization, AveragePool and "
         "GlobalAveragePool folded into the next synapse, Flatten) to a rate-coded IF SNN: thresholds "
         "from activation percentiles on calibration images, quantized on training's grid. "
         "Unsupported ops are refused naming op and node.\n\n"
-        "example:\n  snn2loihi convert model.onnx --calib calib.npz --out model.net --steps 16",
+        "A NIR graph (.nir: snnTorch, Norse, ... or snn2loihi export --nir) is read as IF/LIF/"
+        "CubaLIF neurons after Affine/Linear/Conv2d (Scale and Sum/AvgPool2d folded; I/LI/CubaLI "
+        "readout), put on the same integer grid (a graph of Loihi integers is kept exactly) and "
+        "reported with what was changed and, with --calib, the float NIR reference accuracy next "
+        "to the emulator's (docs/nir.md).\n\n"
+        "example:\n  snn2loihi convert model.onnx --calib calib.npz --out model.net --steps 16\n"
+        "  snn2loihi convert model.nir --calib calib.npz --out model.net --steps 16",
     )
-    p.add_argument("onnx", help="ONNX model; input = normalized image NCHW")
-    p.add_argument("--calib", required=True, help=".npz with x (uint8 NHWC/NHW) and y labels")
+    p.add_argument(
+        "onnx",
+        metavar="model",
+        help="ONNX model (input = normalized image NCHW) or NIR graph (.nir, input pixel/255)",
+    )
+    p.add_argument(
+        "--calib",
+        help=".npz with x (uint8 NHWC/NHW) and y labels (required for ONNX; NIR: accuracy)",
+    )
     p.add_argument("--out", "-o", required=True, help="NetX file to write (.net)")
-    p.add_argument("--steps", "-T", type=positive, default=16, help="time steps T (default 16)")
+    p.add_argument(
+        "--steps",
+        "-T",
+        type=positive,
+        default=None,
+        help="time steps T (default 16; NIR: the graph's snn2loihi_steps if written by export)",
+    )
     p.add_argument("--percentile", type=float, default=99.9, help="activation percentile")
     p.add_argument("--weight-bits", type=int, default=8, choices=range(2, 10), metavar="2..9")
     p.add_argument("--mean", type=_floats, help="per-channel mean of pixel/255 the ONNX expects")
     p.add_argument("--std", type=_floats, help="per-channel std of pixel/255 the ONNX expects")
+    p.add_argument(
+        "--dialect",
+        choices=("euler", "norse"),
+        default="euler",
+        help="NIR: how neurons are discretized: forward Euler (snnTorch, Sinabs, snn2loihi) or "
+        "Norse's current jump I += w_in x",
+    )
+    p.add_argument(
+        "--dt",
+        type=float,
+        default=None,
+        help="NIR: time step of the discretization (default 1e-4 (snnTorch); 1e-3 for norse)",
+    )
+    p.add_argument(
+        "--input-scale",
+        type=float,
+        default=None,
+        help="NIR: the graph's input is pixel * this (default 1/255)",
+    )
     p.add_argument("--force", "-f", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=cmd_convert)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from snn2loihi.errors import CheckpointError, Snn2LoihiError, UnsupportedLayerError
 
-__all__ = ["CheckpointError", "DataUnavailableError", "NotDeployableError"]
+__all__ = ["CheckpointError", "DataUnavailableError", "NirFormatError", "NotDeployableError"]
 
 
 class NotDeployableError(UnsupportedLayerError):
@@ -13,3 +13,7 @@ class NotDeployableError(UnsupportedLayerError):
 
 class DataUnavailableError(Snn2LoihiError):
     """The data requested for the accuracy check cannot be loaded."""
+
+
+class NirFormatError(Snn2LoihiError):
+    """A NIR file is unreadable, not laid out as NIR writes it, or holds bad values."""

@@ -16,14 +16,14 @@ log = logging.getLogger(__name__)
 
 
 def check_export_outputs(
-    out: Path | None, inputs: dict, force: bool, onnx: Path | None = None
+    out: Path | None, inputs: dict, force: bool, onnx: Path | None = None, nir: Path | None = None
 ) -> None:
     """Refuse (before any work) outputs that are inputs, each other, folders, unwritable, or
     exist without ``force``: the ``.net``, its two report files and the ONNX file."""
     from snn2loihi.export.report import report_paths
     from snn2loihi.outputs import check_outputs
 
-    outputs = {"--out": out, "--onnx": onnx}
+    outputs = {"--out": out, "--onnx": onnx, "--nir": nir}
     if out is not None:
         json_path, md_path = report_paths(out)
         outputs.update({"report": json_path, "report (markdown)": md_path})
@@ -35,13 +35,14 @@ def export_checkpoint(
     out: str | Path | None = None,
     *,
     onnx: str | Path | None = None,
+    nir: str | Path | None = None,
     force: bool = False,
     split: str = "val",
     samples: int | None = None,
     data_file: str | Path | None = None,
     accuracy: bool = True,
 ) -> dict:
-    """Export ``checkpoint`` to ``out`` (NetX) and/or ``onnx``; return the report dict.
+    """Export ``checkpoint`` to ``out`` (NetX), ``onnx`` and/or ``nir``; return the report dict.
 
     With ``out``, ``<stem>.report.json``/``.md`` are written beside it. Without ``force`` an
     existing output raises :class:`~snn2loihi.errors.OutputPathError` before anything is written. The accuracy
@@ -54,7 +55,8 @@ def export_checkpoint(
 
     out = None if out is None else Path(out)
     onnx = None if onnx is None else Path(onnx)
-    check_export_outputs(out, {"checkpoint": checkpoint, "--data": data_file}, force, onnx)
+    nir = None if nir is None else Path(nir)
+    check_export_outputs(out, {"checkpoint": checkpoint, "--data": data_file}, force, onnx, nir)
     model, state = load_model(checkpoint)
     config = checkpoint_config(state)
     weight_bits = config.train.weight_bits
@@ -64,6 +66,13 @@ def export_checkpoint(
 
         export_onnx(model, onnx, overwrite=force)
         report["onnx"] = str(onnx)
+    if nir is not None:  # the deployed integer network, as a float NIR graph
+        from snn2loihi.export.nir_export import write_nir
+        from snn2loihi.export.pipeline import deployable_network
+
+        net = deployable_network(model, weight_bits, str(checkpoint))
+        write_nir(net, nir, model.steps, overwrite=force, where=str(checkpoint))
+        report["nir"] = str(nir)
     if out is None:
         return report
     data, skipped = None, "disabled (--no-accuracy)"

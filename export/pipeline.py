@@ -67,35 +67,65 @@ def write_deployable(
     Returns the report dict, also written as ``<stem>.report.json``/``.md`` beside ``out``.
     """
     from snn2loihi.export.accuracy import compare_accuracy
-    from snn2loihi.export.headroom import network_headroom
-    from snn2loihi.export.layer_table import clipped_weights, layer_rows
-    from snn2loihi.export.report import write_report
-    from snn2loihi.netx_io import write_network
+    from snn2loihi.export.layer_table import clipped_weights
     from snn2loihi.train.fold import integer_layers
 
     layers = integer_layers(model, weight_bits)  # the one quantization of this export
     net = deployable_network(model, weight_bits, source, layers)
-    headroom = network_headroom(net, model.steps)
+
+    def measure(path):
+        return {**(accuracy or {}), **compare_accuracy(path, model, layers, data)}
+
+    return finish_deployable(
+        net,
+        out,
+        steps=model.steps,
+        weight_bits=weight_bits,
+        report=report,
+        scales=[ly.scale for ly in layers],
+        clipped=clipped_weights(model, weight_bits, layers),
+        measure=None if data is None else measure,
+        force=force,
+    )
+
+
+def finish_deployable(
+    net: NetXNetwork,
+    out: str | Path,
+    *,
+    steps: int,
+    weight_bits: int,
+    report: dict,
+    scales: list[float] | None = None,
+    clipped: list[int] | None = None,
+    measure=None,
+    force: bool = False,
+) -> dict:
+    """The shared tail of every export: headroom -> atomic write -> accuracy -> report.
+
+    ``net`` is already checked deployable. ``measure(out)`` returns the report's accuracy
+    dict (or None: not measured). Returns the report, also written beside ``out``.
+    """
+    from snn2loihi.export.headroom import network_headroom
+    from snn2loihi.export.layer_table import layer_rows
+    from snn2loihi.export.report import write_report
+    from snn2loihi.netx_io import write_network
+
+    headroom = network_headroom(net, steps)
     warnings = [w for h in headroom for w in h.warnings]
     for w in warnings:
         log.warning("%s", w)
     write_network(net, out, overwrite=force)
     report.update(
-        steps=model.steps,
+        steps=steps,
         weight_bits=weight_bits,
         input_shape=list(net.input_shape),
         output_shape=list(net.output_shape),
-        layers=layer_rows(
-            net,
-            headroom,
-            [ly.scale for ly in layers],
-            clipped_weights(model, weight_bits, layers),
-        ),
+        layers=layer_rows(net, headroom, scales, clipped),
         warnings=warnings,
         accuracy=None,
     )
-    if data is not None:
-        measured = compare_accuracy(out, model, layers, data)
-        report["accuracy"] = {**(accuracy or {}), **measured}
+    if measure is not None:
+        report["accuracy"] = measure(out)
     write_report(report, out)
     return report

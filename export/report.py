@@ -29,7 +29,7 @@ def to_markdown(report: dict) -> str:
     lines = [
         f"# Export report: {report['net']}",
         "",
-        f"- source: `{report.get('checkpoint') or report.get('onnx')}`",
+        f"- source: `{report.get('checkpoint') or report.get('onnx') or report.get('nir')}`",
         f"- time steps T: {report['steps']}, weight bits: {report['weight_bits']}",
         f"- input: {_fmt(report['input_shape'])} uint8 graded, "
         f"output: {_fmt(report['output_shape'])} (prediction: argmax(v[:, -1] >> 6) of the readout)",
@@ -59,13 +59,24 @@ def to_markdown(report: dict) -> str:
     if acc is None:
         lines.append(f"- not measured: {report.get('accuracy_skipped', 'no data')}")
     else:
-        lines += [
-            f"- split: {acc['split']} ({acc['samples']} samples)",
-            f"- emulator on the exported .net: {acc['emulator_acc']:.4f}",
-            f"- training's integer SNN branch: {acc['integer_snn_acc']:.4f}",
-            *([f"- ONNX ANN: {acc['ann_acc']:.4f}"] if "ann_acc" in acc else []),
-            f"- prediction mismatches: {acc['prediction_mismatches']} "
-            f"({'equal' if acc['equal'] else 'NOT EQUAL'})",
+        named = (
+            ("nir_reference_acc", "NIR graph, float reference"),
+            ("loihi_form_float_acc", "NIR graph in Loihi's form, float (before quantization)"),
+            ("emulator_acc", "emulator on the exported .net"),
+            ("integer_snn_acc", "training's integer SNN branch"),
+            ("ann_acc", "ONNX ANN"),
+        )
+        lines.append(f"- split: {acc['split']} ({acc['samples']} samples)")
+        lines += [f"- {label}: {acc[key]:.4f}" for key, label in named if key in acc]
+        vs = "NIR float reference" if "nir_reference_acc" in acc else "integer SNN"
+        lines.append(
+            f"- prediction mismatches (emulator vs {vs}): {acc['prediction_mismatches']} "
+            f"({'equal' if acc['equal'] else 'NOT EQUAL'})"
+        )
+    if "changes" in report:
+        lines += ["", "## What the conversion changed", ""]
+        lines += [f"- {c}" for c in report["changes"]] or [
+            "- nothing: every neuron has its exact Loihi form"
         ]
     return "\n".join(lines) + "\n"
 

@@ -1,0 +1,243 @@
+"""NIR graph -> NetX ``.net`` on the shared integer grid (``snn2loihi convert model.nir``).
+
+The graph is read as untrusted input (:mod:`~snn2loihi.export.nir_read`) and lowered to float
+layers in Loihi's form (:mod:`~snn2loihi.export.nir_lower`). Each layer goes onto the integer grid
+of :mod:`snn2loihi.quant` (weights, bias, threshold; the readout with its no-spike budget), or,
+when the graph already holds Loihi integers (snn2loihi's own ``export --nir``), kept exactly as
+is, so export -> NIR -> convert gives back the same ``.net``. The records then go through the
+export pipeline's tail (deployability, 24-bit headroom, atomic write, report); with calibration
+data the report puts the float NIR reference, the float Loihi form and the emulator side by side.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from snn2loihi import quant
+from snn2loihi.export.errors import DataUnavailableError, NotDeployableError
+from snn2loihi.loihi import (
+    BIAS_MAX,
+    BIAS_MIN,
+    DECAY_UNITY,
+    GRADED_INPUT_MAX,
+    VTH_MAX,
+    WEIGHT_MAX,
+    WEIGHT_MIN,
+)
+from snn2loihi.schema import (
+    ConvLayer,
+    CubaNeuron,
+    DenseLayer,
+    FlattenLayer,
+    InputLayer,
+    NetXNetwork,
+)
+
+META_PREFIX = "snn2loihi_"  # graph metadata written by export --nir
+EXACT_TOL = 1e-6
+
+
+def _decay(retention: float, what: str, name: str, changes: list[str]) -> int:
+    d = DECAY_UNITY * (1.0 - retention)
+    q = int(min(max(round(d), 0), DECAY_UNITY))
+    if abs(d - q) > EXACT_TOL:
+        changes.append(f"{name}: {what} {d:.6g}/4096 rounded to {q}/4096")
+    return q
+
+
+def _integers(a: np.ndarray, lo: int, hi: int) -> np.ndarray | None:
+    r = np.round(a)
+    if (
+        np.all(np.abs(a - r) <= EXACT_TOL * np.maximum(1.0, np.abs(a)))
+        and r.min(initial=0) >= lo
+        and r.max(initial=0) <= hi
+    ):
+        return r.astype(np.int64)
+    return None
+
+
+def exact_layer(ly):
+    """``(weight, bias, vth)`` when ``ly`` already is on Loihi's integer grid (scale 1), else None."""
+    w = _integers(ly.weight, WEIGHT_MIN, WEIGHT_MAX)  # as Loihi holds them (9-bit)
+    b = _integers(ly.bias, BIAS_MIN, BIAS_MAX)
+    th = VTH_MAX if ly.threshold is None else _integers(ly.threshold[:1], 0, VTH_MAX)
+    if w is None or b is None or th is None:
+        return None
+    return w, b, int(np.asarray(th).reshape(-1)[0])
+
+
+def quantize_layer(ly, k: int, steps: int, weight_bits: int):
+    """``(weight, bias, vth, scale, clipped)`` of float Loihi-form layer ``ly`` on the grid."""
+    w = torch.as_tensor(ly.weight, dtype=torch.float64)
+    b = torch.as_tensor(ly.bias, dtype=torch.float64)
+    grid = dict(weight_bits=weight_bits, input_max=GRADED_INPUT_MAX if k == 0 else 1)
+    if ly.threshold is None:
+        scale = quant.choose_scale(w, b, readout_steps=steps, **grid)
+        vth = VTH_MAX
+    else:
+        th = float(ly.threshold[0])
+        scale = quant.choose_scale(w, b, threshold=th, **grid)
+        vth = quant.quantize_threshold(th, scale)
+    qmin, qmax = quant.weight_limits(weight_bits)
+    q = torch.round(w / scale)
+    clipped = int(((q < qmin) | (q > qmax)).sum())
+    qw = quant.quantize_weight(w, scale, weight_bits).numpy()
+    return qw, quant.quantize_bias(b, scale).numpy(), vth, scale, clipped
+
+
+def integer_network(lowered, steps: int, weight_bits: int, changes: list[str]):
+    """``(NetXNetwork, scales, clipped, exact)`` of the Loihi-form layers."""
+    from snn2loihi.export.nir_lower import as_readout
+
+    layers = list(lowered.loihi)
+    exact = [exact_layer(ly) for ly in layers]
+    is_exact = all(e is not None for e in exact)
+    if not is_exact:  # a float graph: its last layer becomes the readout
+        layers[-1] = as_readout(layers[-1], changes)
+        lowered.loihi[-1] = layers[-1]
+    records: list = [InputLayer(tuple(lowered.input_shape))]
+    prev = tuple(lowered.input_shape)
+    scales, clipped = [], []
+    for k, ly in enumerate(layers):
+        if is_exact:
+            w, b, vth = exact[k]
+            scale, clip = 1.0, 0
+        else:
+            w, b, vth, scale, clip = quantize_layer(ly, k, steps, weight_bits)
+        scales.append(scale)
+        clipped.append(clip)
+        neuron = CubaNeuron(
+            i_decay=_decay(float(ly.a_u[0]), "current decay", ly.name, changes),
+            v_decay=_decay(float(ly.a_v[0]), "voltage decay", ly.name, changes),
+            vth_mant=vth,
+        )
+        if ly.kind == "conv":
+            records.append(
+                ConvLayer(
+                    shape=tuple(ly.shape),
+                    weight=w,
+                    neuron=neuron,
+                    bias=b,
+                    stride=ly.stride,
+                    padding=ly.padding,
+                    dilation=ly.dilation,
+                    groups=ly.groups,
+                )
+            )
+        else:
+            if len(prev) == 3:
+                records.append(FlattenLayer((math.prod(prev), 1, 1)))
+            records.append(DenseLayer(shape=tuple(ly.shape), weight=w, neuron=neuron, bias=b))
+        prev = tuple(ly.shape)
+    net = NetXNetwork(layers=tuple(records), input_shape=tuple(lowered.input_shape))
+    return net, scales, clipped, is_exact
+
+
+def convert_nir(
+    nir_path: str | Path,
+    out: str | Path,
+    *,
+    calib: str | Path | None = None,
+    steps: int | None = None,
+    weight_bits: int = 8,
+    dt: float | None = None,
+    dialect: str = "euler",
+    input_scale: float | None = None,
+    force: bool = False,
+) -> dict:
+    """Convert the NIR file ``nir_path`` to ``out``; return the report (also written beside it).
+
+    ``steps``: T (default: the graph's ``snn2loihi_steps`` metadata, else 16). ``dt``: the Euler
+    step (default: the graph's ``snn2loihi_dt``, else 1e-4 (snnTorch's) or 1e-3 for
+    ``dialect='norse'``). ``input_scale``: the graph's input is ``pixel * input_scale`` (default
+    1/255). ``calib``: ``.npz`` images (x uint8, y) for the accuracy comparison.
+    """
+    from snn2loihi.errors import InputDataError
+    from snn2loihi.export.exporter import check_export_outputs
+    from snn2loihi.export.nir_lower import DIALECTS, lower
+    from snn2loihi.export.nir_read import read_nir
+    from snn2loihi.export.pipeline import check_deployable, finish_deployable
+
+    out = Path(out)
+    check_export_outputs(out, {"NIR": nir_path, "--calib": calib}, force)
+    if dialect not in DIALECTS:
+        raise InputDataError(f"--dialect {dialect!r} must be one of {', '.join(DIALECTS)}")
+    g = read_nir(nir_path)
+    meta = g.metadata
+    steps = int(steps or meta.get(META_PREFIX + "steps") or 16)
+    dt = float(dt or meta.get(META_PREFIX + "dt") or (1e-3 if dialect == "norse" else 1e-4))
+    input_scale = 1 / 255 if input_scale is None else float(input_scale)
+    for name, v in (("--dt", dt), ("--input-scale", input_scale)):
+        if not (math.isfinite(v) and v > 0):
+            raise InputDataError(f"{name} {v} must be finite and > 0")
+    if not 1 <= steps <= 1 << 16:
+        raise InputDataError(f"--steps {steps} must be in 1..65536")
+    data = None
+    if calib is not None:
+        from snn2loihi.export.accuracy import load_eval_data
+        from snn2loihi.train.config import default_config
+
+        data = load_eval_data(default_config().data, "train", calib)
+    image_shape = None if data is None else tuple(int(v) for v in data.x.shape[1:])
+    try:
+        lowered = lower(g, image_shape=image_shape, input_scale=input_scale, dt=dt, dialect=dialect)
+    except NotDeployableError as exc:  # every refusal names the file first
+        text = str(exc)
+        raise NotDeployableError(text if text.startswith(g.path) else f"{g.path}: {text}") from None
+    changes = lowered.changes
+    net, scales, clipped, exact = integer_network(lowered, steps, weight_bits, changes)
+    check_deployable(net, str(nir_path))
+    report = {
+        "nir": str(nir_path),
+        "net": str(out),
+        "calibration": None if calib is None else str(calib),
+        "dialect": dialect,
+        "dt": dt,
+        "input_scale": input_scale,
+        "integer_graph_kept": exact,
+        "changes": changes,
+    }
+    measure = None
+    if data is not None:
+
+        def measure(path):
+            return nir_accuracy(path, lowered, data, steps, str(calib))
+
+    return finish_deployable(
+        net,
+        out,
+        steps=steps,
+        weight_bits=weight_bits,
+        report=report,
+        scales=scales,
+        clipped=clipped,
+        measure=measure,
+        force=force,
+    )
+
+
+def nir_accuracy(path, lowered, data, steps: int, source: str) -> dict:
+    """Float NIR reference, float Loihi form and emulator accuracy on ``data``, side by side."""
+    from snn2loihi.export.accuracy import emulator_predictions
+    from snn2loihi.export.nir_reference import reference_predictions
+
+    if len(data) == 0:
+        raise DataUnavailableError(f"{source}: no calibration images")
+    ref = reference_predictions(lowered.reference, data.x, steps)
+    flt = reference_predictions(lowered.loihi, data.x, steps)
+    emu = emulator_predictions(path, data.x.reshape(len(data), *lowered.input_shape), steps)
+    n = len(data)
+    return {
+        "split": "calibration",
+        "data": source,
+        "samples": n,
+        "nir_reference_acc": int((ref == data.y).sum()) / n,
+        "loihi_form_float_acc": int((flt == data.y).sum()) / n,
+        "emulator_acc": int((emu == data.y).sum()) / n,
+        "prediction_mismatches": int((emu != ref).sum()),
+        "equal": bool((emu == ref).all()),
+    }

@@ -1,0 +1,64 @@
+"""Float simulation of NIR layers (:class:`~snn2loihi.export.nir_lower.FloatLayer`) on images.
+
+The float reference of a converted graph: the NIR dynamics as written (dialect and ``dt``
+applied), and the same simulator on the Loihi-form layers before quantization. Images are shown
+as graded input (raw pixels, the graph's input scale folded into layer 0) at every step.
+Prediction: argmax of the last layer's ``v`` after the last step (before its reset if it spikes).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _t(a) -> torch.Tensor:
+    return torch.as_tensor(a, dtype=torch.float64)
+
+
+@torch.no_grad()
+def reference_predictions(
+    layers, x: torch.Tensor, steps: int, batch_size: int = 256
+) -> torch.Tensor:
+    """Predicted classes (N,) of float ``layers`` for uint8 images ``x`` (N, C, H, W)."""
+    preds = []
+    for chunk in torch.split(x, batch_size):
+        preds.append(_run(layers, chunk.double(), steps).argmax(1))
+    return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
+
+
+def _synapse(ly, s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    if ly.kind == "conv":
+        return F.conv2d(s, w, None, ly.stride, ly.padding, ly.dilation, ly.groups)
+    return s.flatten(1) @ w.T
+
+
+def _run(layers, x: torch.Tensor, steps: int) -> torch.Tensor:
+    state = []
+    for ly in layers:
+        view = (1, -1) + (1,) * (len(ly.shape) - 1)
+        p = {k: _t(getattr(ly, k)).view(view) for k in ("bias", "a_u", "g_u", "a_v", "g_v", "c")}
+        th = None if ly.threshold is None else _t(ly.threshold).view(view)
+        reset = _t(ly.v_reset).view(view)
+        state.append((ly, _t(ly.weight), p, th, reset, [0.0, 0.0]))
+    out = None
+    for _ in range(steps):
+        s = x
+        for k, (ly, w, p, th, reset, uv) in enumerate(state):
+            a = _synapse(ly, s, w)
+            if ly.bias_in_current:
+                uv[0] = p["a_u"] * uv[0] + p["g_u"] * (a + p["bias"])
+                uv[1] = p["a_v"] * uv[1] + p["g_v"] * uv[0] + p["c"]
+            else:
+                uv[0] = p["a_u"] * uv[0] + a
+                uv[1] = p["a_v"] * uv[1] + uv[0] + p["bias"]
+            v = uv[1]
+            if k == len(state) - 1:
+                out = v.flatten(1)
+            if th is None:
+                s = v
+                continue
+            spikes = v > th
+            uv[1] = torch.where(spikes, reset.expand_as(v), v)
+            s = spikes.double()
+    return out

@@ -1,0 +1,345 @@
+"""NIR out and in: export --nir, convert model.nir, the exact round trip, refusals, real libraries."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from snn2loihi.export.errors import NirFormatError, NotDeployableError
+from snn2loihi.export.nir_convert import convert_nir
+from snn2loihi.export.nir_export import write_nir
+from snn2loihi.export.pipeline import deployable_network
+from snn2loihi.netx_io import read_network, write_network
+from snn2loihi.testing.netgen import SMALL, NetSpec, random_network
+
+nir = pytest.importorskip("nir")
+
+SPECS = {
+    "small": SMALL,
+    "small-readout": dataclasses.replace(SMALL, readout=True),
+    "dense-only": NetSpec((40,), (), (12, 5), weight_range=(-90, 120)),
+}
+
+
+def _digits_npz(tmp_path, n=200):
+    from snn2loihi.train.config import default_config
+    from snn2loihi.train.data import load_datasets
+
+    data = load_datasets(default_config().data).val
+    x, y = data.x[:n].numpy(), data.y[:n].numpy()
+    path = tmp_path / "calib.npz"
+    np.savez(path, x=x[:, 0], y=y)
+    return path, data
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_round_trip_random_networks_exact(tmp_path, name):
+    net = random_network(SPECS[name], seed=3)
+    write_nir(net, tmp_path / "m.nir", steps=8)
+    report = convert_nir(tmp_path / "m.nir", tmp_path / "m.net")
+    assert read_network(tmp_path / "m.net") == net
+    write_network(net, tmp_path / "direct.net")
+    assert (tmp_path / "m.net").read_bytes() == (tmp_path / "direct.net").read_bytes()
+    assert report["integer_graph_kept"] and report["changes"] == []
+    assert report["steps"] == 8
+
+
+def test_round_trip_trained_model_exact_and_cli(tmp_path):
+    import sys
+
+    sys.path.insert(0, "tests")
+    from train_helpers import calibrated_model
+
+    from snn2loihi.app.cli import main
+
+    model = calibrated_model("digits", steps=4)
+    net = deployable_network(model, 8, "model")
+    write_nir(net, tmp_path / "m.nir", steps=4)
+    calib, _ = _digits_npz(tmp_path, 60)
+    rc = main(
+        [
+            "convert",
+            str(tmp_path / "m.nir"),
+            "--calib",
+            str(calib),
+            "--out",
+            str(tmp_path / "m.net"),
+        ]
+    )
+    assert rc == 0
+    assert read_network(tmp_path / "m.net") == net
+    report = (tmp_path / "m.report.md").read_text()
+    assert "NIR graph, float reference" in report and "emulator on the exported .net" in report
+
+
+def _graph(nodes, edges):
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def _float_graph(neuron):
+    rng = np.random.default_rng(0)
+    return _graph(
+        {
+            "input": nir.Input(input_type=np.array([64])),
+            "fc1": nir.Affine(weight=rng.normal(0, 0.3, (16, 64)), bias=np.zeros(16)),
+            "lif1": neuron,
+            "fc2": nir.Affine(weight=rng.normal(0, 0.3, (10, 16)), bias=np.zeros(10)),
+            "li": nir.LI(tau=np.full(10, 1e-3), r=np.full(10, 10.0), v_leak=np.zeros(10)),
+            "output": nir.Output(output_type=np.array([10])),
+        },
+        [("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "li"), ("li", "output")],
+    )
+
+
+def test_float_graph_changes_are_reported(tmp_path):
+    tau = np.linspace(5e-4, 1e-3, 16)  # per-neuron time constants: one decay on Loihi
+    lif = nir.LIF(
+        tau=tau,
+        r=tau / 1e-4,
+        v_leak=np.zeros(16),
+        v_threshold=np.full(16, 1.0),
+        v_reset=np.full(16, 0.1),
+    )
+    nir.write(tmp_path / "f.nir", _float_graph(lif))
+    calib, _ = _digits_npz(tmp_path, 50)
+    report = convert_nir(tmp_path / "f.nir", tmp_path / "f.net", calib=calib, steps=8)
+    text = " ".join(report["changes"])
+    assert "per-neuron membrane retention" in text and "v_reset" in text
+    acc = report["accuracy"]
+    assert {"nir_reference_acc", "loihi_form_float_acc", "emulator_acc"} <= set(acc)
+    assert not report["integer_graph_kept"]
+
+
+def test_refusals_name_the_node(tmp_path):
+    lif = nir.LIF(
+        tau=np.full(16, 1e-3), r=np.full(16, 10.0), v_leak=np.zeros(16), v_threshold=np.ones(16)
+    )
+    g = _float_graph(lif)
+    g.edges.append(("lif1", "fc1"))  # recurrent edge
+    nir.write(tmp_path / "r.nir", g)
+    with pytest.raises(NotDeployableError, match="node 'fc1'"):
+        convert_nir(tmp_path / "r.nir", tmp_path / "r.net")
+    g = _float_graph(nir.Delay(delay=np.ones(16)))
+    nir.write(tmp_path / "d.nir", g)
+    with pytest.raises(NirFormatError, match="node 'lif1' \\(Delay\\)"):
+        convert_nir(tmp_path / "d.nir", tmp_path / "d.net")
+    assert not (tmp_path / "r.net").exists() and not (tmp_path / "d.net").exists()
+
+
+def test_cli_refusal_is_one_line_naming_file_and_node(tmp_path, capsys):
+    from snn2loihi.app.cli import main
+
+    lif = nir.LIF(
+        tau=np.full(16, 1e-3), r=np.full(16, 10.0), v_leak=np.zeros(16), v_threshold=-np.ones(16)
+    )
+    nir.write(tmp_path / "t.nir", _float_graph(lif))
+    assert main(["convert", str(tmp_path / "t.nir"), "--out", str(tmp_path / "t.net")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1 and "t.nir" in err[0] and "fc1 -> lif1" in err[0] and "v_threshold" in err[0]
+    )
+    assert not (tmp_path / "t.net").exists()
+
+
+def test_pooling_and_scale_fold(tmp_path):
+    rng = np.random.default_rng(1)
+    g = _graph(
+        {
+            "input": nir.Input(input_type=np.array([1, 8, 8])),
+            "scale": nir.Scale(scale=np.array([2.0])),
+            "pool": nir.AvgPool2d(
+                kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])
+            ),
+            "conv": nir.Conv2d(
+                input_shape=(4, 4),
+                weight=rng.normal(0, 1, (3, 1, 3, 3)),
+                stride=1,
+                padding=1,
+                dilation=1,
+                groups=1,
+                bias=np.zeros(3),
+            ),
+            "if1": nir.IF(r=np.full(3, 1e4), v_threshold=np.full(3, 0.5)),
+            "sum": nir.SumPool2d(
+                kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])
+            ),
+            "flat": nir.Flatten(input_type={"input": np.array([3, 2, 2])}, start_dim=0),
+            "fc": nir.Affine(weight=rng.normal(0, 1, (10, 12)), bias=np.zeros(10)),
+            "out_li": nir.I(r=np.full(10, 1e4)),
+            "output": nir.Output(output_type=np.array([10])),
+        },
+        [
+            ("input", "scale"),
+            ("scale", "pool"),
+            ("pool", "conv"),
+            ("conv", "if1"),
+            ("if1", "sum"),
+            ("sum", "flat"),
+            ("flat", "fc"),
+            ("fc", "out_li"),
+            ("out_li", "output"),
+        ],
+    )
+    nir.write(tmp_path / "p.nir", g)
+    calib, _ = _digits_npz(tmp_path, 40)
+    report = convert_nir(tmp_path / "p.nir", tmp_path / "p.net", calib=calib, steps=8)
+    net = read_network(tmp_path / "p.net")
+    conv = net.layers[1]
+    assert conv.weight.shape == (3, 1, 6, 6) and conv.stride == (2, 2) and conv.padding == (2, 2)
+    assert net.layers[3].weight.shape == (10, 48)
+    assert report["accuracy"]["loihi_form_float_acc"] == report["accuracy"]["nir_reference_acc"]
+
+
+# -- real libraries -----------------------------------------------------------------------------
+
+
+def _train_digits(net_step, params, data, steps, epochs=30):
+    x = data.x.flatten(1).float() / 255.0
+    y = data.y
+    opt = torch.optim.Adam(params, lr=5e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x), generator=g).split(128):
+            loss = torch.nn.functional.cross_entropy(net_step(x[idx], steps), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+
+def _digits():
+    from snn2loihi.train.config import default_config
+    from snn2loihi.train.data import load_datasets
+
+    return load_datasets(default_config().data)
+
+
+def _accuracy(run, data, steps) -> float:
+    with torch.no_grad():
+        pred = run(data.x.flatten(1).float() / 255, steps).argmax(1)
+    return float((pred == data.y).double().mean())
+
+
+def snntorch_digits(tmp_path, steps=8):
+    """A 64-32-10 snnTorch Leaky net trained on digits, exported by snnTorch's export_to_nir."""
+    snn = pytest.importorskip("snntorch")
+    from snntorch import utils
+    from snntorch.export_nir import export_to_nir
+
+    torch.manual_seed(0)
+    ds = _digits()
+    lif1 = snn.Leaky(
+        beta=torch.full((32,), 0.9),
+        threshold=torch.ones(32),
+        init_hidden=True,
+        reset_mechanism="zero",
+    )
+    lif2 = snn.Leaky(  # the readout: its membrane at the last step (never reaches 1e3)
+        beta=torch.full((10,), 0.9),
+        threshold=torch.full((10,), 1e3),
+        init_hidden=True,
+        output=True,
+        reset_mechanism="none",
+    )
+    net = torch.nn.Sequential(torch.nn.Linear(64, 32), lif1, torch.nn.Linear(32, 10), lif2)
+
+    def run(x, t):
+        utils.reset(net)
+        for _ in range(t):
+            _, mem = net(x)
+        return mem
+
+    _train_digits(run, net.parameters(), ds.train, steps)
+    path = tmp_path / "snntorch.nir"
+    nir.write(path, export_to_nir(net, torch.rand(64)))
+    return path, _accuracy(run, ds.val, steps)
+
+
+def norse_digits(tmp_path, steps=8):
+    """A 64-32-10 Norse LIFCell (CubaLIF) net with an LI readout, exported by norse.to_nir."""
+    norse = pytest.importorskip("norse.torch")
+    torch.manual_seed(0)
+    ds = _digits()
+    net = norse.SequentialState(
+        torch.nn.Linear(64, 32), norse.LIFCell(), torch.nn.Linear(32, 10), norse.LIBoxCell()
+    )
+
+    def run(x, t):
+        state = None
+        for _ in range(t):
+            out, state = net(x * 10, state)  # Norse's LIF (dt 1e-3) wants larger currents
+        return out
+
+    _train_digits(run, net.parameters(), ds.train, steps)
+    path = tmp_path / "norse.nir"
+    # Norse writes 0-d parameters, which nir.write can only store uncompressed
+    nir.write(path, norse.to_nir(net, torch.rand(1, 64)), compression=None)
+    return path, _accuracy(run, ds.val, steps)
+
+
+@pytest.mark.parametrize("library", ["snntorch", "norse"])
+def test_library_trained_on_digits_converts(tmp_path, library):
+    steps = 8
+    make, kw = {
+        "snntorch": (snntorch_digits, {}),
+        "norse": (norse_digits, {"dialect": "norse", "input_scale": 10 / 255}),
+    }[library]
+    path, lib_acc = make(tmp_path, steps)
+    calib, data = _digits_npz(tmp_path, 10**6)
+    report = convert_nir(path, tmp_path / "m.net", calib=calib, steps=steps, **kw)
+    a = report["accuracy"]
+    print(library, lib_acc, a, report["changes"])
+    assert lib_acc > 0.8 and a["nir_reference_acc"] > 0.8 and a["emulator_acc"] > 0.8
+    assert abs(a["emulator_acc"] - a["nir_reference_acc"]) < 0.05
+
+
+@pytest.mark.lava
+@pytest.mark.slow  # about 20 s: two Lava runs plus training both nets
+def test_library_networks_pass_parity_on_lava(tmp_path):
+    """snnTorch's and Norse's digits nets, converted from their NIR files, spike for spike on Lava."""
+    from snn2loihi.deploy.parity import run_parity
+
+    calib, data = _digits_npz(tmp_path, 10**6)
+    steps = 8
+    for name, make, kw in (
+        ("snntorch", snntorch_digits, {}),
+        ("norse", norse_digits, {"dialect": "norse", "input_scale": 10 / 255}),
+    ):
+        path, _ = make(tmp_path, steps)
+        out = tmp_path / f"{name}.net"
+        convert_nir(path, out, calib=calib, steps=steps, **kw)
+        x = data.x[:4].flatten(1).unsqueeze(1).expand(-1, steps, -1).numpy()  # dense-first: flat
+        report = run_parity(out, x)
+        assert report.equal, f"{name}: {report}"
+        assert sum(ly.emulator_spikes for ly in report.layers) > 0
+
+
+@pytest.mark.parametrize("shape", ["conv-stride", "pool-folded", "dense-only"])
+def test_export_nir_cli_round_trip_checkpoints(tmp_path, shape, capsys):
+    """export CKPT --out a.net --nir a.nir, then convert a.nir: the same .net, bit for bit."""
+    import sys
+
+    sys.path.insert(0, "tests")
+    from test_export_helpers import random_checkpoint
+
+    from snn2loihi.app.cli import main
+
+    ckpt, _, _ = random_checkpoint(tmp_path, shape)
+    a, n, b = tmp_path / "a.net", tmp_path / "a.nir", tmp_path / "b.net"
+    assert main(["export", str(ckpt), "--out", str(a), "--nir", str(n), "--no-accuracy"]) == 0
+    assert "NIR graph" in capsys.readouterr().out
+    assert main(["convert", str(n), "--out", str(b)]) == 0
+    assert b.read_bytes() == a.read_bytes()  # the file itself, byte for byte
+    assert main(["convert", str(n), "--out", str(b)]) == 2  # exists: --force needed
+
+
+def test_threshold_node_is_a_neuron_without_memory(tmp_path):
+    g = _float_graph(nir.Threshold(threshold=np.full(16, 0.5)))
+    nir.write(tmp_path / "t.nir", g)
+    calib, _ = _digits_npz(tmp_path, 40)
+    report = convert_nir(tmp_path / "t.nir", tmp_path / "t.net", calib=calib, steps=6)
+    first = read_network(tmp_path / "t.net").synaptic_layers[0][1].neuron
+    assert (first.i_decay, first.v_decay) == (4096, 4096)
+    assert report["accuracy"]["loihi_form_float_acc"] == report["accuracy"]["nir_reference_acc"]
