@@ -40,6 +40,7 @@ from snn2loihi.schema import (
 from snn2loihi.sigma_delta import (
     SigmaDeltaState,
     delta_step,
+    int32_safe_bound,
     sigma_delta_step,
     sigma_step,
 )
@@ -247,13 +248,17 @@ class TimelineRunner:
     def _synaptic_input(self, b: BuiltLayer, s: torch.Tensor, steps: int) -> torch.Tensor:
         """``a`` (N, T, *shape): what the layer's neurons receive at each step; int32 when its
         bound (the sum over the delays of each synapse's ``max_abs_output``) is at most
-        ``INT32_SAFE_INPUT``, so the neurons may run in int32, else int64."""
+        ``INT32_SAFE_INPUT``, so the neurons may run in int32, else int64. SDNN layers: int32
+        whenever the bound is below 2^31 (their state's own int32 check is on the values)."""
         ly = b.layer
         n = s.shape[0]
-        s = (s != 0) if b.binary_input else s
-        flat = s.reshape(n * steps, *s.shape[2:])
-        if isinstance(ly, DenseLayer):
-            flat = flat.reshape(n * steps, -1)
+        s = (s != 0) if b.binary_input and s.dtype != torch.bool else s
+
+        def flatten(s: torch.Tensor) -> torch.Tensor:
+            flat = s.reshape(n * steps, *s.shape[2:])
+            return flat.reshape(n * steps, -1) if isinstance(ly, DenseLayer) else flat
+
+        flat = flatten(s)
         if isinstance(ly, ConvLayer):
             geom = ConvGeometry(ly.stride, ly.padding, ly.dilation, ly.groups)
             parts = [(0, self._synapse("conv", ly.weight, b, s, geometry=geom))]
@@ -274,7 +279,15 @@ class TimelineRunner:
                     for d in np.unique(delays)
                 ]
         bound = sum(syn.max_abs_output for _, syn in parts)
-        dtype = torch.int32 if bound <= INT32_SAFE_INPUT else torch.int64
+        limit = INT32_SAFE_INPUT if isinstance(b.neuron, CubaNeuron) else 2**31 - 1
+        dtype = torch.int32 if bound <= limit else torch.int64
+        if len(parts) == 1 and parts[0][0] == 0:
+            # no delay: step t receives the messages of step t - 1; shifting the (small)
+            # messages instead of the (int32) result saves a pass over a (W . 0 = 0 at t = 0)
+            shifted = torch.zeros_like(s)
+            shifted[:, 1:] = s[:, : steps - 1]
+            out = parts[0][1](flatten(shifted)).to(dtype)
+            return out.reshape(n, steps, *layer_shape(ly))
         a = torch.zeros((n, steps, *layer_shape(ly)), dtype=dtype, device=self.device)
         for d, syn in parts:
             if 1 + d >= steps:
@@ -313,8 +326,12 @@ class TimelineRunner:
         states = {r: torch.empty(full, dtype=torch.int32) for r in names}
         messages = torch.empty(full, dtype=torch.bool if cuba else torch.int32, device=self.device)
         rec = self._recurrent(b)
-        # u, v in int32 when |a| is small enough that no int32 overflow can occur (cuba_step)
-        safe = cuba and rec is None and (a is None or a.dtype == torch.int32)
+        # u, v in int32 when |a| is small enough that no int32 overflow can occur (cuba_step);
+        # SDNN state in int32 when no sum of the run can leave int32 (int32_safe_bound)
+        if cuba:
+            safe = rec is None and (a is None or a.dtype == torch.int32)
+        else:
+            safe = self._sdnn_int32_safe(b, a, bias, steps, rec)
         dtype = torch.int32 if safe else torch.int64
         bias_t = torch.as_tensor(bias, dtype=dtype, device=self.device)
         per_sample_bias = (
@@ -326,7 +343,7 @@ class TimelineRunner:
             blk_bias = bias_t[lo:hi] if per_sample_bias else bias_t
             u = torch.zeros((hi - lo, *full[2:]), dtype=dtype, device=self.device)
             v = torch.zeros_like(u)
-            sd = SigmaDeltaState.zeros(u)
+            sd = SigmaDeltaState.zeros(u, dtype)
             prev = None
             for t in range(steps):
                 a_t = u.new_zeros(()).expand_as(u) if a is None else a[lo:hi, t].to(dtype)
@@ -341,7 +358,7 @@ class TimelineRunner:
                     messages[lo:hi, t] = spikes
                     prev, now = spikes, {"u": u, "v": v}
                 else:
-                    msg, sd = self._sdnn_step(b, a_t, sd, blk_bias)
+                    msg, sd = self._sdnn_step(b, a_t, sd, blk_bias, safe)
                     messages[lo:hi, t] = msg.to(torch.int32)
                     prev, now = msg, {"sigma": sd.sigma, "act": sd.act, "residue": sd.residue}
                 for r in names:
@@ -349,13 +366,28 @@ class TimelineRunner:
         return TimelineTrace(b.index, b.layer.kind, neuron.kind, messages, states)
 
     @staticmethod
-    def _sdnn_step(b: BuiltLayer, a_t, sd, bias):
+    def _sdnn_int32_safe(b: BuiltLayer, a, bias, steps: int, rec) -> bool:
+        """Whether this SDNN layer's state may run in int32 without wraps: a SigmaDelta or
+        Sigma layer (not the Delta input layer) without recurrence whose measured ``max |a|``
+        over the run keeps every sum inside int32 (:func:`int32_safe_bound`)."""
+        if isinstance(b.layer, InputLayer) or rec is not None or a is None:
+            return False
+        a_max = 0
+        if a.numel():
+            lo, hi = torch.aminmax(a)
+            a_max = max(-int(lo), int(hi))
+        bias_t = torch.as_tensor(bias)
+        bias_max = int(bias_t.abs().max()) if bias_t.numel() else 0
+        return int32_safe_bound(a_max, steps, bias_max, b.neuron.vth_mant)
+
+    @staticmethod
+    def _sdnn_step(b: BuiltLayer, a_t, sd, bias, safe: bool = False):
         neuron = b.neuron
         if isinstance(b.layer, InputLayer):
             return delta_step(a_t, sd, neuron.vth_mant)
         if neuron.sigma_output:
-            return sigma_step(a_t, sd)
-        return sigma_delta_step(a_t, sd, bias, neuron.vth_mant)
+            return sigma_step(a_t, sd, int32_safe=safe)
+        return sigma_delta_step(a_t, sd, bias, neuron.vth_mant, int32_safe=safe)
 
     def _recurrent(self, b: BuiltLayer):
         """``s -> (W_rec . s) >> -exp`` of a recurrent dense layer, else None."""

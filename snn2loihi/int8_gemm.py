@@ -21,7 +21,7 @@ INT8_MIN = -128
 INT8_MIN_FANIN = 64  # fan-in below which im2col costs more than int8 saves (docs/benchmarks.md)
 COLS_CHUNK_BYTES = 2**22  # im2col rows gathered per GEMM: about 4 MiB of int8 patches
 INT32_SUM_LIMIT = 2**31
-INT8_LIMB_BITS = 7  # a signed limb holds 7 magnitude bits: (-128, 128)
+INT8_LIMB_BITS = 7  # bits per limb: 0..127, the top limb signed -128..127
 INT8_MAX_LIMBS = 3  # inputs needing more limbs than this keep the float kernels
 
 
@@ -31,22 +31,22 @@ def int8_fits(w: torch.Tensor) -> bool:
 
 
 def limbs_needed(largest: int) -> int:
-    """How many signed 7-bit limbs hold inputs with ``|x| <= largest`` (1: plain int8)."""
+    """How many 7-bit limbs (:func:`split_limbs`) hold inputs with ``|x| <= largest``
+    (1: plain int8)."""
     if largest <= INT8_MAX:
         return 1
     return -(-int(largest).bit_length() // INT8_LIMB_BITS)
 
 
 def split_limbs(s: torch.Tensor, n: int) -> torch.Tensor:
-    """Integers ``s`` (B, ...) -> int8 limbs (n * B, ...): limb i of every sample is
-    ``sign(x) * ((|x| >> 7 i) & 127)``, so ``x = sum_i limb_i << 7 i`` (limb-major)."""
-    x = s.to(torch.int32)
-    mag = x.abs()
-    neg = x < 0
+    """Integers ``s`` (B, ...) with ``-2^(7n) <= s < 2^(7n)`` -> int8 limbs (n * B, ...),
+    limb-major: limb i < n - 1 is ``(s >> 7 i) & 127`` (0..127), the last ``s >> 7 (n - 1)``
+    (-128..127, arithmetic shift), so ``s = sum_i limb_i << 7 i``."""
+    x = s if s.dtype in (torch.int32, torch.int64) else s.to(torch.int32)
     parts = torch.empty((n, *s.shape), dtype=torch.int8, device=s.device)
-    for i in range(n):
-        limb = (mag >> (INT8_LIMB_BITS * i)) & INT8_MAX
-        parts[i] = torch.where(neg, -limb, limb)
+    for i in range(n):  # every value written is already in int8's range (no cast rounding)
+        limb = x >> (INT8_LIMB_BITS * i) if i else x
+        parts[i] = limb & INT8_MAX if i < n - 1 else limb
     return parts.view(n * s.shape[0], *s.shape[1:])
 
 

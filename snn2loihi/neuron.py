@@ -40,9 +40,18 @@ def decay_unwrapped(x: torch.Tensor, decay_const: int) -> torch.Tensor:
 
 
 def decay(x: torch.Tensor, decay_const: int) -> torch.Tensor:
-    """Lava's decay of u or v: :func:`decay_unwrapped` wrapped to int32 (dtype kept)."""
+    """Lava's decay of u or v: :func:`decay_unwrapped` wrapped to int32 (dtype kept).
+
+    int32 ``x`` (the int32-safe state, ``|x| < 2^31``) never leaves int32: with
+    ``|x| = h 2^12 + l``, ``(|x| m) >> 12 = h m + ((l m) >> 12)`` and both products fit.
+    """
     if decay_const in (0, DECAY_UNITY):
         return decay_unwrapped(x, decay_const)
+    if x.dtype == torch.int32:
+        m = DECAY_UNITY - decay_const
+        mag = x.abs()
+        t = (mag >> DECAY_BITS).mul_(m).add_(((mag & (DECAY_UNITY - 1)).mul_(m)) >> DECAY_BITS)
+        return torch.where(x < 0, -t, t)
     return wrap_int32(decay_unwrapped(x, decay_const)).to(x.dtype)
 
 

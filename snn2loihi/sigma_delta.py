@@ -4,7 +4,9 @@ Reproduces ``lava/proc/sdn/models.py`` (``PySigmaDeltaModelFixed``, ``PyDeltaMod
 ``PySigmaModelFixed``) with NetX's exponents ``spike_exp = state_exp = 6``: the threshold and
 the bias enter as ``mantissa << 12``, messages leave as ``delta >> 6`` (arithmetic shift).
 Lava's state is numpy int32; every sum here is computed in int64 and wrapped to int32 where
-Lava's would overflow. Tensors: any shape, int64, CPU or GPU.
+Lava's would overflow. Tensors: any shape, int64, CPU or GPU. With ``int32_safe`` the caller has
+proven that no sum can leave int32 (:func:`int32_safe_bound`): tensors may then be int32 and the
+wraps are skipped (the same integers, fewer passes over memory).
 """
 
 from __future__ import annotations
@@ -30,30 +32,50 @@ class SigmaDeltaState:
     residue: torch.Tensor
 
     @classmethod
-    def zeros(cls, like: torch.Tensor) -> SigmaDeltaState:
-        z = torch.zeros_like(like, dtype=torch.int64)
+    def zeros(cls, like: torch.Tensor, dtype: torch.dtype = torch.int64) -> SigmaDeltaState:
+        z = torch.zeros_like(like, dtype=dtype)
         return cls(z, z.clone(), z.clone())
 
 
+def int32_safe_bound(input_max: int, steps: int, bias_max: int, vth_mant: int) -> bool:
+    """Whether a SigmaDelta layer with ``|a| <= input_max`` for ``steps`` steps, ``|bias_mant|
+    <= bias_max`` and threshold ``vth_mant`` keeps every sum inside int32: ``|sigma| <=
+    steps * input_max``, ``|act| <= |sigma| + bias << 12``, ``|delta| <= 2 |act| + vth << 12``."""
+    act = steps * int(input_max) + (int(bias_max) << SDNN_SHIFT)
+    return 2 * act + (int(vth_mant) << SDNN_SHIFT) < 2**31 - 1
+
+
+def _no_wrap(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 def _delta(
-    act: torch.Tensor, state: SigmaDeltaState, vth_mant: int
+    act: torch.Tensor, state: SigmaDeltaState, vth_mant: int, int32_safe: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The change ``act - act_prev + residue`` sent when ``|delta| >= vth << 12``:
     (message ``>> 6``, new residue)."""
-    delta = wrap_int32(act - state.act + state.residue)
+    wrap = _no_wrap if int32_safe else wrap_int32
+    delta = wrap(act - state.act + state.residue)
     sent = torch.where(delta.abs() >= (vth_mant << SDNN_SHIFT), delta, 0)
-    return sent >> STATE_EXP, wrap_int32(delta - sent)
+    return sent >> STATE_EXP, wrap(delta - sent)
 
 
 def sigma_delta_step(
-    a: torch.Tensor, state: SigmaDeltaState, bias_mant: torch.Tensor | int, vth_mant: int
+    a: torch.Tensor,
+    state: SigmaDeltaState,
+    bias_mant: torch.Tensor | int,
+    vth_mant: int,
+    *,
+    int32_safe: bool = False,
 ) -> tuple[torch.Tensor, SigmaDeltaState]:
     """One step of ``SigmaDelta`` (ReLU): ``sigma += a``, ``act = relu(sigma + bias << 12)``,
     send the change. ``a``: synaptic input of this step. Returns (messages, new state)."""
-    sigma = wrap_int32(state.sigma + a)
-    bias = torch.as_tensor(bias_mant, dtype=torch.int64, device=a.device) << SDNN_SHIFT
-    act = wrap_int32(sigma + wrap_int32(bias)).clamp_(min=0)
-    msg, residue = _delta(act, state, vth_mant)
+    wrap = _no_wrap if int32_safe else wrap_int32
+    sigma = wrap(state.sigma + a)
+    dtype = sigma.dtype if int32_safe else torch.int64
+    bias = torch.as_tensor(bias_mant, dtype=dtype, device=a.device) << SDNN_SHIFT
+    act = wrap(sigma + wrap(bias)).clamp_(min=0)
+    msg, residue = _delta(act, state, vth_mant, int32_safe)
     return msg, SigmaDeltaState(sigma, act, residue)
 
 
@@ -67,7 +89,9 @@ def delta_step(
     return msg, SigmaDeltaState(state.sigma, act, residue)
 
 
-def sigma_step(a: torch.Tensor, state: SigmaDeltaState) -> tuple[torch.Tensor, SigmaDeltaState]:
+def sigma_step(
+    a: torch.Tensor, state: SigmaDeltaState, *, int32_safe: bool = False
+) -> tuple[torch.Tensor, SigmaDeltaState]:
     """One step of ``Sigma`` (a ``sigma_output`` layer): send the running sum ``sigma += a``."""
-    sigma = wrap_int32(state.sigma + a)
+    sigma = state.sigma + a if int32_safe else wrap_int32(state.sigma + a)
     return sigma, SigmaDeltaState(sigma, state.act, state.residue)

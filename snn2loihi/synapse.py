@@ -206,14 +206,15 @@ class IntegerSynapse:
         self.dtype = torch.float32 if self.exact_fp32 or self.limb_bits else torch.float64
         self.int_weight_shape = tuple(w.shape)
         largest = int(input_max) // 2 if signed else int(input_max)
-        self.kernel = self._choose(w, row_max, largest)
+        self.kernel = self._choose(w, row_max, largest, signed)
         if not self.kernel.startswith("int8"):
             self.weight = w.to(self.dtype)
 
-    def _choose(self, w: torch.Tensor, row_max: int, largest: int) -> str:
+    def _choose(self, w: torch.Tensor, row_max: int, largest: int, signed: bool) -> str:
         """Pick the kernel (see :func:`choose_kernel`) and prepare int8 weights for it.
         ``row_max``: the largest row's ``max(sum w+, sum |w-|)`` of ``w`` as run (pooling
-        repeats included); ``largest``: the largest input ``|x|``."""
+        repeats included); ``largest``: the largest input ``|x|``; ``signed``: inputs may be
+        negative."""
         float_kernel = "fp32" if self.exact_fp32 else "fp32-limbs" if self.limb_bits else "fp64"
         z = int8_gemm.common_shift(w)
         small = w >> z
@@ -221,11 +222,14 @@ class IntegerSynapse:
         if pool > 1 and largest * pool**2 > int8_gemm.INT8_MAX:
             pool, small = 1, expand_blocks(small, self.pool)  # pooled sums leave int8
         limbs = int8_gemm.limbs_needed(largest * pool**2)
+        # |w . l| per GEMM: non-negative operands up to m give row_max * m; limbs and signed
+        # operands (|l| <= 128) at most (sum w+ + sum |w-|) * 128 <= 2 * row_max * 128
+        operand = largest * pool**2 if limbs == 1 and not signed else 2 * 128
         kernel = choose_kernel(
             device=small.device,
             weights_fit_int8=int8_gemm.int8_fits(small),
             limbs=limbs,
-            gemm_bound=(row_max >> z) * min(largest * pool**2, int8_gemm.INT8_MAX),
+            gemm_bound=(row_max >> z) * operand,
             fan_in=int(np.prod(small.shape[1:])),
             float_kernel=float_kernel,
         )

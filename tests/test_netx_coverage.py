@@ -23,7 +23,13 @@ from snn2loihi.schema import (
     RecurrentDenseLayer,
     SigmaDeltaNeuron,
 )
-from snn2loihi.sigma_delta import SigmaDeltaState, delta_step, sigma_delta_step, sigma_step
+from snn2loihi.sigma_delta import (
+    SigmaDeltaState,
+    delta_step,
+    int32_safe_bound,
+    sigma_delta_step,
+    sigma_step,
+)
 
 LAVADL = Path(__file__).resolve().parents[2] / "shared" / "data" / "lavadl-nets"
 SIX = ("tiny", "pilotnet_lif", "pilotnet_sdnn", "bootstrap_mnist", "netx_mnist", "oxford")
@@ -265,3 +271,25 @@ def test_run_records_on_the_emulator(write_net, tmp_path, capsys):
     assert sorted(rec.files) == sorted(f"{k}{i}" for k in "suv" for i in (0, 1, 2))
     assert rec["s0"].shape == (2, 9, 6) and rec["u1"].shape == (2, 9, 5)
     assert rec["v2"].dtype == np.int32 and rec["s1"].any()
+
+
+def test_sdnn_int32_state_equals_the_int64_path_within_its_bound():
+    """Sigma-delta state in int32 without wraps (the emulator's choice when
+    int32_safe_bound holds) gives the integers of the int64 path with every wrap."""
+    g = torch.Generator().manual_seed(3)
+    steps, a_max, bias_max, vth = 12, 2**20, 2**10, 3
+    assert int32_safe_bound(a_max, steps, bias_max, vth)
+    assert not int32_safe_bound(2**27, steps, bias_max, vth)
+    a = torch.randint(-a_max, a_max + 1, (steps, 500), generator=g)
+    bias = torch.randint(-bias_max, bias_max + 1, (500,), generator=g)
+    wide, narrow = SigmaDeltaState.zeros(a[0]), SigmaDeltaState.zeros(a[0], torch.int32)
+    sig_w, sig_n = SigmaDeltaState.zeros(a[0]), SigmaDeltaState.zeros(a[0], torch.int32)
+    for t in range(steps):
+        m_w, wide = sigma_delta_step(a[t], wide, bias, vth)
+        m_n, narrow = sigma_delta_step(a[t].int(), narrow, bias.int(), vth, int32_safe=True)
+        assert m_n.dtype == torch.int32 and torch.equal(m_n.long(), m_w)
+        for name in ("sigma", "act", "residue"):
+            assert torch.equal(getattr(narrow, name).long(), getattr(wide, name))
+        s_w, sig_w = sigma_step(a[t], sig_w)
+        s_n, sig_n = sigma_step(a[t].int(), sig_n, int32_safe=True)
+        assert torch.equal(s_n.long(), s_w)

@@ -159,3 +159,17 @@ def test_integrate_equals_a_loop_of_cuba_steps_across_cpu_blocks(int32_safe):
         integrate(const, bias.to(dtype), neuron, int32_safe=int32_safe)[0],
         integrate(const.contiguous(), bias.to(dtype), neuron, int32_safe=int32_safe)[0],
     )
+
+
+@pytest.mark.parametrize("decay_const", [1, 7, 409, 2048, 4000, 4095])
+def test_int32_decay_equals_the_int64_reference_over_the_whole_range(decay_const):
+    """The int32 decay (|x| split at 2^12, no int64) rounds toward zero exactly as Lava does,
+    for random values over all of int32 and the edges (+-(2^31 - 1), +-4095, +-4096)."""
+    g = torch.Generator().manual_seed(decay_const)
+    x = torch.randint(-(2**31) + 1, 2**31, (200_000,), generator=g, dtype=torch.int64)
+    edges = [2**31 - 1, -(2**31) + 1, 0, 1, -1, 4095, -4095, 4096, -4096, 2**23, -(2**23)]
+    x = torch.cat([x, torch.tensor(edges)])
+    ref = wrap_int32(decay(x, decay_const))  # the int64 path
+    got = decay(x.to(torch.int32), decay_const)
+    assert got.dtype == torch.int32
+    assert torch.equal(got.to(torch.int64), ref)
