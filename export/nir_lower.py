@@ -83,10 +83,16 @@ def _chain(g: NirGraphFile) -> list[NirNode]:
         seen.add(cur)
         chain.append(node)
         if len(ins[cur]) > 1 or (node.kind == "Input" and ins[cur]):
-            what = "recurrent edge" if any(i in seen for i in ins[cur]) else "several inputs"
+            loops = [i for i in ins[cur] if _reaches(outs, cur, i)]
+            if loops:
+                raise NotDeployableError(
+                    f"{g.path}: node '{cur}' ({node.kind}): recurrent edge into it from "
+                    f"'{loops[0]}' (a cycle); recurrence from NIR is not converted (NetX's "
+                    "dense_rec could run it; docs/nir.md)"
+                )
             raise NotDeployableError(
-                f"{g.path}: node '{cur}' ({node.kind}): {what} into it ({', '.join(ins[cur])}); "
-                "NetX runs feed-forward chains only"
+                f"{g.path}: node '{cur}' ({node.kind}): several inputs into it "
+                f"({', '.join(ins[cur])}); NetX runs chains without branches only"
             )
         if node.kind == "Output":
             break
@@ -104,6 +110,19 @@ def _chain(g: NirGraphFile) -> list[NirNode]:
             f"{g.path}: node '{unused[0]}' is not on the Input -> Output chain"
         )
     return chain
+
+
+def _reaches(outs: dict[str, list[str]], src: str, dst: str) -> bool:
+    """Whether a path of edges leads from node ``src`` to node ``dst``."""
+    stack, seen = [src], {src}
+    while stack:
+        for nxt in outs[stack.pop()]:
+            if nxt == dst:
+                return True
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return False
 
 
 def _pair(v, name: str, node: NirNode, default: int) -> tuple[int, int]:
