@@ -14,6 +14,8 @@ import pytest
 from cli_helpers import run_cli
 
 from snn2loihi.deploy.emulator import Emulator
+from snn2loihi.deploy.evaluate import evaluate_network
+from snn2loihi.deploy.inputs import as_network_images, load_input
 from snn2loihi.deploy.lava_runner import fit_input_port, run_lava
 from snn2loihi.errors import LavaRunError, NetXValidationError
 from snn2loihi.schema import CubaNeuron, FlattenLayer, InputLayer
@@ -40,6 +42,27 @@ def test_a_chw_input_is_flattened_in_chw_order_for_a_flat_port():
     assert fit_input_port(flat, (40,), "m.net") is flat
     with pytest.raises(LavaRunError, match=re.escape("m.net: Lava's network input port has")):
         fit_input_port(x, (39,), "m.net")
+
+
+def test_a_flat_input_network_takes_images_flattened_in_chw_order(write_net, tmp_path):
+    """A network whose input is (K,) (NIR's flat Input, lava-dl's dense-first port) takes the
+    user's images of K pixels: (N, C, H, W) or (N, H, W), flattened in CHW order."""
+    images = np.random.default_rng(0).integers(0, 256, size=(3, 2, 5, 4), dtype=np.uint8)
+    flat = images.reshape(3, 40)
+    assert as_network_images(images, (40,)).shape == (3, 40)
+    assert as_network_images(images, (2, 5, 4)) is images
+    frames = flat[:, None]  # (N, T=1, K): a time axis, not images
+    assert as_network_images(frames, (40,)) is frames
+    np.save(tmp_path / "x.npy", images)
+    x = load_input(tmp_path / "x.npy", (40,), steps=3)
+    assert x.shape == (3, 3, 40)
+    np.testing.assert_array_equal(x[:, 2], flat)
+    net = random_network(dataclasses.replace(SPEC, input_shape=(40,), readout=True), seed=1)
+    path = write_net(net)
+    labels = np.arange(3)
+    by_image = evaluate_network(net, path, images, labels, 4)
+    by_flat = evaluate_network(net, path, flat, labels, 4)
+    assert by_image.scores["emulator"] == by_flat.scores["emulator"]
 
 
 def test_a_dense_layer_may_read_a_neuron_less_chw_input_without_a_flatten_layer():
