@@ -18,6 +18,7 @@ from snn2loihi.deploy.evaluate import evaluate_network
 from snn2loihi.deploy.inputs import as_network_images, load_input
 from snn2loihi.deploy.lava_runner import fit_input_port, run_lava
 from snn2loihi.errors import LavaRunError, NetXValidationError
+from snn2loihi.netx_io import read_network
 from snn2loihi.schema import CubaNeuron, FlattenLayer, InputLayer
 from snn2loihi.testing.netgen import NetSpec, random_network
 from snn2loihi.validate import validate_network
@@ -134,3 +135,25 @@ def test_run_cli_feeds_images_to_a_dense_only_network_on_lava(write_net, tmp_pat
         outputs[backend] = np.load(out)
     np.testing.assert_array_equal(outputs["lava"], outputs["emulator"])
     assert outputs["lava"].shape == (3, 4, 10)
+
+
+@pytest.mark.lava
+@pytest.mark.multiprocess
+def test_exported_dense_only_checkpoint_passes_parity_and_runs_on_lava(tmp_path):
+    """The report's flow: a dense-only checkpoint (image input (1, 8, 8)), ``export``, then
+    ``parity NET --samples 4`` and ``run NET --backend lava`` with images, as subprocesses."""
+    from test_export_helpers import random_checkpoint
+
+    ckpt, _, _ = random_checkpoint(tmp_path, "dense-only")
+    net = tmp_path / "m.net"
+    res = run_cli("export", ckpt, "--out", net, "--no-accuracy")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert read_network(net).input_shape == (1, 8, 8)  # images stay images in the file
+    res = run_cli("parity", net, "--samples", 4, "--steps", 4)
+    assert res.returncode == 0 and "PARITY OK" in res.stdout, res.stderr[-3000:]
+    images = np.random.default_rng(0).integers(0, 256, size=(2, 1, 8, 8), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", images)
+    res = run_cli("run", net, "--backend", "lava", "--input", tmp_path / "x.npy", "--steps", 3,
+                  "--out", tmp_path / "s.npy")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert np.load(tmp_path / "s.npy").shape == (2, 3, 10)
