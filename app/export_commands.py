@@ -97,6 +97,13 @@ def cmd_convert_nir(args) -> int:
     for c in report["changes"]:
         print(f"changed: {c}")
     _print_written(args.out, report)
+    clock = report["global_clock"]
+    if clock is not None:
+        print(
+            f"recurrent: runs on Lava's global clock only; each image for {clock['steps']} "
+            f"steps: parity {args.out} --clock global --reset-interval {clock['reset_interval']} "
+            f"--reset-offset {clock['reset_offset']} --input x.npy (samples, {clock['steps']}, ...)"
+        )
     acc = report["accuracy"]
     if acc is not None:
         print(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from snn2loihi.deploy.inputs import as_network_images
 from snn2loihi.errors import InputDataError
 from snn2loihi.readout import READOUT_V, predict, prediction_rule
 from snn2loihi.schema import NetXNetwork
@@ -149,6 +150,7 @@ def evaluate_network(
     """
     if backend not in EVAL_BACKENDS:
         raise InputDataError(f"--backend {backend}: choose from {', '.join(EVAL_BACKENDS)}")
+    images = as_network_images(images, tuple(net.input_shape))
     check_images(images, labels, net, data)
     rule = prediction_rule(net)
     classes = int(np.prod(net.output_shape))

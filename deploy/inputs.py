@@ -11,6 +11,20 @@ from snn2loihi.arrays import load_npy, memory_budget
 from snn2loihi.errors import InputDataError
 
 
+def as_network_images(x: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
+    """Images for a network with a flat input ``(K,)`` (a dense first layer): ``(N, C, H, W)``
+    or ``(N, H, W)`` images holding K values each are flattened in CHW order, the order in which
+    NetX's dense layer reads an image (its flatten). Anything else is returned unchanged."""
+    if (
+        len(input_shape) == 1
+        and x.ndim > 2
+        and x.shape[-1] != input_shape[0]
+        and math.prod(x.shape[1:]) == input_shape[0]
+    ):
+        return x.reshape(x.shape[0], input_shape[0])
+    return x
+
+
 def load_input(
     path: str | Path,
     input_shape: tuple[int, ...],
@@ -23,10 +37,11 @@ def load_input(
     Images without a time axis, (N, *input_shape), are repeated over ``steps`` (required for
     them): each pixel is the graded input of every step, as training encodes images. With
     ``repeat=False`` they are returned as they are (the bias drive of an input neuron). With a
-    time axis, ``steps`` keeps the first T steps.
+    time axis, ``steps`` keeps the first T steps. A network with a flat input (K,) also takes
+    images of K pixels, flattened in CHW order (:func:`as_network_images`).
     """
     path = Path(path)
-    x = load_npy(path)
+    x = as_network_images(load_npy(path), tuple(input_shape))
     shape = ", ".join(map(str, input_shape))
     if x.dtype.kind not in "biuf":
         raise InputDataError(f"{path}: dtype {x.dtype} is not numeric")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -125,6 +126,29 @@ def _to_lava_layout(x: np.ndarray, pad: int) -> np.ndarray:
     )
 
 
+def fit_input_port(x: np.ndarray, port: tuple[int, ...], path: object) -> np.ndarray:
+    """``x`` (N, T, *input_shape) CHW shaped for Lava's network input port ``port`` (XYZ order).
+
+    lava-dl's ``netx.hdf5.Network`` gives its input port the shape of the first layer it builds:
+    an input layer without a neuron only records the input shape (used by a first conv layer),
+    and a flatten layer before the first built layer connects nothing. A network whose first
+    built layer is dense therefore takes its input flat, ``(C*H*W,)``, in the order of netx's
+    flatten (``transpose([2, 1, 0]).flatten()`` of XYZ, i.e. CHW flattened), which is the
+    emulator's. Such a CHW input is flattened here; any other mismatch raises
+    :class:`LavaRunError`.
+    """
+    shape = tuple(int(d) for d in x.shape[2:])
+    port = tuple(int(d) for d in port)
+    if tuple(reversed(shape)) == port:
+        return x
+    if len(port) == 1 and math.prod(shape) == port[0]:
+        return x.reshape(*x.shape[:2], port[0])
+    raise LavaRunError(
+        f"{path}: Lava's network input port has shape {port} (XYZ), which input of shape "
+        f"{shape} (CHW) cannot feed"
+    )
+
+
 def _windows(
     data: np.ndarray, depth: int, n: int, steps: int, shape: tuple[int, ...]
 ) -> np.ndarray:
@@ -201,7 +225,8 @@ def _run_global_in_process(request: LavaRequest, x: np.ndarray) -> LavaResult:
         if request.drive == "bias":
             lava_net.in_layer.neuron.bias_mant.init = _xyz(sample).astype(np.int32)
         else:
-            src = io.source.RingBuffer(data=_to_lava_layout(sample[None].astype(np.int64), 0))
+            fed = fit_input_port(sample[None].astype(np.int64), lava_net.inp.shape, path)
+            src = io.source.RingBuffer(data=_to_lava_layout(fed, 0))
             src.s_out.connect(lava_net.inp)
         monitors = []
         for b, layer in zip(built, lava_net.layers, strict=True):
@@ -263,9 +288,8 @@ def _run_in_process(request: LavaRequest, x: np.ndarray) -> LavaResult:
     )
     if len(lava_net.layers) != depth:
         raise LavaRunError(f"{path}: Lava built {len(lava_net.layers)} layers, expected {depth}")
-    src = io.source.RingBuffer(
-        data=_to_lava_layout(np.asarray(x, dtype=np.int64), depth).astype(int)
-    )
+    fed = fit_input_port(np.asarray(x, dtype=np.int64), lava_net.inp.shape, path)
+    src = io.source.RingBuffer(data=_to_lava_layout(fed, depth).astype(int))
     src.s_out.connect(lava_net.inp)
     probed = list(range(depth)) if request.probe_all or record_state is True else [depth - 1]
 

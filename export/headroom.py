@@ -26,7 +26,7 @@ from snn2loihi.loihi import (
     row_sums,
 )
 from snn2loihi.neuron import decay_unwrapped
-from snn2loihi.schema import ConvLayer, NetXNetwork
+from snn2loihi.schema import ConvLayer, NetXNetwork, RecurrentDenseLayer
 from snn2loihi.synapse import dense_weights_as_lava
 
 
@@ -52,12 +52,21 @@ class LayerHeadroom:
 
 
 def _row_sums(ly, input_max: int) -> tuple[np.ndarray, np.ndarray]:
-    """Largest positive and negative synaptic input per output channel (weight units, >= 0)."""
+    """Largest positive and negative synaptic input per output channel (weight units, >= 0).
+    A recurrent dense layer adds its ``weight_rec`` columns (its own spikes, 0 or 1); netx
+    optimizes both matrices together (one exponent)."""
     w = np.asarray(ly.weight, dtype=np.int64)
     shift = 0
+    n_in = w.reshape(w.shape[0], -1).shape[1]
+    if isinstance(ly, RecurrentDenseLayer):
+        w = np.hstack([w, np.asarray(ly.weight_rec, dtype=np.int64)])
     if not isinstance(ly, ConvLayer):
         w, shift = dense_weights_as_lava(w)  # what Lava's dense synapse really holds
-    pos, neg = (r * input_max for r in row_sums(w))
+    if isinstance(ly, RecurrentDenseLayer):
+        fwd, rec = row_sums(w[:, :n_in]), row_sums(w[:, n_in:])
+        pos, neg = (f * input_max + r for f, r in zip(fwd, rec, strict=True))
+    else:
+        pos, neg = (r * input_max for r in row_sums(w))
     if shift >= 0:
         return pos << shift, neg << shift
     return pos >> -shift, (neg + (1 << -shift) - 1) >> -shift

@@ -28,6 +28,7 @@ from snn2loihi.loihi import (
     WEIGHT_MAX,
     WEIGHT_MIN,
 )
+from snn2loihi.netx_io import read_network
 from snn2loihi.schema import (
     ConvLayer,
     CubaNeuron,
@@ -35,6 +36,7 @@ from snn2loihi.schema import (
     FlattenLayer,
     InputLayer,
     NetXNetwork,
+    RecurrentDenseLayer,
 )
 
 META_PREFIX = "snn2loihi_"  # graph metadata written by export --nir
@@ -61,32 +63,43 @@ def _integers(a: np.ndarray, lo: int, hi: int) -> np.ndarray | None:
 
 
 def exact_layer(ly):
-    """``(weight, bias, vth)`` when ``ly`` already is on Loihi's integer grid (scale 1), else None."""
+    """``(weight, bias, vth, weight_rec)`` when ``ly`` already is on Loihi's integer grid
+    (scale 1), else None (``weight_rec`` None for a layer without recurrence)."""
     w = _integers(ly.weight, WEIGHT_MIN, WEIGHT_MAX)  # as Loihi holds them (9-bit)
     b = _integers(ly.bias, BIAS_MIN, BIAS_MAX)
     th = VTH_MAX if ly.threshold is None else _integers(ly.threshold[:1], 0, VTH_MAX)
+    w_rec = None
+    if ly.weight_rec is not None:
+        w_rec = _integers(ly.weight_rec, WEIGHT_MIN, WEIGHT_MAX)
+        if w_rec is None:
+            return None
     if w is None or b is None or th is None:
         return None
-    return w, b, int(np.asarray(th).reshape(-1)[0])
+    return w, b, int(np.asarray(th).reshape(-1)[0]), w_rec
 
 
 def quantize_layer(ly, k: int, steps: int, weight_bits: int):
-    """``(weight, bias, vth, scale, clipped)`` of float Loihi-form layer ``ly`` on the grid."""
+    """``(weight, bias, vth, weight_rec, scale, clipped)`` of float Loihi-form layer ``ly`` on
+    the grid. A recurrent layer's ``weight_rec`` shares the scale (both feed the same ``u``);
+    the scale's input bound counts its columns as further inputs (spikes, 0 or 1)."""
     w = torch.as_tensor(ly.weight, dtype=torch.float64)
     b = torch.as_tensor(ly.bias, dtype=torch.float64)
+    w_rec = None if ly.weight_rec is None else torch.as_tensor(ly.weight_rec, dtype=torch.float64)
+    both = w if w_rec is None else torch.cat([w.reshape(w.shape[0], -1), w_rec], 1)
     grid = dict(weight_bits=weight_bits, input_max=GRADED_INPUT_MAX if k == 0 else 1)
     if ly.threshold is None:
-        scale = quant.choose_scale(w, b, readout_steps=steps, **grid)
+        scale = quant.choose_scale(both, b, readout_steps=steps, **grid)
         vth = VTH_MAX
     else:
         th = float(ly.threshold[0])
-        scale = quant.choose_scale(w, b, threshold=th, **grid)
+        scale = quant.choose_scale(both, b, threshold=th, **grid)
         vth = quant.quantize_threshold(th, scale)
     qmin, qmax = quant.weight_limits(weight_bits)
-    q = torch.round(w / scale)
+    q = torch.round(both / scale)
     clipped = int(((q < qmin) | (q > qmax)).sum())
     qw = quant.quantize_weight(w, scale, weight_bits).numpy()
-    return qw, quant.quantize_bias(b, scale).numpy(), vth, scale, clipped
+    qr = None if w_rec is None else quant.quantize_weight(w_rec, scale, weight_bits).numpy()
+    return qw, quant.quantize_bias(b, scale).numpy(), vth, qr, scale, clipped
 
 
 def integer_network(lowered, steps: int, weight_bits: int, changes: list[str]):
@@ -104,10 +117,17 @@ def integer_network(lowered, steps: int, weight_bits: int, changes: list[str]):
     scales, clipped = [], []
     for k, ly in enumerate(layers):
         if is_exact:
-            w, b, vth = exact[k]
+            w, b, vth, w_rec = exact[k]
             scale, clip = 1.0, 0
         else:
-            w, b, vth, scale, clip = quantize_layer(ly, k, steps, weight_bits)
+            w, b, vth, w_rec, scale, clip = quantize_layer(ly, k, steps, weight_bits)
+            if w_rec is not None and not np.any(w):
+                raise NotDeployableError(
+                    f"nodes '{ly.name}': every input weight rounds to 0 on the scale it shares with the "
+                    f"recurrent weights (largest |w| {float(np.abs(ly.weight).max()):.3g}, "
+                    f"|w_rec| {float(np.abs(ly.weight_rec).max()):.3g}; a first layer's weights "
+                    "include the input scale 1/255)"
+                )
         scales.append(scale)
         clipped.append(clip)
         neuron = CubaNeuron(
@@ -131,7 +151,11 @@ def integer_network(lowered, steps: int, weight_bits: int, changes: list[str]):
         else:
             if len(prev) == 3:
                 records.append(FlattenLayer((math.prod(prev), 1, 1)))
-            records.append(DenseLayer(shape=tuple(ly.shape), weight=w, neuron=neuron, bias=b))
+            dense = dict(shape=tuple(ly.shape), weight=w, neuron=neuron, bias=b)
+            if w_rec is None:
+                records.append(DenseLayer(**dense))
+            else:
+                records.append(RecurrentDenseLayer(**dense, weight_rec=w_rec))
         prev = tuple(ly.shape)
     net = NetXNetwork(layers=tuple(records), input_shape=tuple(lowered.input_shape))
     return net, scales, clipped, is_exact
@@ -185,11 +209,11 @@ def convert_nir(
     image_shape = None if data is None else tuple(int(v) for v in data.x.shape[1:])
     try:
         lowered = lower(g, image_shape=image_shape, input_scale=input_scale, dt=dt, dialect=dialect)
+        changes = lowered.changes
+        net, scales, clipped, exact = integer_network(lowered, steps, weight_bits, changes)
     except NotDeployableError as exc:  # every refusal names the file first
         text = str(exc)
         raise NotDeployableError(text if text.startswith(g.path) else f"{g.path}: {text}") from None
-    changes = lowered.changes
-    net, scales, clipped, exact = integer_network(lowered, steps, weight_bits, changes)
     check_deployable(net, str(nir_path))
     report = {
         "nir": str(nir_path),
@@ -200,6 +224,8 @@ def convert_nir(
         "input_scale": input_scale,
         "integer_graph_kept": exact,
         "changes": changes,
+        # a recurrent network runs only on Lava's global clock (None: the per-sample clock)
+        "global_clock": None if net.plain else global_clock(net, steps),
     }
     measure = None
     if data is not None:
@@ -229,7 +255,12 @@ def nir_accuracy(path, lowered, data, steps: int, source: str) -> dict:
         raise DataUnavailableError(f"{source}: no calibration images")
     ref = reference_predictions(lowered.reference, data.x, steps)
     flt = reference_predictions(lowered.loihi, data.x, steps)
-    emu = emulator_predictions(path, data.x.reshape(len(data), *lowered.input_shape), steps)
+    images = data.x.reshape(len(data), *lowered.input_shape)
+    recurrent = any(ly.weight_rec is not None for ly in lowered.loihi)
+    if recurrent:
+        emu = global_clock_predictions(path, images, steps)
+    else:
+        emu = emulator_predictions(path, images, steps)
     n = len(data)
     return {
         "split": "calibration",
@@ -240,4 +271,30 @@ def nir_accuracy(path, lowered, data, steps: int, source: str) -> dict:
         "emulator_acc": int((emu == data.y).sum()) / n,
         "prediction_mismatches": int((emu != ref).sum()),
         "equal": bool((emu == ref).all()),
+        # recurrence runs only on Lava's global clock: how the emulator figure was run
+        "clock": global_clock(read_network(path), steps) if recurrent else "sample",
     }
+
+
+def global_clock(net, steps: int) -> dict:
+    """How a network that runs only on Lava's global clock (recurrence) is evaluated: each image
+    shown for ``steps + depth`` steps of one run (every synapse delays by one step), netx's
+    ``reset_interval = steps + depth, reset_offset = 1`` resetting each layer when its first
+    input arrives (as the per-sample clock does: no bias transient before), the readout's
+    ``v >> 6`` after the last step (when it has integrated exactly ``steps`` steps)."""
+    run = steps + net.num_synaptic_layers
+    return {"steps": run, "reset_interval": run, "reset_offset": 1, "drive": "input"}
+
+
+def global_clock_predictions(path, x: torch.Tensor, steps: int, batch_size: int = 256):
+    """Predicted classes (N,) of images ``x`` on the global clock of :func:`global_clock`."""
+    from snn2loihi.deploy.emulator import Emulator
+    from snn2loihi.deploy.timeline import Timeline
+    from snn2loihi.readout import readout_logits
+
+    emu = Emulator(path, batch_size=batch_size)
+    clock = global_clock(emu.net, steps)
+    graded = x.unsqueeze(1).expand(-1, clock["steps"], *x.shape[1:])
+    timeline = Timeline(clock["reset_interval"], clock["reset_offset"])
+    traces = emu.run_netx(graded, drive="input", record=("v",), timeline=timeline)
+    return readout_logits(traces[-1].states["v"][:, -1]).argmax(1)

@@ -53,6 +53,8 @@ class FloatLayer:
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
     bias_in_current: bool = True
+    # (Nout, Nout): the layer's own spikes of the previous step into its current (NetX dense_rec)
+    weight_rec: np.ndarray | None = None
 
 
 @dataclass
@@ -65,13 +67,38 @@ class LoweredGraph:
     changes: list[str] = field(default_factory=list)
 
 
-def _chain(g: NirGraphFile) -> list[NirNode]:
-    """The nodes from Input to Output; refuses branches and recurrent edges naming the node."""
+def _recurrent_synapses(g: NirGraphFile, outs, ins) -> dict[str, NirNode]:
+    """{neuron name: its recurrent synapse}: an Affine/Linear ``R`` whose only input and only
+    output is one spiking neuron node ``N`` (``N -> R -> N``, how snnTorch exports ``RLeaky``
+    with ``all_to_all``). The pair's edges are taken out of ``outs``/``ins``."""
+    found: dict[str, NirNode] = {}
+    for name, node in g.nodes.items():
+        if node.kind not in ("Affine", "Linear") or len(ins[name]) != 1 or outs[name] != ins[name]:
+            continue
+        neuron = ins[name][0]
+        if g.nodes[neuron].kind not in NEURONS or g.nodes[neuron].kind in READOUTS:
+            continue
+        if neuron in found:
+            raise NotDeployableError(
+                f"{g.path}: node '{neuron}' ({g.nodes[neuron].kind}): two recurrent synapses "
+                f"('{found[neuron].name}', '{name}'); NetX's dense_rec has one"
+            )
+        found[neuron] = node
+        outs[neuron].remove(name)
+        ins[neuron].remove(name)
+        outs[name], ins[name] = [], []
+    return found
+
+
+def _chain(g: NirGraphFile) -> tuple[list[NirNode], dict[str, NirNode]]:
+    """The nodes from Input to Output and {neuron: recurrent synapse} (see
+    :func:`_recurrent_synapses`); refuses branches and other cycles naming the node."""
     outs: dict[str, list[str]] = {n: [] for n in g.nodes}
     ins: dict[str, list[str]] = {n: [] for n in g.nodes}
     for a, b in g.edges:
         outs[a].append(b)
         ins[b].append(a)
+    recurrent = _recurrent_synapses(g, outs, ins)
     inputs = [n for n, node in g.nodes.items() if node.kind == "Input"]
     if len(inputs) != 1:
         raise NotDeployableError(
@@ -83,10 +110,16 @@ def _chain(g: NirGraphFile) -> list[NirNode]:
         seen.add(cur)
         chain.append(node)
         if len(ins[cur]) > 1 or (node.kind == "Input" and ins[cur]):
-            what = "recurrent edge" if any(i in seen for i in ins[cur]) else "several inputs"
+            loops = [i for i in ins[cur] if _reaches(outs, cur, i)]
+            if loops:
+                raise NotDeployableError(
+                    f"{g.path}: node '{cur}' ({node.kind}): recurrent edge into it from "
+                    f"'{loops[0]}' (a cycle); only a recurrent Affine/Linear from a spiking "
+                    "neuron onto itself converts (NetX dense_rec; docs/nir.md)"
+                )
             raise NotDeployableError(
-                f"{g.path}: node '{cur}' ({node.kind}): {what} into it ({', '.join(ins[cur])}); "
-                "NetX runs feed-forward chains only"
+                f"{g.path}: node '{cur}' ({node.kind}): several inputs into it "
+                f"({', '.join(ins[cur])}); NetX runs chains without branches only"
             )
         if node.kind == "Output":
             break
@@ -98,12 +131,25 @@ def _chain(g: NirGraphFile) -> list[NirNode]:
         cur = outs[cur][0]
         if cur in seen:
             raise NotDeployableError(f"{g.path}: node '{cur}': recurrent edge (a cycle)")
-    unused = sorted(set(g.nodes) - seen)
+    unused = sorted(set(g.nodes) - seen - {r.name for r in recurrent.values()})
     if unused:
         raise NotDeployableError(
             f"{g.path}: node '{unused[0]}' is not on the Input -> Output chain"
         )
-    return chain
+    return chain, recurrent
+
+
+def _reaches(outs: dict[str, list[str]], src: str, dst: str) -> bool:
+    """Whether a path of edges leads from node ``src`` to node ``dst``."""
+    stack, seen = [src], {src}
+    while stack:
+        for nxt in outs[stack.pop()]:
+            if nxt == dst:
+                return True
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return False
 
 
 def _pair(v, name: str, node: NirNode, default: int) -> tuple[int, int]:
@@ -303,7 +349,25 @@ class _Lowering:
         else:
             self.in_scale = np.asarray(self.in_scale) * s
 
-    def neuron(self, node: NirNode, last: bool):
+    def recurrent(self, node: NirNode, rec: NirNode, last: bool):
+        """The recurrent synapse ``rec`` onto neuron ``node``: (weight_rec, bias_rec)."""
+        syn = self.pending
+        if last:
+            self.refuse(node, f"recurrent synapse '{rec.name}' onto the readout (last neuron)")
+        if syn is None or syn["kind"] != "dense":
+            self.refuse(node, f"recurrent synapse '{rec.name}' needs an Affine/Linear before it")
+        n = syn["weight"].shape[0]
+        w = rec.fields["weight"]
+        if w.shape != (n, n):
+            self.refuse(rec, f"weight of shape {w.shape}; ({n}, {n}) expected (recurrent)")
+        b = _per_channel(rec.fields.get("bias", np.zeros(n)), n, rec, "bias")
+        return w, b
+
+    def neuron(self, node: NirNode, last: bool, rec: NirNode | None = None):
+        weight_rec = None
+        if rec is not None:
+            weight_rec, bias_rec = self.recurrent(node, rec, last)
+            self.pending["bias"] = self.pending["bias"] + bias_rec
         if self.pending is None:
             self.refuse(node, "a neuron needs a synapse (Affine, Linear or Conv2d) before it")
         syn, self.pending = self.pending, None
@@ -359,6 +423,7 @@ class _Lowering:
                 th,
                 v_reset,
                 **geometry,
+                weight_rec=weight_rec,
             )
         )
 
@@ -397,7 +462,7 @@ def lower(
     """The chain of ``g`` as NIR float layers and Loihi-form float layers."""
     if dialect not in DIALECTS:
         raise ValueError(f"dialect {dialect!r} not in {DIALECTS}")
-    chain = _chain(g)
+    chain, recurrent = _chain(g)
     shape = _input_shape(chain[0], image_shape)
     lw = _Lowering(g, shape, input_scale, dt, dialect)
     body = chain[1:-1]
@@ -411,7 +476,7 @@ def lower(
                     node,
                     "a non-spiking neuron (I, LI, CubaLI) converts only as the readout (last neuron)",
                 )
-            lw.neuron(node, i == neurons[-1])
+            lw.neuron(node, i == neurons[-1], recurrent.get(node.name))
         elif node.kind in POOLS:
             lw.pool_node(node)
         elif node.kind == "Scale":
@@ -447,6 +512,7 @@ def loihi_form(ly: FloatLayer, changes: list[str], last: bool) -> FloatLayer:
     gain = ly.g_u * ly.g_v
     shape = (-1,) + (1,) * (ly.weight.ndim - 1)
     w = ly.weight * gain.reshape(shape)
+    w_rec = None if ly.weight_rec is None else ly.weight_rec * gain[:, None]
     b = ly.bias * gain
     if a_u > 0 and np.any(ly.bias != 0):
         b = b / (1 - a_u) if a_u < 1 else b
@@ -467,11 +533,13 @@ def loihi_form(ly: FloatLayer, changes: list[str], last: bool) -> FloatLayer:
         top = float(th.max())
         ratio = top / th
         w, b = w * ratio.reshape(shape), b * ratio
+        w_rec = None if w_rec is None else w_rec * ratio[:, None]
         th = np.full(n, top)
     one = np.ones(n)
     return replace(
         ly,
         weight=w,
+        weight_rec=w_rec,
         bias=b,
         a_u=one * a_u,
         g_u=one,

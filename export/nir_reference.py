@@ -4,6 +4,7 @@ The float reference of a converted graph: the NIR dynamics as written (dialect a
 applied), and the same simulator on the Loihi-form layers before quantization. Images are shown
 as graded input (raw pixels, the graph's input scale folded into layer 0) at every step.
 Prediction: argmax of the last layer's ``v`` after the last step (before its reset if it spikes).
+A recurrent layer (``weight_rec``) adds ``W_rec . s(t - 1)`` of its own spikes to its input.
 """
 
 from __future__ import annotations
@@ -40,12 +41,15 @@ def _run(layers, x: torch.Tensor, steps: int) -> torch.Tensor:
         p = {k: _t(getattr(ly, k)).view(view) for k in ("bias", "a_u", "g_u", "a_v", "g_v", "c")}
         th = None if ly.threshold is None else _t(ly.threshold).view(view)
         reset = _t(ly.v_reset).view(view)
-        state.append((ly, _t(ly.weight), p, th, reset, [0.0, 0.0]))
+        # u, v and the layer's spikes of the previous step (its recurrent synapse's input)
+        state.append((ly, _t(ly.weight), p, th, reset, [0.0, 0.0, 0.0]))
     out = None
     for _ in range(steps):
         s = x
         for k, (ly, w, p, th, reset, uv) in enumerate(state):
             a = _synapse(ly, s, w)
+            if ly.weight_rec is not None and torch.is_tensor(uv[2]):  # no spikes before step 1
+                a = a + uv[2] @ _t(ly.weight_rec).T
             if ly.bias_in_current:
                 uv[0] = p["a_u"] * uv[0] + p["g_u"] * (a + p["bias"])
                 uv[1] = p["a_v"] * uv[1] + p["g_v"] * uv[0] + p["c"]
@@ -60,5 +64,5 @@ def _run(layers, x: torch.Tensor, steps: int) -> torch.Tensor:
                 continue
             spikes = v > th
             uv[1] = torch.where(spikes, reset.expand_as(v), v)
-            s = spikes.double()
+            s = uv[2] = spikes.double()
     return out

@@ -236,6 +236,7 @@ def validate_network(net: NetXNetwork, path: object | None = None) -> None:
         )
     shape = tuple(net.input_shape)
     flattened = False
+    first_built = True  # no conv or dense layer yet
     for i, ly in enumerate(net.layers):
         if isinstance(ly, InputLayer):
             if i != 0:
@@ -251,6 +252,7 @@ def validate_network(net: NetXNetwork, path: object | None = None) -> None:
                 raise _fail(path, i, ly.kind, "type", "a conv layer cannot follow a flatten layer")
             _check_common(ly, path, i)
             shape = _check_conv(ly, shape, path, i)
+            first_built = False
         elif isinstance(ly, FlattenLayer):
             if math.prod(ly.shape) != math.prod(shape):
                 raise _fail(
@@ -263,8 +265,11 @@ def validate_network(net: NetXNetwork, path: object | None = None) -> None:
             flattened = True
         elif isinstance(ly, DenseLayer):
             _check_common(ly, path, i)
-            shape = _check_dense(ly, shape, flattened, path, i)
-            flattened = False
+            # lava-dl builds a dense layer that comes first after a neuron-less input layer with
+            # a flat input port (C*H*W,): it reads the CHW input flattened, flatten layer or not
+            reads_flat = flattened or (first_built and net.input_neuron is None)
+            shape = _check_dense(ly, shape, reads_flat, path, i)
+            flattened = first_built = False
         else:  # pragma: no cover - records are closed
             raise NetXValidationError(f"{where(path, i)}: unknown record {type(ly).__name__}")
     if not net.synaptic_layers:

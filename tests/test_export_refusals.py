@@ -12,7 +12,7 @@ from snn2loihi.export.errors import CheckpointError, NotDeployableError
 from snn2loihi.export.headroom import layer_headroom
 from snn2loihi.export.loader import check_config, check_modules, load_model
 from snn2loihi.loihi import UV_LIMIT, VTH_MAX
-from snn2loihi.schema import CubaNeuron, DenseLayer
+from snn2loihi.schema import CubaNeuron, DenseLayer, RecurrentDenseLayer
 
 
 @pytest.mark.parametrize(
@@ -130,6 +130,23 @@ def test_headroom_flags_u_wrap_and_v_saturation():
     h = layer_headroom(5, _dense(w, np.zeros(2, np.int64), VTH_MAX), input_max=1, steps=8)
     assert not h.u_can_wrap and h.v_can_saturate and h.v_peak_neg == 8 * (20000 << 6)
     assert any("saturate" in m for m in h.warnings)
+
+
+def test_headroom_counts_a_recurrent_layer_s_own_spikes():
+    """dense_rec: the input columns see 0..input_max, the weight_rec columns the layer's own
+    spikes (0/1); netx optimizes both together (here exact: odd weights, no shift)."""
+    w = np.array([[3, -1], [1, 1]], dtype=np.int64)
+    rec = np.array([[5, -7], [0, 9]], dtype=np.int64)
+    ly = RecurrentDenseLayer(
+        shape=(2,), weight=w, weight_rec=rec, neuron=CubaNeuron.integrate_and_fire(10)
+    )
+    h = layer_headroom(1, ly, input_max=255, steps=4)
+    assert h.a_max_mant == max(3 * 255 + 5, 2 * 255 + 9, 255 + 7)
+    ly = RecurrentDenseLayer(
+        shape=(2,), weight=np.zeros((2, 2), np.int64), weight_rec=rec,
+        neuron=CubaNeuron.integrate_and_fire(10),
+    )  # fmt: skip
+    assert layer_headroom(1, ly, input_max=1, steps=4).a_max_mant == 9  # all-zero input weights
 
 
 def test_headroom_safe_layer_has_no_warnings():

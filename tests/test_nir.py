@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_cli
 
 from snn2loihi.export.errors import NirFormatError, NotDeployableError
 from snn2loihi.export.nir_convert import convert_nir
@@ -122,6 +124,11 @@ def test_refusals_name_the_node(tmp_path):
     nir.write(tmp_path / "r.nir", g)
     with pytest.raises(NotDeployableError, match="node 'fc1'"):
         convert_nir(tmp_path / "r.nir", tmp_path / "r.net")
+    g = _float_graph(lif)  # a cycle without a synapse: no dense_rec form
+    g.edges.append(("lif1", "lif1"))
+    nir.write(tmp_path / "rec.nir", g)
+    with pytest.raises(NotDeployableError, match="node 'lif1' \\(LIF\\): recurrent edge into it"):
+        convert_nir(tmp_path / "rec.nir", tmp_path / "r.net")
     g = _float_graph(nir.Delay(delay=np.ones(16)))
     nir.write(tmp_path / "d.nir", g)
     with pytest.raises(NirFormatError, match="node 'lif1' \\(Delay\\)"):
@@ -295,25 +302,247 @@ def test_library_trained_on_digits_converts(tmp_path, library):
     assert abs(a["emulator_acc"] - a["nir_reference_acc"]) < 0.05
 
 
-@pytest.mark.lava
-@pytest.mark.slow  # about 20 s: two Lava runs plus training both nets
-def test_library_networks_pass_parity_on_lava(tmp_path):
-    """snnTorch's and Norse's digits nets, converted from their NIR files, spike for spike on Lava."""
-    from snn2loihi.deploy.parity import run_parity
+def _convert_and_parity_cli(tmp_path, name, path, calib, steps, *flags, samples=4) -> dict:
+    """``convert model.nir --out m.net``, then ``parity m.net --input digits.npy --samples 4``, as
+    a user runs them; both exit 0 and the report is equal with spikes. A recurrent network runs
+    on the global clock as convert says (its report's ``global_clock``). Returns the parity
+    JSON and convert's report."""
+    out, report = tmp_path / f"{name}.net", tmp_path / f"{name}.parity.json"
+    res = run_cli("convert", path, "--out", out, "--calib", calib, "--steps", steps, *flags)
+    assert res.returncode == 0, res.stderr[-3000:]
+    converted = json.loads((tmp_path / f"{name}.report.json").read_text())
+    clock, run = converted["global_clock"], ["--steps", steps]
+    if clock is not None:
+        steps = clock["steps"]
+        run = ["--clock", "global", "--reset-interval", clock["reset_interval"],
+               "--reset-offset", clock["reset_offset"]]  # fmt: skip
+        assert f"--reset-interval {clock['reset_interval']}" in res.stdout
+    # digits shown as graded pixels: random 0/1 spikes are too weak to drive a net that was
+    # quantized for 0..255 pixels (no spikes to compare)
+    x = np.load(calib)["x"][:samples].reshape(samples, 1, *read_network(out).input_shape)
+    np.save(tmp_path / f"{name}.x.npy", np.repeat(x, steps, axis=1))
+    res = run_cli("parity", out, "--input", tmp_path / f"{name}.x.npy", "--samples", samples,
+                  *run, "--json", report)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "PARITY OK" in res.stdout, res.stdout
+    figures = json.loads(report.read_text())
+    assert figures["equal"], f"{name}: {figures}"
+    assert sum(ly["emulator_spikes"] for ly in figures["layers"]) > 0
+    return figures, converted
 
-    calib, data = _digits_npz(tmp_path, 10**6)
+
+@pytest.mark.lava
+@pytest.mark.multiprocess
+@pytest.mark.slow  # about 40 s: two Lava runs plus training both nets
+def test_library_networks_pass_parity_on_lava(tmp_path):
+    """snnTorch's and Norse's digits nets, converted from their NIR files by ``convert``, pass
+    ``parity`` on Lava (issue #13's done criterion), through the CLI."""
+    calib, _ = _digits_npz(tmp_path, 10**6)
     steps = 8
-    for name, make, kw in (
-        ("snntorch", snntorch_digits, {}),
-        ("norse", norse_digits, {"dialect": "norse", "input_scale": 10 / 255}),
+    for name, make, flags in (
+        ("snntorch", snntorch_digits, ()),
+        ("norse", norse_digits, ("--dialect", "norse", "--input-scale", 10 / 255)),
     ):
         path, _ = make(tmp_path, steps)
-        out = tmp_path / f"{name}.net"
-        convert_nir(path, out, calib=calib, steps=steps, **kw)
-        x = data.x[:4].flatten(1).unsqueeze(1).expand(-1, steps, -1).numpy()  # dense-first: flat
-        report = run_parity(out, x)
-        assert report.equal, f"{name}: {report}"
-        assert sum(ly.emulator_spikes for ly in report.layers) > 0
+        _convert_and_parity_cli(tmp_path, name, path, calib, steps, *flags)
+
+
+def snntorch_conv_digits(tmp_path, steps=4, channels=4, epochs=3):
+    """Conv2d(1, 4, 3, padding 1) + Leaky, Flatten, Linear + Leaky readout, trained on digits
+    (8x8) and exported by snnTorch's export_to_nir. snnTorch needs an unbatched sample (1, 8, 8)
+    (NIR's type inference fails on a batched conv input), hence ``Flatten(start_dim=-3)``."""
+    snn = pytest.importorskip("snntorch")
+    from snntorch import utils
+    from snntorch.export_nir import export_to_nir
+
+    torch.manual_seed(0)
+    ds = _digits()
+    shape = (channels, 8, 8)
+    lif1 = snn.Leaky(
+        beta=torch.full(shape, 0.9),
+        threshold=torch.ones(shape),
+        init_hidden=True,
+        reset_mechanism="zero",
+    )
+    lif2 = snn.Leaky(
+        beta=torch.full((10,), 0.9),
+        threshold=torch.full((10,), 1e3),
+        init_hidden=True,
+        output=True,
+        reset_mechanism="none",
+    )
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, channels, 3, padding=1),
+        lif1,
+        torch.nn.Flatten(start_dim=-3),
+        torch.nn.Linear(channels * 64, 10),
+        lif2,
+    )
+
+    def run(x, t):
+        utils.reset(net)
+        for _ in range(t):
+            _, mem = net(x.view(-1, 1, 8, 8))
+        return mem
+
+    _train_digits(run, net.parameters(), ds.train, steps, epochs=epochs)
+    path = tmp_path / "snntorch_conv.nir"
+    nir.write(path, export_to_nir(net, torch.rand(1, 8, 8)))
+    return path, _accuracy(run, ds.val, steps)
+
+
+@pytest.mark.lava
+@pytest.mark.multiprocess
+@pytest.mark.slow  # about 30 s: training, convert, one Lava run
+def test_snntorch_conv_network_converts_and_passes_parity_on_lava(tmp_path):
+    steps = 4
+    path, lib_acc = snntorch_conv_digits(tmp_path, steps)
+    calib, _ = _digits_npz(tmp_path, 10**6)
+    figures, _ = _convert_and_parity_cli(tmp_path, "conv", path, calib, steps)
+    assert [ly["kind"] for ly in figures["layers"]] == ["conv", "dense"]
+    net = read_network(tmp_path / "conv.net")
+    assert net.input_shape == (1, 8, 8) and net.layers[1].weight.shape == (4, 1, 3, 3)
+    report = convert_nir(path, tmp_path / "again.net", calib=calib, steps=steps)
+    a = report["accuracy"]
+    print("snntorch conv", lib_acc, a, report["changes"])
+    assert lib_acc > 0.8 and a["emulator_acc"] > 0.8
+    assert abs(a["emulator_acc"] - a["nir_reference_acc"]) < 0.05
+
+
+def snntorch_recurrent_digits(tmp_path, steps=8, epochs=10):
+    """64-32-32-10: Linear + Leaky, Linear + RLeaky (all_to_all: a recurrent Linear 32x32),
+    Linear + Leaky readout, trained on digits; export_to_nir writes the recurrence as an Affine
+    from the LIF back onto itself (``'1.lif' -> '1.w_rec' -> '1.lif'``)."""
+    snn = pytest.importorskip("snntorch")
+    from snntorch import utils
+    from snntorch.export_nir import export_to_nir
+
+    torch.manual_seed(0)
+    ds = _digits()
+
+    def leaky(n, cls=snn.Leaky, **kw):
+        return cls(beta=torch.full((n,), 0.9), threshold=torch.ones(n), init_hidden=True, **kw)
+
+    net = torch.nn.Sequential(
+        torch.nn.Linear(64, 32),
+        leaky(32, reset_mechanism="zero"),
+        torch.nn.Linear(32, 32),
+        leaky(32, snn.RLeaky, all_to_all=True, linear_features=32, reset_mechanism="zero"),
+        torch.nn.Linear(32, 10),
+        snn.Leaky(
+            beta=torch.full((10,), 0.9),
+            threshold=torch.full((10,), 1e3),
+            init_hidden=True,
+            output=True,
+            reset_mechanism="none",
+        ),
+    )
+
+    def run(x, t):
+        utils.reset(net)
+        for _ in range(t):
+            _, mem = net(x)
+        return mem
+
+    _train_digits(run, net.parameters(), ds.train, steps, epochs=epochs)
+    path = tmp_path / "snntorch_rec.nir"
+    nir.write(path, export_to_nir(net, torch.rand(64)))
+    return path, _accuracy(run, ds.val, steps)
+
+
+@pytest.mark.lava
+@pytest.mark.multiprocess
+@pytest.mark.slow  # about 30 s: training, convert, 2 Lava runs on the global clock
+def test_snntorch_recurrent_network_converts_to_dense_rec_and_passes_parity_on_lava(tmp_path):
+    steps = 8
+    path, lib_acc = snntorch_recurrent_digits(tmp_path, steps)
+    calib, _ = _digits_npz(tmp_path, 10**6)
+    figures, report = _convert_and_parity_cli(tmp_path, "rec", path, calib, steps, samples=2)
+    net = read_network(tmp_path / "rec.net")
+    assert [ly.kind for ly in net.layers] == ["input", "dense", "dense_rec", "dense"]
+    assert net.layers[2].weight_rec.shape == (32, 32) and np.any(net.layers[2].weight_rec)
+    assert report["global_clock"] == {
+        "steps": steps + 3, "reset_interval": steps + 3, "reset_offset": 1, "drive": "input"
+    }  # fmt: skip
+    a = report["accuracy"]
+    print("snntorch recurrent", lib_acc, a)
+    assert lib_acc > 0.8 and a["emulator_acc"] > 0.8
+    assert abs(a["nir_reference_acc"] - lib_acc) < 0.03  # NIR's recurrence read as snnTorch's
+    assert abs(a["emulator_acc"] - a["nir_reference_acc"]) < 0.05
+
+
+def _recurrent_graph(w_in, w_rec, w_out, bias=None):
+    """Input -> Affine -> IF (+ recurrent Linear onto it) -> Affine -> I readout, dt = 1e-4,
+    ``r = 1/dt``: integer weights and thresholds are Loihi's integers (kept exactly)."""
+    n, m = w_in.shape[0], w_out.shape[0]
+    r = np.full(n, 1e4)
+    return _graph(
+        {
+            "input": nir.Input(input_type=np.array([w_in.shape[1]])),
+            "fc1": nir.Affine(weight=w_in, bias=np.zeros(n) if bias is None else bias),
+            "if1": nir.IF(r=r, v_threshold=np.full(n, 300.0)),
+            "rec": nir.Linear(weight=w_rec),
+            "fc2": nir.Affine(weight=w_out, bias=np.zeros(m)),
+            "out": nir.I(r=np.full(m, 1e4)),
+            "output": nir.Output(output_type=np.array([m])),
+        },
+        [
+            ("input", "fc1"),
+            ("fc1", "if1"),
+            ("if1", "rec"),
+            ("rec", "if1"),
+            ("if1", "fc2"),
+            ("fc2", "out"),
+            ("out", "output"),
+        ],  # fmt: skip
+    )
+
+
+def test_recurrent_linear_onto_a_neuron_becomes_dense_rec(tmp_path):
+    """An integer graph in NIR's recurrent convention is kept exactly as a dense_rec layer; the
+    float reference (own spikes of the previous step through W_rec) predicts as the emulator
+    does on the global clock."""
+    rng = np.random.default_rng(0)
+    w_in = rng.integers(-3, 6, (16, 64)).astype(float)
+    w_rec = rng.integers(-60, 60, (16, 16)).astype(float)
+    w_out = rng.integers(-40, 60, (10, 16)).astype(float)
+    nir.write(tmp_path / "r.nir", _recurrent_graph(w_in, w_rec, w_out))
+    calib, _ = _digits_npz(tmp_path, 60)
+    report = convert_nir(
+        tmp_path / "r.nir", tmp_path / "r.net", calib=calib, steps=6, input_scale=1.0
+    )
+    assert report["integer_graph_kept"]
+    net = read_network(tmp_path / "r.net")
+    rec = net.layers[1]
+    assert rec.kind == "dense_rec" and not net.plain
+    np.testing.assert_array_equal(rec.weight, w_in)
+    np.testing.assert_array_equal(rec.weight_rec, w_rec)
+    assert rec.neuron.vth_mant == 300 and net.layers[2].kind == "dense"
+    assert report["global_clock"]["steps"] == 6 + 2
+    a = report["accuracy"]
+    assert a["clock"] == report["global_clock"]
+    assert a["prediction_mismatches"] == 0 and a["nir_reference_acc"] == a["emulator_acc"]
+
+
+def test_recurrence_refusals_name_the_nodes(tmp_path):
+    rng = np.random.default_rng(0)
+    w_in, w_out = rng.normal(0, 0.3, (16, 64)), rng.normal(0, 0.3, (10, 16))
+    calib, _ = _digits_npz(tmp_path, 20)
+    # float weights on graded pixels (x 1/255) next to recurrent weights: no input weight left
+    nir.write(tmp_path / "z.nir", _recurrent_graph(w_in, np.eye(16) * 50, w_out))
+    with pytest.raises(NotDeployableError, match="fc1 -> if1'.*rounds to 0"):
+        convert_nir(tmp_path / "z.nir", tmp_path / "z.net", calib=calib)
+    g = _recurrent_graph(w_in, np.eye(16), w_out)
+    g.nodes["rec"] = nir.Linear(weight=np.eye(10))
+    g.edges = [e for e in g.edges if "rec" not in e] + [("out", "rec"), ("rec", "out")]
+    nir.write(tmp_path / "o.nir", g)  # onto the readout (I): not a spiking neuron
+    with pytest.raises(NotDeployableError, match="node 'out' \\(I\\): recurrent edge"):
+        convert_nir(tmp_path / "o.nir", tmp_path / "o.net")
+    g = _recurrent_graph(w_in, np.ones((16, 8)), w_out)
+    nir.write(tmp_path / "s.nir", g)
+    with pytest.raises(NotDeployableError, match="node 'rec' \\(Linear\\): weight of shape"):
+        convert_nir(tmp_path / "s.nir", tmp_path / "s.net")
+    assert not list(tmp_path.glob("*.net"))
 
 
 @pytest.mark.parametrize("shape", ["conv-stride", "pool-folded", "dense-only"])

@@ -1,8 +1,8 @@
 """Property-based fuzzing of the NIR reader and convert: every mutated file converts or ends in
 our own error, and nothing is half-written.
 
-A small valid graph (Input, Scale, AvgPool2d, Conv2d, CubaLIF, SumPool2d, Flatten, Affine, LIF,
-Affine, LI, Output) is mutated at the HDF5 level (fields dropped, reshaped, retyped, turned to
+A small valid graph (Input, Scale, AvgPool2d, Conv2d, CubaLIF, SumPool2d, Flatten, Affine, LIF
+with a recurrent Linear, Affine, LI, Output) is mutated at the HDF5 level (fields dropped, reshaped, retyped, turned to
 text or poisoned with NaN/inf/huge values; node types swapped; nodes and edges deleted or
 redirected) and at the byte level (truncation, flipped bytes).
 """
@@ -23,6 +23,8 @@ from snn2loihi.export.nir_read import FIELDS  # noqa: E402
 from snn2loihi.netx_io import read_network  # noqa: E402
 
 NODES = ("scale", "pool", "conv", "lif0", "sum", "flat", "fc1", "lif1", "fc2", "li")
+RECURRENT = [("lif1", "rec"), ("rec", "lif1")]  # a recurrent Linear onto lif1: dense_rec
+TARGETS = (*NODES, "rec")
 
 
 def tiny_graph():
@@ -59,44 +61,46 @@ def tiny_graph():
         "lif1": nir.LIF(
             tau=full(6, 1e-3), r=full(6, 10), v_leak=full(6, 0), v_threshold=full(6, 1)
         ),
+        "rec": nir.Linear(weight=rng.normal(0, 0.5, (6, 6))),
         "fc2": nir.Affine(weight=rng.normal(0, 1, (3, 6)), bias=np.zeros(3)),
         "li": nir.LI(tau=full(3, 1e-3), r=full(3, 10), v_leak=full(3, 0)),
         "output": nir.Output(output_type=np.array([3])),
     }
     chain = ["input", *NODES, "output"]
-    return nir.NIRGraph(
-        nodes=nodes, edges=list(zip(chain, chain[1:], strict=False)), type_check=False
-    )
+    edges = list(zip(chain, chain[1:], strict=False)) + RECURRENT
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
 
 
 MUTATION = st.one_of(
-    st.tuples(st.just("drop"), st.sampled_from(NODES), st.integers(0, 10)),
+    st.tuples(st.just("drop"), st.sampled_from(TARGETS), st.integers(0, 10)),
     st.tuples(
         st.just("poison"),
-        st.sampled_from(NODES),
+        st.sampled_from(TARGETS),
         st.integers(0, 10),
         st.sampled_from([np.nan, np.inf, -np.inf, 1e300, -1e300, 1e30, 0.0, -1.0, -1e-3]),
     ),
     st.tuples(
         st.just("reshape"),
-        st.sampled_from(NODES),
+        st.sampled_from(TARGETS),
         st.integers(0, 10),
         st.lists(st.integers(0, 5), max_size=4),
     ),
     st.tuples(
         st.just("retype"),
-        st.sampled_from(NODES),
+        st.sampled_from(TARGETS),
         st.integers(0, 10),
         st.sampled_from(["S8", "c16", "bool", "int8", "uint64"]),
     ),
     st.tuples(
         st.just("kind"),
-        st.sampled_from(NODES),
+        st.sampled_from(TARGETS),
         st.sampled_from([*FIELDS, "Delay", "NIRGraph", "Bogus", ""]),
     ),
-    st.tuples(st.just("delnode"), st.sampled_from(NODES)),
+    st.tuples(st.just("delnode"), st.sampled_from(TARGETS)),
     st.tuples(
-        st.just("edge"), st.integers(0, 11), st.sampled_from(["input", *NODES, "output", "nowhere"])
+        st.just("edge"),
+        st.integers(0, 13),
+        st.sampled_from(["input", *TARGETS, "output", "nowhere"]),
     ),
 )
 BYTES = st.one_of(
@@ -181,4 +185,5 @@ def test_mutated_nir_converts_or_fails_cleanly(tmp_path, mutations, byte_mutatio
 def test_the_unmutated_graph_converts(tmp_path):
     nir.write(tmp_path / "m.nir", tiny_graph())
     report = convert_nir(tmp_path / "m.nir", tmp_path / "m.net", steps=4)
-    assert [r["type"] for r in report["layers"]] == ["input", "conv", "flatten", "dense", "dense"]
+    kinds = ["input", "conv", "flatten", "dense_rec", "dense"]
+    assert [r["type"] for r in report["layers"]] == kinds
