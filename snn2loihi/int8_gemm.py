@@ -81,13 +81,13 @@ def pack_conv(weight: torch.Tensor, groups: int) -> torch.Tensor:
     """``(Cout, Cin/g, kH, kW)`` int -> ``(g, kH * kW * Cin/g, Cout/g)`` int8, patch order
     (kH, kW, C) to match :func:`conv2d_int8`'s channels-last patches."""
     cout, cin_g, kh, kw = weight.shape
-    w = weight.reshape(groups, cout // groups, cin_g, kh, kw).permute(0, 3, 4, 2, 1)
-    return w.reshape(groups, kh * kw * cin_g, cout // groups).to(torch.int8).contiguous()
+    w = weight.to(torch.int8).reshape(groups, cout // groups, cin_g, kh, kw)
+    return w.permute(0, 3, 4, 2, 1).reshape(groups, kh * kw * cin_g, cout // groups).contiguous()
 
 
 def pack_dense(weight: torch.Tensor) -> torch.Tensor:
     """``(Nout, Nin)`` int -> ``(Nin, Nout)`` int8."""
-    return weight.t().to(torch.int8).contiguous()
+    return weight.to(torch.int8).t().contiguous()
 
 
 def linear_int8(x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:

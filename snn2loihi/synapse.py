@@ -176,7 +176,9 @@ class IntegerSynapse:
         # signed inputs in [-m, m] keep it within (pos + neg) * m <= 2 * max(pos, neg) * m.
         input_max = 2 * int(input_max) if signed else int(input_max)
         row_max = int(worst_case_input(compact, repeat=pool**2).max())  # of the kernel as run
-        w_max = max(int(compact.max()), -int(compact.min()))
+        lo, hi = torch.aminmax(compact)
+        w_max = max(int(hi), -int(lo))
+        self._fits_int8 = int8_gemm.INT8_MIN <= int(lo) and int(hi) <= int8_gemm.INT8_MAX
         bound = row_max * int(input_max)
         self._raw_bound = bound  # |w . x| before any wrap or shift
         self._conv_may_wrap = kind == "conv" and bound >= UV_LIMIT
@@ -216,8 +218,9 @@ class IntegerSynapse:
         repeats included); ``largest``: the largest input ``|x|``; ``signed``: inputs may be
         negative."""
         float_kernel = "fp32" if self.exact_fp32 else "fp32-limbs" if self.limb_bits else "fp64"
-        z = int8_gemm.common_shift(w)
-        small = w >> z
+        # weights already in int8 (training's grid) need no common power-of-two factor
+        z = 0 if self._fits_int8 else int8_gemm.common_shift(w)
+        small = w >> z if z else w
         pool = self.pool
         if pool > 1 and largest * pool**2 > int8_gemm.INT8_MAX:
             pool, small = 1, expand_blocks(small, self.pool)  # pooled sums leave int8
@@ -227,7 +230,7 @@ class IntegerSynapse:
         operand = largest * pool**2 if limbs == 1 and not signed else 2 * 128
         kernel = choose_kernel(
             device=small.device,
-            weights_fit_int8=int8_gemm.int8_fits(small),
+            weights_fit_int8=self._fits_int8 or int8_gemm.int8_fits(small),
             limbs=limbs,
             gemm_bound=(row_max >> z) * operand,
             fan_in=int(np.prod(small.shape[1:])),
