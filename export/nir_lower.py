@@ -171,7 +171,7 @@ def _per_channel(v: np.ndarray, n: int, node: NirNode, name: str) -> np.ndarray:
         return np.full(n, float(a.reshape(-1)[0]))
     if a.size == n:
         return a.reshape(n)
-    if a.size % n == 0 and a.ndim >= 1 and a.shape[0] == n:
+    if a.size and a.size % n == 0 and a.ndim >= 1 and a.shape[0] == n:
         flat = a.reshape(n, -1)
         if np.all(flat == flat[:, :1]):
             return flat[:, 0].copy()
@@ -247,7 +247,10 @@ class _Lowering:
             )
         stride = _pair(f.get("stride"), "stride", node, 1)
         dilation = _pair(f.get("dilation"), "dilation", node, 1)
-        groups = int(f["groups"].reshape(-1)[0]) if "groups" in f else 1
+        groups = _pair(f.get("groups"), "groups", node, 1)
+        if groups[0] != groups[1]:
+            self.refuse(node, f"groups {list(groups)} is not one integer")
+        groups = groups[0]
         pad = f.get("padding")
         if pad is not None and pad.dtype.kind == "U":
             if str(pad) == "valid":

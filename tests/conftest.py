@@ -1,5 +1,6 @@
 """Shared fixtures: deterministic seeds, a helper that writes NetX networks to tmp files, the CLI
-refusal check, and two session guards:
+refusal check, the Hypothesis profiles (``ci``, deterministic, by default; ``explore`` with
+``HYPOTHESIS_PROFILE=explore``), and two session guards:
 
 - temporary files: the whole session (tests, library, subprocesses via ``TMPDIR``) uses a
   private temporary folder under pytest's basetemp; whatever the library names ``snn2loihi-*``
@@ -20,6 +21,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
+
+# The fuzzers draw the same examples on every run (a red CI is then reproducible and never luck);
+# HYPOTHESIS_PROFILE=explore draws fresh ones, to hunt for new failures locally.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 OUR_TEMPORARIES = "snn2loihi-*"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 nir = pytest.importorskip("nir")
@@ -154,6 +154,8 @@ def _mutate(f: h5py.File, m) -> None:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(st.lists(MUTATION, min_size=1, max_size=3), BYTES)
+@example([("reshape", "conv", 2, [0])], None)  # an empty 'groups' (found by CI, stop 20)
+@example([("reshape", "conv", 0, [2, 0])], None)  # a bias of shape (2, 0)
 def test_mutated_nir_converts_or_fails_cleanly(tmp_path, mutations, byte_mutation):
     path, out = tmp_path / "m.nir", tmp_path / "m.net"
     for p in (path, out, tmp_path / "m.report.json", tmp_path / "m.report.md"):
