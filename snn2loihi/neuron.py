@@ -29,30 +29,49 @@ def wrap_signed(x: torch.Tensor, bits: int) -> torch.Tensor:
     return torch.remainder(x + half, 1 << bits) - half
 
 
+def _sign_mask(x: torch.Tensor) -> torch.Tensor:
+    """-1 where ``x < 0``, else 0 (an arithmetic shift: no compare, no select)."""
+    return x >> (31 if x.dtype == torch.int32 else 63)
+
+
 def decay_unwrapped(x: torch.Tensor, decay_const: int) -> torch.Tensor:
-    """``sign(x) * (|x * (4096 - d)| >> 12)`` in int64: the decay rounded toward zero."""
+    """``sign(x) * (|x * (4096 - d)| >> 12)`` in int64: the decay rounded toward zero.
+
+    Branch-free: toward zero is a floor for ``y >= 0`` and ``(y + 4095) >> 12`` for ``y < 0``.
+    """
     if decay_const == 0:
         return x
     if decay_const == DECAY_UNITY:
         return torch.zeros_like(x)
     y = x.to(torch.int64) * (DECAY_UNITY - decay_const)
-    return torch.where(y < 0, -((-y) >> DECAY_BITS), y >> DECAY_BITS)
+    return (y + (_sign_mask(y) & (DECAY_UNITY - 1))) >> DECAY_BITS
 
 
 def decay(x: torch.Tensor, decay_const: int) -> torch.Tensor:
-    """Lava's decay of u or v: :func:`decay_unwrapped` wrapped to int32 (dtype kept).
+    """Lava's decay of u or v (dtype kept): :func:`decay_unwrapped`, which never grows ``|x|``,
+    so an int32 value stays one and Lava's ``np.int32`` cast changes nothing.
 
-    int32 ``x`` (the int32-safe state, ``|x| < 2^31``) never leaves int32: with
-    ``|x| = h 2^12 + l``, ``(|x| m) >> 12 = h m + ((l m) >> 12)`` and both products fit.
+    int32 ``x`` never leaves int32: with ``x = h 2^12 + l`` (``h = x >> 12``, ``0 <= l < 2^12``),
+    ``x m / 2^12 = h m + l m / 2^12`` and rounding toward zero rounds ``l m / 2^12`` down for
+    ``x >= 0`` and up for ``x < 0``; ``|h m| < 2^31`` and ``l m < 2^24``.
     """
     if decay_const in (0, DECAY_UNITY):
         return decay_unwrapped(x, decay_const)
+    m = DECAY_UNITY - decay_const
     if x.dtype == torch.int32:
-        m = DECAY_UNITY - decay_const
-        mag = x.abs()
-        t = (mag >> DECAY_BITS).mul_(m).add_(((mag & (DECAY_UNITY - 1)).mul_(m)) >> DECAY_BITS)
-        return torch.where(x < 0, -t, t)
-    return wrap_int32(decay_unwrapped(x, decay_const)).to(x.dtype)
+        low = (x & (DECAY_UNITY - 1)).mul_(m).add_(_sign_mask(x) & (DECAY_UNITY - 1))
+        return (x >> DECAY_BITS).mul_(m).add_(low >> DECAY_BITS)
+    y = x * m  # int64 holding int32 values: |y| < 2^43
+    return (y + (_sign_mask(y) & (DECAY_UNITY - 1))) >> DECAY_BITS
+
+
+def wrap_uv(u: torch.Tensor) -> torch.Tensor:
+    """Lava's 24-bit wrap of ``u`` as it codes it: ``u > 2^23`` loses ``2^24``; else
+    ``u <= -2^23`` gains ``2^24`` (the second test reads the already wrapped value, which for
+    ``u > 2^23`` is above ``-2^23``). ``u`` holds int32 values; branch-free masks."""
+    over = _sign_mask(UV_LIMIT - u) & (-2 * UV_LIMIT)  # u > 2^23
+    under = _sign_mask(u + (UV_LIMIT - 1)) & (2 * UV_LIMIT)  # u <= -2^23
+    return u + over + under
 
 
 def threshold(neuron: CubaNeuron) -> int:
@@ -90,15 +109,15 @@ def cuba_step(
         u = a << ACT_SHIFT  # |u| < 2^23: none of the wraps below can change it
     else:
         act = wrap(wrap(a) << ACT_SHIFT)
-        u_n = wrap(decay(u, neuron.i_decay) + act)
-        # Lava's wrap: the second test is on the wrapped value, the add on the pre-wrap value.
-        w = torch.where(u_n > UV_LIMIT, u_n - 2 * UV_LIMIT, u_n)
-        u = torch.where(w <= -UV_LIMIT, u_n + 2 * UV_LIMIT, w)
+        u = wrap_uv(wrap(decay(u, neuron.i_decay) + act))
     bias = wrap(torch.as_tensor(bias_mant, dtype=a.dtype, device=a.device) << ACT_SHIFT)
     v = wrap(wrap(decay(v, neuron.v_decay) + u) + bias)
     v = v.clamp_(-UV_LIMIT + 1, UV_LIMIT - 1)
-    spikes = v > threshold(neuron)
-    v = v.masked_fill_(spikes, 0)
+    # Fire where v > threshold, then reset v to 0 there: with |v| < 2^23 and the threshold
+    # below 2^23 + 2^6, (threshold - v) >> 31 is the mask -1/0 (compare and select cost ~10x).
+    fired = _sign_mask(threshold(neuron) - v)
+    spikes = fired.to(torch.bool)
+    v = v.bitwise_and_(fired.bitwise_not_())
     return spikes, u, v
 
 
