@@ -29,7 +29,7 @@ def wrap_signed(x: torch.Tensor, bits: int) -> torch.Tensor:
     return torch.remainder(x + half, 1 << bits) - half
 
 
-def _sign_mask(x: torch.Tensor) -> torch.Tensor:
+def negative_mask(x: torch.Tensor) -> torch.Tensor:
     """-1 where ``x < 0``, else 0 (an arithmetic shift: no compare, no select)."""
     return x >> (31 if x.dtype == torch.int32 else 63)
 
@@ -44,12 +44,12 @@ def decay_unwrapped(x: torch.Tensor, decay_const: int) -> torch.Tensor:
     if decay_const == DECAY_UNITY:
         return torch.zeros_like(x)
     y = x.to(torch.int64) * (DECAY_UNITY - decay_const)
-    return (y + (_sign_mask(y) & (DECAY_UNITY - 1))) >> DECAY_BITS
+    return (y + (negative_mask(y) & (DECAY_UNITY - 1))) >> DECAY_BITS
 
 
 def decay(x: torch.Tensor, decay_const: int) -> torch.Tensor:
-    """Lava's decay of u or v (dtype kept): :func:`decay_unwrapped`, which never grows ``|x|``,
-    so an int32 value stays one and Lava's ``np.int32`` cast changes nothing.
+    """Lava's decay of u or v: :func:`decay_unwrapped` wrapped to int32 like Lava's ``np.int32``
+    cast (dtype kept; for the int32 values of u and v the decay never grows ``|x|``).
 
     int32 ``x`` never leaves int32: with ``x = h 2^12 + l`` (``h = x >> 12``, ``0 <= l < 2^12``),
     ``x m / 2^12 = h m + l m / 2^12`` and rounding toward zero rounds ``l m / 2^12`` down for
@@ -59,18 +59,17 @@ def decay(x: torch.Tensor, decay_const: int) -> torch.Tensor:
         return decay_unwrapped(x, decay_const)
     m = DECAY_UNITY - decay_const
     if x.dtype == torch.int32:
-        low = (x & (DECAY_UNITY - 1)).mul_(m).add_(_sign_mask(x) & (DECAY_UNITY - 1))
+        low = (x & (DECAY_UNITY - 1)).mul_(m).add_(negative_mask(x) & (DECAY_UNITY - 1))
         return (x >> DECAY_BITS).mul_(m).add_(low >> DECAY_BITS)
-    y = x * m  # int64 holding int32 values: |y| < 2^43
-    return (y + (_sign_mask(y) & (DECAY_UNITY - 1))) >> DECAY_BITS
+    return wrap_int32(decay_unwrapped(x, decay_const)).to(x.dtype)
 
 
 def wrap_uv(u: torch.Tensor) -> torch.Tensor:
     """Lava's 24-bit wrap of ``u`` as it codes it: ``u > 2^23`` loses ``2^24``; else
     ``u <= -2^23`` gains ``2^24`` (the second test reads the already wrapped value, which for
     ``u > 2^23`` is above ``-2^23``). ``u`` holds int32 values; branch-free masks."""
-    over = _sign_mask(UV_LIMIT - u) & (-2 * UV_LIMIT)  # u > 2^23
-    under = _sign_mask(u + (UV_LIMIT - 1)) & (2 * UV_LIMIT)  # u <= -2^23
+    over = negative_mask(UV_LIMIT - u) & (-2 * UV_LIMIT)  # u > 2^23
+    under = negative_mask(u + (UV_LIMIT - 1)) & (2 * UV_LIMIT)  # u <= -2^23
     return u + over + under
 
 
@@ -115,7 +114,7 @@ def cuba_step(
     v = v.clamp_(-UV_LIMIT + 1, UV_LIMIT - 1)
     # Fire where v > threshold, then reset v to 0 there: with |v| < 2^23 and the threshold
     # below 2^23 + 2^6, (threshold - v) >> 31 is the mask -1/0 (compare and select cost ~10x).
-    fired = _sign_mask(threshold(neuron) - v)
+    fired = negative_mask(threshold(neuron) - v)
     spikes = fired.to(torch.bool)
     v = v.bitwise_and_(fired.bitwise_not_())
     return spikes, u, v

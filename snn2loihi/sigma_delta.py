@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from snn2loihi.neuron import wrap_int32
+from snn2loihi.neuron import negative_mask, wrap_int32
 
 SPIKE_EXP = 6  # NetX's default spike_exp
 STATE_EXP = 6  # fixed by NetX
@@ -56,7 +56,8 @@ def _delta(
     (message ``>> 6``, new residue)."""
     wrap = _no_wrap if int32_safe else wrap_int32
     delta = wrap(act - state.act + state.residue)
-    sent = torch.where(delta.abs() >= (vth_mant << SDNN_SHIFT), delta, 0)
+    # |delta| >= vth << 12 as a -1/0 mask by arithmetic shift (a select costs ~10x more)
+    sent = delta & negative_mask(((vth_mant << SDNN_SHIFT) - 1) - delta.abs())
     return sent >> STATE_EXP, wrap(delta - sent)
 
 
