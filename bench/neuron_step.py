@@ -1,0 +1,77 @@
+"""Benchmark: nanoseconds per neuron-step of Loihi's integer neuron (:func:`snn2loihi.neuron.integrate`).
+
+The neuron loop is the emulator's and the integer SNN branch's floor once the synapse runs on int8:
+this measures it alone, for IF (iDecay 4096, vDecay 0: what SNN2ANN exports) and CUBA
+(iDecay 1024, vDecay 128) neurons, on int32 (the proven-safe path) and int64 (every Lava wrap)
+state, 64 samples x 16 steps of a 16x32x32 layer. Writes ``bench/results/neuron_step.json``.
+
+    .venv/bin/python bench/neuron_step.py [--threads 2] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from emulator_vs_lava import machine  # bench/ is the script's folder
+
+from snn2loihi.atomic import atomic_path
+from snn2loihi.neuron import integrate
+from snn2loihi.schema import CubaNeuron
+
+RESULTS = Path(__file__).parent / "results"
+NEURONS = {"IF": CubaNeuron(4096, 0, 80), "CUBA": CubaNeuron(1024, 128, 80)}
+
+
+def per_neuron_step_ns(a: torch.Tensor, bias: torch.Tensor, neuron, safe: bool, repeats: int):
+    integrate(a[:4], bias, neuron, int32_safe=safe)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        integrate(a, bias, neuron, int32_safe=safe)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) / a.numel() * 1e9
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", type=Path, default=RESULTS / "neuron_step.json")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    g = torch.Generator().manual_seed(0)
+    a32 = torch.randint(-3000, 3000, (64, 16, 16, 32, 32), generator=g, dtype=torch.int32)
+    bias = torch.randint(-50, 50, (16, 1, 1), generator=g, dtype=torch.int32)
+    rows = []
+    for name, neuron in NEURONS.items():
+        for dtype, safe in ((torch.int32, True), (torch.int64, False)):
+            a = a32 if safe else a32[:16].to(dtype)
+            ns = per_neuron_step_ns(a, bias.to(dtype), neuron, safe, args.repeats)
+            rows.append(
+                {
+                    "neuron": name,
+                    "state": str(dtype).removeprefix("torch."),
+                    "ns_per_neuron_step": round(ns, 2),
+                }
+            )
+            print(f"{name:5s} {rows[-1]['state']:6s} {ns:6.2f} ns per neuron-step")
+    result = {
+        "command": "python bench/neuron_step.py "
+        + f"--threads {args.threads} --repeats {args.repeats}",
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": machine(),
+        "layer": "64 samples x 16 steps x (16, 32, 32) neurons (int64: 16 samples)",
+        "rows": rows,
+    }
+    with atomic_path(args.out) as tmp:
+        Path(tmp).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
