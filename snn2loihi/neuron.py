@@ -57,8 +57,8 @@ def decay(x: torch.Tensor, decay_const: int) -> torch.Tensor:
     """
     if decay_const in (0, DECAY_UNITY):
         return decay_unwrapped(x, decay_const)
-    m = DECAY_UNITY - decay_const
     if x.dtype == torch.int32:
+        m = DECAY_UNITY - decay_const
         low = (x & (DECAY_UNITY - 1)).mul_(m).add_(negative_mask(x) & (DECAY_UNITY - 1))
         return (x >> DECAY_BITS).mul_(m).add_(low >> DECAY_BITS)
     return wrap_int32(decay_unwrapped(x, decay_const)).to(x.dtype)
