@@ -122,3 +122,54 @@ def test_cifar_fast_is_a_deployable_stack_of_convs_and_a_readout():
     convs = [ly for ly in net.layers if isinstance(ly, ConvLayer)]
     assert [c.stride for c in convs] == [(1, 1), (2, 2), (1, 1), (2, 2), (1, 1), (2, 2)]
     assert [c.weight.shape[-1] for c in convs] == [3, 6, 3, 6, 3, 6]  # pools folded: 6x6 kernels
+
+
+def test_cutout_sets_one_clipped_square_per_image_to_the_fill():
+    x = torch.full((64, 3, 10, 10), 200, dtype=torch.uint8)
+    fill = torch.tensor([1, 2, 3], dtype=torch.uint8)
+    a = augment(x, torch.Generator().manual_seed(5), 0, False, cutout=4, fill=fill)
+    assert torch.equal(a, augment(x, torch.Generator().manual_seed(5), 0, False, 4, fill))
+    for img in a:
+        cut = img[0] != 200
+        rows, cols = cut.any(1).nonzero().flatten(), cut.any(0).nonzero().flatten()
+        # one axis-aligned square of side 4, clipped by the border where its centre is near it
+        assert torch.equal(cut, cut.any(1).view(-1, 1) & cut.any(0).view(1, -1))
+        assert 2 <= len(rows) <= 4 and 2 <= len(cols) <= 4
+        assert torch.equal(rows, torch.arange(rows[0], rows[-1] + 1))
+        assert (len(rows) == 4 or rows[0] == 0 or rows[-1] == 9) and (
+            len(cols) == 4 or cols[0] == 0 or cols[-1] == 9
+        )
+        for c in range(3):
+            assert torch.equal(img[c][cut], torch.full((int(cut.sum()),), c + 1, dtype=torch.uint8))
+            assert bool((img[c][~cut] == 200).all())
+    clipped = [int((img[0] != 200).sum()) for img in a]
+    assert min(clipped) < 16 and 16 in clipped  # some squares meet the border, some do not
+    assert torch.equal(augment(x, torch.Generator(), 0, False, cutout=0), x)
+
+
+def test_mean_pixel_is_the_rounded_channel_mean():
+    from snn2loihi.train.data import mean_pixel
+
+    x = torch.stack([torch.full((2, 2), v, dtype=torch.uint8) for v in (10, 101, 250)])
+    data = ImageData(torch.stack([x, x.flip(0)]), torch.zeros(2, dtype=torch.int64))
+    assert mean_pixel(data).tolist() == [130, 101, 130]  # (10 + 250) / 2, 101, (250 + 10) / 2
+
+
+def test_adamw_decays_only_conv_and_dense_weights():
+    from snn2loihi.train.trainer import make_optimizer
+
+    model = calibrated_model("digits", steps=2)
+    cfg = resolve(None, ["train.optimizer='adamw'", "train.weight_decay=0.5", "train.lr=0.1"])
+    opt = make_optimizer(model, cfg.train)
+    assert isinstance(opt, torch.optim.AdamW)
+    decayed, kept = opt.param_groups
+    assert decayed["weight_decay"] == 0.5 and kept["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decayed["params"]) and decayed["params"]
+    assert all(p.ndim < 2 for p in kept["params"]) and kept["params"]
+    assert len(decayed["params"]) + len(kept["params"]) == len(list(model.parameters()))
+    before = [p.detach().clone() for p in model.parameters()]
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()  # zero gradients: only the decay moves, and only the weights
+    for p, b in zip(model.parameters(), before, strict=True):
+        assert torch.equal(p, b) == (p.ndim < 2), p.shape

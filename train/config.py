@@ -74,6 +74,7 @@ class DataConfig(_Section):
     augment: str = _opt("auto", choices=("auto", "on", "off"))  # auto: on for cifar
     crop_padding: int = _opt(4, lo=0)
     flip: bool = True  # random horizontal flip when augmenting (off for digits/MNIST)
+    cutout: int = _opt(0, lo=0)  # augmenting: side (pixels) of a square set to the train mean
     normalize: bool = True  # fold the train set's mean/std into layer 0
     on_device: bool = False  # keep the uint8 splits on the training device; augment there
 
@@ -99,7 +100,9 @@ class TrainConfig(_Section):
     steps: int = _opt(4, lo=1, hi=4096)
     epochs: int = _opt(30, lo=1)
     batch_size: int = _opt(64, lo=1)
-    optimizer: str = _opt("adam", choices=("sgd", "adam"))  # measured recipes: docs/training.md
+    optimizer: str = _opt(
+        "adam", choices=("sgd", "adam", "adamw")
+    )  # measured recipes: docs/training.md
     lr: float = _opt(0.001, lo=1e-12)
     momentum: float = _opt(0.9, lo=0.0, hi=1.0)
     weight_decay: float = _opt(0.0, lo=0.0)

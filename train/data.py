@@ -260,14 +260,29 @@ def load_datasets(cfg: DataConfig) -> Splits:
     return Splits(train, val, test, num_classes)
 
 
-def augment(
-    x: torch.Tensor, generator: torch.Generator, crop_padding: int = 4, flip: bool = True
-) -> torch.Tensor:
-    """Random crop with zero padding and random horizontal flip of a uint8 batch (B, C, H, W).
+def mean_pixel(data: ImageData) -> torch.Tensor:
+    """The per-channel mean of ``data`` as uint8 (C,), rounded: cutout's fill."""
+    mean, _ = data.channel_stats()
+    return torch.tensor([round(255 * m) for m in mean], dtype=torch.uint8)
 
-    The offsets and flips are drawn from ``generator`` (CPU); the crop and flip run where ``x``
-    is, so a batch on a GPU never leaves it and gets the same pixels as on the CPU."""
-    b, _, h, w = x.shape
+
+def augment(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    crop_padding: int = 4,
+    flip: bool = True,
+    cutout: int = 0,
+    fill: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Random crop with zero padding, random horizontal flip and cutout of a uint8 batch
+    (B, C, H, W).
+
+    ``cutout``: side in pixels of one square per image, centred uniformly on the image and
+    clipped at its borders, set to ``fill`` (uint8 (C,), e.g. the training mean; 0 if None),
+    as in DeVries and Taylor (2017). The offsets, flips and squares are drawn from
+    ``generator`` (CPU); the crop, flip and cutout run where ``x`` is, so a batch on a GPU never
+    leaves it and gets the same pixels as on the CPU."""
+    b, c, h, w = x.shape
     if crop_padding > 0:
         p = crop_padding
         padded = torch.nn.functional.pad(x, (p, p, p, p))
@@ -276,9 +291,18 @@ def augment(
         rows = (dy.view(b, 1) + torch.arange(h).view(1, h)).to(x.device)
         cols = (dx.view(b, 1) + torch.arange(w).view(1, w)).to(x.device)
         idx_b = torch.arange(b, device=x.device).view(b, 1, 1, 1)
-        idx_c = torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)
+        idx_c = torch.arange(c, device=x.device).view(1, -1, 1, 1)
         x = padded[idx_b, idx_c, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]
     if flip:
         mask = (torch.rand(b, generator=generator) < 0.5).to(x.device)
         x = torch.where(mask.view(b, 1, 1, 1), x.flip(3), x)
+    if cutout > 0:
+        top = torch.randint(0, h, (b, 1), generator=generator) - cutout // 2
+        left = torch.randint(0, w, (b, 1), generator=generator) - cutout // 2
+        ys, xs = torch.arange(h).view(1, h), torch.arange(w).view(1, w)
+        in_rows = (ys >= top) & (ys < top + cutout)
+        in_cols = (xs >= left) & (xs < left + cutout)
+        square = (in_rows.view(b, 1, h, 1) & in_cols.view(b, 1, 1, w)).to(x.device)
+        value = torch.zeros(c, dtype=x.dtype) if fill is None else fill.to(x.dtype)
+        x = torch.where(square, value.to(x.device).view(1, c, 1, 1), x)
     return x

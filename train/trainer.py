@@ -34,7 +34,7 @@ from snn2loihi.train.checkpoint import (
     state_dict_mismatch,
 )
 from snn2loihi.train.config import Config, TrainConfig
-from snn2loihi.train.data import ImageData, Splits, augment, load_datasets
+from snn2loihi.train.data import ImageData, Splits, augment, load_datasets, mean_pixel
 from snn2loihi.train.epoch import epoch_batches, run_epoch
 from snn2loihi.train.evaluate import evaluate
 from snn2loihi.train.factory import model_from_config
@@ -49,8 +49,18 @@ TEST_FILE = "test.json"
 
 
 def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
+    """``train.optimizer``: sgd and adam apply ``weight_decay`` as L2 to every parameter; adamw
+    decouples it (Loshchilov and Hutter) and decays only conv and dense weights, not BatchNorm
+    or biases."""
     if t.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "adamw":
+        params = list(model.parameters())
+        groups = [
+            {"params": [p for p in params if p.ndim >= 2], "weight_decay": t.weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW(groups, lr=t.lr)
     return torch.optim.SGD(
         model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
     )
@@ -167,7 +177,10 @@ def train_epoch(
     gen = torch.Generator().manual_seed(epoch_seed)
     sampler.set_epoch(epoch)
     use_aug = d.augment == "on" or (d.augment == "auto" and d.dataset.startswith("cifar"))
-    transform = (lambda x: augment(x, gen, d.crop_padding, d.flip)) if use_aug else None
+    fill = mean_pixel(splits.train) if use_aug and d.cutout else None
+    transform = (
+        (lambda x: augment(x, gen, d.crop_padding, d.flip, d.cutout, fill)) if use_aug else None
+    )
     per_step = run.scheduler if t.scheduler == "onecycle" else None
     return run_epoch(
         run.model,
