@@ -45,10 +45,15 @@ def row_sums(weight: np.ndarray | torch.Tensor) -> tuple:
     ``0..m``, every partial sum of ``w . x`` of a row lies in ``[-neg * m, pos * m]``.
     """
     rows = weight.reshape(weight.shape[0], -1)
+    if rows.dtype in (np.int64, np.int32, np.int16, np.int8, np.uint8):
+        pos = rows.clip(min=0).sum(1, dtype=np.int64)
+        return pos, pos - rows.sum(1, dtype=np.int64)  # exact in integers: one pass fewer
+    if isinstance(rows, torch.Tensor) and not rows.is_floating_point():
+        pos = rows.clip(min=0).sum(1, dtype=torch.int64)  # sums exact in int64
+        return pos, pos - rows.sum(1, dtype=torch.int64)
+    # floats: the sum of the negated negatives is, bit for bit, the negated sum of them
     pos = rows.clip(min=0).sum(1)
-    if rows.dtype in (np.int64, np.int32, torch.int64, torch.int32):
-        return pos, pos - rows.sum(1)  # exact in integers: one pass fewer
-    return pos, (-rows).clip(min=0).sum(1)
+    return pos, -rows.clip(max=0).sum(1)
 
 
 def worst_case_input(

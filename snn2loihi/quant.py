@@ -109,8 +109,9 @@ def choose_scale(
     _, qmax = weight_limits(weight_bits)
     row_sum = worst_case_input(w, repeat=repeat)  # max(sum w+, sum |w-|) per row
     round_slack = 0.5 * fan_in * input_max  # rounding can add 1/2 per weight
+    w_min, w_max = torch.aminmax(w)
     candidates = [
-        max(float(w.max()), -float(w.min())) / qmax,
+        max(float(w_max), -float(w_min)) / qmax,
         float(b.abs().max()) / BIAS_MAX,
         float(row_sum.max()) * input_max / max(INT32_SAFE_INPUT - round_slack, 1.0),
     ]
@@ -125,11 +126,20 @@ def choose_scale(
 
 
 def quantize_weight(
-    weight: torch.Tensor, scale: float, weight_bits: int = DEFAULT_WEIGHT_BITS
+    weight: torch.Tensor,
+    scale: float,
+    weight_bits: int = DEFAULT_WEIGHT_BITS,
+    dtype: torch.dtype = torch.int64,
 ) -> torch.Tensor:
-    """Integer weights ``round(weight / scale)`` clipped to ``weight_bits`` (int64)."""
+    """Integer weights ``round(weight / scale)`` clipped to ``weight_bits``, as ``dtype``
+    (int64; :func:`weight_dtype` is the narrowest that holds them)."""
     qmin, qmax = weight_limits(weight_bits)
-    return (weight.detach() / scale).round_().clamp_(qmin, qmax).to(torch.int64)
+    return (weight.detach() / scale).round_().clamp_(qmin, qmax).to(dtype)
+
+
+def weight_dtype(weight_bits: int = DEFAULT_WEIGHT_BITS) -> torch.dtype:
+    """The narrowest integer dtype of ``weight_bits``-bit weights: int8 up to 8 bits."""
+    return torch.int8 if weight_bits <= 8 else torch.int16
 
 
 def quantize_bias(bias: torch.Tensor, scale: float) -> torch.Tensor:

@@ -38,3 +38,22 @@ def test_decay_rounds_toward_zero_and_wraps_like_int32():
     assert decay(x, 2048)[:5].tolist() == [-2048, 0, 0, 0, 2048]
     assert int(decay(x, 2048)[5]) == ((2**39 + 2**31) % 2**32) - 2**31
     assert decay(x, 0) is x and not decay(x, 4096).any()
+
+
+def test_row_sums_are_exact_for_every_integer_width_and_match_floats():
+    """int8 weights (training's grid) keep their dtype: -128 must count as 128, not wrap."""
+    rng = np.random.default_rng(1)
+    w = rng.integers(-128, 128, size=(6, 50))
+    w[0, :] = -128  # a row of int8 minima: negating it in int8 would wrap
+    want_pos = np.where(w > 0, w, 0).sum(1)
+    want_neg = np.where(w < 0, -w, 0).sum(1)
+    for arr in (w, w.astype(np.int8), w.astype(np.int16), torch.as_tensor(w).to(torch.int8),
+                torch.as_tensor(w), torch.as_tensor(w).to(torch.int32)):  # fmt: skip
+        pos, neg = loihi.row_sums(arr)
+        assert np.array_equal(np.asarray(pos), want_pos) and np.array_equal(
+            np.asarray(neg), want_neg
+        )
+    assert int(loihi.worst_case_input(torch.as_tensor(w).to(torch.int8), 255)[0]) == 128 * 50 * 255
+    f = torch.as_tensor(rng.standard_normal((5, 333)))
+    pos, neg = loihi.row_sums(f)
+    assert torch.equal(pos, f.clamp(min=0).sum(1)) and torch.equal(neg, (-f).clamp(min=0).sum(1))

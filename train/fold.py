@@ -82,7 +82,8 @@ def step_layers(model: SpikingNet, compact: bool = False) -> list[StepLayer]:
 class IntegerLayer:
     """One layer on Loihi's integer grid (exactly what export writes).
 
-    ``weight`` int64 (Cout, Cin, kH, kW) or (Nout, Nin); ``bias`` int64 (Cout,) = per-step
+    ``weight`` (Cout, Cin, kH, kW) or (Nout, Nin), int8 (int16 for 9-bit weights:
+    :func:`~snn2loihi.quant.weight_dtype`); ``bias`` int64 (Cout,) = per-step
     ``bias_mant``; ``neuron`` holds ``vThMant``; ``scale`` is float units per integer unit;
     ``input_max`` 255 for the graded first layer, else 1. For conv, ``stride``/``padding`` are
     the conv as run (both H and W): with pool p folded in, ``p * stride`` and ``p * padding`` of
@@ -133,7 +134,7 @@ def integer_layers(model: SpikingNet, weight_bits: int = quant.DEFAULT_WEIGHT_BI
         out.append(
             IntegerLayer(
                 sl.kind,
-                quant.quantize_weight(w, scale, weight_bits).cpu(),
+                quant.quantize_weight(w, scale, weight_bits, quant.weight_dtype(weight_bits)).cpu(),
                 quant.quantize_bias(b, scale).cpu(),
                 neuron,
                 scale,
