@@ -10,6 +10,7 @@ one batched GEMM over all (sample, step) pairs, and only the neuron loops over t
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from snn2loihi.devices import torch_device
 from snn2loihi.errors import InputDataError, UnsupportedLayerError
 from snn2loihi.loihi import GRADED_INPUT_MAX, INT32_SAFE_INPUT
 from snn2loihi.netx_io import read_network
-from snn2loihi.neuron import integrate
+from snn2loihi.neuron import channels_last_order, integrate
 from snn2loihi.schema import ConvLayer, DenseLayer, NetXNetwork
 from snn2loihi.synapse import ConvGeometry, IntegerSynapse
 
@@ -90,6 +91,32 @@ def check_input(
     return t, hi > 1
 
 
+PASS_BYTES = 2**23  # CPU: the int32 synaptic input of the largest layer held per pass
+
+
+def pass_samples(layers, steps: int) -> int:
+    """Samples per pass through the network on the CPU: the largest layer's int32 synaptic
+    input over ``steps`` steps within about :data:`PASS_BYTES` (at least one sample)."""
+    largest = max(math.prod(ly.shape) for ly in layers)
+    return max(1, PASS_BYTES // (4 * steps * largest))
+
+
+def _empty_in_layout(part: torch.Tensor, n: int) -> torch.Tensor:
+    """An empty CPU tensor of ``n`` rows shaped and laid out in memory like ``part``'s rows."""
+    if channels_last_order(part):
+        nt, c, h, w = part.shape[1:]
+        return torch.empty((n, nt, h, w, c), dtype=part.dtype).permute(0, 1, 4, 2, 3)
+    return torch.empty((n, *part.shape[1:]), dtype=part.dtype)
+
+
+def _copy_rows(dst: torch.Tensor, lo: int, part: torch.Tensor) -> None:
+    """``dst[lo : lo + len(part)] = part`` (bool as uint8: PyTorch's bool copies are slow)."""
+    rows = dst[lo : lo + part.shape[0]]
+    if part.dtype == torch.bool:
+        rows, part = rows.view(torch.uint8), part.view(torch.uint8)
+    rows.copy_(part)
+
+
 class Emulator:
     """Runs a NetX network exactly as Loihi/Lava's fixed-point simulator does.
 
@@ -150,7 +177,9 @@ class Emulator:
 
             def cat(name: str, k: int = k) -> torch.Tensor | None:
                 parts = [getattr(c.layers[k], name) for c in chunks]
-                return None if parts[0] is None else torch.cat(parts)
+                if parts[0] is None or len(parts) == 1:
+                    return parts[0]
+                return torch.cat(parts)
 
             result.layers.append(LayerTrace(i, ly.kind, cat("spikes"), cat("u"), cat("v")))
         return result
@@ -199,34 +228,44 @@ class Emulator:
 
     @torch.no_grad()
     def _run_chunk(self, x: torch.Tensor, graded: bool, record_state: bool | str) -> EmulatorResult:
-        n, steps = x.shape[:2]
-        s = x.to(self.device)
-        if not graded:
-            s = s != 0
+        """All layers for ``x`` (N, T, *input_shape). On the CPU the samples go through the
+        whole network in passes of :func:`pass_samples`, so each layer's synaptic input stays
+        cache-sized instead of being allocated (and page-faulted) for the whole chunk. Traces
+        keep the neurons' memory layout (channels-last for convs on the CPU): same values."""
+        n = x.shape[0]
+        layers = [ly for _, ly in self.net.synaptic_layers]
+        last = len(layers) - 1
+        traces: list[list] = [[None, None, None] for _ in layers]  # spikes, u, v per layer
+        sub = n if self.device.type != "cpu" else pass_samples(layers, x.shape[1])
+        for lo in range(0, n, sub):
+            hi = min(n, lo + sub)
+            s = x[lo:hi].to(self.device)
+            if not graded:
+                s = s != 0
+            for k, (syn, ly) in enumerate(zip(self._prepare(graded), layers, strict=True)):
+                keep = record_state is True or (record_state == "last" and k == last)
+                s, u, v = self._layer(syn, ly, s, keep)
+                for j, part in enumerate((s, u, v)):
+                    if part is not None:
+                        if traces[k][j] is None:
+                            traces[k][j] = _empty_in_layout(part, n)
+                        _copy_rows(traces[k][j], lo, part)
         result = EmulatorResult()
-        last = self.net.num_synaptic_layers - 1
-        for k, (syn, (i, ly)) in enumerate(
-            zip(self._prepare(graded), self.net.synaptic_layers, strict=True)
-        ):
-            flat = s.reshape(n * steps, *s.shape[2:])
-            if isinstance(ly, DenseLayer):
-                flat = flat.reshape(n * steps, -1)
-            int32_safe = syn.max_abs_output <= INT32_SAFE_INPUT
-            a = (
-                syn(flat)
-                .to(torch.int32 if int32_safe else torch.int64)
-                .reshape(n, steps, *ly.shape)
-            )
-            spikes, u_tr, v_tr = integrate(
-                a,
-                self.layer_bias(ly, a),
-                ly.neuron,
-                int32_safe=int32_safe,
-                record_state=record_state is True or (record_state == "last" and k == last),
-            )
-            result.layers.append(LayerTrace(i, ly.kind, spikes.cpu(), u_tr, v_tr))
-            s = spikes
+        for (i, ly), (spikes, u, v) in zip(self.net.synaptic_layers, traces, strict=True):
+            result.layers.append(LayerTrace(i, ly.kind, spikes, u, v))
         return result
+
+    def _layer(self, syn: IntegerSynapse, ly, s: torch.Tensor, record: bool):
+        """One layer's (spikes, u, v) (N, T, *shape) for its input ``s`` (N, T, *in_shape)."""
+        n, steps = s.shape[:2]
+        flat = s.reshape(n * steps, *s.shape[2:])
+        if isinstance(ly, DenseLayer):
+            flat = flat.reshape(n * steps, -1)
+        int32_safe = syn.max_abs_output <= INT32_SAFE_INPUT
+        a = syn(flat).to(torch.int32 if int32_safe else torch.int64).reshape(n, steps, *ly.shape)
+        return integrate(
+            a, self.layer_bias(ly, a), ly.neuron, int32_safe=int32_safe, record_state=record
+        )
 
     @staticmethod
     def layer_bias(ly: ConvLayer | DenseLayer, a: torch.Tensor) -> torch.Tensor | int:

@@ -46,6 +46,8 @@ def dense_weights_as_lava(weight: np.ndarray) -> tuple[np.ndarray, int]:
     """
     w = np.asarray(weight, dtype=np.int64)
     wmax, wmin = int(w.max()), int(w.min())
+    if wmax == wmin == 0:  # never in a valid file; training's branch of a dead (or NaN) layer
+        return w, 0
     if (wmax > 254 and wmin < 0) or (wmin < -256 and wmax > 0):
         w = np.clip(w, -256, 254)
         wmax, wmin = int(w.max()), int(w.min())
@@ -82,6 +84,12 @@ def exact_float32(weight_row_abs_sum: float, input_max: float, max_abs_weight: f
         and max_abs_weight <= TF32_EXACT_OPERAND
         and input_max <= TF32_EXACT_OPERAND
     )
+
+
+def as_float(s: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``s`` converted to ``dtype`` (memory format kept); bool goes through its uint8 view
+    (PyTorch's bool conversions are not vectorized: about 3 ns per element against 0.3)."""
+    return (s.view(torch.uint8) if s.dtype == torch.bool else s).to(dtype)
 
 
 KERNELS = ("int8", "int8-limbs", "fp32", "fp32-limbs", "fp64")
@@ -153,8 +161,12 @@ class IntegerSynapse:
         self.kind = kind
         self.geometry = geometry
         self.shift = 0
+        self._scratch: torch.Tensor | None = None  # the float kernel's input (CPU)
         if isinstance(weight, torch.Tensor):  # stays on its device (e.g. training on a GPU)
-            w = weight.to(device=device, dtype=torch.int64)
+            # int8 (training's grid) stays int8: every use below is exact for it (row sums in
+            # int64, bounds as Python ints); anything else is widened to int64
+            narrow = weight.dtype == torch.int8
+            w = weight.to(device=device, dtype=torch.int8 if narrow else torch.int64)
         else:
             w = torch.as_tensor(np.asarray(weight, dtype=np.int64), device=device)
         if kind == "dense" and weight_exp is not None:
@@ -256,16 +268,33 @@ class IntegerSynapse:
         if self.limb_bits:
             acc = self._limbs(s)
         elif self.kind == "dense":
-            acc = (s.to(self.dtype) @ self.weight.T).to(torch.int64)
+            acc = (self._float_input(s) @ self.weight.T).to(torch.int64)
         else:
-            acc = self._conv(s.to(self.dtype))
+            acc = self._conv(self._float_input(s))
         if self.kind == "dense":
             return acc >> -self.shift if self.shift <= 0 else acc.to(torch.int64) << self.shift
         if self._conv_may_wrap:
             return wrap_signed(acc.to(torch.int64), UV_BITS)
-        if acc.dtype == torch.int32:  # limbs combined in int32 (|w . x| < 2^31)
+        if not acc.is_floating_point():  # limbs combined in int32 or int64
             return acc
-        return acc.to(torch.int32 if self.exact_fp32 else torch.int64)
+        # exact integers converted in place (float32 -> int32, float64 -> int64): a fresh
+        # multi-MiB tensor per call costs more in page faults than the conversion itself
+        return acc.view(torch.int32 if acc.dtype == torch.float32 else torch.int64).copy_(acc)
+
+    def _float_input(self, s: torch.Tensor) -> torch.Tensor:
+        """``s`` in the float kernel's dtype, its memory format kept. On the CPU a dense
+        (contiguous or channels-last) input is converted into a buffer this synapse keeps for
+        the next call of the same layout: a fresh multi-MiB tensor per call costs more in page
+        faults than the conversion. The result is only valid until the next call."""
+        dense = s.is_contiguous() or (
+            s.ndim == 4 and s.is_contiguous(memory_format=torch.channels_last)
+        )
+        if s.device.type != "cpu" or not dense:
+            return as_float(s, self.dtype)
+        buf = self._scratch
+        if buf is None or buf.shape != s.shape or buf.stride() != s.stride():
+            buf = self._scratch = torch.empty_strided(s.shape, s.stride(), dtype=self.dtype)
+        return buf.copy_(s.view(torch.uint8) if s.dtype == torch.bool else s)
 
     def _int8(self, s: torch.Tensor) -> torch.Tensor:
         """The int8 kernels: int32 ``(W >> z) . s`` (limb by limb, combined in int32 when
@@ -348,10 +377,10 @@ class IntegerSynapse:
             x = F.avg_pool2d(x, p, stride=p, divisor_override=1)
         if x.device.type == "cpu" and self.dtype == torch.float32:
             x = x.contiguous(memory_format=torch.channels_last)
-            out = torch.mkldnn_convolution(
+            # channels-last out (NCHW values): the neurons step over it as it is
+            return torch.mkldnn_convolution(
                 x, self.weight, None, list(padding), list(stride), list(g.dilation), g.groups
             )
-            return out.contiguous()
         cout, cin_g, kh, kw = self.int_weight_shape
         b, _, h, w = x.shape
         cols = F.unfold(x, (kh, kw), dilation=g.dilation, padding=padding, stride=stride)

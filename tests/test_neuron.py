@@ -161,6 +161,27 @@ def test_integrate_equals_a_loop_of_cuba_steps_across_cpu_blocks(int32_safe):
     )
 
 
+@pytest.mark.parametrize("bias_shape", [(4, 1, 1), (4, 5, 6), ()])
+def test_integrate_steps_channels_last_input_in_place_with_the_same_values(bias_shape):
+    """Input channels-last in memory (as a channels-last conv leaves it) is stepped over the
+    (N, T, H, W, C) view: spikes, u and v equal the contiguous run's and keep its layout."""
+    from snn2loihi.neuron import channels_last_order, integrate
+
+    neuron = CubaNeuron(i_decay=1024, v_decay=128, vth_mant=90)
+    g = torch.Generator().manual_seed(4)
+    n, steps, shape = 3, 6, (4, 5, 6)
+    a = torch.randint(-3_000, 9_000, (n, steps, *shape), generator=g, dtype=torch.int32)
+    bias = torch.randint(-50, 50, bias_shape, generator=g, dtype=torch.int32)
+    flat = a.reshape(n * steps, *shape).contiguous(memory_format=torch.channels_last)
+    a_cl = flat.reshape(n, steps, *shape)
+    assert channels_last_order(a_cl) and not channels_last_order(a)
+    ref = integrate(a, bias, neuron, int32_safe=True, record_state=True)
+    got = integrate(a_cl, bias, neuron, int32_safe=True, record_state=True)
+    for r, t in zip(ref, got, strict=True):
+        assert torch.equal(r, t) and channels_last_order(t)
+    assert ref[0].any() and not ref[0].all()
+
+
 @pytest.mark.parametrize("decay_const", [1, 7, 409, 2048, 4000, 4095])
 def test_int32_decay_equals_the_int64_reference_over_the_whole_range(decay_const):
     """The int32 decay (|x| split at 2^12, no int64) rounds toward zero exactly as Lava does,
@@ -202,6 +223,7 @@ def _lava_lif_bit_acc(a, u, v, bias_mant, neuron):
         CubaNeuron(1, 4095, 2**17 - 1),
         CubaNeuron(0, 0, 0),
         CubaNeuron(2048, 7, 5000),
+        CubaNeuron(255, 255, 300),
     ],
 )
 def test_branch_free_step_equals_lavas_numpy_code(neuron):
@@ -239,3 +261,44 @@ def test_branch_free_step_equals_lavas_numpy_code(neuron):
         for got, want in zip(out, ref, strict=True):
             assert np.array_equal(got.numpy(), want), step
         safe = [out[1], out[2]]
+
+
+@pytest.mark.parametrize("decay_const", [1, 128, 255])
+def test_small_decay_equals_decay_on_every_24_bit_value(decay_const):
+    """decay_small (7 ops) == decay (the int64 reference) for every |x| <= 2^23."""
+    from snn2loihi.neuron import SMALL_DECAY, decay_small
+
+    assert decay_const < SMALL_DECAY
+    x = torch.arange(-(2**23), 2**23 + 1, dtype=torch.int32)
+    got = decay_small(x, decay_const)
+    assert got.dtype == torch.int32
+    assert torch.equal(got.to(torch.int64), decay(x.to(torch.int64), decay_const))
+
+
+@pytest.mark.parametrize("i_decay", [0, 1, 100, 1024, 4095])
+@pytest.mark.parametrize("steps", [1, 3, 40])
+def test_u_range_proof_holds_and_is_tight(i_decay, steps):
+    """Where u_stays_in_24_bits says so, the largest input held for every step keeps |u| <
+    2^23 (Lava's wrap cannot fire); one unit more of input than the largest proven one reaches
+    the bound's limit within a factor the proof gives away (the geometric sum's tail)."""
+    from snn2loihi.neuron import u_stays_in_24_bits
+
+    neuron = CubaNeuron(i_decay, 4096, 2**17 - 1)
+    lo, hi = 0, 2**17  # the largest a_max the proof accepts, by bisection
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if u_stays_in_24_bits(mid, steps, i_decay) else (lo, mid - 1)
+    assert lo > 0
+    for a_max in (lo, -lo):
+        u = v = torch.zeros(1, dtype=torch.int64)
+        peak = 0
+        for _ in range(steps):
+            _, u, v = cuba_step(torch.tensor([a_max]), u, v, 0, neuron)
+            peak = max(peak, abs(int(u[0])))
+        assert peak < 2**23
+        # tight: the proven peak is at least what the geometric bound allows minus its tail
+        r = 1 - i_decay / 4096
+        reach = (lo << 6) * sum(r**k for k in range(steps))
+        assert peak >= reach - steps and reach < 2**23 <= ((lo + 1) << 6) * min(
+            steps, 4096 / i_decay if i_decay else steps
+        )

@@ -258,3 +258,11 @@ def test_signed_large_inputs_split_into_float32_limbs_are_exact(seed):
         ref_d = torch.tensor(xd @ w_eff.T) >> -exp
         assert torch.equal(dense(torch.tensor(xd)), ref_d)
     assert used > 0
+
+
+def test_all_zero_dense_weights_give_zero_input():
+    """Never in a valid file, but training's branch of a dead (or diverged) layer has them."""
+    w, exp = dense_weights_as_lava(np.zeros((3, 4), dtype=np.int8))
+    assert exp == 0 and w.dtype == np.int64 and not w.any()
+    syn = IntegerSynapse("dense", torch.zeros((3, 4), dtype=torch.int8), input_max=1)
+    assert syn(torch.ones((2, 4), dtype=torch.bool)).eq(0).all()

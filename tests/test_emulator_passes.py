@@ -1,0 +1,51 @@
+"""The emulator's CPU passes: samples go through the whole network a few at a time
+(:func:`snn2loihi.deploy.emulator.pass_samples`); the integers do not depend on the pass size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from snn2loihi.deploy import emulator as emu_mod
+from snn2loihi.deploy.emulator import Emulator, pass_samples
+from snn2loihi.schema import CubaNeuron
+from snn2loihi.testing.netgen import CIFAR, NetSpec, RandomConv, random_network
+
+LEAKY = CubaNeuron(i_decay=1024, v_decay=128, vth_mant=80)
+GEOMETRY = NetSpec(
+    (4, 9, 7),
+    (
+        RandomConv(6, kernel=(3, 2), stride=(2, 1), padding=(1, 0), groups=2),
+        RandomConv(4, kernel=(2, 2), padding=(2, 1), dilation=(2, 1)),
+    ),
+    (7,),
+    LEAKY,
+)
+
+
+def test_pass_size_keeps_the_largest_synaptic_input_near_the_budget():
+    layers = [ly for _, ly in random_network(CIFAR).synaptic_layers]
+    largest = max(int(np.prod(ly.shape)) for ly in layers)  # 16 x 32 x 32
+    assert pass_samples(layers, 16) == emu_mod.PASS_BYTES // (4 * 16 * largest)
+    assert pass_samples(layers, 10**6) == 1
+
+
+@pytest.mark.parametrize("graded", [False, True])
+@pytest.mark.parametrize("spec", [GEOMETRY, CIFAR], ids=["geometry", "cifar"])
+def test_one_sample_passes_equal_one_pass_for_the_batch(spec, graded, monkeypatch):
+    net = random_network(spec, seed=5)
+    rng = np.random.default_rng(2)
+    x = (rng.random((5, 6, *spec.input_shape)) < 0.3).astype(np.uint8)
+    if graded:
+        x = x * rng.integers(0, 256, x.shape).astype(np.uint8)
+    monkeypatch.setattr(emu_mod, "PASS_BYTES", 2**40)
+    whole = Emulator(net, batch_size=5).run(x, record_state=True)
+    monkeypatch.setattr(emu_mod, "PASS_BYTES", 1)  # one sample per pass
+    passes = Emulator(net, batch_size=4).run(x, record_state=True)
+    for w, p in zip(whole.layers, passes.layers, strict=True):
+        for name in ("spikes", "u", "v"):
+            a, b = getattr(w, name), getattr(p, name)
+            assert a.shape == b.shape == (5, 6, *w.spikes.shape[2:])
+            assert torch.equal(a, b), (w.index, name)
+    assert all(bool(t.spikes.any()) for t in whole.layers)
