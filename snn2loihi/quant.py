@@ -62,7 +62,9 @@ def fold_input_normalization(
     c = len(mean)
     m = torch.as_tensor(mean, dtype=weight.dtype, device=weight.device)
     sd = torch.as_tensor(std, dtype=weight.dtype, device=weight.device)
-    grouped = weight.reshape(weight.shape[0], c, -1)
+    # contiguous first: the bias sum must not follow the memory layout (a channels-last
+    # kernel would sum in another order and round differently from the exported model's)
+    grouped = weight.contiguous().reshape(weight.shape[0], c, -1)
     w = grouped * (pixel_scale / sd).view(1, c, 1)
     b = bias - (grouped * (m / sd).view(1, c, 1)).sum(dim=(1, 2)) * repeat
     return w.reshape(weight.shape), b

@@ -173,3 +173,24 @@ def test_adamw_decays_only_conv_and_dense_weights():
     opt.step()  # zero gradients: only the decay moves, and only the weights
     for p, b in zip(model.parameters(), before, strict=True):
         assert torch.equal(p, b) == (p.ndim < 2), p.shape
+
+
+def test_channels_last_parameters_give_the_exported_integers():
+    """The recipe trains with channels_last parameters; export rebuilds the model contiguous.
+    Both must fold to the same floats bit for bit (the input normalization's bias sum once
+    followed the memory layout, and a CIFAR checkpoint's in-process test figure differed from
+    its deployed one by 9 images), hence to the same integers."""
+    from snn2loihi.train.fold import integer_layers, step_layers
+
+    def make():
+        torch.manual_seed(3)
+        return build_model("cifar_fast_half", (3, 32, 32), 10, mean=(0.49, 0.48, 0.45),
+                           std=(0.25, 0.24, 0.26), steps=4, step_divisor=4).eval()  # fmt: skip
+
+    flat, cl = make(), make().to(memory_format=torch.channels_last)
+    assert cl.layers[0].weight.is_contiguous(memory_format=torch.channels_last)
+    for a, b in zip(step_layers(flat, compact=True), step_layers(cl, compact=True), strict=True):
+        assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
+    for a, b in zip(integer_layers(flat), integer_layers(cl), strict=True):
+        assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
+        assert a.scale == b.scale and a.neuron == b.neuron
