@@ -236,13 +236,14 @@ class Emulator:
         layers = [ly for _, ly in self.net.synaptic_layers]
         last = len(layers) - 1
         traces: list[list] = [[None, None, None] for _ in layers]  # spikes, u, v per layer
+        synapses = self._prepare(graded)
         sub = n if self.device.type != "cpu" else pass_samples(layers, x.shape[1])
         for lo in range(0, n, sub):
             hi = min(n, lo + sub)
             s = x[lo:hi].to(self.device)
             if not graded:
                 s = s != 0
-            for k, (syn, ly) in enumerate(zip(self._prepare(graded), layers, strict=True)):
+            for k, (syn, ly) in enumerate(zip(synapses, layers, strict=True)):
                 keep = record_state is True or (record_state == "last" and k == last)
                 s, u, v = self._layer(syn, ly, s, keep)
                 for j, part in enumerate((s, u, v)):

@@ -153,11 +153,9 @@ def cuba_step(
     bias = torch.as_tensor(bias_mant, dtype=a.dtype, device=a.device)
     if int32_safe:
         return _step_int32_safe(a, u, v, bias << ACT_SHIFT, neuron, u_in_range)
-    else:
-        act = wrap_int32(wrap_int32(a) << ACT_SHIFT)
-        u = wrap_uv(wrap_int32(decay(u, neuron.i_decay) + act))
-        bias = wrap_int32(bias << ACT_SHIFT)
-        v = wrap_int32(wrap_int32(decay(v, neuron.v_decay) + u) + bias)
+    act = wrap_int32(wrap_int32(a) << ACT_SHIFT)
+    u = wrap_uv(wrap_int32(decay(u, neuron.i_decay) + act))
+    v = wrap_int32(wrap_int32(decay(v, neuron.v_decay) + u) + wrap_int32(bias << ACT_SHIFT))
     return _fire(u, v, neuron)
 
 
@@ -251,14 +249,22 @@ def _integrate(a, bias, neuron, int32_safe, record_state):
         and a.numel() > 0
         and u_stays_in_24_bits(abs_max(a), steps, neuron.i_decay)
     )
+    if int32_safe:  # cuba_step's int32 path with the bias shifted once, not every step
+        bias_act = bias << ACT_SHIFT
+
+        def step(a_t, u, v):
+            return _step_int32_safe(a_t, u, v, bias_act, neuron, u_in_range)
+    else:
+
+        def step(a_t, u, v):
+            return cuba_step(a_t, u, v, bias, neuron)
+
     for lo in range(0, n, sub):
         hi = min(n, lo + sub)
         u = torch.zeros((hi - lo, *shape), dtype=a.dtype, device=a.device)
         v = torch.zeros_like(u)
         for t in range(steps):
-            spikes[lo:hi, t], u, v = cuba_step(
-                a[lo:hi, t], u, v, bias, neuron, int32_safe=int32_safe, u_in_range=u_in_range
-            )
+            spikes[lo:hi, t], u, v = step(a[lo:hi, t], u, v)
             if record_state:
                 u_tr[lo:hi, t] = u.to(torch.int32).cpu()
                 v_tr[lo:hi, t] = v.to(torch.int32).cpu()

@@ -55,6 +55,15 @@ class NetSpec:
 
 
 SMALL = NetSpec(input_shape=(2, 8, 8), convs=(RandomConv(4),), dense=(10,))
+# non-square input, kernel (3,2), stride (2,1), padding (1,0), dilation, groups, two convs
+GEOMETRY = NetSpec(
+    input_shape=(4, 9, 7),
+    convs=(
+        RandomConv(6, kernel=(3, 2), stride=(2, 1), padding=(1, 0), groups=2),
+        RandomConv(4, kernel=(2, 2), padding=(2, 1), dilation=(2, 1)),
+    ),
+    dense=(7,),
+)
 CIFAR = NetSpec(
     input_shape=(3, 32, 32),
     convs=(

@@ -9,19 +9,7 @@ import torch
 
 from snn2loihi.deploy import emulator as emu_mod
 from snn2loihi.deploy.emulator import Emulator, pass_samples
-from snn2loihi.schema import CubaNeuron
-from snn2loihi.testing.netgen import CIFAR, NetSpec, RandomConv, random_network
-
-LEAKY = CubaNeuron(i_decay=1024, v_decay=128, vth_mant=80)
-GEOMETRY = NetSpec(
-    (4, 9, 7),
-    (
-        RandomConv(6, kernel=(3, 2), stride=(2, 1), padding=(1, 0), groups=2),
-        RandomConv(4, kernel=(2, 2), padding=(2, 1), dilation=(2, 1)),
-    ),
-    (7,),
-    LEAKY,
-)
+from snn2loihi.testing.netgen import CIFAR, GEOMETRY, random_network
 
 
 def test_pass_size_keeps_the_largest_synaptic_input_near_the_budget():

@@ -10,7 +10,7 @@ import pytest
 from snn2loihi.deploy.emulator import Emulator
 from snn2loihi.deploy.lava_runner import run_lava
 from snn2loihi.schema import CubaNeuron
-from snn2loihi.testing.netgen import NetSpec, RandomConv, random_network
+from snn2loihi.testing.netgen import GEOMETRY, NetSpec, RandomConv, random_network
 
 pytestmark = pytest.mark.lava
 
@@ -22,16 +22,7 @@ VARIANTS = {
     "leaky-conv-dense": NetSpec((2, 8, 8), (RandomConv(4),), (10,), LEAKY),
     "if-conv-dense": NetSpec((2, 8, 8), (RandomConv(4),), (10,), IF),
     "idecay0": NetSpec((2, 8, 8), (RandomConv(4),), (10,), NO_U_DECAY),
-    # non-square input, kernel (3,2), stride (2,1), padding (1,0), dilation, groups, two convs
-    "geometry": NetSpec(
-        (4, 9, 7),
-        (
-            RandomConv(6, kernel=(3, 2), stride=(2, 1), padding=(1, 0), groups=2),
-            RandomConv(4, kernel=(2, 2), padding=(2, 1), dilation=(2, 1)),
-        ),
-        (7,),
-        LEAKY,
-    ),
+    "geometry": GEOMETRY,
     "dense-only": NetSpec((40,), (), (12, 5), LEAKY, weight_range=(-90, 120)),
 }
 

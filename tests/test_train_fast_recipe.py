@@ -194,3 +194,15 @@ def test_channels_last_parameters_give_the_exported_integers():
     for a, b in zip(integer_layers(flat), integer_layers(cl), strict=True):
         assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
         assert a.scale == b.scale and a.neuron == b.neuron
+
+
+def test_cutout_fill_is_the_training_mean_and_only_when_cutout_augments():
+    from snn2loihi.train.data import load_datasets, mean_pixel
+    from snn2loihi.train.trainer import cutout_fill
+
+    on = resolve(None, ["data.augment='on'", "data.cutout=4"])
+    splits = load_datasets(on.data)
+    assert torch.equal(cutout_fill(on, splits), mean_pixel(splits.train))
+    for overrides in (["data.cutout=4"], ["data.augment='on'"]):  # digits: auto is off
+        cfg = resolve(None, overrides)
+        assert cutout_fill(cfg, load_datasets(cfg.data)) is None

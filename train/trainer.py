@@ -168,16 +168,23 @@ def _eval_kwargs(config: Config, device: torch.device) -> dict:
 
 
 def train_epoch(
-    run: RunState, config: Config, splits: Splits, sampler, epoch: int, device, main: bool
+    run: RunState,
+    config: Config,
+    splits: Splits,
+    sampler,
+    epoch: int,
+    device,
+    main: bool,
+    fill: torch.Tensor | None = None,
 ):
-    """Seed the epoch, shuffle, augment and train one epoch; returns :class:`EpochStats`."""
+    """Seed the epoch, shuffle, augment and train one epoch; returns :class:`EpochStats`.
+    ``fill``: cutout's uint8 (C,) colour, the training mean (:func:`cutout_fill`)."""
     d, t = config.data, config.train
     epoch_seed = t.seed * 100_003 + epoch
     torch.manual_seed(epoch_seed)
     gen = torch.Generator().manual_seed(epoch_seed)
     sampler.set_epoch(epoch)
-    use_aug = d.augment == "on" or (d.augment == "auto" and d.dataset.startswith("cifar"))
-    fill = mean_pixel(splits.train) if use_aug and d.cutout else None
+    use_aug = augmenting(d)
     transform = (
         (lambda x: augment(x, gen, d.crop_padding, d.flip, d.cutout, fill)) if use_aug else None
     )
@@ -195,6 +202,17 @@ def train_epoch(
         desc=f"epoch {epoch + 1}/{t.epochs}",
         progress=main and config.output.progress,
     )
+
+
+def augmenting(d) -> bool:
+    """Whether training batches are augmented (``data.augment``; auto: CIFAR only)."""
+    return d.augment == "on" or (d.augment == "auto" and d.dataset.startswith("cifar"))
+
+
+def cutout_fill(config: Config, splits: Splits) -> torch.Tensor | None:
+    """Cutout's colour, the training set's mean pixel, when cutout is on (once per run)."""
+    d = config.data
+    return mean_pixel(splits.train) if augmenting(d) and d.cutout else None
 
 
 def validate_epoch(run: RunState, config: Config, val_data, epoch: int, stats, lr, t0, device):
@@ -304,9 +322,10 @@ def _train_epochs(run: RunState, config: Config, splits: Splits, device, rank, w
         RunLog(out, config.output.tensorboard, config.output.progress, t.epochs) if main else None
     )
     metrics: dict = {}
+    fill = cutout_fill(config, splits)
     for epoch in range(run.start, t.epochs):
         t0 = time.perf_counter()
-        stats = train_epoch(run, config, splits, sampler, epoch, device, main)
+        stats = train_epoch(run, config, splits, sampler, epoch, device, main, fill)
         if not math.isfinite(stats.loss):
             raise TrainingDivergedError(
                 f"epoch {epoch + 1}: the training loss is {stats.loss}; training stopped and "
