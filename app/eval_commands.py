@@ -106,6 +106,7 @@ def cmd_eval(args) -> int:
             timeout=args.timeout,
             progress=_bar(not args.no_progress),
             data=what,
+            compiled=args.compile,
         )
     ev.net = str(source)
     print(summary(ev, what))
@@ -172,6 +173,12 @@ def add_commands(sub) -> None:
     p.add_argument("--samples", type=positive, help="the first N samples of the split")
     p.add_argument("--device", default="cpu", help="emulator device: cpu or cuda")
     p.add_argument("--batch-size", type=positive, default=256, help="emulator batch")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="CPU emulator: fused neuron kernels via torch.compile (same integers; pays off "
+        "from a few thousand samples: compiling takes seconds once per process)",
+    )
     p.add_argument("--timeout", type=float, help="seconds allowed for the whole evaluation")
     p.add_argument("--input-shape", type=shape, metavar="C,H,W", help="for slayer files")
     p.add_argument("--json", help="write the figures (and predictions) as JSON here")

@@ -88,9 +88,11 @@ part tests "${LIMITS[0]}" "$OUT/cuda_tests_$TAG.json" \
 
 # b. emulator vs Lava and vs its float floor
 if [ "$DRY" = 1 ]; then
-    EMU_ARGS=(--device cpu --networks small --steps 4 --lava-samples 2 --repeats 1 --batches 4,8)
+    EMU_ARGS=(--device cpu --networks small --steps 4 --lava-samples 2 --repeats 1 --batches 4,8
+              --neuron eager)
 else
-    EMU_ARGS=(--device cuda --batches 64,1024 --steps 16 --lava-samples 6 --repeats 3)
+    EMU_ARGS=(--device cuda --networks small,cifar --batches 64,1024 --steps 16 --lava-samples 6
+              --repeats 3)
 fi
 part emulator "${LIMITS[1]}" "$OUT/emulator_vs_lava_$TAG.json" \
     "$PY" bench/emulator_vs_lava.py "${EMU_ARGS[@]}" --out "$OUT/emulator_vs_lava_$TAG.json"

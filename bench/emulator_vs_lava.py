@@ -2,13 +2,16 @@
 float floor.
 
 Runs the small (2x8x8 -> conv4 -> dense10) and CIFAR-sized (3x32x32 -> conv16 -> conv32/s2 ->
-conv64/s2 -> dense10) networks of the Loihi/NetX notes with random integer weights and random
-input spikes, checks that both back ends give identical output spikes, and writes
+conv64/s2 -> dense10) networks of the Loihi/NetX notes with random integer weights (-128..192,
+and, as ``cifar-int8``, the CIFAR-sized network with int8 weights as the exporter writes them)
+and random input spikes, checks that both back ends give identical output spikes, and writes
 ``bench/results/emulator_vs_lava.json`` and ``.md``. Lava always runs on the CPU (the
 reference); the emulator on ``--device`` (auto: the CPU, and CUDA when present). The float
 floor of each emulator row is T x one float32 forward (conv/linear + ReLU, TF32 off) of the
 same network at the same batch on the same device: what a plain float network of that shape
-costs, without the integer neuron state. A Lava failure is recorded and the emulator rows are
+costs, without the integer neuron state. Each emulator row says which neuron loop ran
+(``compiled``: fused kernels through torch.compile, timed after a warm-up run that compiles;
+``eager``) and which synapse kernel each layer chose. A Lava failure is recorded and the emulator rows are
 still measured (exit 1, as for unequal outputs).
 
     .venv/bin/python bench/emulator_vs_lava.py [--steps 16] [--lava-samples 8] [--repeats 3]
@@ -26,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -42,12 +46,18 @@ from snn2loihi.testing.netgen import CIFAR, SMALL, random_network
 RESULTS = Path(__file__).parent / "results"
 
 
+INT8_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8")  # what oneDNN's int8 kernels use
+
+
 def machine() -> dict:
     cpu = platform.processor()
+    flags: set[str] = set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and cpu == platform.processor():
                 cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
                 break
     except OSError:
         pass
@@ -56,23 +66,29 @@ def machine() -> dict:
         "cores": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "cpu_int8_features": [f for f in INT8_FEATURES if f in flags],
         "python": platform.python_version(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
     return info
 
 
-def time_emulator(emu: Emulator, x: np.ndarray, repeats: int, sync) -> float:
-    """Median seconds for one run of the batch ``x`` (after one warm-up run)."""
-    emu.run(x)
+def time_emulator(
+    emu: Emulator, x: np.ndarray, repeats: int, sync, spikes: str = "all"
+) -> tuple[float, float]:
+    """Median seconds for one run of the batch ``x`` after one warm-up run, and the warm-up's
+    seconds (compiling included). ``spikes``: as :meth:`Emulator.run`."""
+    t0 = time.perf_counter()
+    emu.run(x, spikes=spikes)
     sync()
+    first = time.perf_counter() - t0
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        emu.run(x)
+        emu.run(x, spikes=spikes)
         sync()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(times), first
 
 
 def float_forward(net, device: str):
@@ -147,7 +163,7 @@ def lava_reference(net, name: str, x_lava: np.ndarray) -> dict:
     return row
 
 
-def bench_network(name, spec, steps, lava_samples, batches, repeats, devices) -> dict:
+def bench_network(name, spec, steps, lava_samples, batches, repeats, devices, neurons) -> dict:
     net = random_network(spec, seed=0)
     rng = np.random.default_rng(0)
     x_lava = (rng.random((lava_samples, steps, *spec.input_shape)) < 0.25).astype(np.uint8)
@@ -161,20 +177,26 @@ def bench_network(name, spec, steps, lava_samples, batches, repeats, devices) ->
         "emulator": [],
     }
     lava_per_sample = row.get("lava_s_per_sample_steady")
-    for device in devices:
+    runs = [(d, k) for d in devices for k in (neurons if d == "cpu" else ["eager"])]
+    for device, neuron in runs:
         sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-        emu = Emulator(net, device=device, batch_size=max(batches))
+        emu = Emulator(net, device=device, batch_size=max(batches), compiled=neuron == "compiled")
         for batch in batches:
             x = (rng.random((batch, steps, *spec.input_shape)) < 0.25).astype(np.uint8)
-            sec = time_emulator(emu, x, repeats, sync)
+            sec, first = time_emulator(emu, x, repeats, sync)
+            lean = time_emulator(emu, x, repeats, sync, spikes="output")[0]
             floor = time_float_floor(net, x, steps, device, repeats, sync)
             per_sample = sec / batch
             row["emulator"].append(
                 {
                     "device": device,
+                    "neuron": neuron,
+                    "synapse_kernels": [syn.kernel for syn in emu._prepare(False)],
                     "batch": batch,
+                    "first_run_s": round(first, 3),
                     "s_per_batch": round(sec, 5),
                     "samples_per_s": round(batch / sec, 1),
+                    "samples_per_s_output_only": round(batch / lean, 1),
                     "speedup_vs_lava": None
                     if not lava_per_sample
                     else round(lava_per_sample / per_sample, 1),
@@ -197,11 +219,14 @@ def markdown(report: dict) -> str:
         "(`reset_interval`), steady-state cost per sample (total of an N-sample run minus a "
         "1-sample run, over N-1). The emulator's output spikes equal Lava's in every row marked "
         "equal. Float floor: T x one float32 forward (conv/linear + ReLU, TF32 off) of the same "
-        "network at the same batch on the same device; `x floor` is the emulator's time over it.",
+        "network at the same batch on the same device; `x floor` is the emulator's time over it. "
+        "Emulator samples/s keep every layer's spike trace; `output only` keeps the output "
+        "layer's spikes and per-sample spike counts of the others (`run(..., spikes='output')`, "
+        "what `snn2loihi eval` uses).",
         "",
-        "| network | Lava samples/s | equal | device | batch | emulator samples/s | speed-up "
-        "| float floor samples/s | x floor |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| network | Lava samples/s | equal | device | neuron | synapse kernels | batch "
+        "| emulator samples/s | speed-up | output only | float floor samples/s | x floor |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report["networks"]:
         lava = row.get("lava_samples_per_s", "failed") or "-"
@@ -209,7 +234,9 @@ def markdown(report: dict) -> str:
             speedup = "-" if e["speedup_vs_lava"] is None else f"{e['speedup_vs_lava']}x"
             lines.append(
                 f"| {row['network']} | {lava} | {row.get('outputs_equal', '-')} | "
-                f"{e['device']} | {e['batch']} | {e['samples_per_s']} | {speedup} | "
+                f"{e['device']} | {e['neuron']} | {', '.join(e['synapse_kernels'])} | "
+                f"{e['batch']} | {e['samples_per_s']} | {speedup} | "
+                f"{e['samples_per_s_output_only']} | "
                 f"{e['float_floor_samples_per_s']} | {e['x_float_floor']} |"
             )
     for row in report["networks"]:
@@ -229,12 +256,15 @@ def main() -> int:
     p.add_argument("--batches", default="1,64,256")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="emulator device(s): auto = cpu, and cuda when present")  # fmt: skip
-    p.add_argument("--networks", default="small,cifar", help="of: small, cifar")
+    p.add_argument("--networks", default="small,cifar,cifar-int8",
+                   help="of: small, cifar, cifar-int8")  # fmt: skip
+    p.add_argument("--neuron", choices=("compiled", "eager", "both"), default="both",
+                   help="the emulator's neuron loop on the CPU (CUDA: eager)")  # fmt: skip
     p.add_argument("--out", type=Path, default=RESULTS / "emulator_vs_lava.json")
     args = p.parse_args()
     if args.lava_samples < 2:
         p.error("--lava-samples must be at least 2 (steady state: N samples minus 1)")
-    specs = {"small": SMALL, "cifar": CIFAR}
+    specs = {"small": SMALL, "cifar": CIFAR, "cifar-int8": replace(CIFAR, weight_range=(-128, 127))}
     names = args.networks.split(",")
     if any(n not in specs for n in names):
         p.error(f"--networks {args.networks}: choose from {', '.join(specs)}")
@@ -243,6 +273,7 @@ def main() -> int:
     else:
         devices = [args.device]
     batches = [int(b) for b in args.batches.split(",")]
+    neurons = ["compiled", "eager"] if args.neuron == "both" else [args.neuron]
     report = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine(),
@@ -251,7 +282,14 @@ def main() -> int:
         + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
         "networks": [
             bench_network(
-                name, specs[name], args.steps, args.lava_samples, batches, args.repeats, devices
+                name,
+                specs[name],
+                args.steps,
+                args.lava_samples,
+                batches,
+                args.repeats,
+                devices,
+                neurons,
             )  # fmt: skip
             for name in names
         ],

@@ -3,7 +3,9 @@
 The neuron loop is the emulator's and the integer SNN branch's floor once the synapse runs on int8:
 this measures it alone, for IF (iDecay 4096, vDecay 0: what SNN2ANN exports) and CUBA
 (iDecay 1024, vDecay 128) neurons, on int32 (the proven-safe path) and int64 (every Lava wrap)
-state, 64 samples x 16 steps of a 16x32x32 layer. Writes ``bench/results/neuron_step.json``.
+state, 64 samples x 16 steps of a 16x32x32 layer, eager and compiled (``integrate(...,
+compiled=True)``: fused kernels through torch.compile, timed after a warm-up call that
+compiles). Writes ``bench/results/neuron_step.json``.
 
     .venv/bin/python bench/neuron_step.py [--threads 2] [--repeats 3]
 """
@@ -27,12 +29,12 @@ RESULTS = Path(__file__).parent / "results"
 NEURONS = {"IF": CubaNeuron(4096, 0, 80), "CUBA": CubaNeuron(1024, 128, 80)}
 
 
-def per_neuron_step_ns(a: torch.Tensor, bias: torch.Tensor, neuron, safe: bool, repeats: int):
-    integrate(a[:4], bias, neuron, int32_safe=safe)  # warm-up
+def per_neuron_step_ns(a, bias, neuron, safe: bool, repeats: int, compiled: bool) -> float:
+    integrate(a, bias, neuron, int32_safe=safe, compiled=compiled)  # warm-up (compiles)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        integrate(a, bias, neuron, int32_safe=safe)
+        integrate(a, bias, neuron, int32_safe=safe, compiled=compiled)
         times.append(time.perf_counter() - t0)
     return statistics.median(times) / a.numel() * 1e9
 
@@ -48,18 +50,22 @@ def main(argv=None) -> int:
     a32 = torch.randint(-3000, 3000, (64, 16, 16, 32, 32), generator=g, dtype=torch.int32)
     bias = torch.randint(-50, 50, (16, 1, 1), generator=g, dtype=torch.int32)
     rows = []
-    for name, neuron in NEURONS.items():
-        for dtype, safe in ((torch.int32, True), (torch.int64, False)):
-            a = a32 if safe else a32[:16].to(dtype)
-            ns = per_neuron_step_ns(a, bias.to(dtype), neuron, safe, args.repeats)
-            rows.append(
-                {
-                    "neuron": name,
-                    "state": str(dtype).removeprefix("torch."),
-                    "ns_per_neuron_step": round(ns, 2),
-                }
-            )
-            print(f"{name:5s} {rows[-1]['state']:6s} {ns:6.2f} ns per neuron-step")
+    for loop in ("eager", "compiled"):
+        for name, neuron in NEURONS.items():
+            for dtype, safe in ((torch.int32, True), (torch.int64, False)):
+                a = a32 if safe else a32[:16].to(dtype)
+                b = bias.to(dtype)
+                ns = per_neuron_step_ns(a, b, neuron, safe, args.repeats, loop == "compiled")
+                state = str(dtype).removeprefix("torch.")
+                rows.append(
+                    {
+                        "loop": loop,
+                        "neuron": name,
+                        "state": state,
+                        "ns_per_neuron_step": round(ns, 2),
+                    }
+                )
+                print(f"{loop:8s} {name:5s} {state:6s} {ns:6.2f} ns per neuron-step")
     result = {
         "command": "python bench/neuron_step.py "
         + f"--threads {args.threads} --repeats {args.repeats}",

@@ -36,13 +36,20 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LayerTrace:
-    """What one conv/dense layer did: spikes (N, T, *shape) bool; u, v (N, T, *shape) int32."""
+    """What one conv/dense layer did: spikes (N, T, *shape) bool; u, v (N, T, *shape) int32.
+    ``counts``: spikes per sample (N,) int64, where the run kept no spike trace of this layer
+    (``spikes`` is then None)."""
 
     index: int
     kind: str
-    spikes: torch.Tensor
+    spikes: torch.Tensor | None
     u: torch.Tensor | None = None
     v: torch.Tensor | None = None
+    counts: torch.Tensor | None = None
+
+    def total_spikes(self) -> int:
+        """All spikes of this layer, all samples and steps."""
+        return int(self.counts.sum() if self.spikes is None else self.spikes.sum())
 
 
 @dataclass
@@ -62,7 +69,7 @@ def check_input(
     """Validate an input batch and tell whether it is graded.
 
     ``x``: (N, T, *input_shape) integers in 0..255; binary (0/1) input is sent as spikes, anything
-    else as graded 8-bit input (``input_message_bits=8``). Returns (int64 tensor, graded).
+    else as graded 8-bit input (``input_message_bits=8``). Returns (uint8 tensor, graded).
     """
     if not isinstance(x, torch.Tensor):
         x = np.asarray(x)
@@ -83,12 +90,11 @@ def check_input(
                 "input holds non-integer values; use spikes (0/1) or 8-bit integers"
             )
     elif t.dtype == torch.bool:
-        t = t.to(torch.uint8)
-    t = t.to(torch.int64)
-    lo, hi = int(t.min()), int(t.max())
+        t = t.view(torch.uint8)
+    lo, hi = (int(v) for v in torch.aminmax(t))
     if lo < 0 or hi > GRADED_INPUT_MAX:
         raise InputDataError(f"input values span [{lo}, {hi}], expected 0..{GRADED_INPUT_MAX}")
-    return t, hi > 1
+    return t.to(torch.uint8), hi > 1
 
 
 PASS_BYTES = 2**23  # CPU: the int32 synaptic input of the largest layer held per pass
@@ -109,6 +115,18 @@ def _empty_in_layout(part: torch.Tensor, n: int) -> torch.Tensor:
     return torch.empty((n, *part.shape[1:]), dtype=part.dtype)
 
 
+def _spikes_per_sample(spikes: torch.Tensor) -> torch.Tensor:
+    """Spikes per sample (N,) int64 of ``spikes`` (N, T, *shape) bool, summed in memory order
+    (a channels-last trace is summed as it lies) and in int32 where that is exact (about twice
+    as fast as an int64 sum)."""
+    u8 = spikes.view(torch.uint8)
+    if channels_last_order(u8):
+        u8 = u8.permute(0, 1, 3, 4, 2)
+    flat = u8.reshape(u8.shape[0], -1)
+    wide = flat.shape[1] >= 2**31
+    return flat.sum(1, dtype=torch.int64 if wide else torch.int32).to("cpu", torch.int64)
+
+
 def _copy_rows(dst: torch.Tensor, lo: int, part: torch.Tensor) -> None:
     """``dst[lo : lo + len(part)] = part`` (bool as uint8: PyTorch's bool copies are slow)."""
     rows = dst[lo : lo + part.shape[0]]
@@ -124,6 +142,9 @@ class Emulator:
         net: a :class:`NetXNetwork` or a path to a ``.net`` file.
         device: torch device for the computation (``"cpu"``, ``"cuda"``).
         batch_size: samples processed at once (bounds memory).
+        compiled: on the CPU, run the neurons as fused kernels (:func:`snn2loihi.neuron.integrate`
+            ``compiled``): the same integers, several times faster once compiled (seconds,
+            once per process and neuron kind). Traces of ``u``/``v`` still run uncompiled.
     """
 
     def __init__(
@@ -131,10 +152,12 @@ class Emulator:
         net: NetXNetwork | str | Path,
         device: str | torch.device = "cpu",
         batch_size: int = 256,
+        compiled: bool = False,
     ):
         self.net = net if isinstance(net, NetXNetwork) else read_network(net)
         self.device = torch_device(device)
         self.batch_size = batch_size
+        self.compiled = compiled
         self._synapses: dict[bool, list[IntegerSynapse]] = {}
 
     def _prepare(self, graded: bool) -> list[IntegerSynapse]:
@@ -156,22 +179,33 @@ class Emulator:
         return self._synapses[graded]
 
     def run(
-        self, x: np.ndarray | torch.Tensor, *, record_state: bool | str = False
+        self,
+        x: np.ndarray | torch.Tensor,
+        *,
+        record_state: bool | str = False,
+        spikes: str = "all",
     ) -> EmulatorResult:
         """Run a batch of samples; ``x`` is (N, T, *input_shape) (see :func:`check_input`).
 
-        Returns every conv/dense layer's spikes, and ``u``/``v`` of every layer when
-        ``record_state`` is True (``"last"``: of the output layer only).
+        Returns every conv/dense layer's spikes (``spikes="output"``: the output layer's, and
+        per-sample spike counts of the others: no trace of tens of MiB is allocated and
+        page-faulted per batch), and ``u``/``v`` of every layer when ``record_state`` is True
+        (``"last"``: of the output layer only).
         """
         if record_state not in (False, True, "last"):
             raise ValueError(f"record_state must be False, True or 'last', not {record_state!r}")
+        if spikes not in ("all", "output"):
+            raise ValueError(f"spikes must be 'all' or 'output', not {spikes!r}")
         if not self.net.plain:
             raise UnsupportedLayerError(
                 "this network (input neuron, SDNN neurons, delays or recurrence) runs only on "
                 "Lava's global clock: use run_netx (CLI: --reset-interval/--reset-offset)"
             )
         x, graded = check_input(x, self.net.input_shape)
-        chunks = [self._run_chunk(c, graded, record_state) for c in torch.split(x, self.batch_size)]
+        chunks = [
+            self._run_chunk(c, graded, record_state, spikes == "all")
+            for c in torch.split(x, self.batch_size)
+        ]
         result = EmulatorResult()
         for k, (i, ly) in enumerate(self.net.synaptic_layers):
 
@@ -181,7 +215,8 @@ class Emulator:
                     return parts[0]
                 return torch.cat(parts)
 
-            result.layers.append(LayerTrace(i, ly.kind, cat("spikes"), cat("u"), cat("v")))
+            traced = (cat(name) for name in ("spikes", "u", "v", "counts"))
+            result.layers.append(LayerTrace(i, ly.kind, *traced))
         return result
 
     @torch.no_grad()
@@ -227,33 +262,42 @@ class Emulator:
         return traces
 
     @torch.no_grad()
-    def _run_chunk(self, x: torch.Tensor, graded: bool, record_state: bool | str) -> EmulatorResult:
+    def _run_chunk(
+        self, x: torch.Tensor, graded: bool, record_state: bool | str, all_spikes: bool = True
+    ) -> EmulatorResult:
         """All layers for ``x`` (N, T, *input_shape). On the CPU the samples go through the
         whole network in passes of :func:`pass_samples`, so each layer's synaptic input stays
         cache-sized instead of being allocated (and page-faulted) for the whole chunk. Traces
-        keep the neurons' memory layout (channels-last for convs on the CPU): same values."""
+        keep the neurons' memory layout (channels-last for convs on the CPU): same values.
+        ``all_spikes`` False: hidden layers keep per-sample spike counts, not their spikes."""
         n = x.shape[0]
         layers = [ly for _, ly in self.net.synaptic_layers]
         last = len(layers) - 1
         traces: list[list] = [[None, None, None] for _ in layers]  # spikes, u, v per layer
+        counts = [None if all_spikes or k == last else torch.zeros(n, dtype=torch.int64)
+                  for k in range(len(layers))]  # fmt: skip
         synapses = self._prepare(graded)
         sub = n if self.device.type != "cpu" else pass_samples(layers, x.shape[1])
         for lo in range(0, n, sub):
             hi = min(n, lo + sub)
             s = x[lo:hi].to(self.device)
-            if not graded:
-                s = s != 0
+            if not graded:  # uint8 0/1: the same bytes as bool
+                s = s.view(torch.bool)
             for k, (syn, ly) in enumerate(zip(synapses, layers, strict=True)):
                 keep = record_state is True or (record_state == "last" and k == last)
                 s, u, v = self._layer(syn, ly, s, keep)
-                for j, part in enumerate((s, u, v)):
+                if counts[k] is not None:  # per sample, while the pass is in cache
+                    counts[k][lo:hi] = _spikes_per_sample(s)
+                for j, part in enumerate((None if counts[k] is not None else s, u, v)):
                     if part is not None:
                         if traces[k][j] is None:
                             traces[k][j] = _empty_in_layout(part, n)
                         _copy_rows(traces[k][j], lo, part)
         result = EmulatorResult()
-        for (i, ly), (spikes, u, v) in zip(self.net.synaptic_layers, traces, strict=True):
-            result.layers.append(LayerTrace(i, ly.kind, spikes, u, v))
+        for (i, ly), (spikes, u, v), c in zip(
+            self.net.synaptic_layers, traces, counts, strict=True
+        ):
+            result.layers.append(LayerTrace(i, ly.kind, spikes, u, v, c))
         return result
 
     def _layer(self, syn: IntegerSynapse, ly, s: torch.Tensor, record: bool):
@@ -264,8 +308,9 @@ class Emulator:
             flat = flat.reshape(n * steps, -1)
         int32_safe = syn.max_abs_output <= INT32_SAFE_INPUT
         a = syn(flat).to(torch.int32 if int32_safe else torch.int64).reshape(n, steps, *ly.shape)
+        bias = self.layer_bias(ly, a)
         return integrate(
-            a, self.layer_bias(ly, a), ly.neuron, int32_safe=int32_safe, record_state=record
+            a, bias, ly.neuron, int32_safe=int32_safe, record_state=record, compiled=self.compiled
         )
 
     @staticmethod

@@ -87,20 +87,20 @@ def check_images(images: np.ndarray, labels: np.ndarray, net: NetXNetwork, sourc
         )
 
 
-def _emulator_runs(net, images, steps, device, batch_size, rule) -> Iterable[_Run]:
+def _emulator_runs(net, images, steps, device, batch_size, rule, compiled) -> Iterable[_Run]:
     from snn2loihi.deploy.emulator import Emulator
 
-    emulator = Emulator(net, device=device, batch_size=batch_size)
+    emulator = Emulator(net, device=device, batch_size=batch_size, compiled=compiled)
     state = "last" if rule == READOUT_V else False
     for lo in range(0, len(images), batch_size):
         x = np.broadcast_to(
             images[lo : lo + batch_size, None],
             (min(batch_size, len(images) - lo), steps, *images.shape[1:]),
         )
-        res = emulator.run(x, record_state=state)
+        res = emulator.run(x, record_state=state, spikes="output")
         out = res.output.numpy().astype(np.uint8)
         v = None if not state else res.layers[-1].v[:, -1].numpy()
-        spikes = sum(int(t.spikes.sum()) for t in res.layers)
+        spikes = sum(t.total_spikes() for t in res.layers)
         yield _Run(predict(rule, out, v), spikes, out, v)
 
 
@@ -141,12 +141,14 @@ def evaluate_network(
     timeout: float | None = None,
     progress: Callable[[Iterable, str, int], Iterable] | None = None,
     data: str = "images",
+    compiled: bool = False,
 ) -> Evaluation:
     """Evaluate ``net`` (the file ``path``) on ``images`` (N, *input_shape) uint8 pixels with
     ``labels`` (N,) over ``steps`` steps on ``backend`` (emulator, lava or both).
 
     ``progress(iterable, description, total)`` wraps each back end's loop (a progress bar);
-    ``data`` names the images in errors.
+    ``data`` names the images in errors. ``compiled``: the emulator's neurons as fused kernels
+    (see :class:`~snn2loihi.deploy.emulator.Emulator`).
     """
     if backend not in EVAL_BACKENDS:
         raise InputDataError(f"--backend {backend}: choose from {', '.join(EVAL_BACKENDS)}")
@@ -160,7 +162,7 @@ def evaluate_network(
     names = ("emulator", "lava") if backend == "both" else (backend,)
     for name in names:
         if name == "emulator":
-            it = _emulator_runs(net, images, steps, device, batch_size, rule)
+            it = _emulator_runs(net, images, steps, device, batch_size, rule, compiled)
             total = -(-len(images) // batch_size)
         else:
             it = _lava_runs(net, path, images, steps, lava_chunk, rule, deadline, timeout)

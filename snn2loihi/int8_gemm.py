@@ -4,6 +4,11 @@ Loihi's synapse multiplies 8-bit weights by binary spikes (or small pooled spike
 accumulates exactly. An int8 GEMM with int32 accumulation is exact for it whenever every
 operand fits int8 and ``max_row(sum |w|) * max|x| < 2^31``; no 2^24 bound as in float32.
 
+Convolutions with non-negative inputs up to 255 (spikes, pooled spike counts, pixels) also run
+as oneDNN's int8 direct convolution (:func:`conv2d_onednn`: u8 x s8 -> s32, no im2col) where
+this CPU computes it exactly (:func:`onednn_conv_exact`) and every sum is below 2^24 (its output
+is float32).
+
 Layout: activations channels-last. A conv input ``(B, C, H, W)`` is padded once in int8 as
 ``(B, H + 2p, W + 2p, C)``; its patches ``(B * Hout * Wout, kH * kW * C/groups)`` are gathered
 in chunks of about :data:`COLS_CHUNK_BYTES` (cache-sized) and multiplied by the packed kernel
@@ -13,8 +18,12 @@ channels-last memory (a permuted view; element values are what matter to the cal
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 INT8_MAX = 127
 INT8_MIN = -128
@@ -174,3 +183,76 @@ def conv2d_int8(
                     hi - lo, hout, wout, cout_g
                 )
     return out.permute(0, 3, 1, 2)
+
+
+ONEDNN_SUM_LIMIT = 2**24  # oneDNN's int8 conv returns float32: exact below this
+
+
+def pooled_geometry(geometry, pool: int):
+    """The compact conv that follows ``pool x pool`` sum pooling of the padded input (see
+    :func:`conv2d_int8`): stride divided by ``pool``, no padding (``geometry`` itself for 1)."""
+    if pool == 1:
+        return geometry
+    stride = tuple(s // pool for s in geometry.stride)
+    return dataclasses.replace(geometry, stride=stride, padding=(0, 0))
+
+
+def onednn_prepack(
+    weight: torch.Tensor, geometry, pool: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(Cout, Cin/groups, kH, kW)`` int8-valued weights -> (oneDNN's packed int8 kernel,
+    per-channel scales of 1.0) for :func:`conv2d_onednn` with ``geometry`` (a ConvGeometry)
+    and ``pool``."""
+    g = pooled_geometry(geometry, pool)
+    scales = torch.ones(weight.shape[0], dtype=torch.float32)
+    w = weight.to(torch.int8).contiguous(memory_format=torch.channels_last)
+    packed = torch.ops.onednn.qconv_prepack(
+        w, scales, 1.0, 0, list(g.stride), list(g.padding), list(g.dilation), g.groups, None
+    )
+    return packed, scales
+
+
+def conv2d_onednn(
+    x: torch.Tensor, packed: tuple[torch.Tensor, torch.Tensor], geometry, pool: int = 1
+) -> torch.Tensor:
+    """Exact cross-correlation of ``x`` (B, C, H, W) with values in 0..255 (bool or integer)
+    by oneDNN's int8 direct convolution -> float32 (B, Cout, Hout, Wout) in channels-last
+    memory; exact where every partial sum is below :data:`ONEDNN_SUM_LIMIT` (the caller's
+    bound) on a CPU where :func:`onednn_conv_exact` holds. ``pool`` > 1: the packed kernel is
+    the compact form of a block kernel, as for :func:`conv2d_int8` (pooled sums below 128)."""
+    if pool > 1:
+        x = sum_pool_nhwc(_padded_nhwc(x, geometry.padding), pool).permute(0, 3, 1, 2)
+    g = pooled_geometry(geometry, pool)
+    kernel, scales = packed
+    narrow = x.dtype in (torch.bool, torch.int8)  # values 0..127 here: the same bytes
+    xu = x.view(torch.uint8) if narrow else x.to(torch.uint8)
+    xu = xu.contiguous(memory_format=torch.channels_last)
+    zero_points = torch.zeros(scales.shape, dtype=torch.int64)
+    return torch.ops.onednn.qconv2d_pointwise(
+        xu, 1.0, 0, kernel, scales, zero_points, None, list(g.stride), list(g.padding),
+        list(g.dilation), g.groups, 1.0, 0, torch.float32, "none", [], "",
+    )  # fmt: skip
+
+
+@functools.cache
+def onednn_conv_exact() -> bool:
+    """Whether oneDNN's int8 convolution is present and exact on this CPU. CPUs without VNNI or
+    AMX sum u8 x s8 pairs in int16 with saturation; this checks the worst case (every input
+    255, weights -128 and 127, pairs far beyond int16, groups, stride, padding, dilation)
+    against the float64 result, once per process."""
+    from snn2loihi.synapse import ConvGeometry  # the geometry record (no cycle at import)
+
+    if not torch.backends.mkldnn.is_available():
+        return False
+    w = torch.full((4, 8, 3, 3), -128, dtype=torch.int8)
+    w[1::2] = 127
+    w[2, :, 1] = 127
+    x = torch.full((2, 16, 7, 6), 255, dtype=torch.uint8)
+    x[1, :, ::2] = 3
+    geometry = ConvGeometry((2, 1), (1, 2), (1, 2), 2)
+    try:
+        got = conv2d_onednn(x, onednn_prepack(w, geometry), geometry)
+    except (AttributeError, RuntimeError, NotImplementedError):  # no such op in this build
+        return False
+    ref = F.conv2d(x.double(), w.double(), None, (2, 1), (1, 2), (1, 2), 2)
+    return bool(torch.equal(got.double(), ref))

@@ -49,8 +49,12 @@ def row_sums(weight: np.ndarray | torch.Tensor) -> tuple:
         pos = rows.clip(min=0).sum(1, dtype=np.int64)
         return pos, pos - rows.sum(1, dtype=np.int64)  # exact in integers: one pass fewer
     if isinstance(rows, torch.Tensor) and not rows.is_floating_point():
-        pos = rows.clip(min=0).sum(1, dtype=torch.int64)  # sums exact in int64
-        return pos, pos - rows.sum(1, dtype=torch.int64)
+        # exact in int64; 8-bit weights (training's grid) in int32, about twice as fast, where
+        # no row can reach 2^31
+        narrow = rows.element_size() == 1 and rows.shape[1] < 2**23
+        acc = torch.int32 if narrow else torch.int64
+        pos = rows.clip(min=0).sum(1, dtype=acc).long()
+        return pos, pos - rows.sum(1, dtype=acc).long()
     # floats: the sum of the negated negatives is, bit for bit, the negated sum of them
     pos = rows.clip(min=0).sum(1)
     return pos, -rows.clip(max=0).sum(1)

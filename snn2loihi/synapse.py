@@ -7,6 +7,9 @@ PyTorch cross-correlation of the raw integer weights, wrapped to 24 bits.
 
 Each synapse picks one exact kernel by a fixed rule (:func:`choose_kernel`, recorded as
 ``IntegerSynapse.kernel``):
+- ``int8-onednn``: oneDNN's int8 direct convolution (u8 x s8, no im2col) for convs on the CPU
+  with inputs in 0..255, int8 weights (after a common power-of-two factor) and sums below
+  2^24, where this CPU computes it exactly (``int8_gemm.onednn_conv_exact``);
 - ``int8``: im2col + int8 x int8 -> int32 GEMM (:mod:`snn2loihi.int8_gemm`) on the CPU, where
   every weight (after a common power-of-two factor) and every input fits int8, the sums fit
   int32, and the fan-in is at least ``INT8_MIN_FANIN`` (measured faster there);
@@ -92,7 +95,7 @@ def _bool_as_uint8(s: torch.Tensor) -> torch.Tensor:
     return s.view(torch.uint8) if s.dtype == torch.bool else s
 
 
-KERNELS = ("int8", "int8-limbs", "fp32", "fp32-limbs", "fp64")
+KERNELS = ("int8-onednn", "int8", "int8-limbs", "fp32", "fp32-limbs", "fp64")
 
 
 def choose_kernel(
@@ -144,6 +147,8 @@ class IntegerSynapse:
     :func:`dense_weights_as_lava` of a larger matrix, e.g. one delay or the recurrent part of
     a layer) and this is its exponent; by default the weights are processed here.
     ``signed``: inputs may be negative (sigma-delta messages); ``input_max`` bounds ``|x|``.
+    ``onednn``: convs may take the ``int8-onednn`` kernel (False: the other kernels' rule, for
+    tests and benchmarks that compare kernels).
     """
 
     def __init__(
@@ -157,8 +162,10 @@ class IntegerSynapse:
         block: int = 1,
         weight_exp: int | None = None,
         signed: bool = False,
+        onednn: bool = True,
     ):
         self.kind = kind
+        self._onednn = onednn
         self.geometry = geometry
         self.shift = 0
         self._scratch: torch.Tensor | None = None  # the float kernel's input (CPU)
@@ -220,6 +227,7 @@ class IntegerSynapse:
         self.dtype = torch.float32 if self.exact_fp32 or self.limb_bits else torch.float64
         self.int_weight_shape = tuple(w.shape)
         largest = int(input_max) // 2 if signed else int(input_max)
+        self._max_input = largest
         self.kernel = self._choose(w, row_max, largest, signed)
         if not self.kernel.startswith("int8"):
             self.weight = w.to(self.dtype)
@@ -233,6 +241,12 @@ class IntegerSynapse:
         # weights already in int8 (training's grid) need no common power-of-two factor
         z = 0 if self._fits_int8 else int8_gemm.common_shift(w)
         small = w >> z if z else w
+        fits = self._fits_int8 or int8_gemm.int8_fits(small)
+        if self._onednn_exact(small, fits, (row_max >> z) * largest, signed):
+            self.int8_shift, self.int8_limbs = z, 1
+            self.int_weight_shape = tuple(small.shape)
+            self.packed = int8_gemm.onednn_prepack(small, self.geometry, self.pool)
+            return "int8-onednn"
         pool = self.pool
         if pool > 1 and largest * pool**2 > int8_gemm.INT8_MAX:
             pool, small = 1, expand_blocks(small, self.pool)  # pooled sums leave int8
@@ -242,7 +256,7 @@ class IntegerSynapse:
         operand = largest * pool**2 if limbs == 1 and not signed else 2 * 128
         kernel = choose_kernel(
             device=small.device,
-            weights_fit_int8=self._fits_int8 or int8_gemm.int8_fits(small),
+            weights_fit_int8=fits,
             limbs=limbs,
             gemm_bound=(row_max >> z) * operand,
             fan_in=int(np.prod(small.shape[1:])),
@@ -256,6 +270,23 @@ class IntegerSynapse:
             else:
                 self.packed = int8_gemm.pack_conv(small, self.geometry.groups)
         return kernel
+
+    def _onednn_exact(self, small: torch.Tensor, fits: bool, bound: int, signed: bool) -> bool:
+        """The ``int8-onednn`` rule: a conv on the CPU, inputs in 0..255 (sum-pooled inputs of a
+        block kernel below 128), ``bound`` (the largest ``|W . x|`` of the int8 weights
+        ``small``) below 2^24, and a CPU where oneDNN's int8 convolution is exact."""
+        pooled = self._max_input * self.pool**2
+        return (
+            self._onednn
+            and self.kind == "conv"
+            and (self.pool == 1 or pooled <= int8_gemm.INT8_MAX)
+            and small.device.type == "cpu"
+            and not signed
+            and fits
+            and bound < int8_gemm.ONEDNN_SUM_LIMIT
+            and self._max_input <= 255
+            and int8_gemm.onednn_conv_exact()
+        )
 
     def __call__(self, s: torch.Tensor) -> torch.Tensor:
         """Synaptic input ``a`` (exact integers; int32 or int64) for a batch of presynaptic values.
@@ -301,7 +332,10 @@ class IntegerSynapse:
         ``|W . s| < 2^31``, else int64), shifted back (and wrapped for conv)."""
         n = self.int8_limbs
         x = int8_gemm.split_limbs(s, n) if n > 1 else s
-        if self.kind == "dense":
+        if self.kernel == "int8-onednn":
+            acc = int8_gemm.conv2d_onednn(x, self.packed, self.geometry, self.pool)
+            acc = acc.view(torch.int32).copy_(acc)  # exact below 2^24, converted in place
+        elif self.kind == "dense":
             acc = int8_gemm.linear_int8(x, self.packed)
         else:
             g = self.geometry

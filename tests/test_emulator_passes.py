@@ -37,3 +37,23 @@ def test_one_sample_passes_equal_one_pass_for_the_batch(spec, graded, monkeypatc
             assert a.shape == b.shape == (5, 6, *w.spikes.shape[2:])
             assert torch.equal(a, b), (w.index, name)
     assert all(bool(t.spikes.any()) for t in whole.layers)
+
+
+def test_output_only_runs_keep_the_output_and_every_layers_spike_count(monkeypatch):
+    """``spikes="output"`` (what eval uses): the output layer's spikes and u/v as in a full run,
+    per-sample spike counts of the hidden layers, equal to the full run's traces summed."""
+    net = random_network(CIFAR, seed=5)
+    rng = np.random.default_rng(5)
+    x = (rng.random((11, 6, *CIFAR.input_shape)) < 0.3).astype(np.uint8)
+    emu = Emulator(net, batch_size=4)  # three chunks, several passes each
+    monkeypatch.setattr(emu_mod, "PASS_BYTES", 2**21)
+    full = emu.run(x, record_state="last")
+    lean = emu.run(x, record_state="last", spikes="output")
+    for f, g in zip(full.layers[:-1], lean.layers[:-1], strict=True):
+        assert g.spikes is None and g.counts.shape == (11,)
+        assert torch.equal(g.counts, f.spikes.flatten(1).sum(1))
+        assert g.total_spikes() == f.total_spikes() > 0
+    assert torch.equal(lean.output, full.output)
+    assert torch.equal(lean.layers[-1].v, full.layers[-1].v)
+    with pytest.raises(ValueError, match="spikes must be"):
+        emu.run(x, spikes="hidden")

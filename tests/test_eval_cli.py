@@ -148,3 +148,20 @@ def test_bad_evals_are_one_line(trained, tmp_path, case, words):
     lines = res.stderr.strip().splitlines()
     assert res.returncode == 2 and len(lines) == 1, res.stderr[-2000:]
     assert all(w in lines[0] for w in words), lines[0]
+
+
+@pytest.mark.slow
+def test_compiled_eval_gives_the_same_predictions_and_spikes(trained, tmp_path):
+    """`eval --compile` (fused neuron kernels) scores every sample as the plain emulator
+    (T = 9: two compiled chunks of STEP_CHUNK steps and one eager step)."""
+    run, _, _ = trained
+    reports = []
+    for flags in ((), ("--compile",)):
+        out = tmp_path / f"e{len(flags)}.json"
+        res = run_cli("eval", run / BEST, "--steps", 9, "--json", out, "--no-progress", *flags)
+        assert res.returncode == 0, res.stderr
+        reports.append(json.loads(out.read_text())["scores"]["emulator"])
+    plain, compiled = reports
+    assert compiled["predictions"] == plain["predictions"] and len(plain["predictions"]) == 359
+    assert compiled["spikes_per_sample"] == plain["spikes_per_sample"] > 0
+    assert compiled["confusion"] == plain["confusion"]

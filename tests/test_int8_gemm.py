@@ -41,10 +41,19 @@ def _geometries(rng, n):
         )
 
 
+def _needs_onednn(kernel: str) -> None:
+    if kernel == "int8-onednn" and not int8_gemm.onednn_conv_exact():
+        pytest.skip("oneDNN's int8 convolution is not exact (or absent) on this CPU")
+
+
+@pytest.mark.parametrize("kernel", ["int8", "int8-onednn"])
 @pytest.mark.parametrize("weights", ["random", "adversarial", "even"])
-def test_int8_conv_equals_int64_reference(weights):
-    """Random geometries (stride, padding, dilation, groups) with fan-in >= 64: the int8 kernel
-    is chosen and its integers equal the int64 cross-correlation (wrapped to 24 bits)."""
+def test_int8_conv_equals_int64_reference(weights, kernel):
+    """Random geometries (stride, padding, dilation, groups): the int8 kernel (fan-in >= 64)
+    or oneDNN's int8 convolution (any fan-in) is chosen and its integers equal the int64
+    cross-correlation (wrapped to 24 bits)."""
+    _needs_onednn(kernel)
+    onednn = kernel == "int8-onednn"
     rng = np.random.default_rng({"random": 0, "adversarial": 1, "even": 2}[weights])
     checked = 0
     for groups, cin_g, cout, (kh, kw), geom in _geometries(rng, 12):
@@ -55,7 +64,7 @@ def test_int8_conv_equals_int64_reference(weights):
             w = np.where(rng.random(shape) < 0.5, -128, 127)
         else:  # even weights up to 254: int8 after the common factor 2
             w = 2 * rng.integers(-128, 128, size=shape)
-        if cin_g * kh * kw < int8_gemm.INT8_MIN_FANIN:
+        if cin_g * kh * kw < int8_gemm.INT8_MIN_FANIN and not onednn:
             continue
         h, wd = (int(v) for v in rng.integers(7, 15, 2))
         dense_spikes = weights == "adversarial"  # every input at its maximum (1)
@@ -66,8 +75,8 @@ def test_int8_conv_equals_int64_reference(weights):
             wd + 2 * geom.padding[1] - geom.dilation[1] * (kw - 1)
         ) < 1:
             continue
-        syn = IntegerSynapse("conv", w, input_max=1, geometry=geom)
-        assert syn.kernel == "int8"
+        syn = IntegerSynapse("conv", w, input_max=1, geometry=geom, onednn=onednn)
+        assert syn.kernel == kernel
         got = syn(torch.as_tensor(x).bool())
         assert got.dtype in (torch.int32, torch.int64)
         np.testing.assert_array_equal(got.numpy(), _wrap24(_conv_ref(x, w, geom)))
@@ -75,15 +84,19 @@ def test_int8_conv_equals_int64_reference(weights):
     assert checked >= 4
 
 
+@pytest.mark.parametrize("kernel", ["int8", "int8-onednn"])
 @pytest.mark.parametrize("p", [2, 3])
-def test_int8_block_kernel_sum_pools_spikes(p):
+def test_int8_block_kernel_sum_pools_spikes(p, kernel):
     """Average pooling folded into a conv (a block kernel) runs as int8 sum pooling + the
     compact kernel; odd input sizes drop the trailing partial block as the conv does."""
+    _needs_onednn(kernel)
     rng = np.random.default_rng(p)
     compact = rng.integers(-128, 128, size=(16, 24, 3, 3))
     geom = ConvGeometry((p, p), (p, p), (1, 1), 1)
-    syn = IntegerSynapse("conv", compact, input_max=1, geometry=geom, block=p)
-    assert syn.kernel == "int8" and syn.pool == p
+    syn = IntegerSynapse(
+        "conv", compact, input_max=1, geometry=geom, block=p, onednn=kernel == "int8-onednn"
+    )
+    assert syn.kernel == kernel and syn.pool == p
     x = (rng.random((4, 24, 4 * p + 1, 5 * p)) < 0.5).astype(np.int64)
     full = expand_blocks(torch.as_tensor(compact), p).numpy()
     np.testing.assert_array_equal(
@@ -91,16 +104,57 @@ def test_int8_block_kernel_sum_pools_spikes(p):
     )
 
 
-def test_int8_conv_output_wraps_to_24_bits():
+@pytest.mark.parametrize("kernel", ["int8", "int8-onednn"])
+def test_int8_conv_output_wraps_to_24_bits(kernel):
     """A sum beyond 2^23 (reachable with int8 operands and a large fan-in) wraps as on Loihi."""
-    w = np.full((2, 512, 3, 3), 127)
+    _needs_onednn(kernel)
+    w = np.full((2, 8192, 3, 3), 127)
     w[1] = -128
     geom = ConvGeometry((1, 1), (0, 0), (1, 1), 1)
-    syn = IntegerSynapse("conv", w, input_max=1, geometry=geom)
-    assert syn.kernel == "int8"
-    x = np.ones((1, 512, 3, 3), dtype=np.int64)
+    syn = IntegerSynapse("conv", w, input_max=1, geometry=geom, onednn=kernel == "int8-onednn")
+    assert syn.kernel == kernel
+    x = np.ones((1, 8192, 3, 3), dtype=np.int64)
     got = syn(torch.as_tensor(x)).numpy().ravel()
-    assert list(got) == list(_wrap24(np.array([127 * 512 * 9, -128 * 512 * 9])))
+    sums = np.array([127 * 8192 * 9, -128 * 8192 * 9])
+    assert abs(sums).min() >= 2**23
+    assert list(got) == list(_wrap24(sums))
+
+
+def test_onednn_conv_takes_graded_pixels_and_bounds():
+    """Graded 0..255 input (every pixel at 255 in one sample) on oneDNN's int8 convolution, in
+    channels-last and contiguous memory; sums of 2^24 or more keep the other kernels."""
+    _needs_onednn("int8-onednn")
+    rng = np.random.default_rng(11)
+    geom = ConvGeometry((1, 2), (1, 0), (1, 1), 1)
+    w = rng.integers(-128, 128, size=(12, 5, 3, 3))
+    w[0] = -128
+    x = rng.integers(0, 256, size=(4, 5, 9, 8))
+    x[0] = 255
+    syn = IntegerSynapse("conv", w, input_max=255, geometry=geom)
+    assert syn.kernel == "int8-onednn"
+    expected = _wrap24(_conv_ref(x, w, geom))
+    xt = torch.as_tensor(x)
+    np.testing.assert_array_equal(syn(xt).numpy(), expected)
+    cl = xt.to(torch.uint8).contiguous(memory_format=torch.channels_last)
+    np.testing.assert_array_equal(syn(cl).numpy(), expected)
+    big = np.full((2, 600, 3, 3), -128)  # 600 * 9 * 128 * 255 >= 2^24
+    assert IntegerSynapse("conv", big, input_max=255, geometry=geom).kernel != "int8-onednn"
+
+
+def test_onednn_self_check_refuses_a_saturating_cpu(monkeypatch):
+    """A CPU that sums u8 x s8 pairs in int16 with saturation (no VNNI/AMX) fails the
+    worst-case self-check, so the rule never picks oneDNN there."""
+    real = int8_gemm.conv2d_onednn
+
+    def saturating(x, packed, geometry):  # what int16 pair sums would give: clipped results
+        return real(x, packed, geometry).clamp(-(2**15), 2**15 - 1)
+
+    int8_gemm.onednn_conv_exact.cache_clear()
+    monkeypatch.setattr(int8_gemm, "conv2d_onednn", saturating)
+    try:
+        assert int8_gemm.onednn_conv_exact() is False
+    finally:
+        int8_gemm.onednn_conv_exact.cache_clear()
 
 
 @pytest.mark.parametrize("scale", [1, 2, 64], ids=["int8-range", "even-254", "shifted-up-by-lava"])
@@ -128,7 +182,9 @@ def test_graded_and_signed_inputs_run_as_int8_limbs(kind, largest, signed, limbs
         w = rng.integers(-128, 128, size=(8, 16, 3, 3))
         x = rng.integers(-largest if signed else 0, largest + 1, size=(3, 16, 6, 6))
         x[0] = largest  # adversarial: every input at its maximum
-        syn = IntegerSynapse("conv", w, input_max=largest, geometry=geom, signed=signed)
+        syn = IntegerSynapse(
+            "conv", w, input_max=largest, geometry=geom, signed=signed, onednn=False
+        )
         expected = _wrap24(_conv_ref(x, w, geom))
     else:
         w = rng.integers(-128, 128, size=(12, 200))
@@ -150,7 +206,8 @@ def test_operands_outside_the_int8_rule_keep_the_float_kernel():
     odd = w.copy()
     odd[0, 0, 0, 0] = 255
     assert IntegerSynapse("conv", odd, input_max=1, geometry=geom).kernel == "fp32"
-    assert IntegerSynapse("conv", w[:, :4], input_max=1, geometry=geom).kernel == "fp32"
+    small_fan_in = IntegerSynapse("conv", w[:, :4], input_max=1, geometry=geom, onednn=False)
+    assert small_fan_in.kernel == "fp32"
     wide = IntegerSynapse("dense", w.reshape(8, -1), input_max=2**22, signed=True)
     assert not wide.kernel.startswith("int8")
     x = rng.integers(-(2**22), 2**22 + 1, size=(2, 144))

@@ -114,7 +114,7 @@ class TrainConfig(_Section):
     dropout: float = _opt(0.0, lo=0.0, hi=0.99)
     float_snn: bool = False  # ablation: unquantized float SNN branch
     weight_bits: int = _opt(8, lo=2, hi=9)
-    compile_neuron: bool = False  # run cuba_step through torch.compile (same integers)
+    compile_neuron: bool = False  # fused neuron kernels via torch.compile, CPU (same integers)
     bf16: bool = True  # bf16 autocast of the ANN branch on CUDA
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_threads: int = _opt(0, lo=0)  # torch CPU threads; 0 = torch's default

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from snn2loihi.loihi import ACT_SHIFT, DECAY_UNITY, INT32_SAFE_INPUT
-from snn2loihi.neuron import cuba_step, integrate
+from snn2loihi.neuron import integrate
 from snn2loihi.synapse import ConvGeometry, IntegerSynapse
 from snn2loihi.train.fold import IntegerLayer, StepLayer, integer_layers, step_layers
 from snn2loihi.train.model import SpikingNet
@@ -31,7 +31,7 @@ class SnnOutput:
 
     With ``record=True`` also ``spikes``: per spiking layer the spikes (B, T, *shape) bool, and
     ``readout_v``: the integer readout's ``v`` (B, T, classes) int32 after every step, in the
-    emulator's units (the last step only with ``compile_neuron``; None in the float branch).
+    emulator's units (None in the float branch).
     """
 
     counts: list[torch.Tensor]
@@ -47,19 +47,6 @@ class SnnOutput:
 def _channel_view(t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     """(C,) -> broadcastable to (B, *shape): (C, 1, 1) for CHW, (N,) for dense."""
     return t.view(-1, *([1] * (len(shape) - 1)))
-
-
-_COMPILED: dict[str, object] = {}
-
-
-def neuron_step_fn(compiled: bool):
-    """``cuba_step`` itself, or the same function through ``torch.compile`` (fused kernels,
-    identical integers; compiled once, on first use)."""
-    if not compiled:
-        return cuba_step
-    if "cuba_step" not in _COMPILED:
-        _COMPILED["cuba_step"] = torch.compile(cuba_step, dynamic=True)
-    return _COMPILED["cuba_step"]
 
 
 class _IntegerRunner:
@@ -92,18 +79,14 @@ class _IntegerRunner:
 
     def _integrate(self, a: torch.Tensor, record_state: bool):
         bias = _channel_view(self.bias, tuple(a.shape[2:]))
-        if not self.compiled:
-            return integrate(
-                a, bias, self.layer.neuron, int32_safe=self.int32_safe, record_state=record_state
-            )
-        step = neuron_step_fn(True)
-        u = v = torch.zeros_like(a[:, 0])
-        spikes = torch.empty(a.shape, dtype=torch.bool, device=a.device)
-        for t in range(a.shape[1]):
-            spikes[:, t], u, v = step(
-                a[:, t], u, v, bias, self.layer.neuron, int32_safe=self.int32_safe
-            )
-        return spikes, None, v[:, None]
+        return integrate(
+            a,
+            bias,
+            self.layer.neuron,
+            int32_safe=self.int32_safe,
+            record_state=record_state,
+            compiled=self.compiled,
+        )
 
     def spikes(self, a: torch.Tensor) -> torch.Tensor:
         """Spikes (B, T, *shape) bool for synaptic input ``a`` (B, T, *shape)."""
@@ -236,7 +219,8 @@ def run_snn(
 ) -> SnnOutput:
     """The SNN branch of ``model`` on raw pixels ``x`` (B, C, H, W), T = ``model.steps``.
 
-    ``compile_neuron`` runs ``cuba_step`` through ``torch.compile`` (integer branch only).
+    ``compile_neuron`` runs the spiking layers' neurons as fused kernels on the CPU
+    (:func:`snn2loihi.neuron.integrate` ``compiled``; integer branch only, same integers).
     ``record`` keeps every step's spikes (and, integer branch, the readout's ``v``; for tests).
     """
     if quantized:
