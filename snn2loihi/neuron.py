@@ -10,6 +10,7 @@ All tensors are int64 holding int32 values (Lava's dtype); any shape, on CPU or 
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -18,6 +19,7 @@ from snn2loihi.loihi import ACT_SHIFT, DECAY_BITS, DECAY_UNITY, UV_LIMIT
 from snn2loihi.schema import CubaNeuron
 
 _CONSTANTS: dict[tuple, torch.Tensor] = {}
+log = logging.getLogger(__name__)
 
 
 def const(value: int, like: torch.Tensor) -> torch.Tensor:
@@ -280,13 +282,24 @@ def compiled_steps():
 
 def _run_compiled(fn, *args):
     """``fn(*args)``, compiling (if it must) in this process: PyTorch's default compiles in a
-    pool of worker processes that outlive the call."""
+    pool of worker processes that outlive the call. Where compiling fails (no C++ compiler,
+    say), a warning is logged once and every later call runs the same steps eagerly."""
+    if _COMPILED.get("failed"):
+        return _steps(*args)
+    from torch._dynamo.exc import BackendCompilerFailed
     from torch._inductor import config
 
     saved = config.compile_threads
     config.compile_threads = 1
     try:
         return fn(*args)
+    except BackendCompilerFailed as exc:
+        _COMPILED["failed"] = True
+        cause = getattr(exc, "inner_exception", None) or exc
+        text = str(cause).strip().splitlines()
+        why = f"{type(cause).__name__}: {text[0]}" if text else type(cause).__name__
+        log.warning("compiling the neuron loop failed (%s); running it uncompiled", why)
+        return _steps(*args)
     finally:
         config.compile_threads = saved
 

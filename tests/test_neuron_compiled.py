@@ -87,3 +87,27 @@ def test_compiled_emulator_gives_every_spike_of_the_eager_one(spec):
         compiled = Emulator(net, compiled=True).run(x)
         for e, c in zip(eager.layers, compiled.layers, strict=True):
             assert torch.equal(e.spikes, c.spikes), e.index
+
+
+def test_a_failed_compile_falls_back_to_the_eager_steps(monkeypatch, caplog):
+    """No C++ compiler (or any backend failure): one warning, then the same integers eagerly."""
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    from snn2loihi import neuron as neuron_mod
+
+    def broken(*args):
+        raise BackendCompilerFailed("inductor", RuntimeError("no compiler found: c++"), None)
+
+    monkeypatch.setattr(neuron_mod, "_COMPILED", {"steps": broken})
+    neuron, amax, _ = CASES["cuba-small-decays"]
+    g = torch.Generator().manual_seed(9)
+    a = torch.randint(-amax // 4, amax + 1, (3, 9, 40), generator=g)
+    bias = torch.randint(-50, 50, (40,), generator=g)
+    with caplog.at_level("WARNING", logger="snn2loihi.neuron"):
+        got = integrate(a.int(), bias.int(), neuron, int32_safe=True, compiled=True)[0]
+        again = integrate(a.int(), bias.int(), neuron, int32_safe=True, compiled=True)[0]
+    assert torch.equal(got, _reference(a, bias, neuron)) and torch.equal(again, got)
+    assert [r.message for r in caplog.records].count(
+        "compiling the neuron loop failed (RuntimeError: no compiler found: c++); running it "
+        "uncompiled"
+    ) == 1
