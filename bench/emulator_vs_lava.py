@@ -50,17 +50,17 @@ INT8_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8")  # what oneDNN's int8 ke
 
 
 def machine() -> dict:
-    cpu = platform.processor()
-    flags: set[str] = set()
+    cpu, flags = "", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu == platform.processor():
+            if line.startswith("model name") and not cpu:
                 cpu = line.split(":", 1)[1].strip()
             elif line.startswith("flags"):
                 flags = set(line.split(":", 1)[1].split())
                 break
     except OSError:
         pass
+    cpu = cpu or platform.processor()
     info = {
         "cpu": cpu,
         "cores": os.cpu_count(),

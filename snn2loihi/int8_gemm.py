@@ -197,23 +197,21 @@ def pooled_geometry(geometry, pool: int):
     return dataclasses.replace(geometry, stride=stride, padding=(0, 0))
 
 
-def onednn_prepack(
-    weight: torch.Tensor, geometry, pool: int = 1
-) -> tuple[torch.Tensor, torch.Tensor]:
+def onednn_prepack(weight: torch.Tensor, geometry, pool: int = 1) -> tuple[torch.Tensor, ...]:
     """``(Cout, Cin/groups, kH, kW)`` int8-valued weights -> (oneDNN's packed int8 kernel,
-    per-channel scales of 1.0) for :func:`conv2d_onednn` with ``geometry`` (a ConvGeometry)
-    and ``pool``."""
+    per-channel scales of 1.0, zero points of 0) for :func:`conv2d_onednn` with ``geometry``
+    (a ConvGeometry) and ``pool``."""
     g = pooled_geometry(geometry, pool)
     scales = torch.ones(weight.shape[0], dtype=torch.float32)
     w = weight.to(torch.int8).contiguous(memory_format=torch.channels_last)
     packed = torch.ops.onednn.qconv_prepack(
         w, scales, 1.0, 0, list(g.stride), list(g.padding), list(g.dilation), g.groups, None
     )
-    return packed, scales
+    return packed, scales, torch.zeros(weight.shape[0], dtype=torch.int64)
 
 
 def conv2d_onednn(
-    x: torch.Tensor, packed: tuple[torch.Tensor, torch.Tensor], geometry, pool: int = 1
+    x: torch.Tensor, packed: tuple[torch.Tensor, ...], geometry, pool: int = 1
 ) -> torch.Tensor:
     """Exact cross-correlation of ``x`` (B, C, H, W) with values in 0..255 (bool or integer)
     by oneDNN's int8 direct convolution -> float32 (B, Cout, Hout, Wout) in channels-last
@@ -223,11 +221,10 @@ def conv2d_onednn(
     if pool > 1:
         x = sum_pool_nhwc(_padded_nhwc(x, geometry.padding), pool).permute(0, 3, 1, 2)
     g = pooled_geometry(geometry, pool)
-    kernel, scales = packed
+    kernel, scales, zero_points = packed
     narrow = x.dtype in (torch.bool, torch.int8)  # values 0..127 here: the same bytes
     xu = x.view(torch.uint8) if narrow else x.to(torch.uint8)
     xu = xu.contiguous(memory_format=torch.channels_last)
-    zero_points = torch.zeros(scales.shape, dtype=torch.int64)
     return torch.ops.onednn.qconv2d_pointwise(
         xu, 1.0, 0, kernel, scales, zero_points, None, list(g.stride), list(g.padding),
         list(g.dilation), g.groups, 1.0, 0, torch.float32, "none", [], "",

@@ -271,9 +271,9 @@ _COMPILED: dict[str, object] = {}
 
 
 def compiled_steps():
-    """:func:`_steps` through ``torch.compile`` (dynamic shapes; one kernel per
-    neuron kind, compiled on first use and cached on disk by PyTorch). Measured on a 2-core
-    AVX-512 CPU, per neuron-step: IF 0.44 ns against 1.7 eager, CUBA 1.2 against 8."""
+    """:func:`_steps` through ``torch.compile`` (dynamic shapes; one kernel per neuron kind,
+    compiled on first use and cached on disk by PyTorch). Its speed against the eager step:
+    ``bench/neuron_step.py``."""
     fn = _COMPILED.get("steps")
     if fn is None:
         fn = _COMPILED["steps"] = torch.compile(_steps, dynamic=True)
@@ -305,8 +305,8 @@ def _run_compiled(fn, *args):
 
 
 def _flat_neurons(a: torch.Tensor) -> torch.Tensor | None:
-    """``a`` (N, T, *shape) as an (N, T, prod(shape)) view, or None where its neurons are not
-    one dense run in memory (the compiled kernel's loops are then 3-D whatever the layer)."""
+    """``a`` (N, T, *shape) as an (N, T, prod(shape)) view (so the compiled kernel is the same
+    3-D loop for every layer shape), or None where its neurons are not one dense run in memory."""
     try:
         return a.view(a.shape[0], a.shape[1], -1)
     except RuntimeError:

@@ -217,17 +217,15 @@ class IntegerSynapse:
         # Inputs too large for one exact float32 GEMM are split into limbs of ``limb_bits``
         # bits (each limb's products and sums stay below 2^24) when that takes few limbs.
         self.limb_bits, self.limbs = 0, 1
+        largest = int(input_max) // 2 if signed else int(input_max)  # the largest input |x|
         if not self.exact_fp32 and pool == 1:
             # row_max bounds |w . l| for limbs in [0, 1]; signed limbs double it
             bits = min(11, (FP32_EXACT_SUM // max(1, 2 * row_max)).bit_length() - 1)
-            largest = int(input_max) // 2 if signed else int(input_max)
             limbs = -(-largest.bit_length() // max(1, bits))
             if w_max <= TF32_EXACT_OPERAND and bits >= 4 and limbs <= MAX_LIMBS:
                 self.limb_bits, self.limbs = bits, limbs
         self.dtype = torch.float32 if self.exact_fp32 or self.limb_bits else torch.float64
         self.int_weight_shape = tuple(w.shape)
-        largest = int(input_max) // 2 if signed else int(input_max)
-        self._max_input = largest
         self.kernel = self._choose(w, row_max, largest, signed)
         if not self.kernel.startswith("int8"):
             self.weight = w.to(self.dtype)
@@ -242,7 +240,7 @@ class IntegerSynapse:
         z = 0 if self._fits_int8 else int8_gemm.common_shift(w)
         small = w >> z if z else w
         fits = self._fits_int8 or int8_gemm.int8_fits(small)
-        if self._onednn_exact(small, fits, (row_max >> z) * largest, signed):
+        if self._onednn_exact(small, fits, (row_max >> z) * largest, largest, signed):
             self.int8_shift, self.int8_limbs = z, 1
             self.int_weight_shape = tuple(small.shape)
             self.packed = int8_gemm.onednn_prepack(small, self.geometry, self.pool)
@@ -271,20 +269,21 @@ class IntegerSynapse:
                 self.packed = int8_gemm.pack_conv(small, self.geometry.groups)
         return kernel
 
-    def _onednn_exact(self, small: torch.Tensor, fits: bool, bound: int, signed: bool) -> bool:
-        """The ``int8-onednn`` rule: a conv on the CPU, inputs in 0..255 (sum-pooled inputs of a
-        block kernel below 128), ``bound`` (the largest ``|W . x|`` of the int8 weights
-        ``small``) below 2^24, and a CPU where oneDNN's int8 convolution is exact."""
-        pooled = self._max_input * self.pool**2
+    def _onednn_exact(
+        self, small: torch.Tensor, fits: bool, bound: int, largest: int, signed: bool
+    ) -> bool:
+        """The ``int8-onednn`` rule: a conv on the CPU, inputs in 0..255 (``largest``; sum-pooled
+        inputs of a block kernel below 128), ``bound`` (the largest ``|W . x|`` of the int8
+        weights ``small``) below 2^24, and a CPU where oneDNN's int8 convolution is exact."""
         return (
             self._onednn
             and self.kind == "conv"
-            and (self.pool == 1 or pooled <= int8_gemm.INT8_MAX)
+            and (self.pool == 1 or largest * self.pool**2 <= int8_gemm.INT8_MAX)
             and small.device.type == "cpu"
             and not signed
             and fits
             and bound < int8_gemm.ONEDNN_SUM_LIMIT
-            and self._max_input <= 255
+            and largest <= 255
             and int8_gemm.onednn_conv_exact()
         )
 
