@@ -11,6 +11,7 @@ import importlib
 import logging
 import sys
 
+from snn2loihi.app.allocator import keep_freed_memory
 from snn2loihi.app.signals import Terminated, terminate_as_exception
 from snn2loihi.errors import Snn2LoihiError
 
@@ -89,6 +90,7 @@ def _show_progress_lines() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_memory()
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     _show_progress_lines()

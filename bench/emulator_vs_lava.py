@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -35,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from machine import ALLOCATORS, machine, setup_allocator  # bench/ is the script's folder
 
 from snn2loihi.atomic import atomic_path
 from snn2loihi.deploy.emulator import Emulator
@@ -44,33 +43,6 @@ from snn2loihi.schema import ConvLayer
 from snn2loihi.testing.netgen import CIFAR, SMALL, random_network
 
 RESULTS = Path(__file__).parent / "results"
-
-
-INT8_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8")  # what oneDNN's int8 kernels use
-
-
-def machine() -> dict:
-    cpu, flags = "", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and not cpu:
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    cpu = cpu or platform.processor()
-    info = {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cpu_int8_features": [f for f in INT8_FEATURES if f in flags],
-        "python": platform.python_version(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-    return info
 
 
 def time_emulator(
@@ -260,8 +232,11 @@ def main() -> int:
                    help="of: small, cifar, cifar-int8")  # fmt: skip
     p.add_argument("--neuron", choices=("compiled", "eager", "both"), default="both",
                    help="the emulator's neuron loop on the CPU (CUDA: eager)")  # fmt: skip
+    p.add_argument("--allocator", choices=ALLOCATORS, default="keep",
+                   help="keep freed memory as the CLI does (default), or glibc's defaults")  # fmt: skip
     p.add_argument("--out", type=Path, default=RESULTS / "emulator_vs_lava.json")
     args = p.parse_args()
+    allocator = setup_allocator(args.allocator)
     if args.lava_samples < 2:
         p.error("--lava-samples must be at least 2 (steady state: N samples minus 1)")
     specs = {"small": SMALL, "cifar": CIFAR, "cifar-int8": replace(CIFAR, weight_range=(-128, 127))}
@@ -276,7 +251,7 @@ def main() -> int:
     neurons = ["compiled", "eager"] if args.neuron == "both" else [args.neuron]
     report = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": machine(),
+        "machine": machine(allocator),
         "steps": args.steps,
         "command": "python bench/emulator_vs_lava.py "
         + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import torch
-from emulator_vs_lava import machine  # bench/ is the script's folder
+from machine import ALLOCATORS, machine, setup_allocator  # bench/ is the script's folder
 
 from snn2loihi.atomic import atomic_path
 from snn2loihi.neuron import integrate
@@ -43,8 +43,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--allocator", choices=ALLOCATORS, default="keep",
+                   help="keep freed memory as the CLI does (default), or glibc's defaults")  # fmt: skip
     p.add_argument("--out", type=Path, default=RESULTS / "neuron_step.json")
     args = p.parse_args(argv)
+    allocator = setup_allocator(args.allocator)
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
     a32 = torch.randint(-3000, 3000, (64, 16, 16, 32, 32), generator=g, dtype=torch.int32)
@@ -68,9 +71,9 @@ def main(argv=None) -> int:
                 print(f"{loop:8s} {name:5s} {state:6s} {ns:6.2f} ns per neuron-step")
     result = {
         "command": "python bench/neuron_step.py "
-        + f"--threads {args.threads} --repeats {args.repeats}",
+        + f"--threads {args.threads} --repeats {args.repeats} --allocator {args.allocator}",
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": machine(),
+        "machine": machine(allocator),
         "layer": "64 samples x 16 steps x (16, 32, 32) neurons (int64: 16 samples)",
         "rows": rows,
     }

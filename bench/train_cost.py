@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import shlex
 import statistics
@@ -27,6 +26,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine import ALLOCATORS, machine, setup_allocator  # bench/ is the script's folder
 
 METHODS = ("snn2ann", "snn2ann-compiled", "snn2ann-float", "bptt", "ann")
 DEFAULT_METHODS = METHODS[:4]
@@ -105,10 +106,10 @@ def measure(
         xf = x.float()
         if channels_last:
             xf = xf.contiguous(memory_format=torch.channels_last)
+        opt.zero_grad(set_to_none=True)  # as train_step: last step's gradients freed first
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
             logits, _ = model(xf)
         loss = F.cross_entropy(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
@@ -163,6 +164,7 @@ def _one_process(args, method: str, steps: int, variants) -> tuple[list[dict], s
     cmd = [sys.executable, __file__, "--one", method, str(steps)]
     cmd += ["--batch", str(args.batch), "--iters", str(args.iters), "--warmup", str(args.warmup)]
     cmd += ["--device", args.device, "--threads", str(args.threads), "--arch", args.arch]
+    cmd += ["--allocator", args.allocator]
     cmd += ["--bf16", *sorted({"on" if b else "off" for b, _ in variants})]
     cmd += ["--channels-last", *sorted({"on" if c else "off" for _, c in variants})]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -188,10 +190,13 @@ def main() -> int:
     p.add_argument("--bf16", nargs="+", choices=("on", "off"), default=["on"],
                    help="bf16 autocast of the differentiable pass (CUDA only)")  # fmt: skip
     p.add_argument("--channels-last", nargs="+", choices=("on", "off"), default=["off"])
+    p.add_argument("--allocator", choices=ALLOCATORS, default="keep",
+                   help="keep freed memory as the CLI does (default), or glibc's defaults")  # fmt: skip
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_cost.json"))
     p.add_argument("--one", nargs=2, metavar=("METHOD", "T"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
+        allocator = setup_allocator(args.allocator)
         for bf16, channels_last in _variants(args):
             res = measure(
                 args.one[0],
@@ -205,7 +210,7 @@ def main() -> int:
                 channels_last=channels_last,
                 warmup=args.warmup,
             )
-            print(json.dumps(res), flush=True)
+            print(json.dumps({**res, "allocator": allocator}), flush=True)
         return 0
     import torch
 
@@ -213,8 +218,7 @@ def main() -> int:
         "net": NETS.get(args.arch, f"{args.arch} (model.arch preset), 3x32x32 input"),
         "device": args.device,
         "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
-        "torch": torch.__version__,
-        "cpu": platform.processor() or platform.machine(),
+        "machine": machine(),
         "threads": args.threads or torch.get_num_threads(),
         "command": shlex.join(["python", "bench/train_cost.py", *sys.argv[1:]]),
         "rows": [],

@@ -218,6 +218,7 @@ def integrate(
     int32_safe: bool = False,
     record_state: bool = False,
     compiled: bool = False,
+    counts: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Run one layer's neurons from rest (``u = v = 0``) through T steps of input.
 
@@ -230,6 +231,9 @@ def integrate(
         compiled: on the CPU, run the steps as one fused kernel per :data:`STEP_CHUNK` steps
             (:func:`compiled_steps`: this module's own step function, compiled by
             ``torch.compile``; the same integers). Not with ``record_state``.
+        counts: a zeroed (N, *shape) integer tensor (:func:`count_dtype` of T) on ``a``'s
+            device, in ``a``'s layout; each neuron's number of spikes is added to it, step
+            chunk by step chunk while the chunk is in cache (no second pass over the spikes).
 
     Returns:
         ``(spikes, u, v)``: spikes (N, T, *shape) bool on ``a``'s device; ``u``, ``v``
@@ -240,9 +244,42 @@ def integrate(
     if channels_last_order(a) and (bias.ndim >= 3 or bias.numel() == 1):
         if bias.ndim >= 3:  # e.g. (C, 1, 1) or (C, H, W) -> (1, 1, C) or (H, W, C)
             bias = bias.movedim(-3, -1)
-        out = _integrate(a.permute(0, 1, 3, 4, 2), bias, neuron, int32_safe, record_state, compiled)
+        if counts is not None:
+            counts = counts.permute(0, 2, 3, 1)
+        out = _integrate(
+            a.permute(0, 1, 3, 4, 2), bias, neuron, int32_safe, record_state, compiled, counts
+        )
         return tuple(None if t is None else t.permute(0, 1, 4, 2, 3) for t in out)
-    return _integrate(a, bias, neuron, int32_safe, record_state, compiled)
+    return _integrate(a, bias, neuron, int32_safe, record_state, compiled, counts)
+
+
+def integrate_counting(
+    a: torch.Tensor,
+    bias_mant: torch.Tensor | int,
+    neuron: CubaNeuron,
+    *,
+    int32_safe: bool = False,
+    compiled: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`integrate`'s spikes (N, T, *shape) bool and each neuron's number of spikes
+    (N, *shape) (:func:`count_dtype` of T, in ``a``'s memory layout), counted while each step
+    chunk is in cache instead of in a second pass over the spikes."""
+    n, steps = a.shape[:2]
+    dtype = count_dtype(steps)
+    if channels_last_order(a):
+        c, h, w = a.shape[2:]
+        counts = torch.zeros((n, h, w, c), dtype=dtype, device=a.device).permute(0, 3, 1, 2)
+    else:
+        counts = torch.zeros((n, *a.shape[2:]), dtype=dtype, device=a.device)
+    spikes = integrate(
+        a, bias_mant, neuron, int32_safe=int32_safe, compiled=compiled, counts=counts
+    )[0]
+    return spikes, counts
+
+
+def count_dtype(steps: int) -> torch.dtype:
+    """The narrowest dtype of a spike count over ``steps`` steps: uint8 below 256 steps."""
+    return torch.uint8 if steps < 256 else torch.int32
 
 
 def abs_max(a: torch.Tensor) -> int:
@@ -313,9 +350,10 @@ def _flat_neurons(a: torch.Tensor) -> torch.Tensor | None:
         return None
 
 
-def _time_loop(step, chunk, a, sub, spikes_u8, record):
+def _time_loop(step, chunk, a, sub, spikes_u8, record, counts=None):
     """The time loop of :func:`_integrate` over blocks of ``sub`` samples: ``step(a_k, u, v)``
-    gives (uint8 spikes, u, v) for ``a_k`` (n, k, *shape), ``k <= chunk`` steps at once."""
+    gives (uint8 spikes, u, v) for ``a_k`` (n, k, *shape), ``k <= chunk`` steps at once;
+    ``counts`` (n, *shape), if given, gains each chunk's spikes."""
     n, steps = a.shape[:2]
     shape = tuple(a.shape[2:])
     u_tr = torch.empty((n, steps, *shape), dtype=torch.int32) if record else None
@@ -326,14 +364,17 @@ def _time_loop(step, chunk, a, sub, spikes_u8, record):
         v = torch.zeros_like(u)
         for t in range(0, steps, chunk):
             k = min(chunk, steps - t)
-            spikes_u8[lo:hi, t : t + k], u, v = step(a[lo:hi, t : t + k], u, v)
+            s, u, v = step(a[lo:hi, t : t + k], u, v)
+            spikes_u8[lo:hi, t : t + k] = s
+            if counts is not None:
+                counts[lo:hi] += s.sum(1, dtype=counts.dtype)
             if record:
                 u_tr[lo:hi, t] = u.to(torch.int32).cpu()
                 v_tr[lo:hi, t] = v.to(torch.int32).cpu()
     return u_tr, v_tr
 
 
-def _integrate(a, bias, neuron, int32_safe, record_state, compiled=False):
+def _integrate(a, bias, neuron, int32_safe, record_state, compiled=False, counts=None):
     """:func:`integrate` over ``a``'s dimensions as they are."""
     n, steps = a.shape[:2]
     shape = tuple(a.shape[2:])
@@ -349,6 +390,9 @@ def _integrate(a, bias, neuron, int32_safe, record_state, compiled=False):
     # int32-safe: cuba_step's int32 path with the bias shifted once, not every step
     bias = bias << ACT_SHIFT if int32_safe else bias
     flat = _flat_neurons(a) if compiled and not record_state and not a.is_cuda else None
+    flat_counts = None if counts is None or flat is None else _flat_neurons(counts.unsqueeze(1))
+    if counts is not None and flat_counts is None:
+        flat = None  # the counts do not lie as the input's neurons do: the eager loop
     if flat is not None and bias.ndim <= len(shape) and size > 1:
         # one fused kernel per STEP_CHUNK steps: no temporaries, so blocks can be larger
         bias_flat = bias.expand(shape).reshape(size)
@@ -359,7 +403,9 @@ def _integrate(a, bias, neuron, int32_safe, record_state, compiled=False):
             return _run_compiled(fn, *args) if a_k.shape[1] == STEP_CHUNK else _steps(*args)
 
         sub = max(1, FUSED_BLOCK // size)
-        _time_loop(fused, STEP_CHUNK, flat, sub, spikes.view(torch.uint8).view(flat.shape), False)
+        flat_counts = None if flat_counts is None else flat_counts.view(n, size)
+        spikes_u8 = spikes.view(torch.uint8).view(flat.shape)
+        _time_loop(fused, STEP_CHUNK, flat, sub, spikes_u8, False, flat_counts)
         return spikes, None, None
 
     def step(a_k, u, v):
@@ -368,5 +414,5 @@ def _integrate(a, bias, neuron, int32_safe, record_state, compiled=False):
     # On the CPU, blocks of about NEURON_BLOCK neurons keep each step's temporaries in cache.
     sub = n if a.is_cuda else max(1, NEURON_BLOCK // size)
     chunk = 1 if record_state else STEP_CHUNK
-    u_tr, v_tr = _time_loop(step, chunk, a, sub, spikes.view(torch.uint8), record_state)
+    u_tr, v_tr = _time_loop(step, chunk, a, sub, spikes.view(torch.uint8), record_state, counts)
     return spikes, u_tr, v_tr

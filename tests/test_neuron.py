@@ -161,6 +161,29 @@ def test_integrate_equals_a_loop_of_cuba_steps_across_cpu_blocks(int32_safe):
     )
 
 
+@pytest.mark.parametrize("steps", [5, 300])
+def test_integrate_counting_counts_every_spike_where_it_lies(steps):
+    """Counts fused into the time loop equal the spikes summed over T, across CPU blocks and
+    for channels-last and broadcast input; uint8 below 256 steps, int32 from 256 (no wrap)."""
+    from snn2loihi.neuron import integrate, integrate_counting
+
+    neuron = CubaNeuron(i_decay=4096, v_decay=0, vth_mant=10)
+    g = torch.Generator().manual_seed(5)
+    n, shape = 9, (4, 64, 32) if steps < 256 else (3, 4, 5)  # several CPU blocks at 5 steps
+    a = torch.randint(-2_000, 40_000, (n, steps, *shape), generator=g, dtype=torch.int32)
+    a[0] = 40_000  # fires at every step: 300 spikes wrap uint8
+    bias = torch.randint(-50, 50, (shape[0], 1, 1), generator=g, dtype=torch.int32)
+    cl = a.reshape(n * steps, *shape).contiguous(memory_format=torch.channels_last)
+    held = a[:, :1].expand(n, steps, *shape)
+    for x in (a, cl.reshape(n, steps, *shape), held):
+        ref = integrate(x, bias, neuron, int32_safe=True)[0]
+        spikes, counts = integrate_counting(x, bias, neuron, int32_safe=True)
+        assert torch.equal(spikes, ref)
+        assert counts.dtype == (torch.uint8 if steps < 256 else torch.int32)
+        assert torch.equal(counts.long(), ref.sum(1))
+    assert int(counts.max()) == steps and ref.any() and not ref.all()
+
+
 @pytest.mark.parametrize("bias_shape", [(4, 1, 1), (4, 5, 6), ()])
 def test_integrate_steps_channels_last_input_in_place_with_the_same_values(bias_shape):
     """Input channels-last in memory (as a channels-last conv leaves it) is stepped over the

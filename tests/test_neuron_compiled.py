@@ -12,7 +12,7 @@ import torch
 
 from snn2loihi.deploy.emulator import Emulator
 from snn2loihi.loihi import INT32_SAFE_INPUT
-from snn2loihi.neuron import STEP_CHUNK, cuba_step, integrate
+from snn2loihi.neuron import STEP_CHUNK, cuba_step, integrate, integrate_counting
 from snn2loihi.schema import CubaNeuron
 from snn2loihi.testing.netgen import GEOMETRY, SMALL, random_network
 
@@ -39,6 +39,21 @@ def _reference(a, bias, neuron):
     return torch.stack(spikes, 1)
 
 
+def _assert_counted(a, bias, neuron, int32_safe, ref):
+    """integrate_counting, compiled and eager: the spikes ``ref`` and their exact counts, laid
+    out as ``a``'s neurons."""
+    for compiled in (True, False):
+        spikes, counts = integrate_counting(a, bias, neuron, int32_safe=int32_safe,
+                                            compiled=compiled)  # fmt: skip
+        assert torch.equal(spikes, ref)
+        assert counts.dtype == torch.uint8
+        assert torch.equal(counts.long(), ref.sum(1))
+        cl = a.ndim == 5 and a.stride(2) == 1
+        assert counts.is_contiguous(
+            memory_format=torch.channels_last if cl else torch.contiguous_format
+        )
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_compiled_integrate_equals_the_eager_steps(case):
     neuron, amax, int32_safe = CASES[case]
@@ -56,16 +71,20 @@ def test_compiled_integrate_equals_the_eager_steps(case):
     assert u_tr is None and v_tr is None
     assert torch.equal(got, ref)
     assert ref.any() and not ref.all()
+    _assert_counted(a.to(dtype), bias.to(dtype), neuron, int32_safe, ref)
     # channels-last memory, one current broadcast over T, one sample, a 1-D layer
     cl = a.to(dtype).reshape(n * steps, *shape).contiguous(memory_format=torch.channels_last)
     got_cl = integrate(cl.reshape(n, steps, *shape), bias.to(dtype), neuron,
                        int32_safe=int32_safe, compiled=True)[0]  # fmt: skip
     assert torch.equal(got_cl, ref)
+    _assert_counted(cl.reshape(n, steps, *shape), bias.to(dtype), neuron, int32_safe, ref)
     held = a[:, :1].expand(n, steps, *shape)
+    held_ref = _reference(held, bias, neuron)
     assert torch.equal(
         integrate(held.to(dtype), bias.to(dtype), neuron, int32_safe=int32_safe, compiled=True)[0],
-        _reference(held, bias, neuron),
+        held_ref,
     )
+    _assert_counted(held.to(dtype), bias.to(dtype), neuron, int32_safe, held_ref)
     one = a[2:3].flatten(2).to(dtype)
     assert torch.equal(
         integrate(one, bias.flatten()[:1].to(dtype), neuron, int32_safe=int32_safe,

@@ -57,25 +57,29 @@ class StepLayer:
 
 
 @torch.no_grad()
-def step_layers(model: SpikingNet, compact: bool = False) -> list[StepLayer]:
-    """The float SNN of ``model``: BN folded, layer 0's weights and all biases / step_divisor.
+def step_layer(model: SpikingNet, k: int, compact: bool = False) -> StepLayer:
+    """Layer ``k`` of the float SNN of ``model``: BN folded, layer 0's weights and all biases /
+    step_divisor.
 
-    ``compact``: pooling convs keep their compact kernel (``StepLayer.pool`` > 1); every value
+    ``compact``: a pooling conv keeps its compact kernel (``StepLayer.pool`` > 1); every value
     equals the expanded kernel's, whose blocks repeat it.
     """
-    out = []
+    layer = model.layers[k]
     d = float(model.step_divisor)
-    for k, layer in enumerate(model.layers):
-        w, b = model.layer_affine(k, compact=compact)
-        if layer.spiking:
-            w, b = fold_batchnorm(w, b, layer.bn)
-        if k == 0:
-            w = w / d
-        stride, padding = layer.geometry if layer.kind == "conv" else (1, 0)
-        th = layer.thresholds.clone() if layer.spiking else None
-        pool = layer.pool if compact else 1
-        out.append(StepLayer(layer.kind, w.float(), (b / d).float(), th, stride, padding, pool))
-    return out
+    w, b = model.layer_affine(k, compact=compact)
+    if layer.spiking:
+        w, b = fold_batchnorm(w, b, layer.bn)
+    if k == 0:
+        w = w / d
+    stride, padding = layer.geometry if layer.kind == "conv" else (1, 0)
+    th = layer.thresholds.clone() if layer.spiking else None
+    pool = layer.pool if compact else 1
+    return StepLayer(layer.kind, w.float(), (b / d).float(), th, stride, padding, pool)
+
+
+def step_layers(model: SpikingNet, compact: bool = False) -> list[StepLayer]:
+    """The float SNN of ``model``: :func:`step_layer` of every layer."""
+    return [step_layer(model, k, compact) for k in range(len(model.layers))]
 
 
 @dataclass
@@ -115,34 +119,38 @@ def integer_layers(model: SpikingNet, weight_bits: int = quant.DEFAULT_WEIGHT_BI
     Spiking layers get ``vThMant = floor(th / s)``; the readout gets ``vThMant = 2^17 - 1`` and a
     scale for which its ``v`` can neither reach that nor saturate within ``model.steps`` steps.
     """
-    out = []
-    for k, sl in enumerate(step_layers(model, compact=True)):
-        input_max = GRADED_INPUT_MAX if k == 0 else 1
-        w, b = sl.weight.double(), sl.bias.double()
-        grid = dict(weight_bits=weight_bits, input_max=input_max, repeat=sl.pool**2)
-        if sl.readout:
-            scale = quant.choose_scale(w, b, readout_steps=model.steps, **grid)
-            neuron = CubaNeuron.integrate_and_fire(VTH_MAX)
-        else:
-            w, b, th = quant.fold_channel_thresholds(w, b, sl.thresholds.double())
-            scale = quant.choose_scale(w, b, threshold=float(th), **grid)
-            neuron = CubaNeuron(
-                i_decay=DECAY_UNITY,
-                v_decay=model.v_decay,
-                vth_mant=quant.quantize_threshold(th, scale),
-            )
-        out.append(
-            IntegerLayer(
-                sl.kind,
-                quant.quantize_weight(w, scale, weight_bits, quant.weight_dtype(weight_bits)).cpu(),
-                quant.quantize_bias(b, scale).cpu(),
-                neuron,
-                scale,
-                input_max,
-                sl.readout,
-                sl.stride,
-                sl.padding,
-                sl.pool,
-            )
+    return [integer_layer(model, k, weight_bits) for k in range(len(model.layers))]
+
+
+@torch.no_grad()
+def integer_layer(
+    model: SpikingNet, k: int, weight_bits: int = quant.DEFAULT_WEIGHT_BITS
+) -> IntegerLayer:
+    """Layer ``k`` of :func:`integer_layers` (one layer's float temporaries at a time)."""
+    sl = step_layer(model, k, compact=True)
+    input_max = GRADED_INPUT_MAX if k == 0 else 1
+    w, b = sl.weight.double(), sl.bias.double()
+    grid = dict(weight_bits=weight_bits, input_max=input_max, repeat=sl.pool**2)
+    if sl.readout:
+        scale = quant.choose_scale(w, b, readout_steps=model.steps, **grid)
+        neuron = CubaNeuron.integrate_and_fire(VTH_MAX)
+    else:
+        w, b, th = quant.fold_channel_thresholds(w, b, sl.thresholds.double())
+        scale = quant.choose_scale(w, b, threshold=float(th), **grid)
+        neuron = CubaNeuron(
+            i_decay=DECAY_UNITY,
+            v_decay=model.v_decay,
+            vth_mant=quant.quantize_threshold(th, scale),
         )
-    return out
+    return IntegerLayer(
+        sl.kind,
+        quant.quantize_weight(w, scale, weight_bits, quant.weight_dtype(weight_bits)).cpu(),
+        quant.quantize_bias(b, scale).cpu(),
+        neuron,
+        scale,
+        input_max,
+        sl.readout,
+        sl.stride,
+        sl.padding,
+        sl.pool,
+    )

@@ -13,15 +13,16 @@ after T steps is the accumulated input current, and the logits are that current 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from snn2loihi.loihi import ACT_SHIFT, DECAY_UNITY, INT32_SAFE_INPUT
-from snn2loihi.neuron import integrate
+from snn2loihi.neuron import integrate, integrate_counting
 from snn2loihi.synapse import ConvGeometry, IntegerSynapse
-from snn2loihi.train.fold import IntegerLayer, StepLayer, integer_layers, step_layers
+from snn2loihi.train.fold import IntegerLayer, StepLayer, integer_layer, step_layers
 from snn2loihi.train.model import SpikingNet
 
 
@@ -88,9 +89,14 @@ class _IntegerRunner:
             compiled=self.compiled,
         )
 
-    def spikes(self, a: torch.Tensor) -> torch.Tensor:
-        """Spikes (B, T, *shape) bool for synaptic input ``a`` (B, T, *shape)."""
-        return self._integrate(a, False)[0]
+    def spikes(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Spikes (B, T, *shape) bool for synaptic input ``a`` (B, T, *shape), and their
+        counts (B, *shape) float32, contiguous (counted by the neuron loop)."""
+        bias = _channel_view(self.bias, tuple(a.shape[2:]))
+        spikes, counts = integrate_counting(
+            a, bias, self.layer.neuron, int32_safe=self.int32_safe, compiled=self.compiled
+        )
+        return spikes, counts.to(torch.float32, memory_format=torch.contiguous_format)
 
     def readout(self, a: torch.Tensor) -> torch.Tensor:
         """Logits (B, classes): the readout's ``v`` after T steps, in float units."""
@@ -132,8 +138,9 @@ class _FloatRunner:
                 v = torch.where(s, torch.zeros_like(v), v)
         return spikes, v
 
-    def spikes(self, a: torch.Tensor) -> torch.Tensor:
-        return self._integrate(a)[0]
+    def spikes(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        spikes = self._integrate(a)[0]
+        return spikes, spike_counts(spikes)
 
     def readout(self, a: torch.Tensor) -> torch.Tensor:
         return self._integrate(a)[1]
@@ -152,17 +159,24 @@ def spike_counts(spikes: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def _run(
-    runners, x: torch.Tensor, steps: int, flatten_index: int, record: bool = False
+    n_layers: int,
+    runner_at: Callable[[int], _IntegerRunner | _FloatRunner],
+    x: torch.Tensor,
+    steps: int,
+    flatten_index: int,
+    record: bool = False,
 ) -> SnnOutput:
-    """Layer by layer from rest. Layer 0's input current is computed once (the image is the same
-    every step); each later layer's synapse runs once on all (sample, step) pairs of the
-    previous layer's spikes, then its neurons loop over the T steps. ``record``: keep every
-    layer's spikes and the readout's ``v`` trace (see :class:`SnnOutput`)."""
+    """Layer by layer from rest; ``runner_at(k)`` makes layer k's runner when it is reached, so
+    one layer's weights and temporaries are held at a time. Layer 0's input current is computed
+    once (the image is the same every step); each later layer's synapse runs once on all
+    (sample, step) pairs of the previous layer's spikes, then its neurons loop over the T steps.
+    ``record``: keep every layer's spikes and the readout's ``v`` trace (see :class:`SnnOutput`)."""
     b = x.shape[0]
     counts: list[torch.Tensor] = []
     spikes: list[torch.Tensor] = []
     prev = None  # (B, T, *shape) bool spikes of the previous layer
-    for k, runner in enumerate(runners):
+    for k in range(n_layers):
+        runner = runner_at(k)
         if k == 0:
             a = runner.synapse(x.reshape(b, -1) if flatten_index == 0 else x)
             a = a.unsqueeze(1).expand(b, steps, *a.shape[1:])
@@ -170,13 +184,14 @@ def _run(
             s = prev.reshape(b * steps, *prev.shape[2:])
             a = runner.synapse(s.reshape(b * steps, -1) if k >= flatten_index else s)
             a = a.reshape(b, steps, *a.shape[1:])
-        if k == len(runners) - 1:
+        if k == n_layers - 1:
             if not record:
                 return SnnOutput(counts, runner.readout(a))
             logits, readout_v = runner.readout_trace(a)
             return SnnOutput(counts, logits, spikes, readout_v)
-        prev = runner.spikes(a)
-        counts.append(spike_counts(prev))
+        prev, layer_counts = runner.spikes(a)
+        del a, runner  # freed before the next layer's are made
+        counts.append(layer_counts)
         if record:
             spikes.append(prev)
     raise AssertionError("a network ends with its readout layer")
@@ -191,8 +206,11 @@ def run_integer_snn(
     record: bool = False,
 ):
     """Integer SNN on raw pixels ``x`` (B, C, H, W) uint8/int; see module docstring."""
-    runners = [_IntegerRunner(ly, x.device, compile_neuron) for ly in layers]
-    return _run(runners, x, steps, flatten_index, record)
+
+    def runner_at(k: int) -> _IntegerRunner:
+        return _IntegerRunner(layers[k], x.device, compile_neuron)
+
+    return _run(len(layers), runner_at, x, steps, flatten_index, record)
 
 
 def run_float_snn(
@@ -204,8 +222,11 @@ def run_float_snn(
     record: bool = False,
 ):
     """Float SNN on raw pixels ``x`` (B, C, H, W); ``leak`` multiplies ``v`` every step."""
-    runners = [_FloatRunner(ly, x.device, leak) for ly in layers]
-    return _run(runners, x.float(), steps, flatten_index, record)
+
+    def runner_at(k: int) -> _FloatRunner:
+        return _FloatRunner(layers[k], x.device, leak)
+
+    return _run(len(layers), runner_at, x.float(), steps, flatten_index, record)
 
 
 def run_snn(
@@ -223,8 +244,11 @@ def run_snn(
     (:func:`snn2loihi.neuron.integrate` ``compiled``; integer branch only, same integers).
     ``record`` keeps every step's spikes (and, integer branch, the readout's ``v``; for tests).
     """
-    if quantized:
-        layers = integer_layers(model, weight_bits)
-        return run_integer_snn(layers, x, model.steps, model.flatten_index, compile_neuron, record)
+    if quantized:  # each layer quantized when the run reaches it
+
+        def runner_at(k: int) -> _IntegerRunner:
+            return _IntegerRunner(integer_layer(model, k, weight_bits), x.device, compile_neuron)
+
+        return _run(len(model.layers), runner_at, x, model.steps, model.flatten_index, record)
     leak = 1.0 - model.v_decay / DECAY_UNITY
     return run_float_snn(step_layers(model), x, model.steps, model.flatten_index, leak, record)

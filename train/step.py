@@ -115,9 +115,9 @@ def train_step(
     params: StepParams,
 ) -> StepResult:
     """One optimisation step on images ``x`` (B, C, H, W) uint8 and labels ``y`` (B,)."""
+    optimizer.zero_grad(set_to_none=True)  # the last step's gradients freed before the passes
     logits, pre, counts = forward_logits(model, net, x, params)
     loss = F.cross_entropy(logits.float(), y, label_smoothing=params.label_smoothing)
-    optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     noisy = None
