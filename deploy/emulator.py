@@ -163,18 +163,24 @@ class Emulator:
     def _prepare(self, graded: bool) -> list[IntegerSynapse]:
         if graded not in self._synapses:
             syns = []
+            in_shape = tuple(self.net.input_shape)
             for k, (_, ly) in enumerate(self.net.synaptic_layers):
                 input_max = GRADED_INPUT_MAX if (k == 0 and graded) else 1
-                geom = (
-                    ConvGeometry(ly.stride, ly.padding, ly.dilation, ly.groups)
-                    if isinstance(ly, ConvLayer)
-                    else None
-                )
+                geom = hw = None
+                if isinstance(ly, ConvLayer):
+                    geom = ConvGeometry(ly.stride, ly.padding, ly.dilation, ly.groups)
+                    hw = in_shape[1:] if len(in_shape) == 3 else None
                 syns.append(
                     IntegerSynapse(
-                        ly.kind, ly.weight, input_max=input_max, geometry=geom, device=self.device
+                        ly.kind,
+                        ly.weight,
+                        input_max=input_max,
+                        geometry=geom,
+                        device=self.device,
+                        input_hw=hw,
                     )
                 )
+                in_shape = tuple(ly.shape)
             self._synapses[graded] = syns
         return self._synapses[graded]
 

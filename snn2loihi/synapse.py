@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from snn2loihi import int8_gemm
 from snn2loihi.loihi import UV_BITS, UV_LIMIT, worst_case_input
 from snn2loihi.neuron import wrap_signed
+from snn2loihi.schema import conv_output_hw
 
 FP32_EXACT_SUM = 2**24  # fp32 significand: every integer below this is exact
 TF32_EXACT_OPERAND = 2**11  # TF32 significand holds integers up to 2^11
@@ -148,7 +149,9 @@ class IntegerSynapse:
     a layer) and this is its exponent; by default the weights are processed here.
     ``signed``: inputs may be negative (sigma-delta messages); ``input_max`` bounds ``|x|``.
     ``onednn``: convs may take the ``int8-onednn`` kernel (False: the other kernels' rule, for
-    tests and benchmarks that compare kernels).
+    tests and benchmarks that compare kernels). ``input_hw``: a conv's input (H, W) where the
+    caller knows it; outputs of at most ``int8_gemm.ONEDNN_MIN_OUTPUT - 1`` positions then take
+    the im2col ``int8`` kernel instead of oneDNN's (:meth:`_onednn_exact`).
     """
 
     def __init__(
@@ -163,9 +166,11 @@ class IntegerSynapse:
         weight_exp: int | None = None,
         signed: bool = False,
         onednn: bool = True,
+        input_hw: tuple[int, int] | None = None,
     ):
         self.kind = kind
         self._onednn = onednn
+        self._input_hw = None if input_hw is None else tuple(int(d) for d in input_hw)
         self.geometry = geometry
         self.shift = 0
         self._scratch: torch.Tensor | None = None  # the float kernel's input (CPU)
@@ -269,15 +274,29 @@ class IntegerSynapse:
                 self.packed = int8_gemm.pack_conv(small, self.geometry.groups)
         return kernel
 
+    def output_positions(self) -> int | None:
+        """A conv's output positions per frame (Hout * Wout) for its ``input_hw``, else None."""
+        if self.kind != "conv" or self._input_hw is None:
+            return None
+        g = self.geometry
+        kernel = tuple(self.pool * k for k in self.int_weight_shape[2:])  # as run
+        h, w = conv_output_hw(self._input_hw, kernel, g.stride, g.padding, g.dilation)
+        return max(0, h) * max(0, w)
+
     def _onednn_exact(
         self, small: torch.Tensor, fits: bool, bound: int, largest: int, signed: bool
     ) -> bool:
         """The ``int8-onednn`` rule: a conv on the CPU, inputs in 0..255 (``largest``; sum-pooled
         inputs of a block kernel below 128), ``bound`` (the largest ``|W . x|`` of the int8
-        weights ``small``) below 2^24, and a CPU where oneDNN's int8 convolution is exact."""
+        weights ``small``) below 2^24, not a known output of fewer than
+        ``int8_gemm.ONEDNN_MIN_OUTPUT`` positions (there im2col + ``_int_mm`` measured faster:
+        oneDNN's direct kernels block over the output width), and a CPU where oneDNN's int8
+        convolution is exact."""
+        positions = self.output_positions()
         return (
             self._onednn
             and self.kind == "conv"
+            and (positions is None or positions >= int8_gemm.ONEDNN_MIN_OUTPUT)
             and (self.pool == 1 or largest * self.pool**2 <= int8_gemm.INT8_MAX)
             and small.device.type == "cpu"
             and not signed

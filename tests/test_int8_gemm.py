@@ -141,6 +141,33 @@ def test_onednn_conv_takes_graded_pixels_and_bounds():
     assert IntegerSynapse("conv", big, input_max=255, geometry=geom).kernel != "int8-onednn"
 
 
+@pytest.mark.parametrize(
+    "input_hw, pool, expected",
+    [
+        ((2, 2), 1, "int8"),  # 2x2 outputs: im2col + _int_mm
+        ((4, 4), 2, "int8"),  # a 2x2 block kernel on 4x4: 2x2 outputs
+        ((3, 2), 1, "int8-onednn"),  # 6 outputs
+        ((4, 4), 1, "int8-onednn"),
+        (None, 1, "int8-onednn"),  # size unknown: oneDNN
+    ],
+)
+def test_tiny_conv_outputs_take_the_im2col_kernel(input_hw, pool, expected):
+    """Convs whose outputs have fewer than ONEDNN_MIN_OUTPUT positions take the int8 im2col
+    kernel (measured faster there), others oneDNN's; both give the reference integers."""
+    _needs_onednn("int8-onednn")
+    rng = np.random.default_rng(12)
+    w = rng.integers(-128, 128, size=(24, 16, 3, 3))
+    geom = ConvGeometry((pool, pool), (pool, pool), (1, 1), 1)
+    syn = IntegerSynapse("conv", w, input_max=1, geometry=geom, block=pool, input_hw=input_hw)
+    assert syn.kernel == expected
+    h, wd = input_hw or (5, 3)
+    x = rng.integers(0, 2, size=(7, 16, h, wd))
+    ref = _wrap24(_conv_ref(x, expand_blocks(torch.as_tensor(w), pool).numpy(), geom))
+    np.testing.assert_array_equal(syn(torch.as_tensor(x).bool()).numpy(), ref)
+    if input_hw is not None:
+        assert syn.output_positions() == ref.shape[2] * ref.shape[3]
+
+
 def test_onednn_self_check_refuses_a_saturating_cpu(monkeypatch):
     """A CPU that sums u8 x s8 pairs in int16 with saturation (no VNNI/AMX) fails the
     worst-case self-check, so the rule never picks oneDNN there."""
