@@ -15,6 +15,7 @@ All functions take and return torch tensors and are differentiable where the res
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -24,7 +25,7 @@ from snn2loihi.loihi import (
     INT32_SAFE_INPUT,
     VTH_MAX,
     WEIGHT_MAX,
-    worst_case_input,
+    row_sums,
 )
 
 READOUT_V_MAX = VTH_MAX - 1  # a readout neuron's |v| (mantissa units) stays at or below this
@@ -106,14 +107,35 @@ def choose_scale(
     """
     w = weight.detach().double().reshape(weight.shape[0], -1)
     b = torch.zeros(w.shape[0], dtype=torch.float64) if bias is None else bias.detach().double()
-    b = b.to(w.device)
-    fan_in = w.shape[1] * repeat
-    _, qmax = weight_limits(weight_bits)
-    row_sum = worst_case_input(w, repeat=repeat)  # max(sum w+, sum |w-|) per row
-    round_slack = 0.5 * fan_in * input_max  # rounding can add 1/2 per weight
+    pos, neg = row_sums(w)
     w_min, w_max = torch.aminmax(w)
+    stats = _RowStats(pos, neg, float(w_min), float(w_max), w.shape[1])
+    return _scale(stats, b.to(w.device), weight_bits, input_max, threshold, readout_steps, repeat)
+
+
+@dataclass
+class _RowStats:
+    """What :func:`choose_scale` reads of a layer's float64 weights (Cout, fan_in): per row the
+    sum of the positive and of the |negative| weights (:func:`~snn2loihi.loihi.row_sums`), the
+    smallest and largest weight, and the fan-in (one row's length)."""
+
+    pos: torch.Tensor
+    neg: torch.Tensor
+    w_min: float
+    w_max: float
+    fan_in: int
+
+
+def _scale(stats: _RowStats, b, weight_bits, input_max, threshold, readout_steps, repeat) -> float:
+    """:func:`choose_scale` from the weights' :class:`_RowStats` and the float64 bias ``b``."""
+    fan_in = stats.fan_in * repeat
+    _, qmax = weight_limits(weight_bits)
+    row_sum = (
+        torch.maximum(stats.pos, stats.neg) * repeat
+    )  # worst_case_input: max(sum w+, sum |w-|)
+    round_slack = 0.5 * fan_in * input_max  # rounding can add 1/2 per weight
     candidates = [
-        max(float(w_max), -float(w_min)) / qmax,
+        max(stats.w_max, -stats.w_min) / qmax,
         float(b.abs().max()) / BIAS_MAX,
         float(row_sum.max()) * input_max / max(INT32_SAFE_INPUT - round_slack, 1.0),
     ]
@@ -125,6 +147,60 @@ def choose_scale(
         candidates.append(per_step / max(budget, 1.0))
     scale = max(candidates)
     return scale if scale > 0 and math.isfinite(scale) else 1.0
+
+
+QUANT_BLOCK = 2**18  # float64 weights per row block of quantize_layer (2 MiB: stays in cache)
+
+
+def quantize_layer(
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    thresholds: torch.Tensor | None = None,
+    *,
+    weight_bits: int = DEFAULT_WEIGHT_BITS,
+    input_max: int = 1,
+    readout_steps: int | None = None,
+    repeat: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor, float | None, float]:
+    """One layer onto the integer grid: exactly :func:`fold_channel_thresholds` (with
+    per-channel ``thresholds``, else none), :func:`choose_scale`, :func:`quantize_weight` (as
+    :func:`weight_dtype`) and :func:`quantize_bias` of the float64-widened ``weight`` (Cout, ...)
+    and ``bias`` (Cout,), computed in row blocks of about :data:`QUANT_BLOCK` weights: each
+    block is widened, folded, summed and later quantized while it is in cache, where the
+    whole-tensor passes read and write the float64 layer from memory about ten times.
+    Every value equals the unblocked composition's (elementwise operations, and each row's sums
+    reduced in the same order). On a GPU the whole layer is one block. Returns ``(W, bias_mant,
+    th, scale)``; ``th`` (the folded layer threshold) is None without ``thresholds``."""
+    n = weight.shape[0]
+    rows = weight.detach().reshape(n, -1)
+    ratio = th = None
+    b = bias.detach().double()
+    if thresholds is not None:
+        t = thresholds.detach().double()
+        th_t = t.max()
+        ratio = th_t / t
+        b, th = b * ratio, float(th_t)
+    step = max(1, QUANT_BLOCK // max(1, rows.shape[1])) if rows.device.type == "cpu" else n
+
+    def block(lo: int) -> torch.Tensor:  # rows lo.. widened (and folded), float64
+        w = rows[lo : lo + step].double()
+        return w if ratio is None else w * ratio[lo : lo + step].view(-1, 1)
+
+    pos = torch.empty(n, dtype=torch.float64, device=rows.device)
+    neg = torch.empty_like(pos)
+    w_min = w_max = None
+    for lo in range(0, n, step):
+        w = block(lo)
+        pos[lo : lo + step], neg[lo : lo + step] = row_sums(w)
+        mn, mx = (float(v) for v in torch.aminmax(w))
+        w_min = mn if w_min is None else min(w_min, mn)
+        w_max = mx if w_max is None else max(w_max, mx)
+    stats = _RowStats(pos, neg, w_min, w_max, rows.shape[1])
+    scale = _scale(stats, b, weight_bits, input_max, th, readout_steps, repeat)
+    out = torch.empty(rows.shape, dtype=weight_dtype(weight_bits), device=rows.device)
+    for lo in range(0, n, step):
+        out[lo : lo + step] = quantize_weight(block(lo), scale, weight_bits, out.dtype)
+    return out.view(weight.shape), quantize_bias(b, scale), th, scale
 
 
 def quantize_weight(

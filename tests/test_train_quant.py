@@ -61,3 +61,54 @@ def test_scale_of_an_all_zero_layer_is_finite():
     assert torch.equal(
         quant.quantize_weight(torch.zeros(3, 3), s), torch.zeros(3, 3, dtype=torch.int64)
     )
+
+
+@pytest.mark.parametrize("block", [7, 300, 2**18])  # many blocks with a partial last, one, whole
+@pytest.mark.parametrize(
+    "shape, thresholds, input_max, readout_steps, repeat, bits",
+    [
+        ((64, 32, 3, 3), True, 1, None, 1, 8),  # a spiking conv, per-channel thresholds
+        ((48, 27), True, 255, None, 1, 8),  # a graded first layer
+        ((40, 16, 3, 3), True, 1, None, 4, 9),  # a 2x2 block kernel, 9-bit weights
+        ((10, 200), False, 1, 4, 1, 8),  # the readout
+        ((12, 1024, 3, 3), True, 1, None, 1, 8),  # a wide fan-in (the row sums can bind)
+    ],
+)
+def test_blocked_layer_quantization_equals_the_whole_tensor_composition(
+    monkeypatch, block, shape, thresholds, input_max, readout_steps, repeat, bits
+):
+    """quantize_layer (row blocks in cache) gives bit for bit what fold_channel_thresholds,
+    choose_scale and quantize_weight/bias give on the whole float64 tensor: the same scale,
+    integers and threshold, for scales set by the weights, the row sums or the readout bound."""
+    monkeypatch.setattr(quant, "QUANT_BLOCK", block)
+    g = torch.Generator().manual_seed(sum(shape))
+    for spread in (1e-3, 30.0, None):  # None: near-equal weights, so the row sums bind
+        if spread is None:
+            w = 1 + 0.01 * torch.randn(shape, generator=g)
+            w[1::2] *= -1
+        else:
+            w = torch.randn(shape, generator=g) * spread
+        w[0] = w[0].abs()  # one row of positive weights only
+        b = torch.randn(shape[0], generator=g) * (spread or 1.0)
+        th = torch.rand(shape[0], generator=g) + 0.25 if thresholds else None
+        got_w, got_b, got_th, got_s = quant.quantize_layer(
+            w, b, th, weight_bits=bits, input_max=input_max, readout_steps=readout_steps,
+            repeat=repeat,
+        )  # fmt: skip
+        ref_w, ref_b, ref_th = w.double(), b.double(), None
+        if thresholds:
+            ref_w, ref_b, ref_th = quant.fold_channel_thresholds(ref_w, ref_b, th.double())
+            ref_th = float(ref_th)
+        grid = dict(weight_bits=bits, input_max=input_max, repeat=repeat)
+        ref_s = quant.choose_scale(ref_w, ref_b, threshold=ref_th, readout_steps=readout_steps,
+                                   **grid)  # fmt: skip
+        assert got_s == ref_s and got_th == ref_th
+        fan_in = w[0].numel() * repeat
+        if spread is None and fan_in >= 2000 and readout_steps is None:  # the row sums bind
+            rows = ref_w.reshape(shape[0], -1)
+            top = torch.maximum(rows.clamp(min=0).sum(1), -rows.clamp(max=0).sum(1)).max()
+            assert got_s == float(top * repeat) / (INT32_SAFE_INPUT - 0.5 * fan_in)
+        dtype = quant.weight_dtype(bits)
+        assert got_w.dtype == dtype and got_w.shape == w.shape
+        assert torch.equal(got_w, quant.quantize_weight(ref_w, ref_s, bits, dtype))
+        assert torch.equal(got_b, quant.quantize_bias(ref_b, ref_s))

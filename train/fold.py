@@ -129,23 +129,24 @@ def integer_layer(
     """Layer ``k`` of :func:`integer_layers` (one layer's float temporaries at a time)."""
     sl = step_layer(model, k, compact=True)
     input_max = GRADED_INPUT_MAX if k == 0 else 1
-    w, b = sl.weight.double(), sl.bias.double()
-    grid = dict(weight_bits=weight_bits, input_max=input_max, repeat=sl.pool**2)
+    weight, bias, th, scale = quant.quantize_layer(
+        sl.weight,
+        sl.bias,
+        sl.thresholds,
+        weight_bits=weight_bits,
+        input_max=input_max,
+        readout_steps=model.steps if sl.readout else None,
+        repeat=sl.pool**2,
+    )
     if sl.readout:
-        scale = quant.choose_scale(w, b, readout_steps=model.steps, **grid)
         neuron = CubaNeuron.integrate_and_fire(VTH_MAX)
     else:
-        w, b, th = quant.fold_channel_thresholds(w, b, sl.thresholds.double())
-        scale = quant.choose_scale(w, b, threshold=float(th), **grid)
-        neuron = CubaNeuron(
-            i_decay=DECAY_UNITY,
-            v_decay=model.v_decay,
-            vth_mant=quant.quantize_threshold(th, scale),
-        )
+        vth = quant.quantize_threshold(th, scale)
+        neuron = CubaNeuron(i_decay=DECAY_UNITY, v_decay=model.v_decay, vth_mant=vth)
     return IntegerLayer(
         sl.kind,
-        quant.quantize_weight(w, scale, weight_bits, quant.weight_dtype(weight_bits)).cpu(),
-        quant.quantize_bias(b, scale).cpu(),
+        weight.cpu(),
+        bias.cpu(),
         neuron,
         scale,
         input_max,
