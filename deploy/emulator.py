@@ -316,7 +316,13 @@ class Emulator:
         a = syn(flat).to(torch.int32 if int32_safe else torch.int64).reshape(n, steps, *ly.shape)
         bias = self.layer_bias(ly, a)
         return integrate(
-            a, bias, ly.neuron, int32_safe=int32_safe, record_state=record, compiled=self.compiled
+            a,
+            bias,
+            ly.neuron,
+            int32_safe=int32_safe,
+            record_state=record,
+            compiled=self.compiled,
+            input_bound=syn.max_abs_output,
         )
 
     @staticmethod

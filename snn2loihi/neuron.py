@@ -219,6 +219,7 @@ def integrate(
     record_state: bool = False,
     compiled: bool = False,
     counts: torch.Tensor | None = None,
+    input_bound: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Run one layer's neurons from rest (``u = v = 0``) through T steps of input.
 
@@ -234,6 +235,9 @@ def integrate(
         counts: a zeroed (N, *shape) integer tensor (:func:`count_dtype` of T) on ``a``'s
             device, in ``a``'s layout; each neuron's number of spikes is added to it, step
             chunk by step chunk while the chunk is in cache (no second pass over the spikes).
+        input_bound: a proven bound on ``|a|`` (a synapse's ``max_abs_output``), if known:
+            where it already proves that u's 24-bit wrap cannot fire
+            (:func:`u_stays_in_24_bits`), ``a`` is not scanned for its largest value.
 
     Returns:
         ``(spikes, u, v)``: spikes (N, T, *shape) bool on ``a``'s device; ``u``, ``v``
@@ -246,11 +250,10 @@ def integrate(
             bias = bias.movedim(-3, -1)
         if counts is not None:
             counts = counts.permute(0, 2, 3, 1)
-        out = _integrate(
-            a.permute(0, 1, 3, 4, 2), bias, neuron, int32_safe, record_state, compiled, counts
-        )
+        a = a.permute(0, 1, 3, 4, 2)
+        out = _integrate(a, bias, neuron, int32_safe, record_state, compiled, counts, input_bound)
         return tuple(None if t is None else t.permute(0, 1, 4, 2, 3) for t in out)
-    return _integrate(a, bias, neuron, int32_safe, record_state, compiled, counts)
+    return _integrate(a, bias, neuron, int32_safe, record_state, compiled, counts, input_bound)
 
 
 def integrate_counting(
@@ -260,6 +263,7 @@ def integrate_counting(
     *,
     int32_safe: bool = False,
     compiled: bool = False,
+    input_bound: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`integrate`'s spikes (N, T, *shape) bool and each neuron's number of spikes
     (N, *shape) (:func:`count_dtype` of T, in ``a``'s memory layout), counted while each step
@@ -272,7 +276,13 @@ def integrate_counting(
     else:
         counts = torch.zeros((n, *a.shape[2:]), dtype=dtype, device=a.device)
     spikes = integrate(
-        a, bias_mant, neuron, int32_safe=int32_safe, compiled=compiled, counts=counts
+        a,
+        bias_mant,
+        neuron,
+        int32_safe=int32_safe,
+        compiled=compiled,
+        counts=counts,
+        input_bound=input_bound,
     )[0]
     return spikes, counts
 
@@ -374,7 +384,9 @@ def _time_loop(step, chunk, a, sub, spikes_u8, record, counts=None):
     return u_tr, v_tr
 
 
-def _integrate(a, bias, neuron, int32_safe, record_state, compiled=False, counts=None):
+def _integrate(
+    a, bias, neuron, int32_safe, record_state, compiled=False, counts=None, input_bound=None
+):
     """:func:`integrate` over ``a``'s dimensions as they are."""
     n, steps = a.shape[:2]
     shape = tuple(a.shape[2:])
@@ -385,7 +397,10 @@ def _integrate(a, bias, neuron, int32_safe, record_state, compiled=False, counts
         int32_safe
         and neuron.i_decay != DECAY_UNITY
         and a.numel() > 0
-        and u_stays_in_24_bits(abs_max(a), steps, neuron.i_decay)
+        and (
+            (input_bound is not None and u_stays_in_24_bits(input_bound, steps, neuron.i_decay))
+            or u_stays_in_24_bits(abs_max(a), steps, neuron.i_decay)
+        )
     )
     # int32-safe: cuba_step's int32 path with the bias shifted once, not every step
     bias = bias << ACT_SHIFT if int32_safe else bias

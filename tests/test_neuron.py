@@ -325,3 +325,28 @@ def test_u_range_proof_holds_and_is_tight(i_decay, steps):
         assert peak >= reach - steps and reach < 2**23 <= ((lo + 1) << 6) * min(
             steps, 4096 / i_decay if i_decay else steps
         )
+
+
+def test_a_proven_input_bound_spares_the_scan_and_keeps_the_integers(monkeypatch):
+    """integrate(input_bound=): a bound that proves u's wrap cannot fire skips scanning ``a``
+    for its largest value; one that proves nothing falls back to the scan; same spikes and
+    state either way."""
+    from snn2loihi import neuron as neuron_mod
+    from snn2loihi.neuron import integrate, u_stays_in_24_bits
+
+    neuron = CubaNeuron(i_decay=1024, v_decay=128, vth_mant=90)
+    g = torch.Generator().manual_seed(6)
+    a = torch.randint(-3_000, 9_000, (3, 6, 4, 5, 6), generator=g, dtype=torch.int32)
+    bias = torch.randint(-50, 50, (4, 1, 1), generator=g, dtype=torch.int32)
+    ref = integrate(a, bias, neuron, int32_safe=True, record_state=True)
+    assert u_stays_in_24_bits(9_000, 6, 1024) and not u_stays_in_24_bits(2**17 - 1, 6, 1)
+    scans = []
+    real = neuron_mod.abs_max
+    monkeypatch.setattr(neuron_mod, "abs_max", lambda t: scans.append(1) or real(t))
+    got = integrate(a, bias, neuron, int32_safe=True, record_state=True, input_bound=9_000)
+    assert scans == [] and all(torch.equal(r, t) for r, t in zip(ref, got, strict=True))
+    wide = CubaNeuron(i_decay=1, v_decay=128, vth_mant=90)  # the bound proves nothing here
+    ref = integrate(a, bias, wide, int32_safe=True, record_state=True)
+    scans.clear()
+    got = integrate(a, bias, wide, int32_safe=True, record_state=True, input_bound=2**17 - 1)
+    assert scans == [1] and all(torch.equal(r, t) for r, t in zip(ref, got, strict=True))
