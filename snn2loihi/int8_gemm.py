@@ -108,8 +108,9 @@ def as_int8(x: torch.Tensor) -> torch.Tensor:
 def pack_dense(weight: torch.Tensor) -> torch.Tensor:
     """``(Nout, Nin)`` int -> ``(Nin, Nout)`` int8 (on the CPU the transposed view of the
     contiguous rows, as :func:`pack_conv`)."""
-    w = weight.to(torch.int8, memory_format=torch.contiguous_format, copy=True)
-    return w.t() if w.device.type == "cpu" else w.t().contiguous()
+    if weight.device.type == "cpu":  # an own copy of the rows
+        return weight.to(torch.int8, memory_format=torch.contiguous_format, copy=True).t()
+    return weight.to(torch.int8).t().contiguous()
 
 
 def linear_int8(x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:

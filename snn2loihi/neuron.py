@@ -405,9 +405,13 @@ def _integrate(
     # int32-safe: cuba_step's int32 path with the bias shifted once, not every step
     bias = bias << ACT_SHIFT if int32_safe else bias
     flat = _flat_neurons(a) if compiled and not record_state and not a.is_cuda else None
-    flat_counts = None if counts is None or flat is None else _flat_neurons(counts.unsqueeze(1))
-    if counts is not None and flat_counts is None:
-        flat = None  # the counts do not lie as the input's neurons do: the eager loop
+    flat_counts = None  # counts (n, neurons), as flat lays out the neurons
+    if counts is not None and flat is not None:
+        flat_counts = _flat_neurons(counts.unsqueeze(1))
+        if flat_counts is None:
+            flat = None  # the counts do not lie as the input's neurons do: the eager loop
+        else:
+            flat_counts = flat_counts[:, 0]
     if flat is not None and bias.ndim <= len(shape) and size > 1:
         # one fused kernel per STEP_CHUNK steps: no temporaries, so blocks can be larger
         bias_flat = bias.expand(shape).reshape(size)
@@ -418,7 +422,6 @@ def _integrate(
             return _run_compiled(fn, *args) if a_k.shape[1] == STEP_CHUNK else _steps(*args)
 
         sub = max(1, FUSED_BLOCK // size)
-        flat_counts = None if flat_counts is None else flat_counts.view(n, size)
         spikes_u8 = spikes.view(torch.uint8).view(flat.shape)
         _time_loop(fused, STEP_CHUNK, flat, sub, spikes_u8, False, flat_counts)
         return spikes, None, None

@@ -25,7 +25,7 @@ from snn2loihi.loihi import (
     INT32_SAFE_INPUT,
     VTH_MAX,
     WEIGHT_MAX,
-    row_sums,
+    worst_case_input,
 )
 
 READOUT_V_MAX = VTH_MAX - 1  # a readout neuron's |v| (mantissa units) stays at or below this
@@ -71,6 +71,13 @@ def fold_input_normalization(
     return w.reshape(weight.shape), b
 
 
+def channel_ratios(thresholds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel factors ``th / th_c`` (Cout,) and the layer threshold ``th = max(th_c)``
+    (0-d) that :func:`fold_channel_thresholds` scales channel c's weights and bias by."""
+    th = thresholds.max()
+    return th / thresholds, th
+
+
 def fold_channel_thresholds(
     weight: torch.Tensor, bias: torch.Tensor, thresholds: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -80,8 +87,7 @@ def fold_channel_thresholds(
     neuron crosses ``th`` exactly when the unscaled one crosses ``th_c``.
     Returns ``(weight, bias, th)`` with ``th`` a 0-d tensor.
     """
-    th = thresholds.max()
-    ratio = th / thresholds
+    ratio, th = channel_ratios(thresholds)
     shape = (-1,) + (1,) * (weight.ndim - 1)
     return weight * ratio.view(shape), bias * ratio, th
 
@@ -107,20 +113,18 @@ def choose_scale(
     """
     w = weight.detach().double().reshape(weight.shape[0], -1)
     b = torch.zeros(w.shape[0], dtype=torch.float64) if bias is None else bias.detach().double()
-    pos, neg = row_sums(w)
     w_min, w_max = torch.aminmax(w)
-    stats = _RowStats(pos, neg, float(w_min), float(w_max), w.shape[1])
+    stats = _RowStats(worst_case_input(w), float(w_min), float(w_max), w.shape[1])
     return _scale(stats, b.to(w.device), weight_bits, input_max, threshold, readout_steps, repeat)
 
 
 @dataclass
 class _RowStats:
-    """What :func:`choose_scale` reads of a layer's float64 weights (Cout, fan_in): per row the
-    sum of the positive and of the |negative| weights (:func:`~snn2loihi.loihi.row_sums`), the
-    smallest and largest weight, and the fan-in (one row's length)."""
+    """What :func:`choose_scale` reads of a layer's float64 weights (Cout, fan_in): per row
+    ``max(sum w+, sum |w-|)`` (:func:`~snn2loihi.loihi.worst_case_input` of spikes, each weight
+    once), the smallest and largest weight, and the fan-in (one row's length)."""
 
-    pos: torch.Tensor
-    neg: torch.Tensor
+    row_max: torch.Tensor
     w_min: float
     w_max: float
     fan_in: int
@@ -130,9 +134,7 @@ def _scale(stats: _RowStats, b, weight_bits, input_max, threshold, readout_steps
     """:func:`choose_scale` from the weights' :class:`_RowStats` and the float64 bias ``b``."""
     fan_in = stats.fan_in * repeat
     _, qmax = weight_limits(weight_bits)
-    row_sum = (
-        torch.maximum(stats.pos, stats.neg) * repeat
-    )  # worst_case_input: max(sum w+, sum |w-|)
+    row_sum = stats.row_max * repeat  # every occurrence of each weight in the kernel as run
     round_slack = 0.5 * fan_in * input_max  # rounding can add 1/2 per weight
     candidates = [
         max(stats.w_max, -stats.w_min) / qmax,
@@ -176,9 +178,7 @@ def quantize_layer(
     ratio = th = None
     b = bias.detach().double()
     if thresholds is not None:
-        t = thresholds.detach().double()
-        th_t = t.max()
-        ratio = th_t / t
+        ratio, th_t = channel_ratios(thresholds.detach().double())
         b, th = b * ratio, float(th_t)
     step = max(1, QUANT_BLOCK // max(1, rows.shape[1])) if rows.device.type == "cpu" else n
 
@@ -186,16 +186,15 @@ def quantize_layer(
         w = rows[lo : lo + step].double()
         return w if ratio is None else w * ratio[lo : lo + step].view(-1, 1)
 
-    pos = torch.empty(n, dtype=torch.float64, device=rows.device)
-    neg = torch.empty_like(pos)
+    row_max = torch.empty(n, dtype=torch.float64, device=rows.device)
     w_min = w_max = None
     for lo in range(0, n, step):
         w = block(lo)
-        pos[lo : lo + step], neg[lo : lo + step] = row_sums(w)
+        row_max[lo : lo + step] = worst_case_input(w)
         mn, mx = (float(v) for v in torch.aminmax(w))
         w_min = mn if w_min is None else min(w_min, mn)
         w_max = mx if w_max is None else max(w_max, mx)
-    stats = _RowStats(pos, neg, w_min, w_max, rows.shape[1])
+    stats = _RowStats(row_max, w_min, w_max, rows.shape[1])
     scale = _scale(stats, b, weight_bits, input_max, th, readout_steps, repeat)
     out = torch.empty(rows.shape, dtype=weight_dtype(weight_bits), device=rows.device)
     for lo in range(0, n, step):

@@ -87,23 +87,19 @@ class _IntegerRunner:
         """Integer synaptic input for integer input ``s`` (B, Cin, H, W) or (B, Nin)."""
         return self._synapse(s).to(self.dtype)
 
-    def _integrate(self, a: torch.Tensor, record_state: bool):
-        bias = _channel_view(self.bias, tuple(a.shape[2:]))
-        return integrate(
-            a,
-            bias,
-            self.layer.neuron,
-            int32_safe=self.int32_safe,
-            record_state=record_state,
-            compiled=self.compiled,
-        )
+    def _bias_for(self, a: torch.Tensor) -> torch.Tensor:
+        """The bias broadcastable to one step of ``a`` (B, T, *shape)."""
+        return _channel_view(self.bias, tuple(a.shape[2:]))
 
     def spikes(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Spikes (B, T, *shape) bool for synaptic input ``a`` (B, T, *shape), and their
         counts (B, *shape) float32, contiguous (counted by the neuron loop)."""
-        bias = _channel_view(self.bias, tuple(a.shape[2:]))
         spikes, counts = integrate_counting(
-            a, bias, self.layer.neuron, int32_safe=self.int32_safe, compiled=self.compiled
+            a,
+            self._bias_for(a),
+            self.layer.neuron,
+            int32_safe=self.int32_safe,
+            compiled=self.compiled,
         )
         return spikes, counts.to(torch.float32, memory_format=torch.contiguous_format)
 
@@ -113,7 +109,9 @@ class _IntegerRunner:
 
     def readout_trace(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits as :meth:`readout`, and the integer ``v`` (B, T, classes) they come from."""
-        v_tr = self._integrate(a, True)[2]
+        v_tr = integrate(
+            a, self._bias_for(a), self.layer.neuron, int32_safe=self.int32_safe, record_state=True
+        )[2]
         v = v_tr[:, -1].to(a.device, torch.int64)
         return (v >> ACT_SHIFT).to(torch.float64).mul(self.layer.scale).float(), v_tr
 
