@@ -3,8 +3,11 @@
 Time convention (the one the Lava runner uses with ``reset_interval=T, reset_offset=1``):
 every layer starts each sample from ``u = v = 0`` when the sample's first input reaches it and
 processes exactly that sample's T steps. Lava's one-step synapse delay then only shifts layer k
-by k steps, so the emulator runs layer by layer without delay: the synapse of a whole layer is
-one batched GEMM over all (sample, step) pairs, and only the neuron loops over time.
+by k steps, so the emulator runs without delay: a layer's synapse is one batched GEMM over the
+(step, sample) frames of a time chunk, and only its neurons (:class:`NeuronGroup`) loop over the
+chunk's steps, keeping u and v from chunk to chunk. On the CPU a chunk is ``STEP_CHUNK`` steps of
+a pass of samples and passes through every layer before the next, so each layer's synaptic input
+is consumed in cache; on a GPU it is all T steps of the batch.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from snn2loihi.devices import torch_device
 from snn2loihi.errors import InputDataError, UnsupportedLayerError
 from snn2loihi.loihi import GRADED_INPUT_MAX, INT32_SAFE_INPUT
 from snn2loihi.netx_io import read_network
-from snn2loihi.neuron import channels_last_order, integrate
+from snn2loihi.neuron import STEP_CHUNK, NeuronGroup
 from snn2loihi.schema import ConvLayer, DenseLayer, NetXNetwork
 from snn2loihi.synapse import ConvGeometry, IntegerSynapse
 
@@ -97,42 +100,81 @@ def check_input(
     return t.to(torch.uint8), hi > 1
 
 
-PASS_BYTES = 2**23  # CPU: the int32 synaptic input of the largest layer held per pass
+PASS_BYTES = 2**22  # CPU: the int32 synaptic input of the largest layer held per time chunk
 
 
 def pass_samples(layers, steps: int) -> int:
     """Samples per pass through the network on the CPU: the largest layer's int32 synaptic
-    input over ``steps`` steps within about :data:`PASS_BYTES` (at least one sample)."""
+    input over ``steps`` steps (one time chunk) within about :data:`PASS_BYTES` (at least one
+    sample)."""
     largest = max(math.prod(ly.shape) for ly in layers)
     return max(1, PASS_BYTES // (4 * steps * largest))
 
 
-def _empty_in_layout(part: torch.Tensor, n: int) -> torch.Tensor:
-    """An empty CPU tensor of ``n`` rows shaped and laid out in memory like ``part``'s rows."""
-    if channels_last_order(part):
-        nt, c, h, w = part.shape[1:]
-        return torch.empty((n, nt, h, w, c), dtype=part.dtype).permute(0, 1, 4, 2, 3)
-    return torch.empty((n, *part.shape[1:]), dtype=part.dtype)
+@dataclass
+class _LayerLayout:
+    """How one layer's neurons lie in its (T, N, m) traces: ``shape`` (C, H, W) or (D,) as the
+    network states it; ``channels_last``: a conv's m neurons in (H, W, C) order (as the CPU's
+    conv kernels leave them), else in the order of ``shape``."""
+
+    shape: tuple[int, ...]
+    channels_last: bool
+
+    def flat(self, a: torch.Tensor, k: int, n: int) -> torch.Tensor:
+        """Synaptic input (k * n, *shape) of frames ordered step by step -> (k, n, m)."""
+        if self.channels_last:
+            a = a.permute(0, 2, 3, 1)
+        return a.reshape(k, n, -1)
+
+    def bias(self, ly: ConvLayer | DenseLayer, device: torch.device) -> torch.Tensor:
+        """The layer's bias mantissa per neuron (m,) int64, in this order."""
+        m = math.prod(self.shape)
+        if ly.bias is None:
+            return torch.zeros(m, dtype=torch.int64, device=device)
+        b = torch.as_tensor(np.asarray(ly.bias), dtype=torch.int64, device=device).reshape(-1)
+        if len(self.shape) == 1:
+            return b
+        positions = self.shape[1] * self.shape[2]
+        return b.repeat(positions) if self.channels_last else b.repeat_interleave(positions)
+
+    def frames(self, spikes: torch.Tensor, to_dense: bool) -> torch.Tensor:
+        """Spikes (k, n, m) uint8 -> the next layer's input frames (k * n, C, H, W) bool (a
+        channels-last view where they lie so), or (k * n, m) in (C, H, W) order for a dense
+        layer."""
+        frames = spikes.view(torch.bool).reshape(-1, *self._stored())
+        if self.channels_last:
+            frames = frames.permute(0, 3, 1, 2)
+        return frames.reshape(frames.shape[0], -1) if to_dense else frames
+
+    def _stored(self) -> tuple[int, ...]:
+        c, *hw = self.shape
+        return (*hw, c) if self.channels_last else self.shape
+
+    def trace(self, t: torch.Tensor) -> torch.Tensor:
+        """A (T, N, m) trace -> its (N, T, *shape) view (same memory)."""
+        t = t.view(*t.shape[:2], *self._stored()).transpose(0, 1)
+        return t.permute(0, 1, 4, 2, 3) if self.channels_last else t
 
 
-def _spikes_per_sample(spikes: torch.Tensor) -> torch.Tensor:
-    """Spikes per sample (N,) int64 of ``spikes`` (N, T, *shape) bool, summed in memory order
-    (a channels-last trace is summed as it lies) and in int32 where that is exact (about twice
-    as fast as an int64 sum)."""
-    u8 = spikes.view(torch.uint8)
-    if channels_last_order(u8):
-        u8 = u8.permute(0, 1, 3, 4, 2)
-    flat = u8.reshape(u8.shape[0], -1)
-    wide = flat.shape[1] >= 2**31
-    return flat.sum(1, dtype=torch.int64 if wide else torch.int32).to("cpu", torch.int64)
+def _layout(ly, a: torch.Tensor) -> _LayerLayout:
+    """The layout of ``ly``'s neurons as its synapse's first output ``a`` holds them."""
+    cl = isinstance(ly, ConvLayer) and a.ndim == 4 and a.is_contiguous(memory_format=torch.channels_last)  # fmt: skip
+    return _LayerLayout(tuple(ly.shape), bool(cl))
 
 
-def _copy_rows(dst: torch.Tensor, lo: int, part: torch.Tensor) -> None:
-    """``dst[lo : lo + len(part)] = part`` (bool as uint8: PyTorch's bool copies are slow)."""
-    rows = dst[lo : lo + part.shape[0]]
-    if part.dtype == torch.bool:
-        rows, part = rows.view(torch.uint8), part.view(torch.uint8)
-    rows.copy_(part)
+def _input_frames(x: torch.Tensor, t: int, k: int, graded: bool, dense: bool) -> torch.Tensor:
+    """Steps ``t .. t + k`` of the input ``x`` (n, T, *input_shape) uint8 as frames ordered
+    step by step (k * n, *input_shape) (bool for spikes): channels-last for a conv (one copy,
+    in the layout its kernels read), flattened for a dense first layer."""
+    part = x[:, t : t + k].transpose(0, 1)
+    if not graded:  # uint8 0/1: the same bytes as bool
+        part = part.view(torch.bool)
+    if dense:
+        return part.reshape(k * x.shape[0], -1)
+    if part.ndim != 5:
+        return part.reshape(k * x.shape[0], *x.shape[2:])
+    frames = part.permute(0, 1, 3, 4, 2).reshape(k * x.shape[0], *x.shape[3:], x.shape[2])
+    return frames.permute(0, 3, 1, 2)
 
 
 class Emulator:
@@ -142,7 +184,7 @@ class Emulator:
         net: a :class:`NetXNetwork` or a path to a ``.net`` file.
         device: torch device for the computation (``"cpu"``, ``"cuda"``).
         batch_size: samples processed at once (bounds memory).
-        compiled: on the CPU, run the neurons as fused kernels (:func:`snn2loihi.neuron.integrate`
+        compiled: on the CPU, run the neurons as fused kernels (:class:`NeuronGroup`
             ``compiled``): the same integers, several times faster once compiled (seconds,
             once per process and neuron kind). Traces of ``u``/``v`` still run uncompiled.
     """
@@ -272,64 +314,77 @@ class Emulator:
         self, x: torch.Tensor, graded: bool, record_state: bool | str, all_spikes: bool = True
     ) -> EmulatorResult:
         """All layers for ``x`` (N, T, *input_shape). On the CPU the samples go through the
-        whole network in passes of :func:`pass_samples`, so each layer's synaptic input stays
-        cache-sized instead of being allocated (and page-faulted) for the whole chunk. Traces
-        keep the neurons' memory layout (channels-last for convs on the CPU): same values.
+        network in passes of :func:`pass_samples`, and each pass in time chunks of
+        ``neuron.STEP_CHUNK`` steps: every layer's synapse runs on the chunk's frames (ordered
+        step by step) and its neurons advance through those steps before the next layer, so
+        each layer's synaptic input is consumed while it is in cache. On a GPU a pass is the
+        whole chunk of samples and all T steps. Traces keep the neurons' memory layout
+        (time-major; channels-last for convs on the CPU): same values.
         ``all_spikes`` False: hidden layers keep per-sample spike counts, not their spikes."""
-        n = x.shape[0]
+        n, steps = x.shape[:2]
         layers = [ly for _, ly in self.net.synaptic_layers]
         last = len(layers) - 1
-        traces: list[list] = [[None, None, None] for _ in layers]  # spikes, u, v per layer
-        counts = [None if all_spikes or k == last else torch.zeros(n, dtype=torch.int64)
-                  for k in range(len(layers))]  # fmt: skip
         synapses = self._prepare(graded)
-        sub = n if self.device.type != "cpu" else pass_samples(layers, x.shape[1])
+        cpu = self.device.type == "cpu"
+        chunk = STEP_CHUNK if cpu else steps
+        sub = pass_samples(layers, chunk) if cpu else n
+        recorded = [record_state is True or (record_state == "last" and k == last) for k in range(len(layers))]  # fmt: skip
+        kept = [all_spikes or k == last for k in range(len(layers))]
+        layouts: list[_LayerLayout | None] = [None] * len(layers)
+        biases: list[torch.Tensor | None] = [None] * len(layers)  # per neuron, as laid out
+        traces: list[list] = [[None, None, None] for _ in layers]  # spikes, u, v (T, N, m)
+        counts = [None if kept[k] else torch.zeros(n, dtype=torch.int64) for k in range(len(layers))]  # fmt: skip
         for lo in range(0, n, sub):
             hi = min(n, lo + sub)
-            s = x[lo:hi].to(self.device)
-            if not graded:  # uint8 0/1: the same bytes as bool
-                s = s.view(torch.bool)
-            for k, (syn, ly) in enumerate(zip(synapses, layers, strict=True)):
-                keep = record_state is True or (record_state == "last" and k == last)
-                s, u, v = self._layer(syn, ly, s, keep)
-                if counts[k] is not None:  # per sample, while the pass is in cache
-                    counts[k][lo:hi] = _spikes_per_sample(s)
-                for j, part in enumerate((None if counts[k] is not None else s, u, v)):
-                    if part is not None:
-                        if traces[k][j] is None:
-                            traces[k][j] = _empty_in_layout(part, n)
-                        _copy_rows(traces[k][j], lo, part)
+            xs = x[lo:hi].to(self.device)
+            groups: list[NeuronGroup | None] = [None] * len(layers)
+            for t in range(0, steps, chunk):
+                k = min(chunk, steps - t)
+                s = _input_frames(xs, t, k, graded, isinstance(layers[0], DenseLayer))
+                for j, (syn, ly) in enumerate(zip(synapses, layers, strict=True)):
+                    a = self._synaptic_input(syn, s)
+                    if layouts[j] is None:
+                        layouts[j] = _layout(ly, a)
+                        biases[j] = layouts[j].bias(ly, self.device)
+                    layout = layouts[j]
+                    if groups[j] is None:
+                        groups[j] = NeuronGroup(
+                            hi - lo,
+                            biases[j],
+                            ly.neuron,
+                            steps=steps,
+                            int32_safe=syn.max_abs_output <= INT32_SAFE_INPUT,
+                            input_bound=syn.max_abs_output,
+                            compiled=self.compiled,
+                            count=not kept[j],
+                        )
+                    spikes, u, v = groups[j].advance(layout.flat(a, k, hi - lo), recorded[j])
+                    for i, part in enumerate((spikes if kept[j] else None, u, v)):
+                        if part is not None:
+                            if traces[j][i] is None:
+                                traces[j][i] = torch.empty((steps, n, part.shape[2]), dtype=part.dtype)  # fmt: skip
+                            traces[j][i][t : t + k, lo:hi] = part
+                    if j < last:
+                        s = layout.frames(spikes, isinstance(layers[j + 1], DenseLayer))
+            for j, group in enumerate(groups):
+                if counts[j] is not None:  # per sample, in int32 where that is exact
+                    wide = group.counts.shape[1] * steps >= 2**31
+                    per = group.counts.sum(1, dtype=torch.int64 if wide else torch.int32)
+                    counts[j][lo:hi] = per.to("cpu", torch.int64)
         result = EmulatorResult()
-        for (i, ly), (spikes, u, v), c in zip(
-            self.net.synaptic_layers, traces, counts, strict=True
+        for (i, ly), layout, (spikes, u, v), c in zip(
+            self.net.synaptic_layers, layouts, traces, counts, strict=True
         ):
+            spikes = None if spikes is None else layout.trace(spikes).view(torch.bool)
+            u, v = (None if t is None else layout.trace(t) for t in (u, v))
             result.layers.append(LayerTrace(i, ly.kind, spikes, u, v, c))
         return result
 
-    def _layer(self, syn: IntegerSynapse, ly, s: torch.Tensor, record: bool):
-        """One layer's (spikes, u, v) (N, T, *shape) for its input ``s`` (N, T, *in_shape)."""
-        n, steps = s.shape[:2]
-        flat = s.reshape(n * steps, *s.shape[2:])
-        if isinstance(ly, DenseLayer):
-            flat = flat.reshape(n * steps, -1)
-        int32_safe = syn.max_abs_output <= INT32_SAFE_INPUT
-        a = syn(flat).to(torch.int32 if int32_safe else torch.int64).reshape(n, steps, *ly.shape)
-        bias = self.layer_bias(ly, a)
-        return integrate(
-            a,
-            bias,
-            ly.neuron,
-            int32_safe=int32_safe,
-            record_state=record,
-            compiled=self.compiled,
-            input_bound=syn.max_abs_output,
-        )
-
     @staticmethod
-    def layer_bias(ly: ConvLayer | DenseLayer, a: torch.Tensor) -> torch.Tensor | int:
-        """The layer's bias mantissa broadcastable to (N, *shape) of ``a`` (N, T, *shape)."""
-        if ly.bias is None:
-            return 0
-        shape = a.shape[2:]
-        bias = torch.as_tensor(ly.bias, dtype=a.dtype, device=a.device)
-        return bias.view(-1, *([1] * (len(shape) - 1))) if len(shape) > 1 else bias.view(-1)
+    def _synaptic_input(syn: IntegerSynapse, frames: torch.Tensor) -> torch.Tensor:
+        """The synaptic input of ``frames`` (B, *in_shape): int32 where ``|a|`` is proven
+        int32-safe (an exact float32 kernel result as it is: the neurons convert it while
+        they read it), else int64."""
+        int32_safe = syn.max_abs_output <= INT32_SAFE_INPUT
+        a = syn(frames, exact_float=int32_safe)
+        return a if a.is_floating_point() else a.to(torch.int32 if int32_safe else torch.int64)

@@ -304,12 +304,30 @@ def _steps(a, u, v, bias, neuron, int32_safe, u_in_range):
     (``bias`` is ``bias_mant``). Returns ``(spikes, u, v)``, spikes (n, k, ...) uint8 0/1."""
     spikes = []
     for t in range(a.shape[1]):
-        if int32_safe:
-            s, u, v = _step_int32_safe(a[:, t], u, v, bias, neuron, u_in_range)
-        else:
-            s, u, v = _step_int64(a[:, t], u, v, bias, neuron)
+        s, u, v = _step(a[:, t], u, v, bias, neuron, int32_safe, u_in_range)
         spikes.append(s)
     return torch.stack(spikes, 1), u, v
+
+
+def _step(a_t, u, v, bias, neuron, int32_safe, u_in_range):
+    """One step of :func:`_steps`; a float32 ``a_t`` holding exact integers (as a float
+    kernel leaves them) is converted here, inside a compiled kernel in registers."""
+    if int32_safe:
+        a_t = a_t.to(torch.int32) if a_t.is_floating_point() else a_t
+        return _step_int32_safe(a_t, u, v, bias, neuron, u_in_range)
+    return _step_int64(a_t, u, v, bias, neuron)
+
+
+def _steps_time_major(a, u, v, bias, counts, neuron, int32_safe, u_in_range):
+    """:func:`_steps` over time-major ``a`` (k, n, m): returns (spikes (k, n, m) uint8, u,
+    v, ``counts`` (n, m) plus the spikes, or None where ``counts`` is None)."""
+    spikes = []
+    for t in range(a.shape[0]):
+        s, u, v = _step(a[t], u, v, bias, neuron, int32_safe, u_in_range)
+        spikes.append(s)
+        if counts is not None:
+            counts = counts + s
+    return torch.stack(spikes), u, v, counts
 
 
 FUSED_BLOCK = 2**18  # neurons per block of the compiled time loop (u, v: 2 MiB)
@@ -321,18 +339,24 @@ def compiled_steps():
     """:func:`_steps` through ``torch.compile`` (dynamic shapes; one kernel per neuron kind,
     compiled on first use and cached on disk by PyTorch). Its speed against the eager step:
     ``bench/neuron_step.py``."""
-    fn = _COMPILED.get("steps")
-    if fn is None:
-        fn = _COMPILED["steps"] = torch.compile(_steps, dynamic=True)
-    return fn
+    return _compiled("steps", _steps)
 
 
-def _run_compiled(fn, *args):
+def _compiled(name: str, fn):
+    """``fn`` through ``torch.compile`` (dynamic shapes), made once per process."""
+    compiled = _COMPILED.get(name)
+    if compiled is None:
+        compiled = _COMPILED[name] = torch.compile(fn, dynamic=True)
+    return compiled
+
+
+def _run_compiled(fn, eager, *args):
     """``fn(*args)``, compiling (if it must) in this process: PyTorch's default compiles in a
     pool of worker processes that outlive the call. Where compiling fails (no C++ compiler,
-    say), a warning is logged once and every later call runs the same steps eagerly."""
+    say), a warning is logged once and this and every later call run ``eager(*args)``, the
+    same steps uncompiled."""
     if _COMPILED.get("failed"):
-        return _steps(*args)
+        return eager(*args)
     from torch._dynamo.exc import BackendCompilerFailed
     from torch._inductor import config
 
@@ -346,7 +370,7 @@ def _run_compiled(fn, *args):
         text = str(cause).strip().splitlines()
         why = f"{type(cause).__name__}: {text[0]}" if text else type(cause).__name__
         log.warning("compiling the neuron loop failed (%s); running it uncompiled", why)
-        return _steps(*args)
+        return eager(*args)
     finally:
         config.compile_threads = saved
 
@@ -419,7 +443,9 @@ def _integrate(
 
         def fused(a_k, u, v):
             args = (a_k, u, v, bias_flat, neuron, int32_safe, u_in_range)
-            return _run_compiled(fn, *args) if a_k.shape[1] == STEP_CHUNK else _steps(*args)
+            if a_k.shape[1] != STEP_CHUNK:
+                return _steps(*args)
+            return _run_compiled(fn, _steps, *args)
 
         sub = max(1, FUSED_BLOCK // size)
         spikes_u8 = spikes.view(torch.uint8).view(flat.shape)
@@ -434,3 +460,78 @@ def _integrate(
     chunk = 1 if record_state else STEP_CHUNK
     u_tr, v_tr = _time_loop(step, chunk, a, sub, spikes.view(torch.uint8), record_state, counts)
     return spikes, u_tr, v_tr
+
+
+class NeuronGroup:
+    """One layer's neurons for a block of ``n`` samples, stepped from rest through time-major
+    chunks of synaptic input: a pipeline can advance every layer a few steps before the next
+    chunk, so each layer's input is consumed while it is in cache (the emulator's CPU loop).
+
+    ``bias_mant``: (m,) integer tensor on the device (m neurons per sample, in the order the
+    caller flattens them); ``steps``: the whole run's T (for u's 24-bit-wrap proof from
+    ``input_bound``, see :func:`integrate`); ``count``: keep each neuron's spike count in
+    :attr:`counts` (n, m) (:func:`count_dtype` of T). ``int32_safe``, ``compiled``: as for
+    :func:`integrate` (compiled: one fused kernel per chunk of :data:`STEP_CHUNK` steps).
+    """
+
+    def __init__(
+        self,
+        n: int,
+        bias_mant: torch.Tensor,
+        neuron: CubaNeuron,
+        *,
+        steps: int,
+        int32_safe: bool,
+        input_bound: int | None = None,
+        compiled: bool = False,
+        count: bool = False,
+    ):
+        dtype = torch.int32 if int32_safe else torch.int64
+        bias = bias_mant.to(dtype)
+        self.bias = bias << ACT_SHIFT if int32_safe else bias  # as the step takes it
+        self.neuron = neuron
+        self.int32_safe = int32_safe
+        self.compiled = compiled
+        self.u_in_range = (
+            int32_safe
+            and neuron.i_decay != DECAY_UNITY
+            and input_bound is not None
+            and u_stays_in_24_bits(input_bound, steps, neuron.i_decay)
+        )
+        shape = (n, bias.shape[0])
+        self.u = torch.zeros(shape, dtype=dtype, device=bias.device)
+        self.v = torch.zeros_like(self.u)
+        self.counts = torch.zeros(shape, dtype=count_dtype(steps), device=bias.device) if count else None  # fmt: skip
+
+    def advance(
+        self, a: torch.Tensor, record: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Step through the k steps of ``a`` (k, n, m) (int32, or float32 holding exact
+        integers, when ``int32_safe``; else int64). Returns the spikes (k, n, m) uint8 0/1 and,
+        with ``record``, ``u`` and ``v`` after every step (k, n, m) int32 on the CPU."""
+        k = a.shape[0]
+        if self.compiled and not record and not a.is_cuda and k == STEP_CHUNK:
+            fn = _compiled("steps_time_major", _steps_time_major)
+            args = (a, self.u, self.v, self.bias, self.counts, self.neuron, self.int32_safe, self.u_in_range)  # fmt: skip
+            spikes, self.u, self.v, counts = _run_compiled(fn, _steps_time_major, *args)
+            self.counts = counts
+            return spikes, None, None
+        n, m = self.u.shape
+        spikes = torch.empty((k, n, m), dtype=torch.uint8, device=a.device)
+        u_tr = torch.empty((k, n, m), dtype=torch.int32) if record else None
+        v_tr = torch.empty_like(u_tr) if record else None
+        # on the CPU, blocks of about NEURON_BLOCK neurons keep each step's temporaries in cache
+        sub = n if a.is_cuda else max(1, NEURON_BLOCK // max(1, m))
+        for lo in range(0, n, sub):
+            hi = min(n, lo + sub)
+            u, v = self.u[lo:hi], self.v[lo:hi]
+            for t in range(k):
+                s, u, v = _step(a[t, lo:hi], u, v, self.bias, self.neuron, self.int32_safe, self.u_in_range)  # fmt: skip
+                spikes[t, lo:hi] = s
+                if self.counts is not None:
+                    self.counts[lo:hi] += s
+                if record:
+                    u_tr[t, lo:hi] = u.to(torch.int32).cpu()
+                    v_tr[t, lo:hi] = v.to(torch.int32).cpu()
+            self.u[lo:hi], self.v[lo:hi] = u, v
+        return spikes, u_tr, v_tr

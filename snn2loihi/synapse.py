@@ -306,14 +306,16 @@ class IntegerSynapse:
             and int8_gemm.onednn_conv_exact()
         )
 
-    def __call__(self, s: torch.Tensor) -> torch.Tensor:
+    def __call__(self, s: torch.Tensor, *, exact_float: bool = False) -> torch.Tensor:
         """Synaptic input ``a`` (exact integers; int32 or int64) for a batch of presynaptic values.
 
         ``s``: (B, Nin) for dense or (B, Cin, H, W) for conv, non-negative integers or bool.
-        Returns (B, Nout) or (B, Cout, Hout, Wout).
+        Returns (B, Nout) or (B, Cout, Hout, Wout). ``exact_float``: a conv kernel's float32
+        result (every value an exact integer below 2^24) may come as it is, for a consumer
+        that converts it while it reads it (the emulator's neurons): one pass fewer.
         """
         if self.kernel.startswith("int8"):
-            return self._int8(s)
+            return self._int8(s, exact_float)
         if self.limb_bits:
             acc = self._limbs(s)
         elif self.kind == "dense":
@@ -324,8 +326,8 @@ class IntegerSynapse:
             return acc >> -self.shift if self.shift <= 0 else acc.to(torch.int64) << self.shift
         if self._conv_may_wrap:
             return wrap_signed(acc.to(torch.int64), UV_BITS)
-        if not acc.is_floating_point():  # limbs combined in int32 or int64
-            return acc
+        if not acc.is_floating_point() or (exact_float and acc.dtype == torch.float32):
+            return acc  # limbs combined in int32 or int64, or exact float32 as asked
         # exact integers converted in place (float32 -> int32, float64 -> int64): a fresh
         # multi-MiB tensor per call costs more in page faults than the conversion itself
         return acc.view(torch.int32 if acc.dtype == torch.float32 else torch.int64).copy_(acc)
@@ -345,13 +347,16 @@ class IntegerSynapse:
             buf = self._scratch = torch.empty_strided(s.shape, s.stride(), dtype=self.dtype)
         return buf.copy_(_bool_as_uint8(s))
 
-    def _int8(self, s: torch.Tensor) -> torch.Tensor:
+    def _int8(self, s: torch.Tensor, exact_float: bool = False) -> torch.Tensor:
         """The int8 kernels: int32 ``(W >> z) . s`` (limb by limb, combined in int32 when
-        ``|W . s| < 2^31``, else int64), shifted back (and wrapped for conv)."""
+        ``|W . s| < 2^31``, else int64), shifted back (and wrapped for conv); with
+        ``exact_float``, oneDNN's float32 result as it is where no shift or wrap follows."""
         n = self.int8_limbs
         x = int8_gemm.split_limbs(s, n) if n > 1 else s
         if self.kernel == "int8-onednn":
             acc = int8_gemm.conv2d_onednn(x, self.packed, self.geometry, self.pool)
+            if exact_float and not self.int8_shift and not self._conv_may_wrap:
+                return acc
             acc = acc.view(torch.int32).copy_(acc)  # exact below 2^24, converted in place
         elif self.kind == "dense":
             acc = int8_gemm.linear_int8(x, self.packed)

@@ -1,5 +1,6 @@
 """The emulator's CPU passes: samples go through the whole network a few at a time
-(:func:`snn2loihi.deploy.emulator.pass_samples`); the integers do not depend on the pass size."""
+(:func:`snn2loihi.deploy.emulator.pass_samples`), each pass in time chunks of a few steps; the
+integers depend on neither the pass size nor the chunk length."""
 
 from __future__ import annotations
 
@@ -57,3 +58,27 @@ def test_output_only_runs_keep_the_output_and_every_layers_spike_count(monkeypat
     assert torch.equal(lean.layers[-1].v, full.layers[-1].v)
     with pytest.raises(ValueError, match="spikes must be"):
         emu.run(x, spikes="hidden")
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 10**6], ids=["one-step", "three-steps", "all-steps"])
+def test_time_chunks_of_any_length_give_the_same_integers(chunk, monkeypatch):
+    """Every layer advances ``STEP_CHUNK`` steps before the next chunk's frames are computed;
+    one step, an uneven length, and all T steps at once (a GPU's single chunk) give the same
+    spikes, u and v, in full and output-only runs."""
+    net = random_network(CIFAR, seed=8)
+    rng = np.random.default_rng(8)
+    x = (rng.random((7, 9, *CIFAR.input_shape)) < 0.3).astype(np.uint8)
+    emu = Emulator(net, batch_size=4)
+    ref = emu.run(x, record_state=True)
+    lean_ref = emu.run(x, record_state="last", spikes="output")
+    monkeypatch.setattr(emu_mod, "STEP_CHUNK", chunk)
+    got = emu.run(x, record_state=True)
+    lean = emu.run(x, record_state="last", spikes="output")
+    for r, g in zip(ref.layers, got.layers, strict=True):
+        for name in ("spikes", "u", "v"):
+            assert torch.equal(getattr(r, name), getattr(g, name)), (r.index, name)
+    for r, g in zip(lean_ref.layers, lean.layers, strict=True):
+        assert (
+            torch.equal(r.counts, g.counts) if r.spikes is None else torch.equal(r.spikes, g.spikes)
+        )
+    assert torch.equal(lean.layers[-1].v, ref.layers[-1].v)

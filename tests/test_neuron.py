@@ -350,3 +350,44 @@ def test_a_proven_input_bound_spares_the_scan_and_keeps_the_integers(monkeypatch
     scans.clear()
     got = integrate(a, bias, wide, int32_safe=True, record_state=True, input_bound=2**17 - 1)
     assert scans == [1] and all(torch.equal(r, t) for r, t in zip(ref, got, strict=True))
+
+
+@pytest.mark.parametrize(
+    "neuron, amax, int32_safe",
+    [
+        (CubaNeuron(i_decay=4096, v_decay=0, vth_mant=300), 20_000, True),
+        (CubaNeuron(i_decay=1024, v_decay=128, vth_mant=90), 3_000, True),
+        (CubaNeuron(i_decay=700, v_decay=5, vth_mant=5000), 2**29, False),  # Lava's overflows
+    ],
+    ids=["if", "cuba", "int64"],
+)
+def test_neuron_group_stepped_in_chunks_equals_integrate(neuron, amax, int32_safe):
+    """A NeuronGroup advanced through time-major chunks of any length gives integrate's spikes,
+    u and v after every step, and each neuron's spike count, across CPU blocks of samples; an
+    exact float32 input (as a float kernel leaves it) gives the same integers as int32."""
+    from snn2loihi.neuron import NeuronGroup, integrate
+
+    g = torch.Generator().manual_seed(11)
+    dtype = torch.int32 if int32_safe else torch.int64
+    n, steps, m = 5, 11, 30_000  # 30,000 neurons: two or three samples per CPU block
+    a = torch.randint(-amax // 4, amax + 1, (n, steps, m), generator=g, dtype=dtype)
+    a[0] = amax
+    bias = torch.randint(-50, 50, (m,), generator=g)
+    spikes, u, v = integrate(a, bias.to(dtype), neuron, int32_safe=int32_safe, record_state=True)
+    inputs = [a.transpose(0, 1).contiguous()]  # time-major (T, n, m)
+    if int32_safe:
+        inputs.append(inputs[0].float())
+    for x in inputs:
+        for chunk in (1, 4, steps):
+            group = NeuronGroup(n, bias, neuron, steps=steps, int32_safe=int32_safe,
+                                input_bound=amax, count=True)  # fmt: skip
+            parts = [group.advance(x[t : t + chunk], record=True) for t in range(0, steps, chunk)]
+            got = [torch.cat([p[i] for p in parts]).transpose(0, 1) for i in range(3)]
+            assert torch.equal(got[0].view(torch.bool), spikes), (x.dtype, chunk)
+            assert torch.equal(got[1], u) and torch.equal(got[2], v)
+            assert torch.equal(group.counts.long(), spikes.sum(1))
+            plain = NeuronGroup(n, bias, neuron, steps=steps, int32_safe=int32_safe)
+            again = torch.cat([plain.advance(x[t : t + chunk])[0] for t in range(0, steps, chunk)])
+            assert torch.equal(again.transpose(0, 1).view(torch.bool), spikes)
+            assert plain.counts is None
+    assert spikes.any() and not spikes.all()

@@ -117,16 +117,50 @@ def test_a_failed_compile_falls_back_to_the_eager_steps(monkeypatch, caplog):
     def broken(*args):
         raise BackendCompilerFailed("inductor", RuntimeError("no compiler found: c++"), None)
 
-    monkeypatch.setattr(neuron_mod, "_COMPILED", {"steps": broken})
+    monkeypatch.setattr(neuron_mod, "_COMPILED", {"steps": broken, "steps_time_major": broken})
     neuron, amax, _ = CASES["cuba-small-decays"]
     g = torch.Generator().manual_seed(9)
-    a = torch.randint(-amax // 4, amax + 1, (3, 9, 40), generator=g)
+    a = torch.randint(-amax // 4, amax + 1, (3, 8, 40), generator=g)
     bias = torch.randint(-50, 50, (40,), generator=g)
+    ref = _reference(a, bias, neuron)
     with caplog.at_level("WARNING", logger="snn2loihi.neuron"):
         got = integrate(a.int(), bias.int(), neuron, int32_safe=True, compiled=True)[0]
         again = integrate(a.int(), bias.int(), neuron, int32_safe=True, compiled=True)[0]
-    assert torch.equal(got, _reference(a, bias, neuron)) and torch.equal(again, got)
+        group = neuron_mod.NeuronGroup(3, bias, neuron, steps=8, int32_safe=True, compiled=True)
+        a_tm = a.int().transpose(0, 1).contiguous()
+        chunked = torch.cat([group.advance(a_tm[t : t + STEP_CHUNK])[0] for t in (0, 4)])
+    assert torch.equal(got, ref) and torch.equal(again, got)
+    assert torch.equal(chunked.transpose(0, 1).view(torch.bool), ref)
     assert [r.message for r in caplog.records].count(
         "compiling the neuron loop failed (RuntimeError: no compiler found: c++); running it "
         "uncompiled"
     ) == 1
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_compiled_neuron_group_equals_the_eager_steps(case):
+    """NeuronGroup.advance compiled (one fused kernel per STEP_CHUNK steps, counts fused in,
+    float32 exact input converted in the kernel) gives the spikes, counts and final state of
+    the eager steps; a shorter tail chunk runs eagerly."""
+    from snn2loihi.neuron import NeuronGroup
+
+    neuron, amax, int32_safe = CASES[case]
+    g = torch.Generator().manual_seed(len(case) + 1)
+    dtype = torch.int32 if int32_safe else torch.int64
+    steps, n, m = 2 * STEP_CHUNK + 3, 6, 333
+    a = torch.randint(-amax // 4, amax + 1, (steps, n, m), generator=g, dtype=dtype)
+    a[:, 0] = amax
+    bias = torch.randint(-50, 50, (m,), generator=g)
+    ref = _reference(a.transpose(0, 1), bias, neuron)
+    for x in (a, a.float()) if int32_safe else (a,):
+        groups = [NeuronGroup(n, bias, neuron, steps=steps, int32_safe=int32_safe,
+                              input_bound=amax, compiled=c, count=True) for c in (True, False)]  # fmt: skip
+        outs = [
+            torch.cat([grp.advance(x[t : t + STEP_CHUNK])[0] for t in range(0, steps, STEP_CHUNK)])
+            for grp in groups
+        ]
+        assert torch.equal(outs[0].transpose(0, 1).view(torch.bool), ref)
+        assert torch.equal(outs[0], outs[1])
+        assert torch.equal(groups[0].counts, groups[1].counts)
+        assert torch.equal(groups[0].u, groups[1].u) and torch.equal(groups[0].v, groups[1].v)
+    assert ref.any() and not ref.all()

@@ -266,3 +266,30 @@ def test_all_zero_dense_weights_give_zero_input():
     assert exp == 0 and w.dtype == np.int64 and not w.any()
     syn = IntegerSynapse("dense", torch.zeros((3, 4), dtype=torch.int8), input_max=1)
     assert syn(torch.ones((2, 4), dtype=torch.bool)).eq(0).all()
+
+
+def test_exact_float_result_holds_the_same_integers_and_only_where_nothing_follows():
+    """``exact_float``: the float32 conv kernels (oneDNN int8 where exact on this CPU, and the
+    fp32 direct conv) hand their result over unconverted, with the values of the int32 result;
+    kernels whose result is shifted, wrapped or integer come as integers."""
+    from snn2loihi import int8_gemm
+
+    rng = np.random.default_rng(3)
+    geom = ConvGeometry((1, 1), (1, 1), (1, 1), 1)
+    x = torch.as_tensor(rng.random((4, 16, 6, 5)) < 0.5)
+    cases = [
+        (rng.integers(-128, 128, (8, 16, 3, 3)), {}, "int8-onednn"),
+        (rng.integers(-256, 256, (8, 16, 3, 3)), {}, "fp32"),  # beyond int8: no int8 kernel
+        (rng.integers(-128, 128, (8, 16, 3, 3)) * 4, {}, "int8-onednn"),  # shifted back by 2
+        (rng.integers(-128, 128, (8, 16, 3, 3)), {"onednn": False}, "int8"),  # int32 GEMM
+    ]
+    for w, options, kernel in cases:
+        syn = IntegerSynapse("conv", w, input_max=1, geometry=geom, **options)
+        if kernel == "int8-onednn" and not int8_gemm.onednn_conv_exact():
+            kernel = "int8"
+        assert syn.kernel == kernel
+        ints, loose = syn(x), syn(x, exact_float=True)
+        np.testing.assert_array_equal(ints.numpy(), _conv_ref(x.long().numpy(), w, geom))
+        floats = kernel != "int8" and not getattr(syn, "int8_shift", 0)
+        assert loose.dtype == (torch.float32 if floats else ints.dtype)
+        assert torch.equal(loose.to(ints.dtype), ints)
