@@ -330,6 +330,7 @@ def _steps_time_major(a, u, v, bias, counts, neuron, int32_safe, u_in_range):
     return torch.stack(spikes), u, v, counts
 
 
+RECOMPILE_LIMIT = 64  # compiled variants of the neuron loop kept per process (dynamo: 8)
 FUSED_BLOCK = 2**18  # neurons per block of the compiled time loop (u, v: 2 MiB)
 STEP_CHUNK = 4  # steps per call of the compiled kernel (unrolled in it; u, v stay in registers)
 _COMPILED: dict[str, object] = {}
@@ -357,8 +358,14 @@ def _run_compiled(fn, eager, *args):
     same steps uncompiled."""
     if _COMPILED.get("failed"):
         return eager(*args)
+    from torch._dynamo import config as dynamo_config
     from torch._dynamo.exc import BackendCompilerFailed
     from torch._inductor import config
+
+    # one variant per neuron kind, dtype and layer role: past dynamo's default of 8 variants
+    # of a function it would run every later one uncompiled (a one-way raise, never lowered)
+    if dynamo_config.recompile_limit < RECOMPILE_LIMIT:
+        dynamo_config.recompile_limit = RECOMPILE_LIMIT
 
     saved = config.compile_threads
     config.compile_threads = 1
@@ -441,8 +448,8 @@ def _integrate(
         bias_flat = bias.expand(shape).reshape(size)
         fn = compiled_steps()
 
-        def fused(a_k, u, v):
-            args = (a_k, u, v, bias_flat, neuron, int32_safe, u_in_range)
+        def fused(a_k, u, v):  # a_k detached: see NeuronGroup.advance
+            args = (a_k.detach(), u, v, bias_flat, neuron, int32_safe, u_in_range)
             if a_k.shape[1] != STEP_CHUNK:
                 return _steps(*args)
             return _run_compiled(fn, _steps, *args)
@@ -470,7 +477,7 @@ class NeuronGroup:
     ``bias_mant``: (m,) integer tensor on the device (m neurons per sample, in the order the
     caller flattens them); ``steps``: the whole run's T (for u's 24-bit-wrap proof from
     ``input_bound``, see :func:`integrate`); ``count``: keep each neuron's spike count in
-    :attr:`counts` (n, m) (:func:`count_dtype` of T). ``int32_safe``, ``compiled``: as for
+    :attr:`counts` (n, m) (:func:`count_dtype` of T; None when not kept). ``int32_safe``, ``compiled``: as for
     :func:`integrate` (compiled: one fused kernel per chunk of :data:`STEP_CHUNK` steps).
     """
 
@@ -501,7 +508,9 @@ class NeuronGroup:
         shape = (n, bias.shape[0])
         self.u = torch.zeros(shape, dtype=dtype, device=bias.device)
         self.v = torch.zeros_like(self.u)
-        self.counts = torch.zeros(shape, dtype=count_dtype(steps), device=bias.device) if count else None  # fmt: skip
+        # compiled, always counted: one kernel variant whether or not the counts are wanted
+        counted = count or (compiled and bias.device.type == "cpu")
+        self.counts = torch.zeros(shape, dtype=count_dtype(steps), device=bias.device) if counted else None  # fmt: skip
 
     def advance(
         self, a: torch.Tensor, record: bool = False
@@ -512,9 +521,10 @@ class NeuronGroup:
         k = a.shape[0]
         if self.compiled and not record and not a.is_cuda and k == STEP_CHUNK:
             fn = _compiled("steps_time_major", _steps_time_major)
-            args = (a, self.u, self.v, self.bias, self.counts, self.neuron, self.int32_safe, self.u_in_range)  # fmt: skip
-            spikes, self.u, self.v, counts = _run_compiled(fn, _steps_time_major, *args)
-            self.counts = counts
+            # detach(): the same memory without view history, so the kernel's guards do not
+            # follow the shape of the tensor ``a`` was cut from (one compile serves every layer)
+            args = (a.detach(), self.u, self.v, self.bias, self.counts, self.neuron, self.int32_safe, self.u_in_range)  # fmt: skip
+            spikes, self.u, self.v, self.counts = _run_compiled(fn, _steps_time_major, *args)
             return spikes, None, None
         n, m = self.u.shape
         spikes = torch.empty((k, n, m), dtype=torch.uint8, device=a.device)

@@ -164,3 +164,26 @@ def test_compiled_neuron_group_equals_the_eager_steps(case):
         assert torch.equal(groups[0].counts, groups[1].counts)
         assert torch.equal(groups[0].u, groups[1].u) and torch.equal(groups[0].v, groups[1].v)
     assert ref.any() and not ref.all()
+
+
+def test_one_compiled_kernel_serves_every_layer_shape():
+    """The compiled chunk kernel takes each layer's input detached from the conv output it is
+    cut from, so its guards do not follow that tensor's shape: three conv layers of different
+    shapes share one compiled variant (float32 input), the dense readout a second (integer
+    input); and the per-process limit on variants is raised above dynamo's 8, past which it
+    would run every further one uncompiled."""
+    from dataclasses import replace
+
+    from torch._dynamo.utils import counters
+
+    from snn2loihi.neuron import RECOMPILE_LIMIT
+    from snn2loihi.testing.netgen import CIFAR
+
+    torch._dynamo.reset()  # no variant left from the tests before
+    net = random_network(replace(CIFAR, weight_range=(-128, 127)), seed=2)
+    x = (np.random.default_rng(1).random((8, 8, *CIFAR.input_shape)) < 0.3).astype(np.uint8)
+    counters.clear()
+    Emulator(net, compiled=True).run(x)
+    assert len({ly.shape for _, ly in net.synaptic_layers}) == 4
+    assert counters["stats"]["unique_graphs"] == 2
+    assert torch._dynamo.config.recompile_limit >= RECOMPILE_LIMIT
