@@ -111,6 +111,19 @@ def pass_samples(layers, steps: int) -> int:
     return max(1, PASS_BYTES // (4 * steps * largest))
 
 
+def pass_shape(layers, n: int, steps: int) -> tuple[int, int]:
+    """(samples, steps) of one time chunk of a CPU pass for a batch of ``n`` samples of ``steps``
+    steps: :func:`pass_samples` of :data:`~snn2loihi.neuron.STEP_CHUNK` steps; where those are
+    the whole batch, the chunk grows by whole ``STEP_CHUNK`` steps (up to all T) within the
+    same budget, so small batches and small networks make few calls per step."""
+    chunk = min(STEP_CHUNK, steps)
+    samples = min(n, pass_samples(layers, chunk))
+    if samples == n and steps > chunk:
+        fits = pass_samples(layers, 1) // samples  # steps of the whole batch in the budget
+        chunk = steps if fits >= steps else max(chunk, fits - fits % STEP_CHUNK)
+    return samples, chunk
+
+
 @dataclass
 class _LayerLayout:
     """How one layer's neurons lie in its (T, N, m) traces: ``shape`` (C, H, W) or (D,) as the
@@ -314,8 +327,8 @@ class Emulator:
         self, x: torch.Tensor, graded: bool, record_state: bool | str, all_spikes: bool = True
     ) -> EmulatorResult:
         """All layers for ``x`` (N, T, *input_shape). On the CPU the samples go through the
-        network in passes of :func:`pass_samples`, and each pass in time chunks of
-        ``neuron.STEP_CHUNK`` steps: every layer's synapse runs on the chunk's frames (ordered
+        network in passes, and each pass in time chunks (:func:`pass_shape`: a few samples,
+        ``neuron.STEP_CHUNK`` steps or more): every layer's synapse runs on the chunk's frames (ordered
         step by step) and its neurons advance through those steps before the next layer, so
         each layer's synaptic input is consumed while it is in cache. On a GPU a pass is the
         whole chunk of samples and all T steps. Traces keep the neurons' memory layout
@@ -326,8 +339,7 @@ class Emulator:
         last = len(layers) - 1
         synapses = self._prepare(graded)
         cpu = self.device.type == "cpu"
-        chunk = STEP_CHUNK if cpu else steps
-        sub = pass_samples(layers, chunk) if cpu else n
+        sub, chunk = pass_shape(layers, n, steps) if cpu else (n, steps)
         recorded = [record_state is True or (record_state == "last" and k == last) for k in range(len(layers))]  # fmt: skip
         kept = [all_spikes or k == last for k in range(len(layers))]
         layouts: list[_LayerLayout | None] = [None] * len(layers)

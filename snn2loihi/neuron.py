@@ -517,15 +517,24 @@ class NeuronGroup:
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Step through the k steps of ``a`` (k, n, m) (int32, or float32 holding exact
         integers, when ``int32_safe``; else int64). Returns the spikes (k, n, m) uint8 0/1 and,
-        with ``record``, ``u`` and ``v`` after every step (k, n, m) int32 on the CPU."""
+        with ``record``, ``u`` and ``v`` after every step (k, n, m) int32 on the CPU.
+        Compiled: one fused kernel per :data:`STEP_CHUNK` steps, a shorter tail eagerly."""
         k = a.shape[0]
-        if self.compiled and not record and not a.is_cuda and k == STEP_CHUNK:
-            fn = _compiled("steps_time_major", _steps_time_major)
-            # detach(): the same memory without view history, so the kernel's guards do not
-            # follow the shape of the tensor ``a`` was cut from (one compile serves every layer)
-            args = (a.detach(), self.u, self.v, self.bias, self.counts, self.neuron, self.int32_safe, self.u_in_range)  # fmt: skip
-            spikes, self.u, self.v, self.counts = _run_compiled(fn, _steps_time_major, *args)
-            return spikes, None, None
+        if not self.compiled or record or a.is_cuda or k < STEP_CHUNK:
+            return self._eager(a, record)
+        if k == STEP_CHUNK:
+            return self._fused(a), None, None
+        spikes = torch.empty((k, *self.u.shape), dtype=torch.uint8, device=a.device)
+        whole = k - k % STEP_CHUNK
+        for t in range(0, whole, STEP_CHUNK):
+            spikes[t : t + STEP_CHUNK] = self._fused(a[t : t + STEP_CHUNK])
+        if whole < k:
+            spikes[whole:] = self._eager(a[whole:], False)[0]
+        return spikes, None, None
+
+    def _eager(self, a: torch.Tensor, record: bool):
+        """:meth:`advance` step by step, uncompiled."""
+        k = a.shape[0]
         n, m = self.u.shape
         spikes = torch.empty((k, n, m), dtype=torch.uint8, device=a.device)
         u_tr = torch.empty((k, n, m), dtype=torch.int32) if record else None
@@ -545,3 +554,12 @@ class NeuronGroup:
                     v_tr[t, lo:hi] = v.to(torch.int32).cpu()
             self.u[lo:hi], self.v[lo:hi] = u, v
         return spikes, u_tr, v_tr
+
+    def _fused(self, a: torch.Tensor) -> torch.Tensor:
+        """:data:`STEP_CHUNK` steps of ``a`` in one compiled kernel: the spikes (k, n, m)."""
+        fn = _compiled("steps_time_major", _steps_time_major)
+        # detach(): the same memory without view history, so the kernel's guards do not follow
+        # the shape of the tensor ``a`` was cut from (one compile serves every layer)
+        args = (a.detach(), self.u, self.v, self.bias, self.counts, self.neuron, self.int32_safe, self.u_in_range)  # fmt: skip
+        spikes, self.u, self.v, self.counts = _run_compiled(fn, _steps_time_major, *args)
+        return spikes

@@ -20,6 +20,22 @@ def test_pass_size_keeps_the_largest_synaptic_input_near_the_budget():
     assert pass_samples(layers, 10**6) == 1
 
 
+def test_a_pass_takes_more_steps_only_where_it_holds_the_whole_batch():
+    """Large batches: a few samples, STEP_CHUNK steps per chunk. A batch that fits whole takes
+    whole STEP_CHUNK multiples of steps (all T where they fit) within the same budget."""
+    from snn2loihi.deploy.emulator import pass_shape
+    from snn2loihi.neuron import STEP_CHUNK
+
+    layers = [ly for _, ly in random_network(CIFAR).synaptic_layers]
+    largest = max(int(np.prod(ly.shape)) for ly in layers)
+    per_chunk = pass_samples(layers, STEP_CHUNK)
+    assert pass_shape(layers, 10 * per_chunk, 16) == (per_chunk, STEP_CHUNK)
+    assert pass_shape(layers, 1, 16) == (1, 16)
+    fits = emu_mod.PASS_BYTES // (4 * largest * per_chunk)  # steps of per_chunk samples
+    assert pass_shape(layers, per_chunk, 10**3) == (per_chunk, fits - fits % STEP_CHUNK)
+    assert pass_shape(layers, 3, 3) == (3, 3)
+
+
 @pytest.mark.parametrize("graded", [False, True])
 @pytest.mark.parametrize("spec", [GEOMETRY, CIFAR], ids=["geometry", "cifar"])
 def test_one_sample_passes_equal_one_pass_for_the_batch(spec, graded, monkeypatch):

@@ -141,7 +141,7 @@ def test_a_failed_compile_falls_back_to_the_eager_steps(monkeypatch, caplog):
 def test_compiled_neuron_group_equals_the_eager_steps(case):
     """NeuronGroup.advance compiled (one fused kernel per STEP_CHUNK steps, counts fused in,
     float32 exact input converted in the kernel) gives the spikes, counts and final state of
-    the eager steps; a shorter tail chunk runs eagerly."""
+    the eager steps, chunk by chunk or all steps in one call; a shorter tail runs eagerly."""
     from snn2loihi.neuron import NeuronGroup
 
     neuron, amax, int32_safe = CASES[case]
@@ -152,11 +152,12 @@ def test_compiled_neuron_group_equals_the_eager_steps(case):
     a[:, 0] = amax
     bias = torch.randint(-50, 50, (m,), generator=g)
     ref = _reference(a.transpose(0, 1), bias, neuron)
-    for x in (a, a.float()) if int32_safe else (a,):
+    for x, chunk in ((a, STEP_CHUNK), (a.float(), steps)) if int32_safe else ((a, steps),):
+        # chunks of STEP_CHUNK steps and a shorter tail, or all steps in one call
         groups = [NeuronGroup(n, bias, neuron, steps=steps, int32_safe=int32_safe,
                               input_bound=amax, compiled=c, count=True) for c in (True, False)]  # fmt: skip
         outs = [
-            torch.cat([grp.advance(x[t : t + STEP_CHUNK])[0] for t in range(0, steps, STEP_CHUNK)])
+            torch.cat([grp.advance(x[t : t + chunk])[0] for t in range(0, steps, chunk)])
             for grp in groups
         ]
         assert torch.equal(outs[0].transpose(0, 1).view(torch.bool), ref)
