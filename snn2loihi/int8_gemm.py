@@ -198,6 +198,18 @@ ONEDNN_SUM_LIMIT = 2**24  # oneDNN's int8 conv returns float32: exact below this
 # 2-core AMD EPYC (AVX-512 VNNI), 64 and 1024 frames, 512 -> 512 channels, 3x3: 2x2 outputs
 # 0.8-0.9 ms against 1.5-2.1 ms per 64 frames; 4x4 outputs 2.2 ms against 2.9 (oneDNN faster)
 ONEDNN_MIN_OUTPUT = 5
+# oneDNN first reorders (prepacks) the weights, about 0.75 ns per weight on that CPU, so a conv
+# applied once (training rebuilds its synapses every step) takes it only where its GEMM has a
+# row (frame x output position) per this many weights; measured there at 64 frames: 512 ->
+# 512 and 256 -> 512 channels with 4x4 outputs (1024 rows) 4.5 and 2.8 ms with the prepacking
+# against 3.5 and 1.9 ms im2col; 256 -> 256 at 8x8 (4096 rows) 2.9 against 3.3 ms
+ONEDNN_PREPACK_WEIGHTS_PER_ROW = 512
+
+
+def onednn_pays_back(weights: int, rows: int) -> bool:
+    """Whether oneDNN's weight prepacking pays back for one convolution of ``weights`` int8
+    weights over ``rows`` output rows (frames x output positions)."""
+    return rows * ONEDNN_PREPACK_WEIGHTS_PER_ROW >= weights
 
 
 def pooled_geometry(geometry, pool: int):

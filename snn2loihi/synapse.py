@@ -151,7 +151,10 @@ class IntegerSynapse:
     ``onednn``: convs may take the ``int8-onednn`` kernel (False: the other kernels' rule, for
     tests and benchmarks that compare kernels). ``input_hw``: a conv's input (H, W) where the
     caller knows it; outputs of at most ``int8_gemm.ONEDNN_MIN_OUTPUT - 1`` positions then take
-    the im2col ``int8`` kernel instead of oneDNN's (:meth:`_onednn_exact`).
+    the im2col ``int8`` kernel instead of oneDNN's (:meth:`_onednn_exact`). ``frames``: the
+    synapse is applied once, to this many frames (training builds its synapses every step);
+    with ``input_hw``, oneDNN's kernel is then taken only where its weight prepacking pays back
+    (``int8_gemm.onednn_pays_back``).
     """
 
     def __init__(
@@ -167,9 +170,11 @@ class IntegerSynapse:
         signed: bool = False,
         onednn: bool = True,
         input_hw: tuple[int, int] | None = None,
+        frames: int | None = None,
     ):
         self.kind = kind
         self._onednn = onednn
+        self._frames = frames
         self._input_hw = None if input_hw is None else tuple(int(d) for d in input_hw)
         self.geometry = geometry
         self.shift = 0
@@ -290,13 +295,19 @@ class IntegerSynapse:
         inputs of a block kernel below 128), ``bound`` (the largest ``|W . x|`` of the int8
         weights ``small``) below 2^24, not a known output of fewer than
         ``int8_gemm.ONEDNN_MIN_OUTPUT`` positions (there im2col + ``_int_mm`` measured faster:
-        oneDNN's direct kernels block over the output width), and a CPU where oneDNN's int8
+        oneDNN's direct kernels block over the output width), for a synapse applied once to a
+        known number of frames only where the weight prepacking pays back
+        (:func:`~snn2loihi.int8_gemm.onednn_pays_back`), and a CPU where oneDNN's int8
         convolution is exact."""
         positions = self.output_positions()
+        one_shot = self._frames is not None and positions is not None
         return (
             self._onednn
             and self.kind == "conv"
             and (positions is None or positions >= int8_gemm.ONEDNN_MIN_OUTPUT)
+            and (
+                not one_shot or int8_gemm.onednn_pays_back(small.numel(), self._frames * positions)
+            )
             and (self.pool == 1 or largest * self.pool**2 <= int8_gemm.INT8_MAX)
             and small.device.type == "cpu"
             and not signed

@@ -168,6 +168,30 @@ def test_tiny_conv_outputs_take_the_im2col_kernel(input_hw, pool, expected):
         assert syn.output_positions() == ref.shape[2] * ref.shape[3]
 
 
+@pytest.mark.parametrize(
+    "frames, expected",
+    [(None, "int8-onednn"), (1, "int8"), (2, "int8-onednn")],
+    ids=["many-uses", "once-too-few-rows", "once-enough-rows"],
+)
+def test_a_one_shot_conv_takes_onednn_only_where_its_prepacking_pays_back(frames, expected):
+    """A synapse applied once to a known number of frames takes oneDNN's kernel only where its
+    GEMM has a row (frame x output position) per ONEDNN_PREPACK_WEIGHTS_PER_ROW weights:
+    128 x 128 x 3 x 3 = 147,456 weights over 16 x 16 outputs need 288 rows, which one frame
+    (256 rows) misses and two (512) reach. Without ``frames`` (the emulator applies a synapse
+    many times) oneDNN is taken. The same integers either way."""
+    _needs_onednn("int8-onednn")
+    rng = np.random.default_rng(13)
+    w = rng.integers(-128, 128, size=(128, 128, 3, 3))
+    assert int8_gemm.ONEDNN_PREPACK_WEIGHTS_PER_ROW == 512  # the numbers above
+    geom = ConvGeometry((1, 1), (1, 1), (1, 1), 1)
+    syn = IntegerSynapse("conv", w, input_max=1, geometry=geom, input_hw=(16, 16), frames=frames)
+    assert syn.kernel == expected
+    x = rng.integers(0, 2, size=(frames or 3, 128, 16, 16))
+    np.testing.assert_array_equal(
+        syn(torch.as_tensor(x).bool()).numpy(), _wrap24(_conv_ref(x, w, geom))
+    )
+
+
 def test_onednn_self_check_refuses_a_saturating_cpu(monkeypatch):
     """A CPU that sums u8 x s8 pairs in int16 with saturation (no VNNI/AMX) fails the
     worst-case self-check, so the rule never picks oneDNN there."""

@@ -59,9 +59,11 @@ class _IntegerRunner:
         device: torch.device,
         compiled: bool = False,
         input_hw: tuple[int, int] | None = None,
+        frames: int | None = None,
     ):
-        """``input_hw``: a conv layer's input (H, W), which lets the synapse pick its kernel by
-        output size (:class:`IntegerSynapse`)."""
+        """``input_hw``: a conv layer's input (H, W), and ``frames``: how many frames its synapse
+        runs on (once: runners are rebuilt every step), which let the synapse pick its kernel
+        by output size and build cost (:class:`IntegerSynapse`)."""
         self.layer = layer
         self.compiled = compiled
         geometry = None
@@ -77,6 +79,7 @@ class _IntegerRunner:
             device=device,
             block=layer.pool,
             input_hw=input_hw if layer.kind == "conv" else None,
+            frames=frames,
         )
         # |a| <= INT32_SAFE_INPUT proven from the weights: int32 state, no int32 wraps needed.
         self.int32_safe = self._synapse.max_abs_output <= INT32_SAFE_INPUT
@@ -167,14 +170,15 @@ def spike_counts(spikes: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def _run(
     n_layers: int,
-    runner_at: Callable[[int, tuple[int, int] | None], _IntegerRunner | _FloatRunner],
+    runner_at: Callable[[int, tuple[int, int] | None, int], _IntegerRunner | _FloatRunner],
     x: torch.Tensor,
     steps: int,
     flatten_index: int,
     record: bool = False,
 ) -> SnnOutput:
-    """Layer by layer from rest; ``runner_at(k, input_hw)`` makes layer k's runner when it is
-    reached (``input_hw``: its input's (H, W), None for dense), so one layer's weights and
+    """Layer by layer from rest; ``runner_at(k, input_hw, frames)`` makes layer k's runner when
+    it is reached (``input_hw``: its input's (H, W), None for dense; ``frames``: how many frames
+    its synapse runs on), so one layer's weights and
     temporaries are held at a time. Layer 0's input current is computed
     once (the image is the same every step); each later layer's synapse runs once on all
     (sample, step) pairs of the previous layer's spikes, then its neurons loop over the T steps.
@@ -185,7 +189,8 @@ def _run(
     prev = None  # (B, T, *shape) bool spikes of the previous layer
     for k in range(n_layers):
         source = x if k == 0 else prev  # (B, C, H, W) or (B, T, C, H, W) for a conv layer
-        runner = runner_at(k, tuple(source.shape[-2:]) if k < flatten_index else None)
+        input_hw = tuple(source.shape[-2:]) if k < flatten_index else None
+        runner = runner_at(k, input_hw, b if k == 0 else b * steps)
         if k == 0:
             a = runner.synapse(x.reshape(b, -1) if flatten_index == 0 else x)
             a = a.unsqueeze(1).expand(b, steps, *a.shape[1:])
@@ -216,8 +221,8 @@ def run_integer_snn(
 ):
     """Integer SNN on raw pixels ``x`` (B, C, H, W) uint8/int; see module docstring."""
 
-    def runner_at(k: int, input_hw: tuple[int, int] | None) -> _IntegerRunner:
-        return _IntegerRunner(layers[k], x.device, compile_neuron, input_hw)
+    def runner_at(k: int, input_hw: tuple[int, int] | None, frames: int) -> _IntegerRunner:
+        return _IntegerRunner(layers[k], x.device, compile_neuron, input_hw, frames)
 
     return _run(len(layers), runner_at, x, steps, flatten_index, record)
 
@@ -232,7 +237,7 @@ def run_float_snn(
 ):
     """Float SNN on raw pixels ``x`` (B, C, H, W); ``leak`` multiplies ``v`` every step."""
 
-    def runner_at(k: int, input_hw: tuple[int, int] | None) -> _FloatRunner:
+    def runner_at(k: int, input_hw: tuple[int, int] | None, frames: int) -> _FloatRunner:
         return _FloatRunner(layers[k], x.device, leak)
 
     return _run(len(layers), runner_at, x.float(), steps, flatten_index, record)
@@ -255,9 +260,9 @@ def run_snn(
     """
     if quantized:  # each layer quantized when the run reaches it
 
-        def runner_at(k: int, input_hw: tuple[int, int] | None) -> _IntegerRunner:
+        def runner_at(k: int, input_hw: tuple[int, int] | None, frames: int) -> _IntegerRunner:
             layer = integer_layer(model, k, weight_bits)
-            return _IntegerRunner(layer, x.device, compile_neuron, input_hw)
+            return _IntegerRunner(layer, x.device, compile_neuron, input_hw, frames)
 
         return _run(len(model.layers), runner_at, x, model.steps, model.flatten_index, record)
     leak = 1.0 - model.v_decay / DECAY_UNITY
