@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from train_helpers import calibrated_model
@@ -9,7 +10,7 @@ from train_helpers import calibrated_model
 from snn2loihi.quant import fold_channel_thresholds, fold_input_normalization
 from snn2loihi.train.fold import fold_batchnorm, step_layers
 from snn2loihi.train.layers import SynapticLayer, expand_pooled_kernel
-from snn2loihi.train.mapping import mapping_unit, resu, stsu
+from snn2loihi.train.mapping import mapping_unit, relu_mapped, resu, stsu
 from snn2loihi.train.snn_branch import run_float_snn
 
 
@@ -30,6 +31,39 @@ def test_resu_masks_counts_where_the_ann_is_silent():
     y.sum().backward()
     assert torch.equal(act.grad, torch.ones(4))
     assert mapping_unit("resu") is resu and mapping_unit("stsu") is stsu
+
+
+@pytest.mark.parametrize("mapping", [stsu, resu], ids=["stsu", "resu"])
+def test_relu_mapped_equals_the_composition_and_holds_no_relu_output(mapping):
+    """relu_mapped(a, c) gives exactly mapping(relu(a), c) and its gradient (ReLU's: zero where
+    a <= 0, passed through at NaN), and keeps only ``a`` for backward, where the composition keeps the
+    ReLU's output: one activation-sized tensor per layer less during SNN2ANN's backward."""
+    g = torch.Generator().manual_seed(3)
+    a0 = torch.randn(6, 7, generator=g) * 2
+    a0[0, :3] = torch.tensor([0.0, -0.0, float("nan")])
+    counts = torch.randint(0, 5, (6, 7), generator=g).float()
+    weights = torch.randn(6, 7, generator=g)
+    outs, grads, held_other = [], [], []
+    for fn in (relu_mapped, lambda a, c, m: m(F.relu(a), c)):
+        a = a0.clone().requires_grad_()
+        pre = a * 1.0  # the BN output, which the ANN branch keeps for ATA anyway
+        held: list[torch.Tensor] = []
+
+        def keep(t: torch.Tensor, held: list = held) -> torch.Tensor:
+            held.append(t)
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+            y = fn(pre, counts, mapping)
+        (y * weights).sum().backward()
+        outs.append(y.detach())
+        grads.append(a.grad)
+        held_other.append([t for t in held if t.data_ptr() != pre.data_ptr()])
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0, equal_nan=True)
+    assert torch.equal(grads[0], grads[1])
+    assert grads[0][0, :3].tolist() == [0.0, 0.0, float(weights[0, 2])]  # as ReLU's backward
+    assert held_other[0] == []  # only a itself; the composition also holds relu(a)
+    assert any(t.shape == a0.shape for t in held_other[1])
 
 
 def test_gradient_reaches_weights_through_relu_and_bn():
@@ -139,3 +173,32 @@ def test_compact_pooled_kernels_hold_the_expanded_values():
                 w, _, _ = fold_channel_thresholds(w, sl.bias.double(), sl.thresholds.double())
             assert torch.equal(il.kernel(), quant.quantize_weight(w, il.scale))
         assert [il.pool for il in integer_layers(model)][0] == 2
+
+
+def test_training_with_relu_mapped_gives_the_weights_of_the_composition(monkeypatch):
+    """Three SNN2ANN steps (stsu, SGD with momentum, ATA) give bit for bit the same weights,
+    thresholds and BN statistics whether the ANN branch uses relu_mapped or the plain
+    composition mapping(relu(a), counts)."""
+    from snn2loihi.train import model as model_mod
+    from snn2loihi.train.config import resolve
+    from snn2loihi.train.model import build_model
+    from snn2loihi.train.step import StepParams, train_step
+
+    params = StepParams.from_config(resolve(None, ["train.method='snn2ann'"]))
+    g = torch.Generator().manual_seed(6)
+    x = torch.randint(0, 256, (8, 1, 8, 8), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 10, (8,), generator=g)
+    states = []
+    for fused in (True, False):
+        if not fused:
+            monkeypatch.setattr(model_mod, "relu_mapped", lambda a, c, m: m(F.relu(a), c))
+        torch.manual_seed(2)
+        net = build_model("custom", (1, 8, 8), 10, convs=("8", "p16"), dense=(24,), steps=4,
+                          step_divisor=4, mean=(0.5,), std=(0.25,))  # fmt: skip
+        opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+        for _ in range(3):
+            train_step(net, net, opt, x, y, params)
+        states.append({k: v.clone() for k, v in net.state_dict().items()})
+    assert states[0].keys() == states[1].keys()
+    for k in states[0]:
+        assert torch.equal(states[0][k], states[1][k]), k

@@ -22,6 +22,28 @@ def resu(act: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     return act + (target - act).detach()
 
 
+class _ReluMapped(torch.autograd.Function):
+    """``mapping(relu(a), counts)`` with the gradient of that composition (ReLU's: zero where
+    ``a <= 0``),
+    holding only ``a`` for backward (which the ANN branch keeps anyway), not the ReLU's output."""
+
+    @staticmethod
+    def forward(ctx, a, counts, mapping):
+        ctx.save_for_backward(a)
+        return mapping(torch.relu(a), counts)  # the same values as outside a Function
+
+    @staticmethod
+    def backward(ctx, grad):
+        (a,) = ctx.saved_tensors
+        return torch.where(a <= 0, 0.0, grad), None, None  # ReLU's backward (NaN passes)
+
+
+def relu_mapped(a: torch.Tensor, counts: torch.Tensor, mapping=stsu) -> torch.Tensor:
+    """``mapping(relu(a), counts)``: the same values and gradients, but the ReLU's output (one
+    activation-sized tensor per layer) is not held until the backward pass; ``a`` is."""
+    return _ReluMapped.apply(a, counts, mapping)
+
+
 def mapping_unit(name: str):
     """The mapping function called ``name`` (``"stsu"`` or ``"resu"``)."""
     if name == "stsu":

@@ -21,7 +21,7 @@ from snn2loihi.loihi import CONV_PARAM_MAX
 from snn2loihi.quant import fold_input_normalization
 from snn2loihi.synapse import expand_blocks
 from snn2loihi.train.layers import SynapticLayer, check_geometry
-from snn2loihi.train.mapping import stsu
+from snn2loihi.train.mapping import relu_mapped, stsu
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +246,9 @@ class SpikingNet(nn.Module):
                 return z, pre
             a = layer.bn(z)
             pre.append(a)
+            if counts is not None and dropout == 0:
+                h = relu_mapped(a, counts[k], mapping)  # the ReLU output is not held
+                continue
             act = F.relu(a)
             if dropout > 0:
                 act = F.dropout(act, dropout, self.training)
