@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -139,8 +141,9 @@ def test_integrate_equals_a_loop_of_cuba_steps_across_cpu_blocks(int32_safe):
 
     neuron = CubaNeuron(i_decay=4096, v_decay=0, vth_mant=300)
     g = torch.Generator().manual_seed(3)
-    n, steps, shape = 11, 5, (4, 64, 64)  # 4 samples per block: three blocks
-    assert NEURON_BLOCK // (4 * 64 * 64) == 4
+    side = math.isqrt(NEURON_BLOCK // 16)
+    n, steps, shape = 11, 5, (4, side, side)  # 4 samples per block: three blocks
+    assert NEURON_BLOCK // (4 * side * side) == 4
     a = torch.randint(-20_000, 40_000, (n, steps, *shape), generator=g)
     bias = torch.randint(-50, 50, (4, 1, 1), generator=g)
     dtype = torch.int32 if int32_safe else torch.int64
@@ -365,11 +368,11 @@ def test_neuron_group_stepped_in_chunks_equals_integrate(neuron, amax, int32_saf
     """A NeuronGroup advanced through time-major chunks of any length gives integrate's spikes,
     u and v after every step, and each neuron's spike count, across CPU blocks of samples; an
     exact float32 input (as a float kernel leaves it) gives the same integers as int32."""
-    from snn2loihi.neuron import NeuronGroup, integrate
+    from snn2loihi.neuron import NEURON_BLOCK, NeuronGroup, integrate
 
     g = torch.Generator().manual_seed(11)
     dtype = torch.int32 if int32_safe else torch.int64
-    n, steps, m = 5, 11, 30_000  # 30,000 neurons: two or three samples per CPU block
+    n, steps, m = 5, 11, NEURON_BLOCK // 2 - 7  # two samples per CPU block: three blocks
     a = torch.randint(-amax // 4, amax + 1, (n, steps, m), generator=g, dtype=dtype)
     a[0] = amax
     bias = torch.randint(-50, 50, (m,), generator=g)
