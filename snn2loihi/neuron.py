@@ -200,11 +200,12 @@ def _fire(u, v, neuron):
     return spikes, u, v
 
 
-# neurons per block of the CPU's eager time loop: each step's temporaries (1 MiB of int32 each)
-# stay in cache, and the per-op overhead is spread over enough neurons; on a 2-core AMD EPYC the
-# eager emulator ran 791-802 samples/s at 2^16, 929-966 at 2^17, 887-957 at 2^18 (cifar-int8,
-# batch 64), training's integer neurons 11.5 / 9.7-9.9 / 8.7-9.3 ms per step (VGG-11, T=4, batch 16)
-NEURON_BLOCK = 2**18
+# neurons per block of the CPU's eager time loop: each step's temporaries (512 KiB of int32
+# each) stay in cache, and the per-op overhead is spread over enough neurons; on a 2-core AMD
+# EPYC the eager emulator ran 791-802 samples/s at 2^16, 929-966 at 2^17, 887-957 at 2^18
+# (cifar-int8, batch 64), training's integer neurons 11.5 / 9.7-11.3 / 8.7-10.9 ms per step
+# (VGG-11, T=4, batch 16), 2^18 with about 6 MiB more peak RSS
+NEURON_BLOCK = 2**17
 
 
 def channels_last_order(a: torch.Tensor) -> bool:
