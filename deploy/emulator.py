@@ -28,7 +28,7 @@ from snn2loihi.deploy.timeline import (
 )
 from snn2loihi.devices import torch_device
 from snn2loihi.errors import InputDataError, UnsupportedLayerError
-from snn2loihi.loihi import GRADED_INPUT_MAX, INT32_SAFE_INPUT
+from snn2loihi.loihi import GRADED_INPUT_MAX
 from snn2loihi.netx_io import read_network
 from snn2loihi.neuron import STEP_CHUNK, NeuronGroup
 from snn2loihi.schema import ConvLayer, DenseLayer, NetXNetwork
@@ -188,6 +188,16 @@ def _input_frames(x: torch.Tensor, t: int, k: int, graded: bool, dense: bool) ->
         return part.reshape(k * x.shape[0], *x.shape[2:])
     frames = part.permute(0, 1, 3, 4, 2).reshape(k * x.shape[0], *x.shape[3:], x.shape[2])
     return frames.permute(0, 3, 1, 2)
+
+
+def _keep(traces: list, parts: tuple, t: int, lo: int, n: int, steps: int) -> None:
+    """Copy each given part (k, n_pass, m) into its (T, N, m) CPU trace at steps ``t ..``,
+    samples ``lo ..``; a trace is made at its first part."""
+    for i, part in enumerate(parts):
+        if part is not None:
+            if traces[i] is None:
+                traces[i] = torch.empty((steps, n, part.shape[2]), dtype=part.dtype)
+            traces[i][t : t + part.shape[0], lo : lo + part.shape[1]] = part
 
 
 class Emulator:
@@ -365,17 +375,13 @@ class Emulator:
                             biases[j],
                             ly.neuron,
                             steps=steps,
-                            int32_safe=syn.max_abs_output <= INT32_SAFE_INPUT,
+                            int32_safe=syn.int32_safe,
                             input_bound=syn.max_abs_output,
                             compiled=self.compiled,
                             count=not kept[j],
                         )
                     spikes, u, v = groups[j].advance(layout.flat(a, k, hi - lo), recorded[j])
-                    for i, part in enumerate((spikes if kept[j] else None, u, v)):
-                        if part is not None:
-                            if traces[j][i] is None:
-                                traces[j][i] = torch.empty((steps, n, part.shape[2]), dtype=part.dtype)  # fmt: skip
-                            traces[j][i][t : t + k, lo:hi] = part
+                    _keep(traces[j], (spikes if kept[j] else None, u, v), t, lo, n, steps)
                     if j < last:
                         s = layout.frames(spikes, isinstance(layers[j + 1], DenseLayer))
             for j, group in enumerate(groups):
@@ -397,6 +403,5 @@ class Emulator:
         """The synaptic input of ``frames`` (B, *in_shape): int32 where ``|a|`` is proven
         int32-safe (an exact float32 kernel result as it is: the neurons convert it while
         they read it), else int64."""
-        int32_safe = syn.max_abs_output <= INT32_SAFE_INPUT
-        a = syn(frames, exact_float=int32_safe)
-        return a if a.is_floating_point() else a.to(torch.int32 if int32_safe else torch.int64)
+        a = syn(frames, exact_float=syn.int32_safe)
+        return a if a.is_floating_point() else a.to(torch.int32 if syn.int32_safe else torch.int64)

@@ -112,6 +112,18 @@ def u_stays_in_24_bits(a_max: int, steps: int, i_decay: int) -> bool:
     return act * min(steps * i_decay, DECAY_UNITY) < UV_LIMIT * i_decay
 
 
+def u_wrap_spared(neuron: CubaNeuron, int32_safe: bool, steps: int, a_max: int | None) -> bool:
+    """Whether the int32-safe step may skip u's 24-bit wrap: u carries over (``iDecay <
+    4096``) and ``|a| <= a_max`` keeps it in range for ``steps`` steps
+    (:func:`u_stays_in_24_bits`); False without a bound."""
+    return (
+        int32_safe
+        and neuron.i_decay != DECAY_UNITY
+        and a_max is not None
+        and u_stays_in_24_bits(a_max, steps, neuron.i_decay)
+    )
+
+
 def wrap_uv(u: torch.Tensor) -> torch.Tensor:
     """Lava's 24-bit wrap of ``u`` as it codes it: ``u > 2^23`` loses ``2^24``; else
     ``u <= -2^23`` gains ``2^24`` (the second test reads the already wrapped value, which for
@@ -429,14 +441,11 @@ def _integrate(
     spikes = torch.empty((n, steps, *shape), dtype=torch.bool, device=a.device)
     size = max(1, math.prod(shape))
     # the 24-bit wrap of u is skipped where this input cannot reach it (one pass over a)
-    u_in_range = (
+    u_in_range = u_wrap_spared(neuron, int32_safe, steps, input_bound) or (
         int32_safe
         and neuron.i_decay != DECAY_UNITY
         and a.numel() > 0
-        and (
-            (input_bound is not None and u_stays_in_24_bits(input_bound, steps, neuron.i_decay))
-            or u_stays_in_24_bits(abs_max(a), steps, neuron.i_decay)
-        )
+        and u_stays_in_24_bits(abs_max(a), steps, neuron.i_decay)
     )
     # int32-safe: cuba_step's int32 path with the bias shifted once, not every step
     bias = bias << ACT_SHIFT if int32_safe else bias
@@ -504,12 +513,7 @@ class NeuronGroup:
         self.neuron = neuron
         self.int32_safe = int32_safe
         self.compiled = compiled
-        self.u_in_range = (
-            int32_safe
-            and neuron.i_decay != DECAY_UNITY
-            and input_bound is not None
-            and u_stays_in_24_bits(input_bound, steps, neuron.i_decay)
-        )
+        self.u_in_range = u_wrap_spared(neuron, int32_safe, steps, input_bound)
         shape = (n, bias.shape[0])
         self.u = torch.zeros(shape, dtype=dtype, device=bias.device)
         self.v = torch.zeros_like(self.u)

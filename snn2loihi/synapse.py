@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from snn2loihi import int8_gemm
-from snn2loihi.loihi import UV_BITS, UV_LIMIT, worst_case_input
+from snn2loihi.loihi import INT32_SAFE_INPUT, UV_BITS, UV_LIMIT, worst_case_input
 from snn2loihi.neuron import wrap_signed
 from snn2loihi.schema import conv_output_hw
 
@@ -424,6 +424,13 @@ class IntegerSynapse:
     def max_abs_output(self) -> int:
         """Bound on ``|a|``: the largest row's ``max(sum w+, sum |w-|)`` times the largest input."""
         return self._max_abs_output
+
+    @property
+    def int32_safe(self) -> bool:
+        """Whether ``|a| <= INT32_SAFE_INPUT`` is proven from the weights: the neurons fed by
+        this synapse may hold int32 state without Lava's int32 wraps
+        (:func:`snn2loihi.neuron.cuba_step` ``int32_safe``)."""
+        return self._max_abs_output <= INT32_SAFE_INPUT
 
     def _conv(self, x: torch.Tensor) -> torch.Tensor:
         """Cross-correlation with a deliberately chosen exact algorithm.

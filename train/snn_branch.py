@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from snn2loihi.loihi import ACT_SHIFT, DECAY_UNITY, INT32_SAFE_INPUT
+from snn2loihi.loihi import ACT_SHIFT, DECAY_UNITY
 from snn2loihi.neuron import integrate, integrate_counting
 from snn2loihi.synapse import ConvGeometry, IntegerSynapse
 from snn2loihi.train.fold import IntegerLayer, StepLayer, integer_layer, step_layers
@@ -81,8 +81,7 @@ class _IntegerRunner:
             input_hw=input_hw if layer.kind == "conv" else None,
             frames=frames,
         )
-        # |a| <= INT32_SAFE_INPUT proven from the weights: int32 state, no int32 wraps needed.
-        self.int32_safe = self._synapse.max_abs_output <= INT32_SAFE_INPUT
+        self.int32_safe = self._synapse.int32_safe  # int32 state, no int32 wraps needed
         self.dtype = torch.int32 if self.int32_safe else torch.int64
         self.bias = layer.bias.to(device=device, dtype=self.dtype)
 
