@@ -152,12 +152,13 @@ class _LayerLayout:
 
     def frames(self, spikes: torch.Tensor, to_dense: bool) -> torch.Tensor:
         """Spikes (k, n, m) uint8 -> the next layer's input frames (k * n, C, H, W) bool (a
-        channels-last view where they lie so), or (k * n, m) in (C, H, W) order for a dense
-        layer."""
+        channels-last view where they lie so), or for a dense layer (k * n, m) as they lie: in
+        (H, W, C) order where channels-last (a view, for :func:`dense_in_hwc`'s synapse),
+        else in (C, H, W) order."""
+        if to_dense:
+            return spikes.view(torch.bool).reshape(-1, spikes.shape[-1])
         frames = spikes.view(torch.bool).reshape(-1, *self._stored())
-        if self.channels_last:
-            frames = frames.permute(0, 3, 1, 2)
-        return frames.reshape(frames.shape[0], -1) if to_dense else frames
+        return frames.permute(0, 3, 1, 2) if self.channels_last else frames
 
     def _stored(self) -> tuple[int, ...]:
         c, *hw = self.shape
@@ -167,6 +168,16 @@ class _LayerLayout:
         """A (T, N, m) trace -> its (N, T, *shape) view (same memory)."""
         t = t.view(*t.shape[:2], *self._stored()).transpose(0, 1)
         return t.permute(0, 1, 4, 2, 3) if self.channels_last else t
+
+
+def dense_in_hwc(weight: np.ndarray, chw: tuple[int, ...]) -> np.ndarray:
+    """A dense layer's weights (Nout, C * H * W), columns in the (C, H, W) order of its input
+    ``chw``, with the columns reordered to (H, W, C): the same synapse for input that lies
+    channels-last, read without a reordering copy (the integer sums are exact in any order,
+    and Lava's dense weight processing is per weight with whole-matrix statistics)."""
+    w = np.asarray(weight)
+    c, h, wd = chw
+    return w.reshape(w.shape[0], c, h, wd).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
 
 
 def _layout(ly, a: torch.Tensor) -> _LayerLayout:
@@ -224,6 +235,7 @@ class Emulator:
         self.batch_size = batch_size
         self.compiled = compiled
         self._synapses: dict[bool, list[IntegerSynapse]] = {}
+        self._hwc_synapses: dict[int, IntegerSynapse] = {}  # dense layer k after channels-last
 
     def _prepare(self, graded: bool) -> list[IntegerSynapse]:
         if graded not in self._synapses:
@@ -248,6 +260,18 @@ class Emulator:
                 in_shape = tuple(ly.shape)
             self._synapses[graded] = syns
         return self._synapses[graded]
+
+    def _dense_after(self, k: int, layout: _LayerLayout) -> IntegerSynapse:
+        """The synapse of dense layer ``k`` for input that lies as ``layout`` (layer k - 1's, a
+        conv) holds it: where channels-last, :func:`dense_in_hwc`'s (made once, cached)."""
+        syn = self._prepare(False)[k]  # a dense layer after a conv never reads graded input
+        if not layout.channels_last:
+            return syn
+        if k not in self._hwc_synapses:
+            ly = self.net.synaptic_layers[k][1]
+            w = dense_in_hwc(ly.weight, layout.shape)
+            self._hwc_synapses[k] = IntegerSynapse("dense", w, input_max=1, device=self.device)
+        return self._hwc_synapses[k]
 
     def run(
         self,
@@ -347,7 +371,7 @@ class Emulator:
         n, steps = x.shape[:2]
         layers = [ly for _, ly in self.net.synaptic_layers]
         last = len(layers) - 1
-        synapses = self._prepare(graded)
+        synapses = list(self._prepare(graded))  # dense layers after a conv: see _dense_after
         cpu = self.device.type == "cpu"
         sub, chunk = pass_shape(layers, n, steps) if cpu else (n, steps)
         recorded = [record_state is True or (record_state == "last" and k == last) for k in range(len(layers))]  # fmt: skip
@@ -368,6 +392,8 @@ class Emulator:
                     if layouts[j] is None:
                         layouts[j] = _layout(ly, a)
                         biases[j] = layouts[j].bias(ly, self.device)
+                        if isinstance(ly, ConvLayer) and j < last and isinstance(layers[j + 1], DenseLayer):  # fmt: skip
+                            synapses[j + 1] = self._dense_after(j + 1, layouts[j])
                     layout = layouts[j]
                     if groups[j] is None:
                         groups[j] = NeuronGroup(

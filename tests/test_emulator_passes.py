@@ -4,6 +4,8 @@ integers depend on neither the pass size nor the chunk length."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -98,3 +100,43 @@ def test_time_chunks_of_any_length_give_the_same_integers(chunk, monkeypatch):
             torch.equal(r.counts, g.counts) if r.spikes is None else torch.equal(r.spikes, g.spikes)
         )
     assert torch.equal(lean.layers[-1].v, ref.layers[-1].v)
+
+
+def test_a_dense_layer_after_a_channels_last_conv_sees_the_conv_spikes_in_chw_order():
+    """The CIFAR-sized network's conv layers lie channels-last on the CPU, and its dense readout
+    reads their spikes as they lie through column-reordered weights (``dense_in_hwc``): its u
+    and v equal an int64 reference fed the recorded conv spikes flattened in (C, H, W) order,
+    Lava's dense weight processing and ``cuba_step`` (no delay in the emulator's convention)."""
+    from snn2loihi.neuron import cuba_step
+    from snn2loihi.synapse import dense_weights_as_lava
+
+    net = random_network(dataclasses.replace(CIFAR, weight_range=(-128, 127)), seed=2)
+    rng = np.random.default_rng(4)
+    x = (rng.random((3, 5, *CIFAR.input_shape)) < 0.3).astype(np.uint8)
+    emu = Emulator(net)
+    out = emu.run(x, record_state=True)
+    assert emu._hwc_synapses  # the reordered synapse ran
+    conv, dense = out.layers[-2], out.layers[-1]
+    layer = net.synaptic_layers[-1][1]
+    w, exp = dense_weights_as_lava(np.asarray(layer.weight))
+    s = conv.spikes.reshape(3, 5, -1).to(torch.int64)  # (N, T, C*H*W) in (C, H, W) order
+    a = s @ torch.from_numpy(w).T
+    a = a >> -exp if exp <= 0 else a << exp
+    assert 0.1 < float(conv.spikes.float().mean()) < 0.9  # the order of the columns matters
+    u = v = torch.zeros((3, a.shape[2]), dtype=torch.int64)
+    bias = torch.as_tensor(np.asarray(layer.bias), dtype=torch.int64)
+    for t in range(5):
+        _, u, v = cuba_step(a[:, t], u, v, bias, layer.neuron)
+        assert torch.equal(dense.u[:, t].to(torch.int64), u), t
+        assert torch.equal(dense.v[:, t].to(torch.int64), v), t
+
+
+def test_dense_in_hwc_reads_channels_last_input_as_the_weights_read_chw_input():
+    from snn2loihi.deploy.emulator import dense_in_hwc
+
+    rng = np.random.default_rng(0)
+    w = rng.integers(-128, 128, (7, 3 * 4 * 5))
+    s = rng.integers(0, 2, (6, 3, 4, 5))
+    want = s.reshape(6, -1) @ w.T
+    got = s.transpose(0, 2, 3, 1).reshape(6, -1) @ dense_in_hwc(w, (3, 4, 5)).T
+    assert np.array_equal(got, want)

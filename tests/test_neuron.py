@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from snn2loihi.loihi import DECAY_UNITY
 from snn2loihi.neuron import cuba_step, decay, wrap_int32, wrap_signed
 from snn2loihi.schema import CubaNeuron
 
@@ -289,16 +290,33 @@ def test_branch_free_step_equals_lavas_numpy_code(neuron):
         safe = [out[1], out[2]]
 
 
-@pytest.mark.parametrize("decay_const", [1, 128, 255])
+@pytest.mark.parametrize("decay_const", [1, 128, 255, 256, 984, 1024, 2048, 3072, 4080])
 def test_small_decay_equals_decay_on_every_24_bit_value(decay_const):
-    """decay_small (7 ops) == decay (the int64 reference) for every |x| <= 2^23."""
-    from snn2loihi.neuron import SMALL_DECAY, decay_small
+    """decay_small (6 or 7 ops) == decay (the int64 reference) for every |x| <= 2^23, for
+    odd factors 1 to 255 and every power of two up to 2^11 (984 = 123 * 8, 4080 = 255 * 16)."""
+    from snn2loihi.neuron import decay_small
 
-    assert decay_const < SMALL_DECAY
     x = torch.arange(-(2**23), 2**23 + 1, dtype=torch.int32)
+    keep = x.clone()
     got = decay_small(x, decay_const)
     assert got.dtype == torch.int32
     assert torch.equal(got.to(torch.int64), decay(x.to(torch.int64), decay_const))
+    assert torch.equal(x, keep)  # the input is not written
+
+
+def test_small_decay_split_takes_exactly_the_constants_with_a_small_odd_factor():
+    """small_decay_split(d) = (odd, b) with d = odd * 2^(12 - b) and odd < 256 for every such
+    d in 1..4095, None for the rest (0, 4096, e.g. 257 or 4095)."""
+    from snn2loihi.neuron import SMALL_DECAY, small_decay_split
+
+    for d in range(DECAY_UNITY + 1):
+        split = small_decay_split(d)
+        odd = d >> ((d & -d).bit_length() - 1) if d else 0
+        if 0 < d < DECAY_UNITY and odd < SMALL_DECAY:
+            assert split is not None and split[0] == odd and split[0] << (12 - split[1]) == d, d
+        else:
+            assert split is None, d
+    assert small_decay_split(1024) == (1, 2) and small_decay_split(123) == (123, 12)
 
 
 @pytest.mark.parametrize("i_decay", [0, 1, 100, 1024, 4095])
