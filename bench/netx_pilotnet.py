@@ -5,7 +5,10 @@ input neuron's bias (``reset_interval=16``, 15 steps), PilotNet SDNN with its in
 and graded frames into the first conv (15 steps). Lava: one sample, timed in three parts (build,
 compile + first step, the remaining steps); its per-sample figure is the run without compiling
 (``steps x`` the steady per-step time), which favours Lava. Emulator: batches of 1 and 64 samples
-(best of ``--repeats``). Results: ``bench/results/netx_pilotnet.json`` and ``.md``.
+(best of ``--repeats``), with the allocator setting of the CLI (``--allocator keep``: freed
+memory kept for reuse, as ``snn2loihi run`` does; ``default``: glibc's defaults, under which a
+batch's arrays are page-faulted in afresh on every run). Results:
+``bench/results/netx_pilotnet.json`` and ``.md``.
 
     .venv/bin/python bench/netx_pilotnet.py --data ../shared/data/lavadl-nets
 """
@@ -14,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import sys
 import time
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import ALLOCATORS, machine, setup_allocator  # bench/ is the script's folder
 
 RESULTS = Path(__file__).parent / "results"
 STEPS = 15
@@ -98,7 +101,10 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--note", default="", help="machine note recorded with the results")
+    p.add_argument("--allocator", choices=ALLOCATORS, default="keep",
+                   help="keep freed memory as the CLI does (default), or glibc's defaults")  # fmt: skip
     args = p.parse_args()
+    allocator = setup_allocator(args.allocator)
     torch.set_num_threads(args.threads)
     rows = []
     for name in ("pilotnet_lif", "pilotnet_sdnn"):
@@ -116,8 +122,7 @@ def main() -> int:
     result = {
         "benchmark": "lava-dl PilotNet on the global clock: emulator vs Lava CPU simulator",
         "command": shlex.join(["python", "bench/netx_pilotnet.py", *sys.argv[1:]]),
-        "machine": args.note
-        or f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
+        "machine": {**machine(allocator), **({"note": args.note} if args.note else {})},
         "date": time.strftime("%Y-%m-%d"),
         "target": "emulator >= 50x Lava per sample at batch 64 (2 CPU cores)",
         "runs": rows,
@@ -136,8 +141,10 @@ def main() -> int:
             f"{r['lava']['per_sample_with_compile_s']:.1f} s | {e['1'] * 1e3:.1f} ms | "
             f"{e['64'] * 1e3:.1f} ms | {s['1']:.0f}x | {s['64']:.0f}x |"
         )
+    m = result["machine"]
+    where = f"{m['cpu']}, {m['torch_threads']} torch threads, torch {m['torch']}, {allocator}"
     (RESULTS / "netx_pilotnet.md").write_text(
-        f"{result['benchmark']} ({result['date']}, {result['machine']}, {STEPS} steps)\n\n"
+        f"{result['benchmark']} ({result['date']}, {where}, {STEPS} steps)\n\n"
         + "\n".join(lines)
         + f"\n\n`{result['command']}`\n"
     )
