@@ -25,6 +25,7 @@ from snn2loihi.deploy.timeline import (
     TimelineRunner,
     TimelineTrace,
     check_timeline_input,
+    layer_shape,
 )
 from snn2loihi.devices import torch_device
 from snn2loihi.errors import InputDataError, UnsupportedLayerError
@@ -124,6 +125,19 @@ def pass_shape(layers, n: int, steps: int) -> tuple[int, int]:
     return samples, chunk
 
 
+NETX_PASS_BYTES = 2**26  # CPU: run_netx's int32 synaptic input of the largest layer per pass
+
+
+def netx_pass_samples(net: NetXNetwork, steps: int) -> int:
+    """Samples per pass of :meth:`Emulator.run_netx` on the CPU: the largest layer's int32
+    synaptic input over all ``steps`` within about :data:`NETX_PASS_BYTES` (at least one
+    sample). Each sample is its own run on the global clock, so passes give the same integers;
+    they bound the memory (lava-dl's PilotNet LIF at 15 steps: 4.6 MB per sample for its first
+    conv alone, 2.5 GiB more for a batch of 256 in one pass)."""
+    largest = max(math.prod(layer_shape(ly)) for ly in net.layers)
+    return max(1, NETX_PASS_BYTES // (4 * steps * largest))
+
+
 @dataclass
 class _LayerLayout:
     """How one layer's neurons lie in its (T, N, m) traces: ``shape`` (C, H, W) or (D,) as the
@@ -199,6 +213,17 @@ def _input_frames(x: torch.Tensor, t: int, k: int, graded: bool, dense: bool) ->
         return part.reshape(k * x.shape[0], *x.shape[2:])
     frames = part.permute(0, 1, 3, 4, 2).reshape(k * x.shape[0], *x.shape[3:], x.shape[2])
     return frames.permute(0, 3, 1, 2)
+
+
+def _whole_batch_trace(part: TimelineTrace, n: int) -> TimelineTrace:
+    """An empty CPU trace of ``n`` samples shaped and typed as one pass's ``part``: the passes
+    are copied into it as they come (no second copy of every trace for a concatenation)."""
+
+    def empty(t: torch.Tensor) -> torch.Tensor:
+        return torch.empty((n, *t.shape[1:]), dtype=t.dtype)
+
+    states = {name: empty(t) for name, t in part.states.items()}
+    return TimelineTrace(part.index, part.kind, part.neuron, empty(part.messages), states)
 
 
 def _keep(traces: list, parts: tuple, t: int, lo: int, n: int, steps: int) -> None:
@@ -338,22 +363,20 @@ class Emulator:
         else:
             steps = int(xt.shape[1])
         runner = TimelineRunner(self.net, self.device, timeline or Timeline())
-        chunks = [
-            runner.run(c, drive, graded, steps, tuple(record))
-            for c in torch.split(xt, self.batch_size)
-        ]
-        traces = []
-        for k, first in enumerate(chunks[0]):
-            parts = [c[k] for c in chunks]
-            traces.append(
-                TimelineTrace(
-                    first.index,
-                    first.kind,
-                    first.neuron,
-                    torch.cat([p.messages.cpu() for p in parts]),
-                    {r: torch.cat([p.states[r] for p in parts]) for r in first.states},
-                )
-            )
+        size = self.batch_size
+        if self.device.type == "cpu":
+            size = min(size, netx_pass_samples(self.net, steps))
+        traces: list[TimelineTrace] = []
+        lo = 0
+        for c in torch.split(xt, size):  # each pass's traces go into the whole batch's (CPU)
+            part = runner.run(c, drive, graded, steps, tuple(record))
+            if not traces:
+                traces = [_whole_batch_trace(p, len(xt)) for p in part]
+            for whole, p in zip(traces, part, strict=True):
+                whole.messages[lo : lo + len(c)] = p.messages
+                for name, state in p.states.items():
+                    whole.states[name][lo : lo + len(c)] = state
+            lo += len(c)
         return traces
 
     @torch.no_grad()
