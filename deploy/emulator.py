@@ -286,10 +286,11 @@ class Emulator:
             self._synapses[graded] = syns
         return self._synapses[graded]
 
-    def _dense_after(self, k: int, layout: _LayerLayout) -> IntegerSynapse:
-        """The synapse of dense layer ``k`` for input that lies as ``layout`` (layer k - 1's, a
-        conv) holds it: where channels-last, :func:`dense_in_hwc`'s (made once, cached)."""
-        syn = self._prepare(False)[k]  # a dense layer after a conv never reads graded input
+    def _dense_after(self, k: int, layout: _LayerLayout, graded: bool) -> IntegerSynapse:
+        """The synapse of dense layer ``k`` (>= 1: it reads spikes) for input that lies as
+        ``layout`` (layer k - 1's, a conv) holds it: where channels-last, :func:`dense_in_hwc`'s
+        (made once, cached), else the one :meth:`_prepare` made for this input kind."""
+        syn = self._prepare(graded)[k]
         if not layout.channels_last:
             return syn
         if k not in self._hwc_synapses:
@@ -416,7 +417,7 @@ class Emulator:
                         layouts[j] = _layout(ly, a)
                         biases[j] = layouts[j].bias(ly, self.device)
                         if isinstance(ly, ConvLayer) and j < last and isinstance(layers[j + 1], DenseLayer):  # fmt: skip
-                            synapses[j + 1] = self._dense_after(j + 1, layouts[j])
+                            synapses[j + 1] = self._dense_after(j + 1, layouts[j], graded)
                     layout = layouts[j]
                     if groups[j] is None:
                         groups[j] = NeuronGroup(
