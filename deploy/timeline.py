@@ -206,6 +206,10 @@ class TimelineRunner:
 
     def __init__(self, net: NetXNetwork, device: torch.device, timeline: Timeline):
         self.net, self.device, self.timeline = net, device, timeline
+        # each layer's synapses per (layer, largest |message|, signed): made once for all the
+        # passes of a batch (their weights are prepacked, and they depend on the input only
+        # through its range)
+        self._parts: dict[tuple[int, int, bool], list[tuple[int, IntegerSynapse]]] = {}
 
     def run(
         self, x: torch.Tensor, drive: str, graded: bool, steps: int, record: tuple[str, ...]
@@ -232,8 +236,7 @@ class TimelineRunner:
         b = torch.as_tensor(np.asarray(ly.bias, dtype=np.int64))
         return b.view(-1, *([1] * (len(shape) - 1)))
 
-    def _synapse(self, kind, weight, b: BuiltLayer, s, **kw) -> IntegerSynapse:
-        input_max, signed = _synapse_input_max(s, b.binary_input)
+    def _synapse(self, kind, weight, b: BuiltLayer, input_max, signed, **kw) -> IntegerSynapse:
         syn = IntegerSynapse(
             kind, weight, input_max=input_max, device=self.device, signed=signed, **kw
         )
@@ -259,25 +262,10 @@ class TimelineRunner:
             return flat.reshape(n * steps, -1) if isinstance(ly, DenseLayer) else flat
 
         flat = flatten(s)
-        if isinstance(ly, ConvLayer):
-            geom = ConvGeometry(ly.stride, ly.padding, ly.dilation, ly.groups)
-            parts = [(0, self._synapse("conv", ly.weight, b, s, geometry=geom))]
-        else:
-            w_eff, exp = self._dense_weights(ly)
-            w_eff = w_eff[:, : ly.weight.shape[1]]
-            delays = ly.delay_matrix()
-            if delays is None:
-                parts = [(0, self._synapse("dense", w_eff, b, s, weight_exp=exp))]
-            else:
-                parts = [
-                    (
-                        int(d),
-                        self._synapse(
-                            "dense", np.where(delays == d, w_eff, 0), b, s, weight_exp=exp
-                        ),
-                    )
-                    for d in np.unique(delays)
-                ]
+        key = (b.index, *_synapse_input_max(s, b.binary_input))
+        if key not in self._parts:
+            self._parts[key] = self._synapse_parts(b, *key[1:])
+        parts = self._parts[key]
         bound = sum(syn.max_abs_output for _, syn in parts)
         limit = INT32_SAFE_INPUT if isinstance(b.neuron, CubaNeuron) else 2**31 - 1
         dtype = torch.int32 if bound <= limit else torch.int64
@@ -295,6 +283,30 @@ class TimelineRunner:
             out = syn(flat).to(dtype).reshape(n, steps, *a.shape[2:])
             a[:, 1 + d :] += out[:, : steps - 1 - d]
         return a
+
+    def _synapse_parts(
+        self, b: BuiltLayer, input_max: int, signed: bool
+    ) -> list[tuple[int, IntegerSynapse]]:
+        """Layer ``b``'s synapses as (delay, synapse) for messages up to ``input_max`` in
+        magnitude (``signed``: of either sign): a conv's one, a dense layer's one per delay."""
+        ly = b.layer
+        if isinstance(ly, ConvLayer):
+            geom = ConvGeometry(ly.stride, ly.padding, ly.dilation, ly.groups)
+            return [(0, self._synapse("conv", ly.weight, b, input_max, signed, geometry=geom))]
+        w_eff, exp = self._dense_weights(ly)
+        w_eff = w_eff[:, : ly.weight.shape[1]]
+        delays = ly.delay_matrix()
+        if delays is None:
+            return [(0, self._synapse("dense", w_eff, b, input_max, signed, weight_exp=exp))]
+        return [
+            (
+                int(d),
+                self._synapse(
+                    "dense", np.where(delays == d, w_eff, 0), b, input_max, signed, weight_exp=exp
+                ),
+            )  # fmt: skip
+            for d in np.unique(delays)
+        ]
 
     @staticmethod
     def _dense_weights(ly: DenseLayer) -> tuple[np.ndarray, int]:
