@@ -97,7 +97,8 @@ def run_backend(
     if backend == "emulator":
         from snn2loihi.deploy.emulator import Emulator
 
-        res = Emulator(net, device=device).run(x, record_state=state)
+        # the output layer's spikes only: no trace of every layer for the whole input
+        res = Emulator(net, device=device).run(x, record_state=state, spikes="output")
         spikes = res.output.numpy().astype(np.uint8)
         v_last = None if not state else res.layers[-1].v[:, -1].numpy()
     else:
