@@ -242,7 +242,9 @@ class Emulator:
     Args:
         net: a :class:`NetXNetwork` or a path to a ``.net`` file.
         device: torch device for the computation (``"cpu"``, ``"cuda"``).
-        batch_size: samples processed at once (bounds memory).
+        batch_size: samples processed at once (bounds memory): on a GPU, per chunk; on the
+            CPU, at most this many samples per pass (:func:`pass_shape`,
+            :func:`netx_pass_samples`; the passes write into the whole input's traces).
         compiled: on the CPU, run the neurons as fused kernels (:class:`NeuronGroup`
             ``compiled``): the same integers, several times faster once compiled (seconds,
             once per process and neuron kind). Traces of ``u``/``v`` still run uncompiled.
@@ -323,9 +325,11 @@ class Emulator:
                 "Lava's global clock: use run_netx (CLI: --reset-interval/--reset-offset)"
             )
         x, graded = check_input(x, self.net.input_shape)
+        # the CPU goes through the samples in passes of a few (_run_chunk) that write into the
+        # whole input's traces: one chunk, no second copy of every trace for a concatenation
+        size = len(x) if self.device.type == "cpu" else self.batch_size
         chunks = [
-            self._run_chunk(c, graded, record_state, spikes == "all")
-            for c in torch.split(x, self.batch_size)
+            self._run_chunk(c, graded, record_state, spikes == "all") for c in torch.split(x, size)
         ]
         result = EmulatorResult()
         for k, (i, ly) in enumerate(self.net.synaptic_layers):
@@ -397,7 +401,7 @@ class Emulator:
         last = len(layers) - 1
         synapses = list(self._prepare(graded))  # dense layers after a conv: see _dense_after
         cpu = self.device.type == "cpu"
-        sub, chunk = pass_shape(layers, n, steps) if cpu else (n, steps)
+        sub, chunk = pass_shape(layers, min(n, self.batch_size), steps) if cpu else (n, steps)
         recorded = [record_state is True or (record_state == "last" and k == last) for k in range(len(layers))]  # fmt: skip
         kept = [all_spikes or k == last for k in range(len(layers))]
         layouts: list[_LayerLayout | None] = [None] * len(layers)
