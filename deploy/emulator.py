@@ -25,7 +25,6 @@ from snn2loihi.deploy.timeline import (
     TimelineRunner,
     TimelineTrace,
     check_timeline_input,
-    layer_shape,
 )
 from snn2loihi.devices import torch_device
 from snn2loihi.errors import InputDataError, UnsupportedLayerError
@@ -104,12 +103,12 @@ def check_input(
 PASS_BYTES = 2**22  # CPU: the int32 synaptic input of the largest layer held per time chunk
 
 
-def pass_samples(layers, steps: int) -> int:
+def pass_samples(layers, steps: int, budget: int | None = None) -> int:
     """Samples per pass through the network on the CPU: the largest layer's int32 synaptic
-    input over ``steps`` steps (one time chunk) within about :data:`PASS_BYTES` (at least one
-    sample)."""
+    input over ``steps`` steps (one time chunk) within about ``budget`` bytes (default
+    :data:`PASS_BYTES`; at least one sample)."""
     largest = max(math.prod(ly.shape) for ly in layers)
-    return max(1, PASS_BYTES // (4 * steps * largest))
+    return max(1, (PASS_BYTES if budget is None else budget) // (4 * steps * largest))
 
 
 def pass_shape(layers, n: int, steps: int) -> tuple[int, int]:
@@ -134,8 +133,7 @@ def netx_pass_samples(net: NetXNetwork, steps: int) -> int:
     sample). Each sample is its own run on the global clock, so passes give the same integers;
     they bound the memory (lava-dl's PilotNet LIF at 15 steps: 4.6 MB per sample for its first
     conv alone, 2.5 GiB more for a batch of 256 in one pass)."""
-    largest = max(math.prod(layer_shape(ly)) for ly in net.layers)
-    return max(1, NETX_PASS_BYTES // (4 * steps * largest))
+    return pass_samples(net.layers, steps, NETX_PASS_BYTES)
 
 
 @dataclass

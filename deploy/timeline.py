@@ -304,7 +304,7 @@ class TimelineRunner:
                 self._synapse(
                     "dense", np.where(delays == d, w_eff, 0), b, input_max, signed, weight_exp=exp
                 ),
-            )  # fmt: skip
+            )
             for d in np.unique(delays)
         ]
 

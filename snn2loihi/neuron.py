@@ -218,9 +218,10 @@ def _fire(u, v, neuron):
     Spikes come as uint8 0/1 (a bool view of them is free; compiled kernels store uint8 with
     vector instructions but bool one element at a time, about 8x slower per step)."""
     v = v.clamp_(-UV_LIMIT + 1, UV_LIMIT - 1)
-    # Keep v where v <= threshold, else reset it to 0: with |v| < 2^23 and the threshold below
-    # 2^23 - 2^6, (v - threshold - 1) >> 31 is the mask -1 (keep) / 0 (fire), and the mask's
-    # uint8 bytes plus 1 are the spikes (255 + 1 wraps to 0): compare and select cost ~10x
+    # Keep v where v <= threshold, else reset it to 0: with |v| < 2^23 and the threshold at
+    # most 2^23 (vThMant <= 2^17, NetX's default), (v - threshold - 1) >> 31 is the mask -1
+    # (keep) / 0 (fire) without int32 overflow, and the mask's uint8 bytes plus 1 are the
+    # spikes (255 + 1 wraps to 0): compare and select cost ~10x
     keep = negative_mask(v - const(threshold(neuron) + 1, v))
     spikes = keep.to(torch.uint8)
     spikes.add_(const(1, spikes))
