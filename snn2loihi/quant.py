@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from snn2loihi import quant_screen
 from snn2loihi.loihi import (
     BIAS_MAX,
     BIAS_MIN,
@@ -122,7 +123,9 @@ def choose_scale(
 class _RowStats:
     """What :func:`choose_scale` reads of a layer's float64 weights (Cout, fan_in): per row
     ``max(sum w+, sum |w-|)`` (:func:`~snn2loihi.loihi.worst_case_input` of spikes, each weight
-    once), the smallest and largest weight, and the fan-in (one row's length)."""
+    once), the smallest and largest weight, and the fan-in (one row's length). Without a
+    readout bound only the largest row value is read: ``row_max`` may then hold just the rows
+    that can have it (:func:`quantize_layer`'s float32 screen)."""
 
     row_max: torch.Tensor
     w_min: float
@@ -171,8 +174,13 @@ def quantize_layer(
     block is widened, folded, summed and later quantized while it is in cache, where the
     whole-tensor passes read and write the float64 layer from memory about ten times.
     Every value equals the unblocked composition's (elementwise operations, and each row's sums
-    reduced in the same order). On a GPU the whole layer is one block. Returns ``(W, bias_mant,
-    th, scale)``; ``th`` (the folded layer threshold) is None without ``thresholds``."""
+    reduced in the same order). On a GPU the whole layer is one block.
+
+    Float32 weights of a spiking layer on the CPU are screened in float32 first
+    (:mod:`snn2loihi.quant_screen`): the float64 work is then done only for the blocks holding a
+    row that can have the largest row sum and for the values near a rounding boundary, with the
+    same results (VGG-11's 9.2M weights: 9-11 ms instead of 12-14 ms on a 2-core AMD EPYC). Returns ``(W, bias_mant, th, scale)``; ``th`` (the folded
+    layer threshold) is None without ``thresholds``."""
     n = weight.shape[0]
     rows = weight.detach().reshape(n, -1)
     ratio = th = None
@@ -186,6 +194,36 @@ def quantize_layer(
         w = rows[lo : lo + step].double()
         return w if ratio is None else w * ratio[lo : lo + step].view(-1, 1)
 
+    candidates = None  # the readout's scale reads every row's sum (with its bias)
+    if readout_steps is None and quant_screen.usable(rows, ratio):
+        candidates = quant_screen.top_row_candidates(rows, ratio)
+    if candidates is None:
+        stats = _row_stats(rows, step, block)
+    else:  # every row that can hold the largest sum, in its block exactly as below
+        starts = sorted({int(i) // step * step for i in candidates})
+        tops = torch.cat([worst_case_input(block(lo)) for lo in starts])
+        stats = _RowStats(tops, *quant_screen.weight_range(rows, ratio), rows.shape[1])
+    scale = _scale(stats, b, weight_bits, input_max, th, readout_steps, repeat)
+    out = torch.empty(rows.shape, dtype=weight_dtype(weight_bits), device=rows.device)
+    redo = None
+    if candidates is not None:
+        factor = torch.ones(n, dtype=torch.float64) if ratio is None else ratio
+        redo = quant_screen.round_scaled(rows, factor / scale, *weight_limits(weight_bits), out)
+    if redo is None:
+        for lo in range(0, n, step):
+            out[lo : lo + step] = quantize_weight(block(lo), scale, weight_bits, out.dtype)
+    elif redo[0].numel():  # the values near a rounding boundary, as the blocks compute them
+        i, j = redo
+        w = rows[i, j].double()
+        w = w if ratio is None else w * ratio[i]
+        out[i, j] = quantize_weight(w, scale, weight_bits, out.dtype)
+    return out.view(weight.shape), quantize_bias(b, scale), th, scale
+
+
+def _row_stats(rows: torch.Tensor, step: int, block) -> _RowStats:
+    """:class:`_RowStats` of every row of ``rows`` (Cout, fan_in), read through ``block(lo)``
+    (rows ``lo..lo + step`` widened to float64 and folded)."""
+    n = rows.shape[0]
     row_max = torch.empty(n, dtype=torch.float64, device=rows.device)
     w_min = w_max = None
     for lo in range(0, n, step):
@@ -194,12 +232,7 @@ def quantize_layer(
         mn, mx = (float(v) for v in torch.aminmax(w))
         w_min = mn if w_min is None else min(w_min, mn)
         w_max = mx if w_max is None else max(w_max, mx)
-    stats = _RowStats(row_max, w_min, w_max, rows.shape[1])
-    scale = _scale(stats, b, weight_bits, input_max, th, readout_steps, repeat)
-    out = torch.empty(rows.shape, dtype=weight_dtype(weight_bits), device=rows.device)
-    for lo in range(0, n, step):
-        out[lo : lo + step] = quantize_weight(block(lo), scale, weight_bits, out.dtype)
-    return out.view(weight.shape), quantize_bias(b, scale), th, scale
+    return _RowStats(row_max, w_min, w_max, rows.shape[1])
 
 
 def quantize_weight(

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from train_helpers import layer_weights
 
 from snn2loihi import quant
 from snn2loihi.loihi import BIAS_MAX, BIAS_MIN, INT32_SAFE_INPUT, VTH_MAX
@@ -83,11 +84,7 @@ def test_blocked_layer_quantization_equals_the_whole_tensor_composition(
     monkeypatch.setattr(quant, "QUANT_BLOCK", block)
     g = torch.Generator().manual_seed(sum(shape))
     for spread in (1e-3, 30.0, None):  # None: near-equal weights, so the row sums bind
-        if spread is None:
-            w = 1 + 0.01 * torch.randn(shape, generator=g)
-            w[1::2] *= -1
-        else:
-            w = torch.randn(shape, generator=g) * spread
+        w = layer_weights(shape, spread, g)
         w[0] = w[0].abs()  # one row of positive weights only
         b = torch.randn(shape[0], generator=g) * (spread or 1.0)
         th = torch.rand(shape[0], generator=g) + 0.25 if thresholds else None

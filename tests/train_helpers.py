@@ -85,3 +85,13 @@ def assert_same_spikes(ours, emu, scale: float) -> None:
     ours_int = torch.round(ours.logits.double() / scale).to(torch.int64)
     assert torch.equal(readout_logits(readout.v[:, -1]), ours_int)
     assert torch.equal(readout_logits(readout.v[:, -1]).argmax(1), ours.logits.argmax(1))
+
+
+def layer_weights(shape, spread: float | None, g: torch.Generator) -> torch.Tensor:
+    """Float32 weights of ``shape`` for the quantizer tests: normal with std ``spread``, or
+    (``spread`` None) near 1 with alternate rows negated, so that the row sums set the scale."""
+    if spread is None:
+        w = 1 + 0.01 * torch.randn(shape, generator=g)
+        w[1::2] *= -1
+        return w
+    return torch.randn(shape, generator=g) * spread
