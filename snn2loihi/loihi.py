@@ -53,8 +53,10 @@ def row_sums(weight: np.ndarray | torch.Tensor) -> tuple:
         # no row can reach 2^31
         narrow = rows.element_size() == 1 and rows.shape[1] < 2**23
         acc = torch.int32 if narrow else torch.int64
-        pos = rows.clip(min=0).sum(1, dtype=acc).long()
-        return pos, pos - rows.sum(1, dtype=acc).long()
+        wide = rows.to(acc, copy=True)  # widened once (a sum's dtype= widens its input anew)
+        total = wide.sum(1, dtype=acc)
+        pos = wide.clamp_(min=0).sum(1, dtype=acc)
+        return pos.long(), (pos - total).long()
     # floats: the sum of the negated negatives is, bit for bit, the negated sum of them
     pos = rows.clip(min=0).sum(1)
     return pos, -rows.clip(max=0).sum(1)

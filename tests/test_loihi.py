@@ -49,10 +49,12 @@ def test_row_sums_are_exact_for_every_integer_width_and_match_floats():
     want_neg = np.where(w < 0, -w, 0).sum(1)
     for arr in (w, w.astype(np.int8), w.astype(np.int16), torch.as_tensor(w).to(torch.int8),
                 torch.as_tensor(w), torch.as_tensor(w).to(torch.int32)):  # fmt: skip
+        before = arr.copy() if isinstance(arr, np.ndarray) else arr.clone()
         pos, neg = loihi.row_sums(arr)
         assert np.array_equal(np.asarray(pos), want_pos) and np.array_equal(
             np.asarray(neg), want_neg
         )
+        assert (before == arr).all()  # the weights are not clamped in place
     assert int(loihi.worst_case_input(torch.as_tensor(w).to(torch.int8), 255)[0]) == 128 * 50 * 255
     f = torch.as_tensor(rng.standard_normal((5, 333)))
     pos, neg = loihi.row_sums(f)

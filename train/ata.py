@@ -25,12 +25,12 @@ def noisy_spike_rates(
     ``pre``: BN output (B, C, ...) of the ANN branch; ``counts``: spike counts, same shape.
     Under ``torch.distributed`` the counts are summed over all ranks, so every rank agrees.
     """
-    noisy = ((pre <= 0) & (counts > 0)).to(torch.float64)
+    noisy = (pre <= 0) & (counts > 0)  # counted in int64: exact, as a float64 sum of 0/1 is
     if granularity == "layer":
-        num, den = noisy.sum(), torch.tensor(float(noisy.numel()), dtype=torch.float64)
+        num, den = noisy.sum().double(), torch.tensor(float(noisy.numel()), dtype=torch.float64)
     elif granularity == "channel":
         dims = [d for d in range(noisy.ndim) if d != 1]
-        num = noisy.sum(dims)
+        num = noisy.sum(dims).double()
         den = torch.full_like(num, noisy.numel() / noisy.shape[1])
     else:
         raise ValueError(f"unknown ATA granularity {granularity!r}; expected {GRANULARITIES}")
