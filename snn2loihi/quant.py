@@ -196,13 +196,14 @@ def quantize_layer(
 
     candidates = None  # the readout's scale reads every row's sum (with its bias)
     if readout_steps is None and quant_screen.usable(rows, ratio):
-        candidates = quant_screen.top_row_candidates(rows, ratio)
+        summary = quant_screen.summarize(rows)
+        candidates = quant_screen.top_row_candidates(rows, ratio, summary)
     if candidates is None:
         stats = _row_stats(rows, step, block)
     else:  # every row that can hold the largest sum, in its block exactly as below
         starts = sorted({int(i) // step * step for i in candidates})
         tops = torch.cat([worst_case_input(block(lo)) for lo in starts])
-        stats = _RowStats(tops, *quant_screen.weight_range(rows, ratio), rows.shape[1])
+        stats = _RowStats(tops, *quant_screen.weight_range(summary, ratio), rows.shape[1])
     scale = _scale(stats, b, weight_bits, input_max, th, readout_steps, repeat)
     out = torch.empty(rows.shape, dtype=weight_dtype(weight_bits), device=rows.device)
     redo = None

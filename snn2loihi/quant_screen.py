@@ -2,9 +2,10 @@
 
 :func:`snn2loihi.quant.quantize_layer` works in float64 so that training's SNN branch and export
 give the same integers. Most of that work can be done in float32 (half the bytes, twice the SIMD
-width) with a bound on its rounding error: these screens do it, and return the rows whose
-float32 result could differ from the float64 one. The caller computes those rows in float64, so
-every result is the float64 composition's, bit for bit.
+width) with a bound on its rounding error: these screens do it, and return the rows (of the
+largest row sum) and the values (of the rounding) whose float32 result could differ from the
+float64 one. The caller computes those in float64, so every result is the float64
+composition's, bit for bit.
 
 ``rows``: a layer's float32 weights (Cout, fan_in), contiguous, on the CPU; ``ratio``: the
 per-row float64 factor (Cout,) that the float64 path multiplies each row by (all positive and
@@ -12,6 +13,8 @@ finite), or None for none.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -21,7 +24,7 @@ MIN_WEIGHTS = 2**19  # smaller layers: the float64 path (a block or two) is as f
 MAX_FAN_IN = 2**18  # longer rows: the float32 sum bound gets loose (m * U32 -> 1)
 BRACKET = 2.0**-21  # relative widening of the rounding bracket (4x float32's 2^-23 error)
 FACTOR_RANGE = (2.0**-100, 2.0**100)  # per-row factors whose float32 products stay normal
-SCREEN_BLOCK = 2**19  # float32 weights per row block of round_scaled (2 MiB: stays in cache)
+SCREEN_BLOCK = 2**19  # float32 weights per row block of the passes (2 MiB: stays in cache)
 
 
 def usable(rows: torch.Tensor, ratio: torch.Tensor | None) -> bool:
@@ -38,10 +41,38 @@ def usable(rows: torch.Tensor, ratio: torch.Tensor | None) -> bool:
     )
 
 
-def weight_range(rows: torch.Tensor, ratio: torch.Tensor | None) -> tuple[float, float]:
+@dataclass
+class RowSummary:
+    """Per row of float32 ``rows`` (Cout, fan_in), float32 (Cout,): the smallest and largest
+    weight (exact), ``sum |w|`` and ``sum w`` (float32 sums, any order)."""
+
+    low: torch.Tensor
+    high: torch.Tensor
+    abs_sum: torch.Tensor
+    total: torch.Tensor
+
+
+def summarize(rows: torch.Tensor) -> RowSummary:
+    """:class:`RowSummary` of ``rows``, block by block of about :data:`SCREEN_BLOCK` weights:
+    the four reductions read each block while it is in cache."""
+    n, m = rows.shape
+    low, high, abs_sum, total = (torch.empty(n, dtype=torch.float32) for _ in range(4))
+    step = max(1, SCREEN_BLOCK // m)
+    scratch = torch.empty((min(step, n), m), dtype=torch.float32)
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        block = rows[lo:hi]
+        torch.amin(block, 1, out=low[lo:hi])
+        torch.amax(block, 1, out=high[lo:hi])
+        torch.sum(block, 1, out=total[lo:hi])
+        torch.sum(torch.abs(block, out=scratch[: hi - lo]), 1, out=abs_sum[lo:hi])
+    return RowSummary(low, high, abs_sum, total)
+
+
+def weight_range(summary: RowSummary, ratio: torch.Tensor | None) -> tuple[float, float]:
     """The smallest and largest of ``rows.double() * ratio``, exactly: a positive factor and
     float64 rounding are monotone, so each row's extremes are its float32 extremes times it."""
-    lo, hi = rows.amin(1).double(), rows.amax(1).double()
+    lo, hi = summary.low.double(), summary.high.double()
     if ratio is not None:
         lo, hi = lo * ratio, hi * ratio
     return float(lo.min()), float(hi.max())
@@ -64,14 +95,12 @@ def _relative_error(fan_in: int, unit: float) -> float:
 
 
 def _approximate_tops(
-    rows: torch.Tensor, ratio: torch.Tensor | None, dtype: torch.dtype
+    abs_sum: torch.Tensor, total: torch.Tensor, ratio: torch.Tensor | None
 ) -> torch.Tensor:
-    """Per row, ``max(sum w+, sum |w-|)`` as ``(sum |w| + |sum w|) / 2`` with the sums in
-    ``dtype``, times ``ratio``: float64 (Cout,)."""
-    # sum(dtype=...) converts the whole input first, even to its own dtype
-    wide = {} if dtype == rows.dtype else {"dtype": dtype}
-    total = rows.abs().sum(1, **wide).double() + rows.sum(1, **wide).double().abs()
-    return total * 0.5 if ratio is None else total * 0.5 * ratio
+    """Per row, ``max(sum w+, sum |w-|)`` as ``(sum |w| + |sum w|) / 2`` from the sums
+    ``abs_sum`` and ``total``, times ``ratio``: float64 (Cout,)."""
+    tops = (abs_sum.double() + total.double().abs()) * 0.5
+    return tops if ratio is None else tops * ratio
 
 
 def _near_top(tops: torch.Tensor, error: float) -> torch.Tensor:
@@ -83,18 +112,23 @@ def _near_top(tops: torch.Tensor, error: float) -> torch.Tensor:
     return (tops >= floor).nonzero().flatten()
 
 
-def top_row_candidates(rows: torch.Tensor, ratio: torch.Tensor | None) -> torch.Tensor | None:
+def top_row_candidates(
+    rows: torch.Tensor, ratio: torch.Tensor | None, summary: RowSummary
+) -> torch.Tensor | None:
     """Indices (ascending) of the rows that can hold the largest float64
     ``worst_case_input(rows.double() * ratio)``, or None where a weight or a row sum is not
-    finite (the float64 path then decides). Screened with float32 sums, then the survivors
-    again with float64 sums of their float32 weights; usually one row is left."""
+    finite (the float64 path then decides). Screened with the float32 sums of ``summary``
+    (:func:`summarize` of ``rows``), then the survivors again with float64 sums of their
+    float32 weights; usually one row is left."""
     m = rows.shape[1]
-    tops = _approximate_tops(rows, ratio, torch.float32)
+    tops = _approximate_tops(summary.abs_sum, summary.total, ratio)
     if not bool(torch.isfinite(tops).all()):
         return None
     first = _near_top(tops, _relative_error(m, U32))
-    few = _approximate_tops(rows[first], None if ratio is None else ratio[first], torch.float64)
-    return first[_near_top(few, _relative_error(m, U64))]
+    few = rows[first]
+    wide = (few.abs().sum(1, dtype=torch.float64), few.sum(1, dtype=torch.float64))
+    tops = _approximate_tops(*wide, None if ratio is None else ratio[first])
+    return first[_near_top(tops, _relative_error(m, U64))]
 
 
 def round_scaled(
@@ -108,7 +142,8 @@ def round_scaled(
 
     Each value is bracketed by two float32 products with the factor widened by
     ``1 +- BRACKET``: where both round to the same integer, the float64 value between them
-    rounds to it too (rounding is monotone).
+    rounds to it too (rounding is monotone). A product below float32's normal range is far
+    below 1/2, as the float64 value is: all three round to 0.
     """
     lo_f, hi_f = FACTOR_RANGE
     if not bool(((factor > lo_f) & (factor < hi_f)).all()):

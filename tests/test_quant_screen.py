@@ -97,7 +97,7 @@ def test_candidate_rows_hold_the_float64_maximum():
         rows[trial % 64] = rows[(trial + 1) % 64].flip(0)  # a tie, summed in another order
         ratio = torch.rand(64, generator=g, dtype=torch.float64) + 0.5
         tops = worst_case_input(rows.double() * ratio.view(-1, 1))
-        candidates = quant_screen.top_row_candidates(rows, ratio)
+        candidates = quant_screen.top_row_candidates(rows, ratio, quant_screen.summarize(rows))
         assert int(tops.argmax()) in candidates.tolist()
         assert torch.equal(tops[candidates].max(), tops.max())
 
@@ -109,7 +109,7 @@ def test_the_screens_leave_little_to_the_float64_path():
     rows = torch.randn(512, 4608, generator=g) * 0.02
     ratio = torch.rand(512, generator=g, dtype=torch.float64) + 0.5
     assert quant_screen.usable(rows, ratio)
-    assert quant_screen.top_row_candidates(rows, ratio).numel() <= 2
+    assert quant_screen.top_row_candidates(rows, ratio, quant_screen.summarize(rows)).numel() <= 2
     scale = quant.choose_scale(rows.double() * ratio.view(-1, 1))
     out = torch.empty(rows.shape, dtype=torch.int8)
     i, j = quant_screen.round_scaled(rows, ratio / scale, -128, 127, out)
@@ -119,9 +119,9 @@ def test_the_screens_leave_little_to_the_float64_path():
 def test_non_finite_weights_and_extreme_factors_take_the_float64_path(monkeypatch):
     rows = torch.randn(8, 70)
     rows[3, 5] = float("nan")
-    assert quant_screen.top_row_candidates(rows, None) is None
+    assert quant_screen.top_row_candidates(rows, None, quant_screen.summarize(rows)) is None
     rows[3, 5] = float("inf")
-    assert quant_screen.top_row_candidates(rows, None) is None
+    assert quant_screen.top_row_candidates(rows, None, quant_screen.summarize(rows)) is None
     out = torch.zeros(8, 70, dtype=torch.int8)
     factor = torch.full((8,), 2.0**-120, dtype=torch.float64)
     assert quant_screen.round_scaled(torch.randn(8, 70), factor, -128, 127, out) is None
@@ -144,14 +144,14 @@ def test_candidates_survive_estimates_off_by_their_error_bound(monkeypatch, fan_
     ratio = 1 - torch.arange(40, dtype=torch.float64) * 2.0**-48
     truth = worst_case_input(rows.double() * ratio.view(-1, 1))
 
-    def skewed(rows_, ratio_, dtype):
-        unit = quant_screen.U32 if dtype == torch.float32 else quant_screen.U64
-        e = 0.49 * quant_screen._relative_error(rows_.shape[1], unit)
-        tops = worst_case_input(rows_.double() * ratio_.view(-1, 1))
+    def skewed(abs_sum, total, ratio_):  # the rows are told apart by their ratios
+        unit = quant_screen.U32 if abs_sum.dtype == torch.float32 else quant_screen.U64
+        e = 0.49 * quant_screen._relative_error(fan_in, unit)
+        tops = truth[((1 - ratio_) / 2.0**-48).round().long()]
         return torch.where(tops == tops.max(), tops * (1 - e), tops * (1 + e))
 
     monkeypatch.setattr(quant_screen, "_approximate_tops", skewed)
-    candidates = quant_screen.top_row_candidates(rows, ratio)
+    candidates = quant_screen.top_row_candidates(rows, ratio, quant_screen.summarize(rows))
     assert int(truth.argmax()) in candidates.tolist()
 
 
