@@ -9,6 +9,12 @@ in turn (peak statistics reset for each); on the CPU each variant has its own pr
 only grows). The result file is rewritten after every row; a failed (method, T) is recorded
 with its error and the others still run (exit 1). Writes bench/results/train_cost.json.
 
+``ratios`` holds SNN2ANN's time and memory against BPTT's and its time against the plain ANN
+step's, and ``ratio_summary`` their smallest, median and largest value and in how many rounds
+each meets issue #12's target (:data:`TARGETS`). ``--rounds N`` measures every (T, method) N
+times, round by round, so that each round's ratios come from the same minutes of a shared
+machine.
+
     .venv/bin/python bench/train_cost.py --batch 16 --iters 3 --steps 4 8
     .venv/bin/python bench/train_cost.py --device cuda --batch 128 --iters 10 --warmup 3 \
         --methods snn2ann bptt ann --bf16 on off --channels-last on off \
@@ -30,6 +36,8 @@ from pathlib import Path
 from machine import ALLOCATORS, machine, setup_allocator  # bench/ is the script's folder
 
 METHODS = ("snn2ann", "snn2ann-compiled", "snn2ann-float", "bptt", "ann")
+# issue #12: an SNN2ANN step at most 0.5x BPTT's time and peak memory, at most 2x the ANN step's
+TARGETS = {"x_bptt_time": 0.5, "x_bptt_memory": 0.5, "x_ann_time": 2.0}
 DEFAULT_METHODS = METHODS[:4]
 NETS = {"vgg11": "vgg11 (8 convs 64-512, 4 avg pools folded into strided convs), 3x32x32 input"}
 
@@ -158,6 +166,70 @@ def _variants(args) -> list[tuple[bool, bool]]:
     return [(b == "on", c == "on") for b in args.bf16 for c in args.channels_last]
 
 
+def _memory_key(row: dict) -> str:
+    return (
+        "cuda_max_allocated_mib" if "cuda_max_allocated_mib" in row else "cpu_peak_rss_growth_mib"
+    )
+
+
+def ratios(rows: list[dict]) -> list[dict]:
+    """Per round, T, batch and (bf16, channels_last) variant, each SNN2ANN method's time and
+    memory over BPTT's and its time over the plain ANN step's (None where that row is missing
+    or failed). Rows without a ``round`` are round 0."""
+    ok = [r for r in rows if "error" not in r]
+
+    def key(r: dict) -> tuple:
+        return r.get("round", 0), r["steps"], r["batch"], r["bf16"], r["channels_last"]
+
+    by = {(key(r), r["method"]): r for r in ok}
+    out = []
+    for r in ok:
+        if not r["method"].startswith("snn2ann"):
+            continue
+        bptt, ann = by.get((key(r), "bptt")), by.get((key(r), "ann"))
+        mem = _memory_key(r)
+        round_, steps, batch, bf16, channels_last = key(r)
+        out.append(
+            {
+                "round": round_,
+                "steps": steps,
+                "batch": batch,
+                "bf16": bf16,
+                "channels_last": channels_last,
+                "method": r["method"],
+                "x_bptt_time": r["ms_per_iter"] / bptt["ms_per_iter"] if bptt else None,
+                "x_bptt_memory": r[mem] / bptt[mem] if bptt else None,
+                "x_ann_time": r["ms_per_iter"] / ann["ms_per_iter"] if ann else None,
+            }
+        )
+    return out
+
+
+def ratio_summary(per_round: list[dict]) -> list[dict]:
+    """:func:`ratios` over the rounds: per (T, batch, variant, method) and ratio, the smallest,
+    median and largest value and how many rounds meet its :data:`TARGETS` bound."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in per_round:
+        key = (r["steps"], r["batch"], r["bf16"], r["channels_last"], r["method"])
+        groups.setdefault(key, []).append(r)
+    out = []
+    for (steps, batch, bf16, channels_last, method), rs in groups.items():
+        entry = {"steps": steps, "batch": batch, "bf16": bf16, "channels_last": channels_last}
+        entry.update(method=method, rounds=len(rs))
+        for name, bound in TARGETS.items():
+            values = [r[name] for r in rs if r[name] is not None]
+            if values:
+                entry[name] = {
+                    "min": min(values),
+                    "median": statistics.median(values),
+                    "max": max(values),
+                    "target": bound,
+                    "rounds_met": sum(v <= bound for v in values),
+                }
+        out.append(entry)
+    return out
+
+
 def _one_process(args, method: str, steps: int, variants) -> tuple[list[dict], str | None]:
     """Rows of ``method`` at ``steps`` for ``variants``, measured in a subprocess; the error's
     last line if it failed (rows measured before the failure are kept)."""
@@ -184,6 +256,8 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measure every (T, method) this many times, round by round")  # fmt: skip
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--arch", default="vgg11", help="model.arch preset (default vgg11)")
@@ -227,19 +301,24 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     groups = [[v] for v in _variants(args)] if args.device == "cpu" else [_variants(args)]
     failed = 0
-    for steps in args.steps:
-        for method in args.methods:
-            for variants in groups:
-                rows, error = _one_process(args, method, steps, variants)
-                if error is not None:
-                    failed += 1
-                    rows.append({"method": method, "steps": steps, "error": error})
-                for row in rows:
-                    result["rows"].append(row)
-                    print(json.dumps(row), flush=True)
-                tmp = out.with_suffix(".json.tmp")
-                tmp.write_text(json.dumps(result, indent=2) + "\n")
-                tmp.replace(out)
+    for round_ in range(args.rounds):
+        for steps in args.steps:
+            for method in args.methods:
+                for variants in groups:
+                    rows, error = _one_process(args, method, steps, variants)
+                    if error is not None:
+                        failed += 1
+                        rows.append({"method": method, "steps": steps, "error": error})
+                    for row in rows:
+                        if args.rounds > 1:
+                            row["round"] = round_
+                        result["rows"].append(row)
+                        print(json.dumps(row), flush=True)
+                    result["ratios"] = ratios(result["rows"])
+                    result["ratio_summary"] = ratio_summary(result["ratios"])
+                    tmp = out.with_suffix(".json.tmp")
+                    tmp.write_text(json.dumps(result, indent=2) + "\n")
+                    tmp.replace(out)
     return 1 if failed else 0
 
 

@@ -198,10 +198,16 @@ def _step_int64(a, u, v, bias_mant, neuron):
     return _fire(u, v, neuron)
 
 
-def _step_int32_safe(a, u, v, bias_act, neuron, u_in_range):
+def _step_int32_safe(a, u, v, bias_act, neuron, u_in_range, need_u=True):
     """:func:`cuba_step` with ``int32_safe``; ``bias_act`` is ``bias_mant << 6``. Every
-    temporary is fresh, so ``u`` and ``v`` are never written."""
+    temporary is fresh, so ``u`` and ``v`` are never written. ``need_u=False``: the caller
+    drops the returned ``u``; with ``iDecay`` 4096 (where the next step ignores it) it is then
+    not made (None is returned) and ``a`` enters ``v`` in one operation."""
     shift = const(ACT_SHIFT, a)
+    if neuron.i_decay == DECAY_UNITY and not need_u:
+        dv = decay_uv(v, neuron.v_decay)  # + (a << 6): |a| < 2^17, so a * 64 fits int32
+        v = torch.add(dv, a, alpha=1 << ACT_SHIFT) if dv is v else dv.add_(a, alpha=1 << ACT_SHIFT)
+        return _fire(None, v.add_(bias_act), neuron)
     if neuron.i_decay == DECAY_UNITY:
         u = a << shift  # |u| < 2^23: none of the wraps below can change it
     else:
@@ -337,18 +343,20 @@ def _steps(a, u, v, bias, neuron, int32_safe, u_in_range):
     :func:`_step_int32_safe` (``bias`` is ``bias_mant << 6``), else :func:`_step_int64`
     (``bias`` is ``bias_mant``). Returns ``(spikes, u, v)``, spikes (n, k, ...) uint8 0/1."""
     spikes = []
+    last = a.shape[1] - 1
     for t in range(a.shape[1]):
-        s, u, v = _step(a[:, t], u, v, bias, neuron, int32_safe, u_in_range)
+        s, u, v = _step(a[:, t], u, v, bias, neuron, int32_safe, u_in_range, t == last)
         spikes.append(s)
     return torch.stack(spikes, 1), u, v
 
 
-def _step(a_t, u, v, bias, neuron, int32_safe, u_in_range):
+def _step(a_t, u, v, bias, neuron, int32_safe, u_in_range, need_u=True):
     """One step of :func:`_steps`; a float32 ``a_t`` holding exact integers (as a float
-    kernel leaves them) is converted here, inside a compiled kernel in registers."""
+    kernel leaves them) is converted here, inside a compiled kernel in registers.
+    ``need_u``: as for :func:`_step_int32_safe` (the time loops need only the last step's)."""
     if int32_safe:
         a_t = a_t.to(torch.int32) if a_t.is_floating_point() else a_t
-        return _step_int32_safe(a_t, u, v, bias, neuron, u_in_range)
+        return _step_int32_safe(a_t, u, v, bias, neuron, u_in_range, need_u)
     return _step_int64(a_t, u, v, bias, neuron)
 
 
@@ -356,8 +364,9 @@ def _steps_time_major(a, u, v, bias, counts, neuron, int32_safe, u_in_range):
     """:func:`_steps` over time-major ``a`` (k, n, m): returns (spikes (k, n, m) uint8, u,
     v, ``counts`` (n, m) plus the spikes, or None where ``counts`` is None)."""
     spikes = []
+    last = a.shape[0] - 1
     for t in range(a.shape[0]):
-        s, u, v = _step(a[t], u, v, bias, neuron, int32_safe, u_in_range)
+        s, u, v = _step(a[t], u, v, bias, neuron, int32_safe, u_in_range, t == last)
         spikes.append(s)
         if counts is not None:
             counts = counts + s
@@ -571,7 +580,8 @@ class NeuronGroup:
             hi = min(n, lo + sub)
             u, v = self.u[lo:hi], self.v[lo:hi]
             for t in range(k):
-                s, u, v = _step(a[t, lo:hi], u, v, self.bias, self.neuron, self.int32_safe, self.u_in_range)  # fmt: skip
+                need_u = record or t == k - 1  # u is kept after the last step only
+                s, u, v = _step(a[t, lo:hi], u, v, self.bias, self.neuron, self.int32_safe, self.u_in_range, need_u)  # fmt: skip
                 spikes[t, lo:hi] = s
                 if self.counts is not None:
                     self.counts[lo:hi] += s

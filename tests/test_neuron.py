@@ -157,6 +157,9 @@ def test_integrate_equals_a_loop_of_cuba_steps_across_cpu_blocks(int32_safe):
         assert torch.equal(spikes[:, step], s)
         assert torch.equal(u_tr[:, step].long(), u) and torch.equal(v_tr[:, step].long(), v)
     assert spikes.any() and not spikes.all()
+    # unrecorded, the steps whose u nobody reads skip making it (a enters v in one operation)
+    plain = integrate(a.to(dtype), bias.to(dtype), neuron, int32_safe=int32_safe)
+    assert torch.equal(plain[0], spikes) and plain[1] is None
     # one current repeated over T as a broadcast view, as training's layer 0 passes it
     const = a[:, 0].to(dtype).unsqueeze(1).expand(n, steps, *shape)
     assert torch.equal(

@@ -25,9 +25,12 @@ def noisy_spike_rates(
     ``pre``: BN output (B, C, ...) of the ANN branch; ``counts``: spike counts, same shape.
     Under ``torch.distributed`` the counts are summed over all ranks, so every rank agrees.
     """
-    noisy = (pre <= 0) & (counts > 0)  # counted in int64: exact, as a float64 sum of 0/1 is
+    # counted in int64 (exact, as a float64 sum of 0/1 is); count_nonzero reads the mask as it
+    # is, where sum() first widens it to int64
+    noisy = (pre <= 0) & (counts > 0)
     if granularity == "layer":
-        num, den = noisy.sum().double(), torch.tensor(float(noisy.numel()), dtype=torch.float64)
+        num = torch.count_nonzero(noisy).double()
+        den = torch.tensor(float(noisy.numel()), dtype=torch.float64)
     elif granularity == "channel":
         dims = [d for d in range(noisy.ndim) if d != 1]
         num = noisy.sum(dims).double()
