@@ -204,18 +204,18 @@ def _step_int32_safe(a, u, v, bias_act, neuron, u_in_range, need_u=True):
     drops the returned ``u``; with ``iDecay`` 4096 (where the next step ignores it) it is then
     not made (None is returned) and ``a`` enters ``v`` in one operation."""
     shift = const(ACT_SHIFT, a)
-    if neuron.i_decay == DECAY_UNITY and not need_u:
-        dv = decay_uv(v, neuron.v_decay)  # + (a << 6): |a| < 2^17, so a * 64 fits int32
-        v = torch.add(dv, a, alpha=1 << ACT_SHIFT) if dv is v else dv.add_(a, alpha=1 << ACT_SHIFT)
-        return _fire(None, v.add_(bias_act), neuron)
     if neuron.i_decay == DECAY_UNITY:
-        u = a << shift  # |u| < 2^23: none of the wraps below can change it
+        # |u| < 2^23: none of the wraps below can change it; unread, it is not made
+        u = a << shift if need_u else None
     else:
         du = decay_uv(u, neuron.i_decay)
         u = (a << shift).add_(du) if du is u else du.add_(a << shift)
         u = u if u_in_range else wrap_uv(u)
     dv = decay_uv(v, neuron.v_decay)
-    v = (dv + u) if dv is v else dv.add_(u)
+    if u is None:  # v + (a << 6) in one operation: |a| < 2^17, so a * 64 fits int32
+        v = torch.add(dv, a, alpha=1 << ACT_SHIFT) if dv is v else dv.add_(a, alpha=1 << ACT_SHIFT)
+    else:
+        v = (dv + u) if dv is v else dv.add_(u)
     return _fire(u, v.add_(bias_act), neuron)
 
 

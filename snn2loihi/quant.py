@@ -179,8 +179,9 @@ def quantize_layer(
     Float32 weights of a spiking layer on the CPU are screened in float32 first
     (:mod:`snn2loihi.quant_screen`): the float64 work is then done only for the blocks holding a
     row that can have the largest row sum and for the values near a rounding boundary, with the
-    same results (VGG-11's 9.2M weights: 9-11 ms instead of 12-14 ms on a 2-core AMD EPYC). Returns ``(W, bias_mant, th, scale)``; ``th`` (the folded
-    layer threshold) is None without ``thresholds``."""
+    same results (VGG-11's 9.2M weights: 9-11 ms instead of 12-14 ms on a 2-core AMD EPYC).
+    Returns ``(W, bias_mant, th, scale)``; ``th`` (the folded layer threshold) is None without
+    ``thresholds``."""
     n = weight.shape[0]
     rows = weight.detach().reshape(n, -1)
     ratio = th = None

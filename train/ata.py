@@ -33,7 +33,7 @@ def noisy_spike_rates(
         den = torch.tensor(float(noisy.numel()), dtype=torch.float64)
     elif granularity == "channel":
         dims = [d for d in range(noisy.ndim) if d != 1]
-        num = noisy.sum(dims).double()
+        num = torch.count_nonzero(noisy, dim=dims).double()
         den = torch.full_like(num, noisy.numel() / noisy.shape[1])
     else:
         raise ValueError(f"unknown ATA granularity {granularity!r}; expected {GRANULARITIES}")
