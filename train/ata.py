@@ -45,6 +45,34 @@ def noisy_spike_rates(
 
 
 @torch.no_grad()
+def layer_noisy_rates(
+    pre: list[torch.Tensor], counts: list[torch.Tensor], granularity: str = "layer"
+) -> list[torch.Tensor]:
+    """:func:`noisy_spike_rates` of every spiking layer (``pre`` and ``counts`` one per layer).
+
+    The training step measures them right after the forward pass, so that neither the counts
+    nor the pre-activations are held through the backward pass."""
+    return [
+        noisy_spike_rates(a.detach().float(), n, granularity)
+        for a, n in zip(pre, counts, strict=True)
+    ]
+
+
+@torch.no_grad()
+def raise_thresholds(
+    model: SpikingNet, rates: list[torch.Tensor], *, tolerance: float = 0.1, step: float = 0.01
+) -> list[float]:
+    """Raise by ``step`` the thresholds of the layers (or channels) whose noisy-spike rate in
+    ``rates`` (:func:`layer_noisy_rates`) exceeds ``tolerance``; returns each spiking layer's
+    mean noisy-spike rate."""
+    means = []
+    for layer, r in zip(model.spiking_layers, rates, strict=True):
+        raise_mask = (r > tolerance).to(layer.thresholds.dtype).to(layer.thresholds.device)
+        layer.thresholds += step * raise_mask
+        means.append(float(r.mean()))
+    return means
+
+
 def adjust_thresholds(
     model: SpikingNet,
     pre: list[torch.Tensor],
@@ -54,14 +82,10 @@ def adjust_thresholds(
     step: float = 0.01,
     granularity: str = "layer",
 ) -> list[float]:
-    """Raise the thresholds of layers (or channels) whose noisy-spike rate exceeds ``tolerance``.
+    """Raise the thresholds of layers (or channels) whose noisy-spike rate exceeds ``tolerance``
+    (:func:`layer_noisy_rates`, then :func:`raise_thresholds`).
 
     Returns each spiking layer's mean noisy-spike rate.
     """
-    rates = []
-    for layer, a, n in zip(model.spiking_layers, pre, counts, strict=True):
-        r = noisy_spike_rates(a.detach().float(), n, granularity)
-        raise_mask = (r > tolerance).to(layer.thresholds.dtype).to(layer.thresholds.device)
-        layer.thresholds += step * raise_mask
-        rates.append(float(r.mean()))
-    return rates
+    rates = layer_noisy_rates(pre, counts, granularity)
+    return raise_thresholds(model, rates, tolerance=tolerance, step=step)

@@ -42,14 +42,13 @@ def bptt_forward(
     counts: list[torch.Tensor] = []
     s = None  # (B*T, ...) spikes of the previous layer
     for k, layer in enumerate(model.layers):
-        w, bias = model.layer_affine(k, compact=True)
         if k == 0:
             inp = x.flatten(1) if model.flatten_index == 0 else x
-            z = layer.synapse(inp, w, bias, compact=True)
+            z = model.layer_synapse(k, inp)
             z = z.unsqueeze(1).expand(b, steps, *z.shape[1:]).reshape(b * steps, *z.shape[1:])
         else:
             inp = s.flatten(1) if k >= model.flatten_index else s
-            z = layer.synapse(inp, w, bias, compact=True)
+            z = model.layer_synapse(k, inp)
         if not layer.spiking:
             return z.reshape(b, steps, -1).mean(1), counts
         z = layer.bn(z).reshape(b, steps, *z.shape[1:])

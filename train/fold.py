@@ -21,15 +21,23 @@ from snn2loihi.train.model import SpikingNet
 
 
 def fold_batchnorm(
-    weight: torch.Tensor, bias: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    bn: nn.modules.batchnorm._BatchNorm,
+    weight_divisor: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fold BN's running statistics into a synapse: ``BN(W.x + b) == W'.x + b'``.
 
     ``weight``: (Cout, ...); ``bias``: (Cout,). ``a = gamma / sqrt(var + eps)``,
-    ``W' = W * a`` per output channel, ``b' = a * (b - mean) + beta``.
+    ``W' = W * a`` per output channel, ``b' = a * (b - mean) + beta``. ``weight_divisor``, a
+    power of two (``pool^2``), folds ``W / weight_divisor`` in the same single pass: the
+    product of ``W`` and the exactly divided ``a`` is, bit for bit, the product of the exactly
+    divided ``W`` and ``a`` (one rounding of the same real value; float32's subnormal range
+    aside).
     """
     a = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    w = weight * a.view((-1,) + (1,) * (weight.ndim - 1))
+    shape = (-1,) + (1,) * (weight.ndim - 1)
+    w = weight * (a if weight_divisor == 1 else a / weight_divisor).view(shape)
     return w, a * (bias - bn.running_mean) + bn.bias
 
 
@@ -66,9 +74,12 @@ def step_layer(model: SpikingNet, k: int, compact: bool = False) -> StepLayer:
     """
     layer = model.layers[k]
     d = float(model.step_divisor)
-    w, b = model.layer_affine(k, compact=compact)
-    if layer.spiking:
-        w, b = fold_batchnorm(w, b, layer.bn)
+    if layer.spiking and compact and k > 0:  # the compact kernel's / pool^2 folded with BN
+        w, b = fold_batchnorm(layer.weight, layer.bias, layer.bn, layer.repeat)
+    else:
+        w, b = model.layer_affine(k, compact=compact)
+        if layer.spiking:
+            w, b = fold_batchnorm(w, b, layer.bn)
     if k == 0:
         w = w / d
     stride, padding = layer.geometry if layer.kind == "conv" else (1, 0)

@@ -222,6 +222,23 @@ class SpikingNet(nn.Module):
             w = expand_blocks(w, layer.pool)
         return w, b
 
+    def layer_synapse(self, k: int, h: torch.Tensor) -> torch.Tensor:
+        """Layer ``k``'s synapse (before BN) on ``h`` as the differentiable passes run it.
+
+        A pooling conv (k > 0) whose pooling folds exactly averages ``h`` and applies the stored
+        kernel: the folded conv's values (sum-pooled input, compact kernel ``weight / pool^2``)
+        bit for bit outside float32's subnormal range, since every product and partial sum is
+        the same one times the power of two ``pool^2``, and no scaled copy of the kernel is made
+        and held for the backward pass. Otherwise :meth:`layer_affine` and the folded conv.
+        """
+        layer = self.layers[k]
+        if k > 0 and layer.kind == "conv" and layer.pool > 1:
+            if layer.pool_fold_error(tuple(h.shape[2:])) is None:
+                h = F.avg_pool2d(h, layer.pool)
+                return F.conv2d(h, layer.weight, layer.bias, layer.stride, layer.padding)
+        w, b = self.layer_affine(k, compact=True)
+        return layer.synapse(h, w, b, compact=True)
+
     def ann_forward(
         self,
         x: torch.Tensor,
@@ -240,8 +257,7 @@ class SpikingNet(nn.Module):
         for k, layer in enumerate(self.layers):
             if k == self.flatten_index:
                 h = h.flatten(1)
-            w, b = self.layer_affine(k, compact=True)
-            z = layer.synapse(h, w, b, compact=True)
+            z = self.layer_synapse(k, h)
             if not layer.spiking:
                 return z, pre
             a = layer.bn(z)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from snn2loihi.train.ata import adjust_thresholds
+from snn2loihi.train.ata import layer_noisy_rates, raise_thresholds
 from snn2loihi.train.config import Config
 from snn2loihi.train.mapping import mapping_unit
 from snn2loihi.train.model import SpikingNet
@@ -114,20 +114,21 @@ def train_step(
     y: torch.Tensor,
     params: StepParams,
 ) -> StepResult:
-    """One optimisation step on images ``x`` (B, C, H, W) uint8 and labels ``y`` (B,)."""
+    """One optimisation step on images ``x`` (B, C, H, W) uint8 and labels ``y`` (B,).
+
+    ATA's noisy-spike rates are measured between the forward and the backward pass, and the
+    spike counts and pre-activations dropped, so the backward pass does not hold them; the
+    thresholds rise after the optimizer step, as before."""
     optimizer.zero_grad(set_to_none=True)  # the last step's gradients freed before the passes
     logits, pre, counts = forward_logits(model, net, x, params)
+    rates = None
+    if counts is not None and params.ata_enabled:
+        rates = layer_noisy_rates(pre, counts, params.ata_granularity)
+    del pre, counts
     loss = F.cross_entropy(logits.float(), y, label_smoothing=params.label_smoothing)
     loss.backward()
     optimizer.step()
     noisy = None
-    if counts is not None and params.ata_enabled:
-        noisy = adjust_thresholds(
-            model,
-            pre,
-            counts,
-            tolerance=params.ata_tolerance,
-            step=params.ata_step,
-            granularity=params.ata_granularity,
-        )
+    if rates is not None:
+        noisy = raise_thresholds(model, rates, tolerance=params.ata_tolerance, step=params.ata_step)
     return StepResult(float(loss.detach()), float((logits.argmax(1) == y).sum()), noisy)
