@@ -166,6 +166,7 @@ def quantize_layer(
     input_max: int = 1,
     readout_steps: int | None = None,
     repeat: int = 1,
+    row_scale: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, float | None, float]:
     """One layer onto the integer grid: exactly :func:`fold_channel_thresholds` (with
     per-channel ``thresholds``, else none), :func:`choose_scale`, :func:`quantize_weight` (as
@@ -180,10 +181,22 @@ def quantize_layer(
     (:mod:`snn2loihi.quant_screen`): the float64 work is then done only for the blocks holding a
     row that can have the largest row sum and for the values near a rounding boundary, with the
     same results (VGG-11's 9.2M weights: 9-11 ms instead of 12-14 ms on a 2-core AMD EPYC).
+    ``row_scale`` (Cout,), in ``weight``'s dtype: the layer's weights are ``weight *
+    row_scale`` per output row (BatchNorm's factor, which training folds here: the product is
+    formed block by block, each value the same float as in the whole product, so the folded
+    layer is never made in memory).
+
     Returns ``(W, bias_mant, th, scale)``; ``th`` (the folded layer threshold) is None without
     ``thresholds``."""
     n = weight.shape[0]
     rows = weight.detach().reshape(n, -1)
+    if row_scale is not None:
+        row_scale = row_scale.detach()
+        if row_scale.shape != (n,) or row_scale.dtype != rows.dtype:
+            raise ValueError(
+                f"row_scale must be ({n},) {rows.dtype} like the weights' rows, "
+                f"not {tuple(row_scale.shape)} {row_scale.dtype}"
+            )
     ratio = th = None
     b = bias.detach().double()
     if thresholds is not None:
@@ -191,14 +204,17 @@ def quantize_layer(
         b, th = b * ratio, float(th_t)
     step = max(1, QUANT_BLOCK // max(1, rows.shape[1])) if rows.device.type == "cpu" else n
 
-    def block(lo: int) -> torch.Tensor:  # rows lo.. widened (and folded), float64
-        w = rows[lo : lo + step].double()
+    def block(lo: int) -> torch.Tensor:  # rows lo.. scaled, widened (and folded), float64
+        w = rows[lo : lo + step]
+        if row_scale is not None:
+            w = w * row_scale[lo : lo + step].view(-1, 1)
+        w = w.double()
         return w if ratio is None else w * ratio[lo : lo + step].view(-1, 1)
 
     candidates = None  # the readout's scale reads every row's sum (with its bias)
     if readout_steps is None and quant_screen.usable(rows, ratio):
-        summary = quant_screen.summarize(rows)
-        candidates = quant_screen.top_row_candidates(rows, ratio, summary)
+        summary = quant_screen.summarize(rows, row_scale)
+        candidates = quant_screen.top_row_candidates(rows, ratio, summary, row_scale)
     if candidates is None:
         stats = _row_stats(rows, step, block)
     else:  # every row that can hold the largest sum, in its block exactly as below
@@ -210,14 +226,15 @@ def quantize_layer(
     redo = None
     if candidates is not None:
         factor = torch.ones(n, dtype=torch.float64) if ratio is None else ratio
-        redo = quant_screen.round_scaled(rows, factor / scale, *weight_limits(weight_bits), out)
+        limits = weight_limits(weight_bits)
+        redo = quant_screen.round_scaled(rows, factor / scale, *limits, out, row_scale)
     if redo is None:
         for lo in range(0, n, step):
             out[lo : lo + step] = quantize_weight(block(lo), scale, weight_bits, out.dtype)
     elif redo[0].numel():  # the values near a rounding boundary, as the blocks compute them
         i, j = redo
-        w = rows[i, j].double()
-        w = w if ratio is None else w * ratio[i]
+        w = rows[i, j] if row_scale is None else rows[i, j] * row_scale[i]
+        w = w.double() if ratio is None else w.double() * ratio[i]
         out[i, j] = quantize_weight(w, scale, weight_bits, out.dtype)
     return out.view(weight.shape), quantize_bias(b, scale), th, scale
 

@@ -9,7 +9,10 @@ composition's, bit for bit.
 
 ``rows``: a layer's float32 weights (Cout, fan_in), contiguous, on the CPU; ``ratio``: the
 per-row float64 factor (Cout,) that the float64 path multiplies each row by (all positive and
-finite), or None for none.
+finite), or None for none. ``row_scale``: a float32 factor (Cout,) that the weights as
+quantized carry per row (BatchNorm's, folded by the caller's convention ``rows * row_scale``
+in float32): each block is scaled while it is in cache, into the same floats as the whole
+product would give; None for none.
 """
 
 from __future__ import annotations
@@ -52,16 +55,28 @@ class RowSummary:
     total: torch.Tensor
 
 
-def summarize(rows: torch.Tensor) -> RowSummary:
-    """:class:`RowSummary` of ``rows``, block by block of about :data:`SCREEN_BLOCK` weights:
-    the four reductions read each block while it is in cache."""
+def scaled_rows(
+    rows: torch.Tensor, row_scale: torch.Tensor | None, lo: int, hi: int, out: torch.Tensor
+) -> torch.Tensor:
+    """Rows ``lo..hi`` of ``rows * row_scale.view(-1, 1)`` (each product one float32 rounding,
+    as in the whole product), written into ``out`` (at least ``hi - lo`` rows); the rows
+    themselves (a view) when ``row_scale`` is None."""
+    if row_scale is None:
+        return rows[lo:hi]
+    return torch.mul(rows[lo:hi], row_scale[lo:hi].view(-1, 1), out=out[: hi - lo])
+
+
+def summarize(rows: torch.Tensor, row_scale: torch.Tensor | None = None) -> RowSummary:
+    """:class:`RowSummary` of ``rows`` (times ``row_scale``), block by block of about
+    :data:`SCREEN_BLOCK` weights: the four reductions read each block while it is in cache."""
     n, m = rows.shape
     low, high, abs_sum, total = (torch.empty(n, dtype=torch.float32) for _ in range(4))
     step = max(1, SCREEN_BLOCK // m)
     scratch = torch.empty((min(step, n), m), dtype=torch.float32)
+    scaled = None if row_scale is None else torch.empty_like(scratch)
     for lo in range(0, n, step):
         hi = min(n, lo + step)
-        block = rows[lo:hi]
+        block = scaled_rows(rows, row_scale, lo, hi, scaled)
         torch.amin(block, 1, out=low[lo:hi])
         torch.amax(block, 1, out=high[lo:hi])
         torch.sum(block, 1, out=total[lo:hi])
@@ -113,28 +128,37 @@ def _near_top(tops: torch.Tensor, error: float) -> torch.Tensor:
 
 
 def top_row_candidates(
-    rows: torch.Tensor, ratio: torch.Tensor | None, summary: RowSummary
+    rows: torch.Tensor,
+    ratio: torch.Tensor | None,
+    summary: RowSummary,
+    row_scale: torch.Tensor | None = None,
 ) -> torch.Tensor | None:
     """Indices (ascending) of the rows that can hold the largest float64
-    ``worst_case_input(rows.double() * ratio)``, or None where a weight or a row sum is not
-    finite (the float64 path then decides). Screened with the float32 sums of ``summary``
-    (:func:`summarize` of ``rows``), then the survivors again with float64 sums of their
-    float32 weights; usually one row is left."""
+    ``worst_case_input(rows.double() * ratio)`` (rows times ``row_scale``), or None where a
+    weight or a row sum is not finite (the float64 path then decides). Screened with the
+    float32 sums of ``summary`` (:func:`summarize` of the same rows), then the survivors again
+    with float64 sums of their float32 weights; usually one row is left."""
     m = rows.shape[1]
     tops = _approximate_tops(summary.abs_sum, summary.total, ratio)
     if not bool(torch.isfinite(tops).all()):
         return None
     first = _near_top(tops, _relative_error(m, U32))
-    few = rows[first]
+    few = rows[first] if row_scale is None else rows[first] * row_scale[first].view(-1, 1)
     wide = (few.abs().sum(1, dtype=torch.float64), few.sum(1, dtype=torch.float64))
     tops = _approximate_tops(*wide, None if ratio is None else ratio[first])
     return first[_near_top(tops, _relative_error(m, U64))]
 
 
 def round_scaled(
-    rows: torch.Tensor, factor: torch.Tensor, qmin: int, qmax: int, out: torch.Tensor
+    rows: torch.Tensor,
+    factor: torch.Tensor,
+    qmin: int,
+    qmax: int,
+    out: torch.Tensor,
+    row_scale: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """``out = clamp(round(rows * factor), qmin, qmax)`` (round half to even) for every value
+    """``out = clamp(round(rows * factor), qmin, qmax)`` (round half to even; ``rows`` times
+    ``row_scale`` first, as :func:`scaled_rows`) for every value
     where that equals the float64 result of any computation within ``2^-50`` (relative) of the
     real product; returns the (row, column) indices of the other values (near a rounding
     boundary), which the caller must recompute. ``factor``: float64 (Cout,) per-row factors in
@@ -154,12 +178,14 @@ def round_scaled(
     step = max(1, SCREEN_BLOCK // m)
     high = torch.empty((min(step, n), m), dtype=torch.float32)
     low = torch.empty_like(high)
+    scaled = None if row_scale is None else torch.empty_like(high)
     redo_rows, redo_cols = [], []
     for lo in range(0, n, step):
         hi = min(n, lo + step)
         h, d = high[: hi - lo], low[: hi - lo]
-        torch.mul(rows[lo:hi], up[lo:hi], out=h).round_()
-        torch.mul(rows[lo:hi], down[lo:hi], out=d).round_()
+        block = scaled_rows(rows, row_scale, lo, hi, scaled)
+        torch.mul(block, up[lo:hi], out=h).round_()
+        torch.mul(block, down[lo:hi], out=d).round_()
         d.sub_(h).abs_()  # NaN (inf - inf: a product beyond float32) counts as a difference
         flagged = d.sum(1).nonzero().flatten()  # a few rows; their few values found in them
         if flagged.numel():

@@ -180,3 +180,55 @@ def test_vgg11_integer_layers_equal_the_float64_paths(monkeypatch):
     for ours, ref in zip(screened, plain, strict=True):
         assert ours.scale == ref.scale and ours.neuron == ref.neuron
         assert torch.equal(ours.weight, ref.weight) and torch.equal(ours.bias, ref.bias)
+
+
+@pytest.mark.parametrize("thresholds", [True, False])
+def test_a_row_scale_gives_the_integers_of_the_scaled_weights(monkeypatch, thresholds):
+    """quantize_layer(w, row_scale=f) on both paths: bit for bit what the weights ``w * f``
+    (the float32 product made whole) give, with negative, zero and tiny factors, and products
+    that land on half-integers (the values redone in float64 are scaled too)."""
+    monkeypatch.setattr(quant, "QUANT_BLOCK", 300)
+    monkeypatch.setattr(quant_screen, "SCREEN_BLOCK", 300)
+    g = torch.Generator().manual_seed(21)
+    w = torch.randn(48, 32, 3, 3, generator=g)
+    w[5] = (torch.arange(288, dtype=torch.float32) - 144.5).view(32, 3, 3)  # half-integers
+    f = torch.rand(48, generator=g) + 0.5
+    f[1], f[2], f[3], f[5] = -0.75, 0.0, 1e-30, 1.0
+    b = torch.randn(48, generator=g)
+    th = torch.rand(48, generator=g) + 0.25 if thresholds else None
+    whole = w * f.view(-1, 1, 1, 1)
+    scaled = _both_paths(monkeypatch, w, b, th, row_scale=f)
+    for got, ref in zip(scaled, _both_paths(monkeypatch, whole, b, th), strict=True):
+        _assert_same(got, ref)
+    with pytest.raises(ValueError, match=r"row_scale must be \(48,\) torch.float32"):
+        quant.quantize_layer(w, b, th, row_scale=f.double())
+
+
+def test_vgg11_integer_layers_with_bn_left_to_the_quantizer_equal_the_folded_layers():
+    """integer_layer leaves BN's factor (and the compact kernel's / pool^2) to the quantizer:
+    the same integers, biases, thresholds and scales as quantizing the folded layer that
+    step_layer makes, negative BN scales included."""
+    from snn2loihi.train.fold import integer_layer, step_layer
+    from snn2loihi.train.model import build_model
+
+    torch.manual_seed(5)
+    model = build_model(
+        "vgg11", (3, 32, 32), 10, mean=(0.5,) * 3, std=(0.25,) * 3, steps=4, step_divisor=4
+    )
+    with torch.no_grad():
+        for layer in model.spiking_layers:
+            layer.thresholds.uniform_(0.3, 1.5)
+            layer.bn.running_var.uniform_(0.5, 2.0)
+            layer.bn.weight.uniform_(-1.5, 1.5)
+    left = 0
+    for k in range(len(model.layers)):
+        left += step_layer(model, k, compact=True, fold_weight=False).row_scale is not None
+        sl = step_layer(model, k, compact=True)
+        ref = quant.quantize_layer(
+            sl.weight, sl.bias, sl.thresholds, input_max=255 if k == 0 else 1,
+            readout_steps=model.steps if sl.readout else None, repeat=sl.pool**2,
+        )  # fmt: skip
+        ours = integer_layer(model, k)
+        assert ours.scale == ref[3] and torch.equal(ours.bias, ref[1])
+        assert torch.equal(ours.weight, ref[0].view(ours.weight.shape)), k
+    assert left == 7  # every spiking layer after layer 0

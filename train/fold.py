@@ -35,10 +35,18 @@ def fold_batchnorm(
     divided ``W`` and ``a`` (one rounding of the same real value; float32's subnormal range
     aside).
     """
-    a = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    a, b = batchnorm_affine(bias, bn)
     shape = (-1,) + (1,) * (weight.ndim - 1)
-    w = weight * (a if weight_divisor == 1 else a / weight_divisor).view(shape)
-    return w, a * (bias - bn.running_mean) + bn.bias
+    return weight * (a if weight_divisor == 1 else a / weight_divisor).view(shape), b
+
+
+def batchnorm_affine(
+    bias: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BN's per-channel factor ``a = gamma / sqrt(var + eps)`` (Cout,) and the folded bias
+    ``a * (bias - mean) + beta`` (Cout,) of :func:`fold_batchnorm`."""
+    a = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return a, a * (bias - bn.running_mean) + bn.bias
 
 
 @dataclass
@@ -49,6 +57,8 @@ class StepLayer:
     (Cout,) per channel, None for the readout. ``kind``/``stride``/``padding`` as run (pooling
     folded in, :attr:`SynapticLayer.geometry`); the kernel as run is ``weight``, or with
     ``pool`` > 1 its ``pool x pool`` block expansion (``weight`` is then the compact kernel).
+    ``row_scale`` (Cout,): where not None, the weights are ``weight * row_scale`` per output
+    row, a product left to the quantizer (:func:`step_layer` ``fold_weight=False``).
     """
 
     kind: str
@@ -58,6 +68,7 @@ class StepLayer:
     stride: int = 1
     padding: int = 0
     pool: int = 1
+    row_scale: torch.Tensor | None = None
 
     @property
     def readout(self) -> bool:
@@ -65,17 +76,27 @@ class StepLayer:
 
 
 @torch.no_grad()
-def step_layer(model: SpikingNet, k: int, compact: bool = False) -> StepLayer:
+def step_layer(
+    model: SpikingNet, k: int, compact: bool = False, fold_weight: bool = True
+) -> StepLayer:
     """Layer ``k`` of the float SNN of ``model``: BN folded, layer 0's weights and all biases /
     step_divisor.
 
     ``compact``: a pooling conv keeps its compact kernel (``StepLayer.pool`` > 1); every value
-    equals the expanded kernel's, whose blocks repeat it.
+    equals the expanded kernel's, whose blocks repeat it. There, for a spiking layer after
+    layer 0, ``weight / pool^2`` and BN fold in one product (:func:`fold_batchnorm`
+    ``weight_divisor``), and with ``fold_weight=False`` (float32 weights) that product is left
+    to the quantizer: ``weight`` is the layer's own and ``row_scale`` BN's factor / pool^2.
     """
     layer = model.layers[k]
     d = float(model.step_divisor)
+    row_scale = None
     if layer.spiking and compact and k > 0:  # the compact kernel's / pool^2 folded with BN
-        w, b = fold_batchnorm(layer.weight, layer.bias, layer.bn, layer.repeat)
+        a, b = batchnorm_affine(layer.bias, layer.bn)
+        row_scale, w = a / layer.repeat, layer.weight
+        if fold_weight or w.dtype != torch.float32 or row_scale.dtype != torch.float32:
+            w = w * row_scale.view((-1,) + (1,) * (w.ndim - 1))
+            row_scale = None
     else:
         w, b = model.layer_affine(k, compact=compact)
         if layer.spiking:
@@ -85,7 +106,7 @@ def step_layer(model: SpikingNet, k: int, compact: bool = False) -> StepLayer:
     stride, padding = layer.geometry if layer.kind == "conv" else (1, 0)
     th = layer.thresholds.clone() if layer.spiking else None
     pool = layer.pool if compact else 1
-    return StepLayer(layer.kind, w.float(), (b / d).float(), th, stride, padding, pool)
+    return StepLayer(layer.kind, w.float(), (b / d).float(), th, stride, padding, pool, row_scale)
 
 
 def step_layers(model: SpikingNet, compact: bool = False) -> list[StepLayer]:
@@ -138,7 +159,7 @@ def integer_layer(
     model: SpikingNet, k: int, weight_bits: int = quant.DEFAULT_WEIGHT_BITS
 ) -> IntegerLayer:
     """Layer ``k`` of :func:`integer_layers` (one layer's float temporaries at a time)."""
-    sl = step_layer(model, k, compact=True)
+    sl = step_layer(model, k, compact=True, fold_weight=False)
     input_max = GRADED_INPUT_MAX if k == 0 else 1
     weight, bias, th, scale = quant.quantize_layer(
         sl.weight,
@@ -148,6 +169,7 @@ def integer_layer(
         input_max=input_max,
         readout_steps=model.steps if sl.readout else None,
         repeat=sl.pool**2,
+        row_scale=sl.row_scale,
     )
     if sl.readout:
         neuron = CubaNeuron.integrate_and_fire(VTH_MAX)
