@@ -7,8 +7,11 @@ not to, and says which ran.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
+import threading
+import time
 from pathlib import Path
 
 import torch
@@ -50,3 +53,57 @@ def machine(allocator: str | None = None) -> dict:
     if allocator is not None:
         info["allocator"] = allocator
     return info
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()
+    ]
+
+
+def _mallinfo2():
+    """glibc's ``mallinfo2`` (2.33+), or None elsewhere."""
+    try:
+        fn = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return None
+    fn.restype = _MallInfo2
+    return fn
+
+
+class InUseSampler:
+    """Peak of the bytes that malloc holds in use (``mallinfo2``: ``uordblks + hblkhd``, every
+    arena), sampled every ``interval`` s by a thread while the ``with`` block runs: the live
+    memory, which the peak RSS exceeds by the heap's free holes. ``peak_mib`` is None where the C
+    library has no ``mallinfo2``."""
+
+    def __init__(self, interval: float = 2e-4):
+        self.interval = interval
+        self._info = _mallinfo2()
+        self.peak_mib: float | None = None
+        self._stop = threading.Event()
+
+    def in_use_mib(self) -> float | None:
+        if self._info is None:
+            return None
+        m = self._info()
+        return (m.uordblks + m.hblkhd) / 2**20
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_mib = max(self.peak_mib, self.in_use_mib())
+            time.sleep(self.interval)
+
+    def __enter__(self) -> InUseSampler:
+        self.peak_mib = self.in_use_mib()
+        if self._info is not None:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._info is not None:
+            self._stop.set()
+            self._thread.join()
+            self.peak_mib = max(self.peak_mib, self.in_use_mib())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,32 @@ def test_rows_of_a_single_run_are_round_zero():
     (only,) = ratios(rows)
     assert only["round"] == 0 and only["method"] == "snn2ann-compiled"
     assert only["x_bptt_memory"] == 0.75
+
+
+def test_the_in_use_memory_ratio_is_summarized_without_a_target():
+    rows = [
+        _row("snn2ann", 100.0, 200.0, cpu_peak_in_use_growth_mib=90.0),
+        _row("bptt", 200.0, 400.0, cpu_peak_in_use_growth_mib=200.0),
+        _row("ann", 50.0, 150.0),
+    ]
+    (r,) = ratios(rows)
+    assert r["x_bptt_in_use_memory"] == 0.45 and r["x_bptt_memory"] == 0.5
+    (summary,) = ratio_summary([r])
+    assert summary["x_bptt_in_use_memory"] == {"min": 0.45, "median": 0.45, "max": 0.45}
+    assert summary["x_bptt_memory"]["rounds_met"] == 1
+
+
+def test_the_in_use_sampler_sees_a_block_held_inside_it():
+    """A 64 MiB tensor alive inside the block raises the sampled peak by about that much."""
+    import torch
+    from machine import InUseSampler
+
+    sampler = InUseSampler()
+    before = sampler.in_use_mib()
+    if before is None:
+        pytest.skip("no mallinfo2 in this C library")
+    with sampler:
+        held = torch.ones(2**24)  # 64 MiB, written
+        time.sleep(0.01)
+        del held
+    assert sampler.peak_mib - before >= 63
