@@ -1,7 +1,8 @@
-"""What the training step holds through its backward pass, with the same numbers as before.
+"""What the training step holds, with the same numbers as before.
 
-- ATA's rates are measured between the passes; the spike counts and pre-activations are dropped
-  before the backward pass, and the thresholds still rise after the optimizer step.
+- ATA's rates are measured as the ANN pass goes; each layer's spike counts and BN output are let
+  go once its rate is taken (not held to the end of the pass nor through backward), and the
+  thresholds still rise after the optimizer step.
 - A pooling conv averages its input and applies the stored kernel: no scaled copy of the kernel
   is made and held for backward, and the values and gradients equal the folded conv's (sum-pooled
   input, kernel / pool^2) bit for bit.
@@ -20,10 +21,11 @@ import torch.nn.functional as F
 from train_helpers import calibrated_model
 
 from snn2loihi.train import step as step_mod
-from snn2loihi.train.ata import adjust_thresholds, layer_noisy_rates, raise_thresholds
+from snn2loihi.train.ata import NoisyRateMeter, adjust_thresholds, raise_thresholds
 from snn2loihi.train.config import resolve
 from snn2loihi.train.fold import fold_batchnorm, step_layer
 from snn2loihi.train.model import SpikingNet
+from snn2loihi.train.snn_branch import run_snn
 from snn2loihi.train.step import StepParams, train_step
 
 
@@ -129,9 +131,14 @@ def test_training_steps_give_the_state_of_the_folded_forms(method, monkeypatch):
     x = torch.randint(0, 256, (8, 2, 12, 12), dtype=torch.uint8, generator=g)
     y = torch.randint(0, 10, (8,), generator=g)
 
-    def former_step(model, net, optimizer, x, y, params):  # ATA after the optimizer step
+    def former_step(model, net, optimizer, x, y, params):  # ATA from the held tensors
         optimizer.zero_grad(set_to_none=True)
-        logits, pre, counts = step_mod.forward_logits(model, net, x, params)
+        if params.bptt:
+            logits, pre = net(x.float(), bptt=params.bptt_args)
+            counts = None
+        else:
+            counts = run_snn(model, x).counts
+            logits, pre = net(x.float(), counts, params.mapping, params.dropout)
         F.cross_entropy(logits.float(), y, label_smoothing=params.label_smoothing).backward()
         optimizer.step()
         if counts is None:
@@ -163,19 +170,31 @@ def test_training_steps_give_the_state_of_the_folded_forms(method, monkeypatch):
         assert torch.equal(states[0][k], states[1][k]), k
 
 
-def test_the_step_drops_counts_and_pre_activations_before_the_backward_pass(monkeypatch):
-    """When the backward pass starts, no spike count or BN output of the forward pass is
-    alive (only the one-byte masks and what BN and the convs save)."""
+def test_the_step_lets_go_of_each_layers_counts_and_bn_output_once_its_rate_is_taken(
+    monkeypatch,
+):
+    """When a spiking layer's ATA rate is taken, the spike counts and BN outputs of the layers
+    before it are already gone, and when the backward pass starts none is alive (only the
+    one-byte masks and what BN and the convs save for backward)."""
     params = StepParams.from_config(resolve(None, ["train.method='snn2ann'"]))
     model = _pooling_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     refs: list[weakref.ref] = []
-    real_forward = step_mod.forward_logits
+    alive_before: list[int] = []
+    real_run_snn, real_measure = step_mod.run_snn, NoisyRateMeter.__call__
 
-    def forward_logits(*args):
-        logits, pre, counts = real_forward(*args)
-        refs.extend(weakref.ref(t) for t in [*pre, *counts])
-        return logits, pre, counts
+    def counting_run_snn(*args, **kwargs):
+        out = real_run_snn(*args, **kwargs)
+        refs.extend(weakref.ref(c) for c in out.counts)
+        return out
+
+    def measure(self, k, a, counts):
+        gc.collect()
+        n = len(model.spiking_layers)  # refs: every layer's counts, then each BN output
+        earlier = refs[:k] + refs[n:]
+        alive_before.append(sum(r() is not None for r in earlier))
+        refs.append(weakref.ref(a))
+        return real_measure(self, k, a, counts)
 
     alive_at_backward = []
     real_backward = torch.Tensor.backward
@@ -185,15 +204,19 @@ def test_the_step_drops_counts_and_pre_activations_before_the_backward_pass(monk
         alive_at_backward.append(sum(r() is not None for r in refs))
         return real_backward(self, *args, **kwargs)
 
-    monkeypatch.setattr(step_mod, "forward_logits", forward_logits)
+    monkeypatch.setattr(step_mod, "run_snn", counting_run_snn)
+    monkeypatch.setattr(NoisyRateMeter, "__call__", measure)
     monkeypatch.setattr(torch.Tensor, "backward", backward)
     x = torch.randint(0, 256, (4, 2, 12, 12), dtype=torch.uint8)
     res = train_step(model, model, opt, x, torch.arange(4), params)
-    assert len(refs) == 2 * len(model.spiking_layers) and alive_at_backward == [0]
+    assert len(refs) == 2 * len(model.spiking_layers)
+    assert alive_before == [0] * len(model.spiking_layers) and alive_at_backward == [0]
     assert res.noisy is not None and len(res.noisy) == len(model.spiking_layers)
 
 
-def test_ata_in_two_parts_equals_adjust_thresholds():
+def test_ata_measured_as_the_pass_goes_equals_adjust_thresholds():
+    """NoisyRateMeter's rates, then raise_thresholds, do what adjust_thresholds does with the
+    held tensors; the meter refuses a layer without counts."""
     model = _pooling_model()
     g = torch.Generator().manual_seed(14)
     shapes = model.layer_shapes()[: len(model.spiking_layers)]
@@ -203,9 +226,12 @@ def test_ata_in_two_parts_equals_adjust_thresholds():
         ref_model = _pooling_model()
         ref = adjust_thresholds(ref_model, pre, counts, tolerance=0.2, step=0.05,
                                 granularity=granularity)  # fmt: skip
-        rates = layer_noisy_rates(pre, counts, granularity)
-        got = raise_thresholds(model, rates, tolerance=0.2, step=0.05)
-        assert got == ref
+        meter = NoisyRateMeter(granularity)
+        for k, (a, n) in enumerate(zip(pre, counts, strict=True)):
+            meter(k, a, n)
+        assert raise_thresholds(model, meter.rates, tolerance=0.2, step=0.05) == ref
         for a, b in zip(model.spiking_layers, ref_model.spiking_layers, strict=True):
             assert torch.equal(a.thresholds, b.thresholds)
         model = _pooling_model()
+    with pytest.raises(ValueError, match="layer 2: ATA needs the SNN branch's spike counts"):
+        NoisyRateMeter()(2, pre[2], None)

@@ -44,18 +44,20 @@ def noisy_spike_rates(
     return num / den.to(num.device)
 
 
-@torch.no_grad()
-def layer_noisy_rates(
-    pre: list[torch.Tensor], counts: list[torch.Tensor], granularity: str = "layer"
-) -> list[torch.Tensor]:
-    """:func:`noisy_spike_rates` of every spiking layer (``pre`` and ``counts`` one per layer).
+class NoisyRateMeter:
+    """Training's ATA measure as the ANN pass goes: a ``layer_hook`` for
+    :meth:`~snn2loihi.train.model.SpikingNet.ann_forward` that keeps each spiking layer's
+    :func:`noisy_spike_rates` (``rates``, in layer order) and nothing of its tensors."""
 
-    The training step measures them right after the forward pass, so that neither the counts
-    nor the pre-activations are held through the backward pass."""
-    return [
-        noisy_spike_rates(a.detach().float(), n, granularity)
-        for a, n in zip(pre, counts, strict=True)
-    ]
+    def __init__(self, granularity: str = "layer"):
+        self.granularity = granularity
+        self.rates: list[torch.Tensor] = []
+
+    @torch.no_grad()
+    def __call__(self, k: int, a: torch.Tensor, counts: torch.Tensor | None) -> None:
+        if counts is None:
+            raise ValueError(f"layer {k}: ATA needs the SNN branch's spike counts")
+        self.rates.append(noisy_spike_rates(a.detach().float(), counts, self.granularity))
 
 
 @torch.no_grad()
@@ -63,8 +65,8 @@ def raise_thresholds(
     model: SpikingNet, rates: list[torch.Tensor], *, tolerance: float = 0.1, step: float = 0.01
 ) -> list[float]:
     """Raise by ``step`` the thresholds of the layers (or channels) whose noisy-spike rate in
-    ``rates`` (:func:`layer_noisy_rates`) exceeds ``tolerance``; returns each spiking layer's
-    mean noisy-spike rate."""
+    ``rates`` (one :func:`noisy_spike_rates` per spiking layer, as :class:`NoisyRateMeter`
+    takes them) exceeds ``tolerance``; returns each spiking layer's mean noisy-spike rate."""
     means = []
     for layer, r in zip(model.spiking_layers, rates, strict=True):
         raise_mask = (r > tolerance).to(layer.thresholds.dtype).to(layer.thresholds.device)
@@ -83,9 +85,12 @@ def adjust_thresholds(
     granularity: str = "layer",
 ) -> list[float]:
     """Raise the thresholds of layers (or channels) whose noisy-spike rate exceeds ``tolerance``
-    (:func:`layer_noisy_rates`, then :func:`raise_thresholds`).
+    (:func:`noisy_spike_rates` of each layer's ``pre`` and ``counts``, then
+    :func:`raise_thresholds`).
 
     Returns each spiking layer's mean noisy-spike rate.
     """
-    rates = layer_noisy_rates(pre, counts, granularity)
-    return raise_thresholds(model, rates, tolerance=tolerance, step=step)
+    meter = NoisyRateMeter(granularity)
+    for k, (a, n) in enumerate(zip(pre, counts, strict=True)):
+        meter(k, a, n)
+    return raise_thresholds(model, meter.rates, tolerance=tolerance, step=step)

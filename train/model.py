@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -24,6 +24,9 @@ from snn2loihi.train.layers import SynapticLayer, check_geometry
 from snn2loihi.train.mapping import relu_mapped, stsu
 
 log = logging.getLogger(__name__)
+
+# ``(k, a, counts_k)``: a spiking layer's index, BN output (B, *shape) and spike counts (or None)
+LayerHook = Callable[[int, torch.Tensor, torch.Tensor | None], None]
 
 # Conv stacks: "64" a 3x3 conv, "s64" a stride-2 conv, "p64" 2x2 average pooling folded into it
 # (extended forms such as "64k5s2pad0p2" and tables: see ConvSpec and docs/training.md).
@@ -245,12 +248,18 @@ class SpikingNet(nn.Module):
         counts: list[torch.Tensor] | None = None,
         mapping=stsu,
         dropout: float = 0.0,
+        layer_hook: LayerHook | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """ANN branch: one differentiable pass.
 
         ``x``: raw pixels (B, C, H, W) float. ``counts``: per spiking layer the SNN spike counts
         (B, *shape); when given, each activation is replaced by them through ``mapping``.
         Returns ``(logits (B, classes), pre-activations after BN per spiking layer)``.
+
+        ``layer_hook(k, a, counts_k)`` (training's ATA measure) sees each spiking layer's BN
+        output ``a`` and its counts (None without ``counts``) as soon as the layer is done;
+        the BN outputs are then not returned (the list is empty) and ``counts`` is consumed
+        (each entry set to None once used), so neither is held to the end of the pass.
         """
         h = x
         pre: list[torch.Tensor] = []
@@ -261,14 +270,19 @@ class SpikingNet(nn.Module):
             if not layer.spiking:
                 return z, pre
             a = layer.bn(z)
-            pre.append(a)
             if counts is not None and dropout == 0:
                 h = relu_mapped(a, counts[k], mapping)  # the ReLU output is not held
+            else:
+                act = F.relu(a)
+                if dropout > 0:
+                    act = F.dropout(act, dropout, self.training)
+                h = act if counts is None else mapping(act, counts[k])
+            if layer_hook is None:
+                pre.append(a)
                 continue
-            act = F.relu(a)
-            if dropout > 0:
-                act = F.dropout(act, dropout, self.training)
-            h = act if counts is None else mapping(act, counts[k])
+            layer_hook(k, a, None if counts is None else counts[k])
+            if counts is not None:
+                counts[k] = None  # type: ignore[call-overload]
         raise AssertionError("the last layer is always the readout")
 
     def forward(
@@ -278,6 +292,7 @@ class SpikingNet(nn.Module):
         mapping=stsu,
         dropout: float = 0.0,
         bptt: dict | None = None,
+        layer_hook: LayerHook | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The training forward (what DDP wraps): :meth:`ann_forward`, or with ``bptt`` (the
         keyword arguments of :func:`snn2loihi.train.bptt.bptt_forward`) the unrolled BPTT pass."""
@@ -285,7 +300,7 @@ class SpikingNet(nn.Module):
             from snn2loihi.train.bptt import bptt_forward
 
             return bptt_forward(self, x, **bptt)
-        return self.ann_forward(x, counts, mapping, dropout)
+        return self.ann_forward(x, counts, mapping, dropout, layer_hook)
 
     @property
     def spiking_layers(self) -> list[SynapticLayer]:

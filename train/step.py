@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from snn2loihi.train.ata import layer_noisy_rates, raise_thresholds
+from snn2loihi.train.ata import NoisyRateMeter, raise_thresholds
 from snn2loihi.train.config import Config
 from snn2loihi.train.mapping import mapping_unit
 from snn2loihi.train.model import SpikingNet
@@ -83,27 +83,30 @@ def _autocast(device: torch.device, bf16: bool):
 
 def forward_logits(
     model: SpikingNet, net: torch.nn.Module, x: torch.Tensor, params: StepParams
-) -> tuple[torch.Tensor, list[torch.Tensor] | None, list[torch.Tensor] | None]:
-    """Training logits (B, classes) for uint8 images ``x`` (B, C, H, W); with SNN2ANN also the
-    ANN pre-activations and SNN spike counts per spiking layer (for ATA). ``net`` is ``model``
-    or its DDP wrapper."""
+) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    """Training logits (B, classes) for uint8 images ``x`` (B, C, H, W); with SNN2ANN and ATA
+    also each spiking layer's noisy-spike rate, measured as the ANN pass goes
+    (:class:`~snn2loihi.train.ata.NoisyRateMeter`: the spike counts and BN outputs are let go
+    layer by layer, not held to the end of the pass nor through backward). ``net`` is
+    ``model`` or its DDP wrapper."""
     xf = x.float()
     if params.channels_last and x.ndim == 4:
         xf = xf.contiguous(memory_format=torch.channels_last)
     if params.bptt:
         with _autocast(x.device, params.bf16):
             logits, _ = net(xf, bptt=params.bptt_args)
-        return logits, None, None
-    snn = run_snn(
+        return logits, None
+    counts = run_snn(
         model,
         x,
         quantized=params.quantized,
         weight_bits=params.weight_bits,
         compile_neuron=params.compile_neuron,
-    )
+    ).counts
+    meter = NoisyRateMeter(params.ata_granularity) if params.ata_enabled else None
     with _autocast(x.device, params.bf16):
-        logits, pre = net(xf, snn.counts, params.mapping, params.dropout)
-    return logits, pre, snn.counts
+        logits, _ = net(xf, counts, params.mapping, params.dropout, layer_hook=meter)
+    return logits, None if meter is None else meter.rates
 
 
 def train_step(
@@ -116,15 +119,10 @@ def train_step(
 ) -> StepResult:
     """One optimisation step on images ``x`` (B, C, H, W) uint8 and labels ``y`` (B,).
 
-    ATA's noisy-spike rates are measured between the forward and the backward pass, and the
-    spike counts and pre-activations dropped, so the backward pass does not hold them; the
-    thresholds rise after the optimizer step, as before."""
+    ATA's noisy-spike rates are measured during the forward pass (:func:`forward_logits`);
+    the thresholds rise after the optimizer step."""
     optimizer.zero_grad(set_to_none=True)  # the last step's gradients freed before the passes
-    logits, pre, counts = forward_logits(model, net, x, params)
-    rates = None
-    if counts is not None and params.ata_enabled:
-        rates = layer_noisy_rates(pre, counts, params.ata_granularity)
-    del pre, counts
+    logits, rates = forward_logits(model, net, x, params)
     loss = F.cross_entropy(logits.float(), y, label_smoothing=params.label_smoothing)
     loss.backward()
     optimizer.step()
