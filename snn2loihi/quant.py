@@ -114,8 +114,7 @@ def choose_scale(
     """
     w = weight.detach().double().reshape(weight.shape[0], -1)
     b = torch.zeros(w.shape[0], dtype=torch.float64) if bias is None else bias.detach().double()
-    w_min, w_max = torch.aminmax(w)
-    stats = _RowStats(worst_case_input(w), float(w_min), float(w_max), w.shape[1])
+    stats = _RowStats(worst_case_input(w), float(w.abs().max()), w.shape[1])
     return _scale(stats, b.to(w.device), weight_bits, input_max, threshold, readout_steps, repeat)
 
 
@@ -123,13 +122,12 @@ def choose_scale(
 class _RowStats:
     """What :func:`choose_scale` reads of a layer's float64 weights (Cout, fan_in): per row
     ``max(sum w+, sum |w-|)`` (:func:`~snn2loihi.loihi.worst_case_input` of spikes, each weight
-    once), the smallest and largest weight, and the fan-in (one row's length). Without a
+    once), the largest ``|weight|``, and the fan-in (one row's length). Without a
     readout bound only the largest row value is read: ``row_max`` may then hold just the rows
     that can have it (:func:`quantize_layer`'s float32 screen)."""
 
     row_max: torch.Tensor
-    w_min: float
-    w_max: float
+    w_abs_max: float
     fan_in: int
 
 
@@ -140,7 +138,7 @@ def _scale(stats: _RowStats, b, weight_bits, input_max, threshold, readout_steps
     row_sum = stats.row_max * repeat  # every occurrence of each weight in the kernel as run
     round_slack = 0.5 * fan_in * input_max  # rounding can add 1/2 per weight
     candidates = [
-        max(stats.w_max, -stats.w_min) / qmax,
+        stats.w_abs_max / qmax,
         float(b.abs().max()) / BIAS_MAX,
         float(row_sum.max()) * input_max / max(INT32_SAFE_INPUT - round_slack, 1.0),
     ]
@@ -220,7 +218,8 @@ def quantize_layer(
     else:  # every row that can hold the largest sum, in its block exactly as below
         starts = sorted({int(i) // step * step for i in candidates})
         tops = torch.cat([worst_case_input(block(lo)) for lo in starts])
-        stats = _RowStats(tops, *quant_screen.weight_range(summary, ratio), rows.shape[1])
+        largest = quant_screen.largest_magnitude(summary, ratio)
+        stats = _RowStats(tops, largest, rows.shape[1])
     scale = _scale(stats, b, weight_bits, input_max, th, readout_steps, repeat)
     out = torch.empty(rows.shape, dtype=weight_dtype(weight_bits), device=rows.device)
     redo = None
@@ -244,14 +243,12 @@ def _row_stats(rows: torch.Tensor, step: int, block) -> _RowStats:
     (rows ``lo..lo + step`` widened to float64 and folded)."""
     n = rows.shape[0]
     row_max = torch.empty(n, dtype=torch.float64, device=rows.device)
-    w_min = w_max = None
+    largest = []  # per block (a NaN weight makes the layer's NaN, as it did)
     for lo in range(0, n, step):
         w = block(lo)
         row_max[lo : lo + step] = worst_case_input(w)
-        mn, mx = (float(v) for v in torch.aminmax(w))
-        w_min = mn if w_min is None else min(w_min, mn)
-        w_max = mx if w_max is None else max(w_max, mx)
-    return _RowStats(row_max, w_min, w_max, rows.shape[1])
+        largest.append(w.abs().max())
+    return _RowStats(row_max, float(torch.stack(largest).max()), rows.shape[1])
 
 
 def quantize_weight(

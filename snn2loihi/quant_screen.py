@@ -46,11 +46,10 @@ def usable(rows: torch.Tensor, ratio: torch.Tensor | None) -> bool:
 
 @dataclass
 class RowSummary:
-    """Per row of float32 ``rows`` (Cout, fan_in), float32 (Cout,): the smallest and largest
-    weight (exact), ``sum |w|`` and ``sum w`` (float32 sums, any order)."""
+    """Per row of float32 ``rows`` (Cout, fan_in), float32 (Cout,): the largest ``|w|`` (exact),
+    ``sum |w|`` and ``sum w`` (float32 sums, any order)."""
 
-    low: torch.Tensor
-    high: torch.Tensor
+    abs_max: torch.Tensor
     abs_sum: torch.Tensor
     total: torch.Tensor
 
@@ -68,29 +67,28 @@ def scaled_rows(
 
 def summarize(rows: torch.Tensor, row_scale: torch.Tensor | None = None) -> RowSummary:
     """:class:`RowSummary` of ``rows`` (times ``row_scale``), block by block of about
-    :data:`SCREEN_BLOCK` weights: the four reductions read each block while it is in cache."""
+    :data:`SCREEN_BLOCK` weights: the reductions read each block (and its ``|w|``) while it
+    is in cache."""
     n, m = rows.shape
-    low, high, abs_sum, total = (torch.empty(n, dtype=torch.float32) for _ in range(4))
+    abs_max, abs_sum, total = (torch.empty(n, dtype=torch.float32) for _ in range(3))
     step = max(1, SCREEN_BLOCK // m)
     scratch = torch.empty((min(step, n), m), dtype=torch.float32)
     scaled = None if row_scale is None else torch.empty_like(scratch)
     for lo in range(0, n, step):
         hi = min(n, lo + step)
         block = scaled_rows(rows, row_scale, lo, hi, scaled)
-        torch.amin(block, 1, out=low[lo:hi])
-        torch.amax(block, 1, out=high[lo:hi])
         torch.sum(block, 1, out=total[lo:hi])
-        torch.sum(torch.abs(block, out=scratch[: hi - lo]), 1, out=abs_sum[lo:hi])
-    return RowSummary(low, high, abs_sum, total)
+        magnitude = torch.abs(block, out=scratch[: hi - lo])
+        torch.amax(magnitude, 1, out=abs_max[lo:hi])
+        torch.sum(magnitude, 1, out=abs_sum[lo:hi])
+    return RowSummary(abs_max, abs_sum, total)
 
 
-def weight_range(summary: RowSummary, ratio: torch.Tensor | None) -> tuple[float, float]:
-    """The smallest and largest of ``rows.double() * ratio``, exactly: a positive factor and
-    float64 rounding are monotone, so each row's extremes are its float32 extremes times it."""
-    lo, hi = summary.low.double(), summary.high.double()
-    if ratio is not None:
-        lo, hi = lo * ratio, hi * ratio
-    return float(lo.min()), float(hi.max())
+def largest_magnitude(summary: RowSummary, ratio: torch.Tensor | None) -> float:
+    """The largest ``|rows.double() * ratio|``, exactly: a positive factor and float64 rounding
+    are monotone, so each row's largest is its float32 largest times it."""
+    top = summary.abs_max.double()
+    return float((top if ratio is None else top * ratio).max())
 
 
 def _relative_error(fan_in: int, unit: float) -> float:
