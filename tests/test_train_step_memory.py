@@ -1,8 +1,8 @@
 """What the training step holds, with the same numbers as before.
 
-- ATA's rates are measured as the ANN pass goes; each layer's spike counts and BN output are let
-  go once its rate is taken (not held to the end of the pass nor through backward), and the
-  thresholds still rise after the optimizer step.
+- ATA's rates are measured as the ANN pass goes; each layer's spike counts are let go once its
+  rate is taken (not held to the end of the pass nor through backward), and the thresholds
+  still rise after the optimizer step.
 - A pooling conv averages its input and applies the stored kernel: no scaled copy of the kernel
   is made and held for backward, and the values and gradients equal the folded conv's (sum-pooled
   input, kernel / pool^2) bit for bit.
@@ -170,12 +170,10 @@ def test_training_steps_give_the_state_of_the_folded_forms(method, monkeypatch):
         assert torch.equal(states[0][k], states[1][k]), k
 
 
-def test_the_step_lets_go_of_each_layers_counts_and_bn_output_once_its_rate_is_taken(
-    monkeypatch,
-):
-    """When a spiking layer's ATA rate is taken, the spike counts and BN outputs of the layers
-    before it are already gone, and when the backward pass starts none is alive (only the
-    one-byte masks and what BN and the convs save for backward)."""
+def test_the_step_lets_go_of_each_layers_counts_once_its_rate_is_taken(monkeypatch):
+    """When a spiking layer's ATA rate is taken, the spike counts of the layers before it are
+    already gone, and when the backward pass starts none is alive: only what BN, relu_mapped
+    and the convs save for backward."""
     params = StepParams.from_config(resolve(None, ["train.method='snn2ann'"]))
     model = _pooling_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
@@ -190,10 +188,7 @@ def test_the_step_lets_go_of_each_layers_counts_and_bn_output_once_its_rate_is_t
 
     def measure(self, k, a, counts):
         gc.collect()
-        n = len(model.spiking_layers)  # refs: every layer's counts, then each BN output
-        earlier = refs[:k] + refs[n:]
-        alive_before.append(sum(r() is not None for r in earlier))
-        refs.append(weakref.ref(a))
+        alive_before.append(sum(r() is not None for r in refs[:k]))
         return real_measure(self, k, a, counts)
 
     alive_at_backward = []
@@ -209,7 +204,7 @@ def test_the_step_lets_go_of_each_layers_counts_and_bn_output_once_its_rate_is_t
     monkeypatch.setattr(torch.Tensor, "backward", backward)
     x = torch.randint(0, 256, (4, 2, 12, 12), dtype=torch.uint8)
     res = train_step(model, model, opt, x, torch.arange(4), params)
-    assert len(refs) == 2 * len(model.spiking_layers)
+    assert len(refs) == len(model.spiking_layers)
     assert alive_before == [0] * len(model.spiking_layers) and alive_at_backward == [0]
     assert res.noisy is not None and len(res.noisy) == len(model.spiking_layers)
 

@@ -259,7 +259,8 @@ class SpikingNet(nn.Module):
         ``layer_hook(k, a, counts_k)`` (training's ATA measure) sees each spiking layer's BN
         output ``a`` and its counts (None without ``counts``) as soon as the layer is done;
         the BN outputs are then not returned (the list is empty) and ``counts`` is consumed
-        (each entry set to None once used), so neither is held to the end of the pass.
+        (each entry set to None once used, so that the counts are not held to the end of the
+        pass nor through backward).
         """
         h = x
         pre: list[torch.Tensor] = []

@@ -86,9 +86,9 @@ def forward_logits(
 ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
     """Training logits (B, classes) for uint8 images ``x`` (B, C, H, W); with SNN2ANN and ATA
     also each spiking layer's noisy-spike rate, measured as the ANN pass goes
-    (:class:`~snn2loihi.train.ata.NoisyRateMeter`: the spike counts and BN outputs are let go
-    layer by layer, not held to the end of the pass nor through backward). ``net`` is
-    ``model`` or its DDP wrapper."""
+    (:class:`~snn2loihi.train.ata.NoisyRateMeter`: the spike counts are let go layer by
+    layer, not held to the end of the pass nor through backward). ``net`` is ``model`` or its
+    DDP wrapper."""
     xf = x.float()
     if params.channels_last and x.ndim == 4:
         xf = xf.contiguous(memory_format=torch.channels_last)
