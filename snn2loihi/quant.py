@@ -203,11 +203,9 @@ def quantize_layer(
     step = max(1, QUANT_BLOCK // max(1, rows.shape[1])) if rows.device.type == "cpu" else n
 
     def block(lo: int) -> torch.Tensor:  # rows lo.. scaled, widened (and folded), float64
-        w = rows[lo : lo + step]
-        if row_scale is not None:
-            w = w * row_scale[lo : lo + step].view(-1, 1)
-        w = w.double()
-        return w if ratio is None else w * ratio[lo : lo + step].view(-1, 1)
+        part = slice(lo, lo + step)
+        column = [None if t is None else t[part].view(-1, 1) for t in (row_scale, ratio)]
+        return _widened(rows[part], *column)
 
     candidates = None  # the readout's scale reads every row's sum (with its bias)
     if readout_steps is None and quant_screen.usable(rows, ratio):
@@ -232,10 +230,20 @@ def quantize_layer(
             out[lo : lo + step] = quantize_weight(block(lo), scale, weight_bits, out.dtype)
     elif redo[0].numel():  # the values near a rounding boundary, as the blocks compute them
         i, j = redo
-        w = rows[i, j] if row_scale is None else rows[i, j] * row_scale[i]
-        w = w.double() if ratio is None else w.double() * ratio[i]
+        w = _widened(rows[i, j], *[None if t is None else t[i] for t in (row_scale, ratio)])
         out[i, j] = quantize_weight(w, scale, weight_bits, out.dtype)
     return out.view(weight.shape), quantize_bias(b, scale), th, scale
+
+
+def _widened(
+    w: torch.Tensor, row_scale: torch.Tensor | None, ratio: torch.Tensor | None
+) -> torch.Tensor:
+    """Weights ``w`` as the float64 path quantizes them: times ``row_scale`` (in ``w``'s dtype),
+    widened to float64, times ``ratio`` (float64); each factor broadcasts against ``w`` (a row
+    block's column, or one factor per gathered value) or is None. One composition for the blocks
+    and the values redone after the float32 screen, so both give the same floats."""
+    w = w if row_scale is None else w * row_scale
+    return w.double() if ratio is None else w.double() * ratio
 
 
 def _row_stats(rows: torch.Tensor, step: int, block) -> _RowStats:

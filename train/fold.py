@@ -35,18 +35,24 @@ def fold_batchnorm(
     divided ``W`` and ``a`` (one rounding of the same real value; float32's subnormal range
     aside).
     """
-    a, b = batchnorm_affine(bias, bn)
-    shape = (-1,) + (1,) * (weight.ndim - 1)
-    return weight * (a if weight_divisor == 1 else a / weight_divisor).view(shape), b
+    row_scale, b = batchnorm_affine(bias, bn, weight_divisor)
+    return scale_rows(weight, row_scale), b
 
 
 def batchnorm_affine(
-    bias: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm
+    bias: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm, weight_divisor: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """BN's per-channel factor ``a = gamma / sqrt(var + eps)`` (Cout,) and the folded bias
-    ``a * (bias - mean) + beta`` (Cout,) of :func:`fold_batchnorm`."""
+    """What :func:`fold_batchnorm` multiplies each output row of the weights by, ``a /
+    weight_divisor`` with ``a = gamma / sqrt(var + eps)`` (Cout,), and the folded bias
+    ``a * (bias - mean) + beta`` (Cout,)."""
     a = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    return a, a * (bias - bn.running_mean) + bn.bias
+    row_scale = a if weight_divisor == 1 else a / weight_divisor
+    return row_scale, a * (bias - bn.running_mean) + bn.bias
+
+
+def scale_rows(weight: torch.Tensor, row_scale: torch.Tensor) -> torch.Tensor:
+    """``weight`` (Cout, ...) with output row c times ``row_scale[c]``."""
+    return weight * row_scale.view((-1,) + (1,) * (weight.ndim - 1))
 
 
 @dataclass
@@ -92,11 +98,10 @@ def step_layer(
     d = float(model.step_divisor)
     row_scale = None
     if layer.spiking and compact and k > 0:  # the compact kernel's / pool^2 folded with BN
-        a, b = batchnorm_affine(layer.bias, layer.bn)
-        row_scale, w = a / layer.repeat, layer.weight
+        row_scale, b = batchnorm_affine(layer.bias, layer.bn, layer.repeat)
+        w = layer.weight
         if fold_weight or w.dtype != torch.float32 or row_scale.dtype != torch.float32:
-            w = w * row_scale.view((-1,) + (1,) * (w.ndim - 1))
-            row_scale = None
+            w, row_scale = scale_rows(w, row_scale), None
     else:
         w, b = model.layer_affine(k, compact=compact)
         if layer.spiking:
