@@ -29,7 +29,8 @@ def deployed(source: Path, input_shape=None) -> Iterator[tuple]:
     from snn2loihi.netx_io import read_network
 
     if source.suffix == ".net":
-        yield read_network(source, input_shape=input_shape), source, None, None
+        net = read_network(source, input_shape=input_shape)
+        yield net, source, net.steps, None
         return
     from snn2loihi.export.loader import load_model
     from snn2loihi.export.pipeline import deployable_network
@@ -92,7 +93,9 @@ def cmd_eval(args) -> int:
     with deployed(source, args.input_shape) as (net, path, steps, data_cfg):
         steps = args.steps or steps
         if steps is None:
-            raise InputDataError(f"{source}: give --steps T (a .net file does not record it)")
+            raise InputDataError(
+                f"{source}: give --steps T (the file does not record the T it was trained for)"
+            )
         images, labels, what = load_images(args, data_cfg)
         ev = evaluate_network(
             net,
@@ -169,7 +172,11 @@ def add_commands(sub) -> None:
     p.add_argument("--dataset", help="digits, mnist, cifar10, cifar100, imagefolder, npz")
     p.add_argument("--split", choices=SPLITS, default="test", help="default: test")
     p.add_argument("--backend", choices=("emulator", "lava", "both"), default="emulator")
-    p.add_argument("--steps", type=positive, help="time steps T (default: the checkpoint's)")
+    p.add_argument(
+        "--steps",
+        type=positive,
+        help="time steps T (default: the T the checkpoint or .net records)",
+    )
     p.add_argument("--samples", type=positive, help="the first N samples of the split")
     p.add_argument("--device", default="cpu", help="emulator device: cpu or cuda")
     p.add_argument("--batch-size", type=positive, default=256, help="emulator batch")

@@ -110,3 +110,27 @@ def cached_cifar(
                     _save(path, *decode_split(z, split, idx))
         out.append(path)
     return out[0], out[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python bench/cifar_data.py [DATA] [--cache DIR]``: decode the shared JPEG copy once and
+    print the paths of ``cifar10_train.npz`` and ``cifar10_test.npz`` (what ``snn2loihi eval
+    --data`` and ``train`` read)."""
+    import argparse
+
+    root = Path(__file__).resolve().parents[1]
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("data", nargs="?", type=Path, help="folder with cifar10-jpeg/ (default: "
+                   "../shared/data beside the repository)")  # fmt: skip
+    p.add_argument("--cache", type=Path, default=root / "runs" / "cache" / "cifar10")
+    args = p.parse_args(argv)
+    data = args.data or find_data(root / "shared" / "data", root.parent / "shared" / "data")
+    if not (data / SOURCE).is_file():
+        p.error(f"{data / SOURCE}: no JPEG CIFAR-10 copy (give the data folder)")
+    for path in cached_cifar(data / SOURCE, args.cache):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -17,7 +17,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -33,16 +32,11 @@ from cifar_data import SOURCE, cached_cifar, find_data  # noqa: E402
 CONFIG = ROOT / "configs" / "cifar_fast.toml"
 
 
-def machine(device: str) -> dict:
-    import torch
+def machine_record(device: str) -> dict:
+    """bench/machine.py's record, with the training device."""
+    from machine import machine
 
-    return {
-        "device": device,
-        "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
-        "cpu_cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
+    return {"device": device, **machine()}
 
 
 def resolve_device(device: str) -> str:
@@ -143,7 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         "command": shlex.join(["python", "bench/cifar_fast.py", *(argv or sys.argv[1:])]),
         "train_command": shown(train_cmd),
         "eval_command": shown(eval_cmd),
-        "machine": machine(device),
+        "machine": machine_record(device),
+        "threads": args.threads,
+        "seed": resolved.train.seed,
+        "val_fraction": resolved.data.val_fraction,
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "arch": resolved.model.arch,
         "steps": resolved.train.steps,

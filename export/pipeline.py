@@ -38,7 +38,7 @@ def deployable_network(model, weight_bits: int, source: str, layers=None) -> Net
     from snn2loihi.train.netx_model import netx_records
 
     layers = integer_layers(model, weight_bits) if layers is None else layers
-    net = netx_records(layers, model.input_shape, model.layer_shapes())
+    net = netx_records(layers, model.input_shape, model.layer_shapes(), steps=model.steps)
     check_deployable(net, source)
     return net
 

@@ -44,6 +44,8 @@ from snn2loihi.validate import validate_network
 MAX_LAYERS = 4096
 MAX_ELEMENTS = 2**27  # refuse datasets larger than this (hostile files)
 MAX_STRING_BYTES = 256  # layer and neuron type names are a few characters
+STEPS_ATTR = "steps"  # root attribute: the time steps T the network was trained for
+MAX_STEPS = 4096  # train.steps' upper bound
 
 
 # ----------------------------------------------------------------------------------------- writer
@@ -108,14 +110,39 @@ def write_network(net: NetXNetwork, path: str | os.PathLike, *, overwrite: bool 
     layers = net.layers
     if not layers or not isinstance(layers[0], InputLayer):
         layers = (InputLayer(tuple(net.input_shape)), *layers)
-    net = NetXNetwork(layers=layers, input_shape=tuple(net.input_shape))
+    net = NetXNetwork(layers=layers, input_shape=tuple(net.input_shape), steps=net.steps)
     validate_network(net, path)
+    if net.steps is not None:
+        _check_steps(net.steps, path)
     with atomic_path(path, overwrite=overwrite) as tmp:
         with h5py.File(tmp, "w") as f:
+            if net.steps is not None:
+                f.attrs[STEPS_ATTR] = np.int64(net.steps)
             lg = f.create_group("layer")
             for i, ly in enumerate(net.layers):
                 _write_layer(lg.create_group(str(i)), ly)
     return path
+
+
+def _check_steps(steps, path: Path) -> int:
+    """``steps`` as an int in 1..:data:`MAX_STEPS`, or :class:`NetXFormatError` naming it."""
+    ok = isinstance(steps, int | np.integer) and not isinstance(steps, bool | np.bool_)
+    if not ok or not 1 <= int(steps) <= MAX_STEPS:
+        raise NetXFormatError(
+            f"{path}: root attribute '{STEPS_ATTR}' = {steps!r} must be an integer in "
+            f"[1, {MAX_STEPS}] (the time steps T per sample)"
+        )
+    return int(steps)
+
+
+def _read_steps(f: h5py.File, path: Path) -> int | None:
+    """The root attribute ``steps`` (None when absent)."""
+    if STEPS_ATTR not in f.attrs:
+        return None
+    value = f.attrs[STEPS_ATTR]
+    if isinstance(value, np.ndarray):
+        value = value.item() if value.size == 1 else value
+    return _check_steps(value, path)
 
 
 # ----------------------------------------------------------------------------------------- reader
@@ -455,6 +482,7 @@ def read_network(
     with f:
         try:
             layers = _read_layers(f, path)
+            steps = _read_steps(f, path)
         except Snn2LoihiError:
             raise
         except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
@@ -473,6 +501,6 @@ def read_network(
             f"{where(path, 0)} ({first.kind}): the file has no input layer, so the input shape "
             "is unknown; pass input_shape (CHW), e.g. --input-shape 2,8,8"
         )
-    net = NetXNetwork(layers=tuple(layers), input_shape=tuple(in_shape))
+    net = NetXNetwork(layers=tuple(layers), input_shape=tuple(in_shape), steps=steps)
     validate_network(net, path)
     return net

@@ -188,10 +188,13 @@ class NetXNetwork(_RecordEq):
 
     ``input_shape`` is CHW (or (N,) for a dense-first net). It comes from the input layer when the
     file has one; slayer's ``export_hdf5`` writes none, in which case it is given or inferred.
+    ``steps``: the time steps T per sample the network was trained for (the file's root attribute
+    ``steps``, written by snn2loihi's export; None when the file does not say).
     """
 
     layers: tuple[Layer, ...]
     input_shape: tuple[int, ...] = field(default=())
+    steps: int | None = None
 
     @property
     def synaptic_layers(self) -> list[tuple[int, SynapticLayer]]:

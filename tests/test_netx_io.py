@@ -41,11 +41,32 @@ def test_round_trip_geometry_and_no_bias(write_net):
     assert read_network(write_net(net)) == net
 
 
+def test_steps_round_trip_and_bad_values_are_refused(tmp_path, write_net):
+    """The root attribute ``steps`` (T the network was trained for) reads back exactly; a file
+    without it reads as None; out-of-range or non-integer values are refused naming it."""
+    net = dataclasses.replace(random_network(SMALL, seed=0), steps=4)
+    path = write_net(net)
+    back = read_network(path)
+    assert back == net and back.steps == 4
+    assert read_network(write_net(random_network(SMALL, seed=0))).steps is None
+    for bad in (0, 4097, -1, 2.5, True, b"4"):
+        with h5py.File(path, "a") as f:
+            f.attrs["steps"] = bad
+        with pytest.raises(
+            NetXFormatError, match=r"root attribute 'steps' = .* must be an integer"
+        ):
+            read_network(path)
+    with pytest.raises(NetXFormatError, match="'steps' = 0"):
+        write_network(dataclasses.replace(net, steps=0), tmp_path / "zero.net")
+    assert not (tmp_path / "zero.net").exists()
+
+
 def test_written_file_loads_in_netx(write_net):
     from snn2loihi.deploy.lava_compat import import_netx
 
     netx = import_netx()
-    path = write_net(random_network(SMALL, seed=0))
+    net = dataclasses.replace(random_network(SMALL, seed=0), steps=4)  # a root attribute too
+    path = write_net(net)
     lava_net = netx.hdf5.Network(net_config=str(path))
     assert len(lava_net.layers) == 2
     assert lava_net.inp.shape == (8, 8, 2) and lava_net.out.shape == (10,)

@@ -206,3 +206,39 @@ def test_cutout_fill_is_the_training_mean_and_only_when_cutout_augments():
     for overrides in (["data.cutout=4"], ["data.augment='on'"]):  # digits: auto is off
         cfg = resolve(None, overrides)
         assert cutout_fill(cfg, load_datasets(cfg.data)) is None
+
+
+@pytest.mark.skipif(
+    not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="needs a CPU with native bf16"
+)
+def test_bf16_cpu_autocasts_the_ann_branch_only():
+    """bf16 on the CPU changes the differentiable pass (loss, gradients) but not the integer
+    SNN branch: the spike counts the ANN branch receives are the float32 run's."""
+    from snn2loihi.train.snn_branch import run_snn
+    from snn2loihi.train.step import StepParams, forward_logits
+
+    model = calibrated_model("digits", steps=2).train()
+    x = torch.randint(0, 256, (16, 1, 8, 8), generator=torch.Generator().manual_seed(0))
+    x = x.to(torch.uint8)
+    seen = {}
+    for bf16 in (False, True):
+        params = StepParams.from_config(resolve(None, [f"train.bf16_cpu={str(bf16).lower()}"]))
+        logits, _ = forward_logits(model, model, x, params)
+        seen[bf16] = logits
+    assert seen[True].dtype == torch.bfloat16 and seen[False].dtype == torch.float32
+    assert torch.allclose(seen[True].float(), seen[False], atol=0.1, rtol=0.05)
+    counts = run_snn(model, x, quantized=True, weight_bits=8).counts
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        again = run_snn(model, x, quantized=True, weight_bits=8).counts
+    assert all(torch.equal(a, b) for a, b in zip(counts, again, strict=True))
+
+
+def test_bf16_cpu_is_refused_where_the_cpu_lacks_it(tmp_path, monkeypatch):
+    from snn2loihi.errors import ConfigError
+    from snn2loihi.train import trainer
+
+    monkeypatch.setattr(trainer, "cpu_bf16_supported", lambda: False)
+    config = small_config(tmp_path, *FAST, "train.bf16_cpu=true", "train.device='cpu'")
+    with pytest.raises(ConfigError, match=r"train.bf16_cpu = true: this CPU has no native bf16"):
+        train(config)
+    assert not (tmp_path / "run").exists()

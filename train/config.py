@@ -74,6 +74,9 @@ class DataConfig(_Section):
     augment: str = _opt("auto", choices=("auto", "on", "off"))  # auto: on for cifar
     crop_padding: int = _opt(4, lo=0)
     flip: bool = True  # random horizontal flip when augmenting (off for digits/MNIST)
+    # "random": each image flipped with probability 1/2 every epoch; "alternate": a seeded coin
+    # per image in the first epoch, then flipped in every other epoch (derandomized, airbench)
+    flip_mode: str = _opt("random", choices=("random", "alternate"))
     cutout: int = _opt(0, lo=0)  # augmenting: side (pixels) of a square set to the train mean
     normalize: bool = True  # fold the train set's mean/std into layer 0
     on_device: bool = False  # keep the uint8 splits on the training device; augment there
@@ -116,6 +119,7 @@ class TrainConfig(_Section):
     weight_bits: int = _opt(8, lo=2, hi=9)
     compile_neuron: bool = False  # fused neuron kernels via torch.compile, CPU (same integers)
     bf16: bool = True  # bf16 autocast of the ANN branch on CUDA
+    bf16_cpu: bool = False  # the same on a CPU with native bf16 (AVX512-BF16 / AMX)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_threads: int = _opt(0, lo=0)  # torch CPU threads; 0 = torch's default
     eval_batch_size: int = _opt(256, lo=1)

@@ -273,10 +273,12 @@ def augment(
     flip: bool = True,
     cutout: int = 0,
     fill: torch.Tensor | None = None,
+    flips: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Random crop with zero padding, random horizontal flip and cutout of a uint8 batch
     (B, C, H, W).
 
+    ``flips``: which images to flip, bool (B,) (:func:`alternating_flips`); None draws them.
     ``cutout``: side in pixels of one square per image, centred uniformly on the image and
     clipped at its borders, set to ``fill`` (uint8 (C,), e.g. the training mean; 0 if None),
     as in DeVries and Taylor (2017). The offsets, flips and squares are drawn from
@@ -294,7 +296,8 @@ def augment(
         idx_c = torch.arange(c, device=x.device).view(1, -1, 1, 1)
         x = padded[idx_b, idx_c, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]
     if flip:
-        mask = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+        mask = torch.rand(b, generator=generator) < 0.5 if flips is None else flips
+        mask = mask.to(x.device)
         x = torch.where(mask.view(b, 1, 1, 1), x.flip(3), x)
     if cutout > 0:
         top = torch.randint(0, h, (b, 1), generator=generator) - cutout // 2
@@ -306,3 +309,12 @@ def augment(
         value = torch.zeros(c, dtype=x.dtype) if fill is None else fill.to(x.dtype)
         x = torch.where(square, value.to(x.device).view(1, c, 1, 1), x)
     return x
+
+
+def alternating_flips(n: int, seed: int, epoch: int, index: torch.Tensor) -> torch.Tensor:
+    """Derandomized flips (Jordan, airbench, arXiv 2404.00498): image ``i`` of ``n`` is flipped
+    in epoch 0 by a coin seeded with ``seed``, then in every other epoch, so each image is seen
+    both ways in any two consecutive epochs. Returns bool (len(index),) for the images
+    ``index`` (int64, on the CPU)."""
+    coins = torch.randint(0, 2, (n,), generator=torch.Generator().manual_seed(seed)).bool()
+    return coins[index.cpu()] ^ bool(epoch % 2)

@@ -45,24 +45,24 @@ def run_epoch(
     params: StepParams,
     *,
     device: torch.device,
-    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    transform: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     desc: str = "epoch",
     progress: bool = False,
     after_step: Callable[[], object] | None = None,
 ) -> EpochStats:
     """Train ``model`` (through ``net``, itself or its DDP wrapper) on ``data[batch]`` for each
-    index batch; ``transform`` augments each uint8 batch (B, C, H, W) where ``data`` lives (the
-    CPU, or the training device with ``data.on_device``); ``after_step`` runs after every
+    index batch; ``transform(x, idx)`` augments each uint8 batch (B, C, H, W) of the images
+    ``idx`` where ``data`` lives (the CPU, or the training device with ``data.on_device``); ``after_step`` runs after every
     optimizer step (a per-step learning-rate schedule)."""
     model.train()
     loss_sum = correct = seen = 0.0
     noisy: list[float] = []
     bar = tqdm(batches, desc=desc, leave=False, disable=not (progress and on_terminal()))
-    for idx in bar:
-        idx = idx.to(data.x.device)
+    for batch in bar:
+        idx = batch.to(data.x.device)
         x = data.x[idx]
         if transform is not None:
-            x = transform(x)
+            x = transform(x, batch)
         x, y = x.to(device), data.y[idx].to(device)
         res = train_step(model, net, optimizer, x, y, params)
         if after_step is not None:

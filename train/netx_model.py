@@ -19,9 +19,13 @@ from snn2loihi.train.model import SpikingNet
 
 
 def netx_records(
-    layers: list[IntegerLayer], input_shape: tuple[int, ...], shapes: list[tuple[int, ...]]
+    layers: list[IntegerLayer],
+    input_shape: tuple[int, ...],
+    shapes: list[tuple[int, ...]],
+    steps: int | None = None,
 ) -> NetXNetwork:
-    """Records for integer layers with output ``shapes`` (CHW for conv, (N,) for dense)."""
+    """Records for integer layers with output ``shapes`` (CHW for conv, (N,) for dense);
+    ``steps``: the time steps T the network was trained for (recorded in the file)."""
     records: list = [InputLayer(tuple(input_shape))]
     prev = tuple(input_shape)
     for ly, shape in zip(layers, shapes, strict=True):
@@ -45,10 +49,15 @@ def netx_records(
                 DenseLayer(shape=tuple(shape), weight=weight, neuron=ly.neuron, bias=bias)
             )
         prev = tuple(shape)
-    return NetXNetwork(layers=tuple(records), input_shape=tuple(input_shape))
+    return NetXNetwork(layers=tuple(records), input_shape=tuple(input_shape), steps=steps)
 
 
 @torch.no_grad()
 def to_netx(model: SpikingNet, weight_bits: int = 8) -> NetXNetwork:
     """The deployable NetX network of ``model`` (eval-mode BN statistics, current thresholds)."""
-    return netx_records(integer_layers(model, weight_bits), model.input_shape, model.layer_shapes())
+    return netx_records(
+        integer_layers(model, weight_bits),
+        model.input_shape,
+        model.layer_shapes(),
+        steps=model.steps,
+    )

@@ -41,8 +41,9 @@ class StepParams:
     ata_step: float
     ata_granularity: str
     channels_last: bool
-    bf16: bool  # bf16 autocast of the ANN branch (CUDA only)
+    bf16: bool  # bf16 autocast of the ANN branch on CUDA
     label_smoothing: float = 0.0  # of the cross-entropy
+    bf16_cpu: bool = False  # bf16 autocast of the ANN branch on CPUs with native bf16
 
     @classmethod
     def from_config(cls, config: Config) -> StepParams:
@@ -62,6 +63,7 @@ class StepParams:
             channels_last=config.model.channels_last,
             bf16=t.bf16,
             label_smoothing=t.label_smoothing,
+            bf16_cpu=t.bf16_cpu,
         )
 
 
@@ -75,9 +77,19 @@ class StepResult:
     noisy: list[float] | None
 
 
-def _autocast(device: torch.device, bf16: bool):
-    if device.type == "cuda" and bf16:
+def cpu_bf16_supported() -> bool:
+    """True when oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def _autocast(device: torch.device, params: StepParams):
+    """bf16 autocast of the differentiable pass (the SNN branch never runs under it: its
+    integers are exact). CPU: only with ``bf16_cpu`` on a CPU with native bf16
+    (:func:`cpu_bf16_supported`; the trainer refuses the setting elsewhere)."""
+    if device.type == "cuda" and params.bf16:
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if device.type == "cpu" and params.bf16_cpu:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -93,7 +105,7 @@ def forward_logits(
     if params.channels_last and x.ndim == 4:
         xf = xf.contiguous(memory_format=torch.channels_last)
     if params.bptt:
-        with _autocast(x.device, params.bf16):
+        with _autocast(x.device, params):
             logits, _ = net(xf, bptt=params.bptt_args)
         return logits, None
     counts = run_snn(
@@ -104,7 +116,7 @@ def forward_logits(
         compile_neuron=params.compile_neuron,
     ).counts
     meter = NoisyRateMeter(params.ata_granularity) if params.ata_enabled else None
-    with _autocast(x.device, params.bf16):
+    with _autocast(x.device, params):
         logits, _ = net(xf, counts, params.mapping, params.dropout, layer_hook=meter)
     return logits, None if meter is None else meter.rates
 

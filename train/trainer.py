@@ -34,14 +34,21 @@ from snn2loihi.train.checkpoint import (
     state_dict_mismatch,
 )
 from snn2loihi.train.config import Config, TrainConfig
-from snn2loihi.train.data import ImageData, Splits, augment, load_datasets, mean_pixel
+from snn2loihi.train.data import (
+    ImageData,
+    Splits,
+    alternating_flips,
+    augment,
+    load_datasets,
+    mean_pixel,
+)
 from snn2loihi.train.epoch import epoch_batches, run_epoch
 from snn2loihi.train.evaluate import evaluate
 from snn2loihi.train.factory import model_from_config
 from snn2loihi.train.model import SpikingNet
 from snn2loihi.train.run_folder import check_run_folder, hold_run_folder
 from snn2loihi.train.run_log import RunLog
-from snn2loihi.train.step import StepParams
+from snn2loihi.train.step import StepParams, cpu_bf16_supported
 
 log = logging.getLogger(__name__)
 
@@ -184,10 +191,15 @@ def train_epoch(
     torch.manual_seed(epoch_seed)
     gen = torch.Generator().manual_seed(epoch_seed)
     sampler.set_epoch(epoch)
-    use_aug = augmenting(d)
-    transform = (
-        (lambda x: augment(x, gen, d.crop_padding, d.flip, d.cutout, fill)) if use_aug else None
-    )
+    transform = None
+    if augmenting(d):
+
+        def transform(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            flips = None
+            if d.flip_mode == "alternate":
+                flips = alternating_flips(len(splits.train), t.seed, epoch, idx)
+            return augment(x, gen, d.crop_padding, d.flip, d.cutout, fill, flips)
+
     per_step = run.scheduler if t.scheduler == "onecycle" else None
     return run_epoch(
         run.model,
@@ -273,6 +285,15 @@ def test_best(model: SpikingNet, config: Config, test_data, device) -> dict:
     return result
 
 
+def check_bf16_cpu(t: TrainConfig, device: torch.device) -> None:
+    """Refuse ``train.bf16_cpu`` where the CPU would emulate bf16 (slower than float32)."""
+    if t.bf16_cpu and device.type == "cpu" and not cpu_bf16_supported():
+        raise ConfigError(
+            "train.bf16_cpu = true: this CPU has no native bf16 (AVX512-BF16 or AMX); "
+            "set train.bf16_cpu=false"
+        )
+
+
 def train(
     config: Config,
     *,
@@ -297,6 +318,7 @@ def train(
         check_run_folder(out_dir, resume=resume, force=force)
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
+    check_bf16_cpu(t, device)
     splits = load_datasets(config.data)
     run = build_run(config, splits, device, world, resume)
     if config.data.on_device:

@@ -1,0 +1,67 @@
+"""Time-to-accuracy curves of recorded training runs (``bench/cifar_fast.py`` result files):
+validation accuracy of the integer SNN after each epoch against the training minutes so far,
+one line per run, test accuracy of the selected model as a marker at the run's end.
+
+    .venv/bin/python bench/time_to_accuracy.py bench/results/cifar10_t4_seed*.json \\
+        --out bench/results/cifar10_time_to_accuracy.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from itertools import accumulate
+from pathlib import Path
+
+
+def curve(result: dict) -> tuple[list[float], list[float]]:
+    """Minutes at the end of each epoch (validation included) and validation accuracy there."""
+    minutes = [s / 60 for s in accumulate(result["epoch_s"])]
+    return minutes, list(result["val_snn_acc"])
+
+
+def plot(results: dict[str, dict], out: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, r in results.items():
+        minutes, acc = curve(r)
+        (line,) = ax.plot(minutes, [100 * a for a in acc], marker=".", label=label)
+        test = r.get("emulator_test_acc")
+        if test is not None:
+            ax.plot([minutes[-1]], [100 * test], marker="*", markersize=12, color=line.get_color())
+    ax.set_xlabel("training minutes (validation after each epoch included)")
+    ax.set_ylabel("accuracy (%): validation per epoch, * test of the selected model")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = out.with_name(out.name + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("results", nargs="+", type=Path, help="result JSON files")
+    p.add_argument("--out", type=Path, required=True, help="PNG to write")
+    p.add_argument("--title", default="CIFAR-10, integer SNN (T = 4) on a 2-core CPU")
+    args = p.parse_args(argv)
+    runs = {}
+    for path in args.results:
+        r = json.loads(path.read_text())
+        runs[f"{path.stem} ({r.get('arch', '?')}, T={r.get('steps', '?')})"] = r
+    plot(runs, args.out, args.title)
+    print(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
