@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import os
+import socket
+import stat
+import threading
 import zipfile
 from pathlib import Path
 
@@ -215,3 +218,86 @@ def test_merged_chunks_keep_the_first_mismatch_of_the_whole_run():
     merged = merge_layer(merge_layer(merge_layer(None, a, 0), b, 4), c, 8)
     assert (merged.lava_spikes, merged.emulator_spikes, merged.mismatches) == (22, 24, 3)
     assert merged.first_mismatch == [5, 2, [3]]
+
+
+# Round three (issue #30): special files, inputs named through run folders, explicit data.
+
+
+@pytest.fixture
+def images(tmp_path):
+    """Four 2x8x8 images (SMALL's input) as run's .npy and as eval's .npz (x NHWC, y)."""
+    x = np.random.default_rng(3).integers(0, 256, size=(4, 2, 8, 8), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    np.savez(tmp_path / "d.npz", x=x.transpose(0, 2, 3, 1), y=np.arange(4))
+    return tmp_path / "x.npy", tmp_path / "d.npz"
+
+
+def _read_fifo(path: Path) -> tuple[threading.Thread, list[bytes]]:
+    got: list[bytes] = []
+
+    def read():
+        with open(path, "rb") as fh:
+            got.append(fh.read())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return reader, got
+
+
+@pytest.fixture
+def null_device(tmp_path) -> Path:
+    """A character device that discards what is written: a copy of /dev/null (1, 3) in tmp_path
+    where we may create one (root), else /dev/null itself (which a user who may not create one
+    cannot replace either). A regression then replaces the copy, never the machine's /dev/null."""
+    path = tmp_path / "null"
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        return Path("/dev/null")
+    return path
+
+
+@pytest.mark.multiprocess
+def test_a_device_output_stays_a_device_after_run(write_net, images, null_device):
+    net = write_net(random_network(SMALL, seed=0))
+    args = ["--input", images[0], "--steps", 2, "--out", null_device, "--force"]
+    res = run_cli("run", net, *args)
+    assert res.returncode == 0, res.stderr
+    assert stat.S_ISCHR(os.stat(null_device).st_mode)
+    assert [p.name for p in null_device.parent.glob(".null.*")] == []
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]], ids=["plain", "force"])
+def test_run_writes_into_a_fifo_without_replacing_it(write_net, images, tmp_path, force):
+    from snn2loihi.app.cli import main
+
+    net = write_net(random_network(SMALL, seed=0))
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    reader, got = _read_fifo(fifo)
+    assert main(["run", str(net), "--input", str(images[0]), "--steps", "2", "--out", str(fifo),
+                 *force]) == 0  # fmt: skip
+    reader.join(30)
+    assert np.load(io.BytesIO(got[0])).shape == (4, 2, 10)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_eval_json_writes_into_a_device_without_force(write_net, images, null_device, capsys):
+    from snn2loihi.app.cli import main
+
+    net = write_net(random_network(SMALL, seed=0))
+    argv = ["eval", str(net), "--data", str(images[1]), "--steps", "2", "--json", str(null_device)]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert stat.S_ISCHR(os.stat(null_device).st_mode)
+
+
+def test_a_socket_output_is_refused(write_net, images, tmp_path, cli_refusal):
+    net = write_net(random_network(SMALL, seed=0))
+    sock = socket.socket(socket.AF_UNIX)
+    path = tmp_path / "s.sock"
+    sock.bind(str(path))
+    try:
+        err = cli_refusal(["run", net, "--input", images[0], "--steps", 2, "--out", path])
+    finally:
+        sock.close()
+    assert "s.sock is a socket" in err and stat.S_ISSOCK(os.stat(path).st_mode)
