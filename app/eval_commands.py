@@ -82,11 +82,12 @@ def _bar(enabled: bool):
 def cmd_eval(args) -> int:
     from snn2loihi.deploy.evaluate import evaluate_network
     from snn2loihi.outputs import check_outputs
+    from snn2loihi.train.checkpoint import checkpoint_input
 
     source = Path(args.network)
     check_outputs(
         {"--json": args.json, "--plot": args.plot},
-        {"network": source, "--data": args.data},
+        {**checkpoint_input(source, "network"), "--data": args.data},
         force=True,
     )
     with deployed(source, args.input_shape) as (net, path, steps, data_cfg):

@@ -301,3 +301,32 @@ def test_a_socket_output_is_refused(write_net, images, tmp_path, cli_refusal):
     finally:
         sock.close()
     assert "s.sock is a socket" in err and stat.S_ISSOCK(os.stat(path).st_mode)
+
+
+def _run_folder(tmp_path, name: str) -> Path:
+    """A run folder holding a checkpoint as last.pt (and its config.toml)."""
+    ckpt, _, _ = random_checkpoint(tmp_path / name, "dense-only")
+    ckpt.rename(ckpt.parent / "last.pt")
+    return ckpt.parent
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["export", "RUN", "--out", "RUN/last.pt", "--force"], ("--out", "(run folder")),
+        (["export", "RUN/", "--onnx", "RUN/last.pt", "--force"], ("--onnx", "(run folder")),
+        (["export", "RUN/../r/", "--nir", "LINK", "--force"], ("--nir", "(run folder")),
+        (["export", "RUN/last.pt", "--out", "HARD", "--force"], ("--out", "hard.pt")),
+        (["eval", "RUN", "--json", "RUN/last.pt"], ("--json", "(run folder")),
+        (["eval", "RUN", "--plot", "LINK"], ("--plot", "(run folder")),
+    ],
+)
+def test_the_file_a_run_folder_names_is_an_input(tmp_path, cli_refusal, argv, words):
+    run = _run_folder(tmp_path, "r")
+    (tmp_path / "link.pt").symlink_to(run / "last.pt")
+    os.link(run / "last.pt", tmp_path / "hard.pt")
+    fill = {"LINK": str(tmp_path / "link.pt"), "HARD": str(tmp_path / "hard.pt")}
+    before = snapshot(tmp_path)
+    err = cli_refusal([fill.get(a, a.replace("RUN", str(run))) for a in argv])
+    assert all(w in err for w in words) and "is the input" in err and "last.pt" in err, err
+    assert snapshot(tmp_path) == before
