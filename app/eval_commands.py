@@ -20,6 +20,7 @@ from snn2loihi.errors import InputDataError
 log = logging.getLogger(__name__)
 
 SPLITS = ("test", "val", "train")
+FOLDER_DATASETS = ("mnist", "cifar10", "cifar100", "imagefolder")  # read from --data as root
 
 
 @contextlib.contextmanager
@@ -49,6 +50,7 @@ def load_images(args, data_cfg) -> tuple[np.ndarray, np.ndarray, str]:
     from snn2loihi.train.config import Config
     from snn2loihi.train.data import load_datasets, load_npz_images
 
+    check_data_option(args.data, args.dataset, None if data_cfg is None else data_cfg.dataset)
     if args.data is not None and str(args.data).endswith(".npz") and args.dataset is None:
         data = load_npz_images(str(args.data), "--data")
         what = f"{args.data} (all images)"
@@ -68,6 +70,31 @@ def load_images(args, data_cfg) -> tuple[np.ndarray, np.ndarray, str]:
     if args.samples is not None:
         x, y = x[: args.samples], y[: args.samples]
     return x, y.astype(np.int64), what
+
+
+def check_data_option(data: str | None, dataset: str | None, configured: str | None) -> None:
+    """Refuse an explicit ``--data`` that the data set it would be read as cannot read, so
+    that it is never silently replaced by a default (the checkpoint's or the built-in digits).
+
+    ``dataset``: ``--dataset``; ``configured``: the checkpoint's ``data.dataset`` (None for a
+    ``.net``)."""
+    if data is None:
+        return
+    path = Path(data)
+    name = dataset or configured
+    if name == "npz" or (dataset is None and path.suffix == ".npz"):
+        if not path.is_file():
+            raise InputDataError(f"--data {data}: no such .npz file")
+        return
+    if name in FOLDER_DATASETS:
+        if not path.is_dir():
+            raise InputDataError(f"--data {data}: not a folder, and {name} is read from a folder")
+        return
+    why = "a .net does not name a data set" if name is None else f"{name} reads no --data"
+    raise InputDataError(
+        f"--data {data}: cannot be read ({why}); give a .npz (x, y), or a folder with --dataset "
+        f"{'/'.join(FOLDER_DATASETS)}"
+    )
 
 
 def _bar(enabled: bool):

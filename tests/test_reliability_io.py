@@ -330,3 +330,30 @@ def test_the_file_a_run_folder_names_is_an_input(tmp_path, cli_refusal, argv, wo
     err = cli_refusal([fill.get(a, a.replace("RUN", str(run))) for a in argv])
     assert all(w in err for w in words) and "is the input" in err and "last.pt" in err, err
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("data", "extra", "words"),
+    [
+        ("x.npy", [], ("x.npy", "a .net does not name a data set")),
+        ("folder", [], ("folder", "a .net does not name a data set")),
+        ("NET", [], (".net", "cannot be read")),
+        ("d.npz", ["--dataset", "mnist"], ("d.npz", "not a folder")),
+        ("missing.npz", [], ("missing.npz", "no such .npz file")),
+    ],
+)
+def test_eval_never_replaces_explicit_data_by_a_default(
+    write_net, images, tmp_path, cli_refusal, data, extra, words
+):
+    net = write_net(random_network(SMALL, seed=0))
+    (tmp_path / "folder").mkdir()
+    path = str(net) if data == "NET" else str(tmp_path / data)
+    err = cli_refusal(["eval", net, "--steps", 4, "--data", path, *extra])
+    assert all(w in err for w in words), err
+
+
+def test_eval_of_a_digits_checkpoint_refuses_a_data_folder(tmp_path, cli_refusal):
+    ckpt, _, _ = random_checkpoint(tmp_path, "dense-only")
+    (tmp_path / "folder").mkdir()
+    err = cli_refusal(["eval", ckpt, "--data", tmp_path / "folder"])
+    assert "folder" in err and "digits reads no --data" in err, err
