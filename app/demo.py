@@ -295,6 +295,8 @@ def add_commands(sub) -> None:
     """Register ``snn2loihi demo``."""
     import argparse
 
+    from snn2loihi.app.arg_types import seed
+
     p = sub.add_parser(
         "demo",
         help="train on digits, export, run on Lava and the emulator, check parity, write a report",
@@ -307,7 +309,7 @@ def add_commands(sub) -> None:
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--steps", type=int, default=4, help="time steps T (default 4)")
     p.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="random seed, 0..2**63-1 (default 0)")
     p.add_argument("--samples", type=int, default=None, help="test samples to run (default all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--force", action="store_true", help="replace a demo already in --out")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snn2loihi.app.arg_types import positive, shape
+from snn2loihi.app.arg_types import positive, seconds, shape
 from snn2loihi.errors import InputDataError
 
 log = logging.getLogger(__name__)
@@ -207,7 +207,7 @@ def add_commands(sub) -> None:
         help="CPU emulator: fused neuron kernels via torch.compile (same integers; pays off "
         "from a few thousand samples: compiling takes seconds once per process)",
     )
-    p.add_argument("--timeout", type=float, help="seconds allowed for the whole evaluation")
+    p.add_argument("--timeout", type=seconds, help="seconds allowed for the whole evaluation")
     p.add_argument("--input-shape", type=shape, metavar="C,H,W", help="for slayer files")
     p.add_argument("--json", help="write the figures (and predictions) as JSON here")
     p.add_argument("--plot", help="write the confusion matrix as a PNG here")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snn2loihi.deploy.inputs import as_network_images
+from snn2loihi.deploy.inputs import as_network_images, check_input_budget
 from snn2loihi.errors import InputDataError
 from snn2loihi.readout import READOUT_V, predict, prediction_rule
 from snn2loihi.schema import NetXNetwork
@@ -154,6 +154,9 @@ def evaluate_network(
         raise InputDataError(f"--backend {backend}: choose from {', '.join(EVAL_BACKENDS)}")
     images = as_network_images(images, tuple(net.input_shape))
     check_images(images, labels, net, data)
+    chunk = max(batch_size, lava_chunk if backend != "emulator" else 0)
+    per_run = min(len(images), chunk)
+    check_input_budget(per_run, steps, tuple(net.input_shape), f"{data}: {per_run} images")
     rule = prediction_rule(net)
     classes = int(np.prod(net.output_shape))
     wrap = progress or (lambda it, desc, total: it)

@@ -386,14 +386,56 @@ def _read_layers(f: h5py.File, path: Path) -> list[Layer]:
     return layers
 
 
+MAX_DEPTH = 8  # NetX nests layer/<i>/neuron/<field>: four levels
+MAX_ENTRIES = MAX_LAYERS * 64
+
+
+def _refuse_links(f: h5py.File, path: Path) -> None:
+    """Refuse soft and external links (never followed: a cycle, a dangling target or another
+    file) and hard-linked group cycles, walking the link table only; NetX writes none."""
+    stack, seen = [("", f, 0)], 0
+    while stack:
+        name, group, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise NetXFormatError(f"{path}: '{name}' is nested deeper than {MAX_DEPTH} groups")
+        for key in group:
+            seen += 1
+            if seen > MAX_ENTRIES:
+                raise NetXFormatError(f"{path}: more than {MAX_ENTRIES} entries")
+            full, link = f"{name}/{key}", group.get(key, getlink=True)
+            if isinstance(link, h5py.SoftLink):
+                raise NetXFormatError(
+                    f"{path}: '{full}' is a soft link to '{link.path}'; links are not followed"
+                )
+            if isinstance(link, h5py.ExternalLink):
+                raise NetXFormatError(
+                    f"{path}: '{full}' is an external link to {link.filename}:{link.path}; "
+                    "links are not followed"
+                )
+            child = group.get(key)
+            if isinstance(child, h5py.Group):
+                stack.append((full, child, depth + 1))
+
+
 def _open(path: Path) -> h5py.File:
-    """The file opened read-only, or :class:`NetXFormatError` naming it."""
+    """The file opened read-only with its links checked, or :class:`NetXFormatError`."""
     if not path.is_file():
         raise NetXFormatError(f"{path}: no such file")
     try:
-        return h5py.File(path, "r")
+        f = h5py.File(path, "r")
     except OSError as exc:
         raise NetXFormatError(f"{path}: not a readable HDF5 file ({exc})") from None
+    try:
+        _refuse_links(f, path)
+    except NetXFormatError:
+        f.close()
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+        f.close()
+        raise NetXFormatError(
+            f"{path}: corrupt or unreadable HDF5 content ({type(exc).__name__}: {exc})"
+        ) from None
+    return f
 
 
 @dataclass(frozen=True)
