@@ -4,12 +4,9 @@ on labelled images, on the emulator, on Lava or both, with their parity."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import logging
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,26 +20,22 @@ SPLITS = ("test", "val", "train")
 FOLDER_DATASETS = ("mnist", "cifar10", "cifar100", "imagefolder")  # read from --data as root
 
 
-@contextlib.contextmanager
-def deployed(source: Path, input_shape=None) -> Iterator[tuple]:
+def deployed(source: Path, input_shape=None) -> tuple:
     """``(net, path, steps, data config)`` of a ``.net`` file, or of a checkpoint exported in
-    memory (written to a temporary folder only for Lava; removed afterwards)."""
+    memory: its path is None (Lava gets the network written into each run's own folder, which
+    the Lava child removes even if the command is killed, so no temporary file outlives it)."""
     from snn2loihi.netx_io import read_network
 
     if source.suffix == ".net":
-        yield read_network(source, input_shape=input_shape), source, None, None
-        return
+        return read_network(source, input_shape=input_shape), source, None, None
     from snn2loihi.export.loader import load_model
     from snn2loihi.export.pipeline import deployable_network
-    from snn2loihi.netx_io import write_network
     from snn2loihi.train.checkpoint import checkpoint_config
 
     model, state = load_model(source)
     config = checkpoint_config(state, f"checkpoint '{source}'")
     net = deployable_network(model, config.train.weight_bits, str(source))
-    with tempfile.TemporaryDirectory(prefix="snn2loihi-eval-") as tmp:
-        path = write_network(net, Path(tmp) / "model.net")
-        yield net, path, model.steps, config.data
+    return net, None, model.steps, config.data
 
 
 def load_images(args, data_cfg) -> tuple[np.ndarray, np.ndarray, str]:
@@ -117,25 +110,26 @@ def cmd_eval(args) -> int:
         {**checkpoint_input(source, "network"), "--data": args.data},
         force=True,
     )
-    with deployed(source, args.input_shape) as (net, path, steps, data_cfg):
-        steps = args.steps or steps
-        if steps is None:
-            raise InputDataError(f"{source}: give --steps T (a .net file does not record it)")
-        images, labels, what = load_images(args, data_cfg)
-        ev = evaluate_network(
-            net,
-            path,
-            images,
-            labels,
-            steps,
-            args.backend,
-            device=args.device,
-            batch_size=args.batch_size,
-            timeout=args.timeout,
-            progress=_bar(not args.no_progress),
-            data=what,
-            compiled=args.compile,
-        )
+    net, path, steps, data_cfg = deployed(source, args.input_shape)
+    steps = args.steps or steps
+    if steps is None:
+        raise InputDataError(f"{source}: give --steps T (a .net file does not record it)")
+    images, labels, what = load_images(args, data_cfg)
+    ev = evaluate_network(
+        net,
+        path,
+        images,
+        labels,
+        steps,
+        args.backend,
+        device=args.device,
+        batch_size=args.batch_size,
+        timeout=args.timeout,
+        progress=_bar(not args.no_progress),
+        data=what,
+        compiled=args.compile,
+        name=str(source),
+    )
     ev.net = str(source)
     print(summary(ev, what))
     if args.json:
