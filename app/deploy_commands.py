@@ -81,6 +81,14 @@ def _clock(args, net, x):
 
 
 def cmd_parity(args) -> int:
+    """``parity``; ``--timeout`` bounds the whole command (inputs, emulator and Lava)."""
+    from snn2loihi.app.signals import deadline
+
+    with deadline(args.timeout, f"parity {args.net}:"):
+        return _parity(args)
+
+
+def _parity(args) -> int:
     import numpy as np
 
     from snn2loihi.atomic import atomic_path
@@ -329,7 +337,9 @@ def add_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random input spikes")
     p.add_argument("--rate", type=float, default=0.25, help="spike probability of the random input")
     p.add_argument("--device", default="cpu", help="emulator device: cpu or cuda")
-    p.add_argument("--timeout", type=seconds, default=None, help="seconds allowed for the Lava run")
+    p.add_argument(
+        "--timeout", type=seconds, default=None, help="seconds allowed for the whole command"
+    )
     p.add_argument("--json", help="write the figures as JSON here")
     _clock_options(p)
     p.set_defaults(func=cmd_parity)

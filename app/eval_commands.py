@@ -100,6 +100,14 @@ def _bar(enabled: bool):
 
 
 def cmd_eval(args) -> int:
+    """``eval``; ``--timeout`` bounds the whole command (export, data, emulator and Lava)."""
+    from snn2loihi.app.signals import deadline
+
+    with deadline(args.timeout, f"eval {args.network}:"):
+        return _eval(args)
+
+
+def _eval(args) -> int:
     from snn2loihi.deploy.evaluate import evaluate_network
     from snn2loihi.outputs import check_outputs
     from snn2loihi.train.checkpoint import checkpoint_input

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import socket
 import stat
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -357,3 +359,52 @@ def test_eval_of_a_digits_checkpoint_refuses_a_data_folder(tmp_path, cli_refusal
     (tmp_path / "folder").mkdir()
     err = cli_refusal(["eval", ckpt, "--data", tmp_path / "folder"])
     assert "folder" in err and "digits reads no --data" in err, err
+
+
+def test_parity_timeout_bounds_the_whole_command(write_net, cli_refusal):
+    """--timeout covers drawing the input and the emulator, not only Lava (which this test,
+    unmarked `lava`, would fail on reaching)."""
+    net = write_net(random_network(SMALL, seed=0))
+    t0 = time.monotonic()
+    err = cli_refusal(["parity", net, "--samples", 300000, "--steps", 16, "--timeout", 0.5])
+    assert "exceeded the --timeout of 0.5 s and was stopped" in err and net.name in err, err
+    assert time.monotonic() - t0 < 15
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_a_large_float_field_is_checked_in_blocks(tmp_path):
+    """A gzip-compressed float64 weight of 2**23 values (a few KB on disk): read and checked a
+    block at a time, so the peak is the int64 result plus one block, not several full-size
+    temporaries; the fraction in its last block is still found and named."""
+    import tracemalloc
+
+    from snn2loihi.errors import NetXFormatError
+    from snn2loihi.netx_io import read_network, write_network
+
+    path = write_network(random_network(SMALL, seed=0), tmp_path / "w.net")
+    with h5py.File(path, "a") as f:
+        del f["layer/3/weight"]
+        ds = f.create_dataset("layer/3/weight", (2**13, 2**10), "f8", compression="gzip")
+        ds[-1, -1] = 0.5
+    assert path.stat().st_size < 2**20
+    tracemalloc.start()
+    try:
+        with pytest.raises(NetXFormatError, match="'weight' holds the non-integer value 0.5"):
+            read_network(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.5 * 2**26, f"peak {peak / 2**20:.0f} MiB for a 64 MiB result"
+
+
+def test_a_net_field_beyond_the_memory_budget_is_refused_before_reading(tmp_path, monkeypatch):
+    from snn2loihi.errors import NetXFormatError
+    from snn2loihi.netx_io import read_network, write_network
+
+    path = write_network(random_network(SMALL, seed=0), tmp_path / "w.net")
+    monkeypatch.setenv("SNN2LOIHI_MEMORY_BUDGET", "1000")  # layer 1's weight needs 576 bytes
+    with pytest.raises(
+        NetXFormatError,
+        match=r"layer 3 \(dense\): field 'weight' \(10, 144\) needs 11,520 bytes, more than",
+    ):
+        read_network(path)
