@@ -110,7 +110,7 @@ def cmd_eval(args) -> int:
 def _eval(args) -> int:
     from snn2loihi.deploy.evaluate import evaluate_network
     from snn2loihi.outputs import check_outputs
-    from snn2loihi.train.checkpoint import checkpoint_input
+    from snn2loihi.train.checkpoint import checkpoint_input, data_inputs
 
     source = Path(args.network)
     check_outputs(
@@ -119,6 +119,9 @@ def _eval(args) -> int:
         force=True,
     )
     net, path, steps, data_cfg = deployed(source, args.input_shape)
+    if args.data is None:  # the checkpoint's own data files are read
+        outputs = {"--json": args.json, "--plot": args.plot}
+        check_outputs(outputs, data_inputs(data_cfg, "network"), force=True)
     steps = args.steps or steps
     if steps is None:
         raise InputDataError(f"{source}: give --steps T (a .net file does not record it)")

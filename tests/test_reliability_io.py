@@ -408,3 +408,28 @@ def test_a_net_field_beyond_the_memory_budget_is_refused_before_reading(tmp_path
         match=r"layer 3 \(dense\): field 'weight' \(10, 144\) needs 11,520 bytes, more than",
     ):
         read_network(path)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["export", "CKPT", "--out", "DATA", "--force"],
+        ["export", "CKPT", "--out", "TMP/m.net", "--onnx", "DATA", "--force"],
+        ["eval", "CKPT", "--json", "DATA"],
+    ],
+)
+def test_the_data_files_of_a_checkpoints_config_are_inputs(tmp_path, cli_refusal, argv):
+    from test_export_helpers import save_model_checkpoint
+    from train_helpers import calibrated_model, small_config
+
+    x = np.random.default_rng(0).integers(0, 256, (40, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "train.npz", x=x, y=np.arange(40) % 10)
+    config = small_config(
+        tmp_path, "data.dataset='npz'", f"data.train={str(tmp_path / 'train.npz')!r}"
+    )
+    ckpt = save_model_checkpoint(tmp_path / "c.pt", calibrated_model(), config, (1, 8, 8))
+    fill = {"CKPT": str(ckpt), "DATA": str(tmp_path / "train.npz")}
+    before = snapshot(tmp_path)
+    err = cli_refusal([fill.get(a, a.replace("TMP", str(tmp_path))) for a in argv])
+    assert "train.npz is the input" in err and "data.train" in err, err
+    assert snapshot(tmp_path) == before

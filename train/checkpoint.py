@@ -96,6 +96,18 @@ def checkpoint_input(path: str | Path | None, option: str = "checkpoint") -> dic
     return {label: file}
 
 
+def data_inputs(data_cfg, where: str = "checkpoint") -> dict:
+    """``{label: file}`` of the data files a ``[data]`` section reads (``npz``: ``train`` and
+    ``test``), for :func:`snn2loihi.outputs.check_outputs`: an output must never be one."""
+    if data_cfg is None or data_cfg.dataset != "npz":
+        return {}
+    return {
+        f"{where}'s data.{key}": getattr(data_cfg, key)
+        for key in ("train", "test")
+        if getattr(data_cfg, key)
+    }
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint safely (``weights_only=True``)."""
     path = checkpoint_file(path)
