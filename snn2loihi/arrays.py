@@ -90,6 +90,21 @@ def load_npy(path: str | os.PathLike) -> np.ndarray:
         raise InputDataError(f"{path}: not a readable .npy array ({exc})") from None
 
 
+def npz_header(path: str | os.PathLike, key: str) -> tuple[tuple[int, ...], np.dtype] | None:
+    """``(shape, dtype)`` of the array ``key`` of the ``.npz`` file ``path``, from its header
+    alone (nothing is decompressed beyond it); None if the file or the array cannot be read
+    (:func:`load_npz` then says why)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = {i.filename.removesuffix(".npy"): i for i in zf.infolist()}.get(key)
+            if info is None:
+                return None
+            with zf.open(info) as fh:
+                return _read_header(fh, f"{path}[{key}]")
+    except (InputDataError, zipfile.BadZipFile, ValueError, OSError, EOFError):
+        return None
+
+
 def load_npz(path: str | os.PathLike, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     """The arrays ``keys`` of the ``.npz`` file ``path``, each header checked before loading."""
     path = Path(path)
