@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,15 +38,16 @@ def _umask() -> int:
 def special_kind(dest: str | os.PathLike) -> str | None:
     """What an existing ``dest`` is when it is not a regular file (following links), else None.
 
-    ``"stream"`` for a character device or FIFO (written into); for a socket, block device or
-    folder the words that name it (refused).
+    ``"stream"`` for a character device or FIFO, and for an existing file named in ``/dev`` or
+    ``/proc`` (``/dev/stdout`` redirected into a file: the link must never be replaced), all
+    written into; for a socket, block device or folder the words that name it (refused).
     """
     try:
         mode = os.stat(dest).st_mode
     except (FileNotFoundError, NotADirectoryError):
         return None
-    if stat.S_ISREG(mode):
-        return None
+    if stat.S_ISREG(mode):  # in /dev or /proc (/dev/stdout into a file): written into
+        return "stream" if Path(os.path.abspath(dest)).parts[1:2] in (("dev",), ("proc",)) else None
     if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
         return "stream"
     return next((words for test, words in _REFUSED_KINDS if test(mode)), "not a regular file")
@@ -70,10 +72,12 @@ def _new_temporary(folder: Path, prefix: str) -> Path:
 
 
 def _write_into(tmp_path: Path, dest: Path) -> None:
-    """Copy the finished temporary file into the device or FIFO ``dest`` (no truncation, no
-    rename: the special file stays what it is)."""
+    """Copy the finished temporary file into the device, FIFO or ``/dev`` file ``dest``:
+    appended, never truncated or renamed over (``/dev/stdout >> log`` keeps the log); what the
+    process printed so far goes first."""
     log.debug("writing %s into the special file %s", tmp_path, dest)
-    with open(tmp_path, "rb") as src, open(dest, "wb") as out:
+    sys.stdout.flush()
+    with open(tmp_path, "rb") as src, open(dest, "ab") as out:
         shutil.copyfileobj(src, out)
 
 

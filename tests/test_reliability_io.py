@@ -8,6 +8,8 @@ import os
 import signal
 import socket
 import stat
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -267,6 +269,25 @@ def test_a_device_output_stays_a_device_after_run(write_net, images, null_device
     assert res.returncode == 0, res.stderr
     assert stat.S_ISCHR(os.stat(null_device).st_mode)
     assert [p.name for p in null_device.parent.glob(".null.*")] == []
+
+
+@pytest.mark.multiprocess
+def test_standard_output_redirected_into_a_file_is_appended_to(write_net, images, tmp_path):
+    """`--out /proc/self/fd/1` (what /dev/stdout links to) with stdout going into a file: the
+    array is appended to that file; nothing is renamed in /proc or /dev (/proc refuses it, so a
+    regression fails here without touching the machine's /dev/stdout)."""
+    net = write_net(random_network(SMALL, seed=0))
+    log = tmp_path / "log"
+    log.write_bytes(b"kept\n")
+    cmd = [sys.executable, "-m", "snn2loihi", "run", str(net), "--input", str(images[0])]
+    with open(log, "ab") as out:
+        res = subprocess.run(
+            [*cmd, "--steps", "2", "--out", "/proc/self/fd/1"], stdout=out, stderr=subprocess.PIPE
+        )
+    assert res.returncode == 0, res.stderr.decode()[-2000:]
+    data = log.read_bytes()
+    assert data.startswith(b"kept\n")
+    assert np.load(io.BytesIO(data[5:])).shape == (4, 2, 10)
 
 
 @pytest.mark.parametrize("force", [[], ["--force"]], ids=["plain", "force"])
