@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def positive(text: str) -> int:
@@ -27,3 +28,28 @@ def shape(text: str) -> tuple[int, ...]:
     if not dims or min(dims) < 1:
         raise argparse.ArgumentTypeError(f"'{text}' must hold positive sizes")
     return dims
+
+
+def seconds(text: str) -> float:
+    """A finite number of seconds > 0 (``--timeout``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number of seconds > 0")
+    return value
+
+
+SEED_MAX = 2**63 - 1  # torch.manual_seed takes a signed 64-bit integer (train.config.SEED_MAX)
+
+
+def seed(text: str) -> int:
+    """A random seed in ``0..2**63 - 1`` (what torch and numpy both take)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{value} must be in 0..{SEED_MAX}")
+    return value

@@ -8,6 +8,7 @@ last step (the readout never spikes), the rule training evaluates with.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -272,16 +273,33 @@ def _markdown(s: dict, parity, figures: dict) -> str:
     return "\n".join(lines)
 
 
+def _folders(out: Path) -> set[Path]:
+    return ({out} | {p for p in out.rglob("*") if p.is_dir()}) if out.is_dir() else set()
+
+
+def _remove_new_empty_folders(out: Path, existed: set[Path]) -> None:
+    """Remove the folders under (and including) ``out`` that were not in ``existed`` and hold
+    nothing; files are never removed."""
+    for folder in sorted(_folders(out) - existed, key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
 def cmd_demo(args) -> int:
-    data = run_demo(
-        args.out,
-        steps=args.steps,
-        epochs=args.epochs,
-        seed=args.seed,
-        samples=args.samples,
-        progress=not args.no_progress,
-        force=args.force,
-    )
+    existed = _folders(Path(args.out))
+    try:
+        data = run_demo(
+            args.out,
+            steps=args.steps,
+            epochs=args.epochs,
+            seed=args.seed,
+            samples=args.samples,
+            progress=not args.no_progress,
+            force=args.force,
+        )
+    except BaseException:  # a failed demo leaves no empty folder it created
+        _remove_new_empty_folders(Path(args.out), existed)
+        raise
     s = data["summary"]
     width = max(len(r[0]) for r in summary_rows(s))
     print(f"\nsnn2loihi demo: sklearn digits, T={s['steps']}, {s['samples']} test samples")
@@ -295,6 +313,8 @@ def add_commands(sub) -> None:
     """Register ``snn2loihi demo``."""
     import argparse
 
+    from snn2loihi.app.arg_types import seed
+
     p = sub.add_parser(
         "demo",
         help="train on digits, export, run on Lava and the emulator, check parity, write a report",
@@ -307,7 +327,7 @@ def add_commands(sub) -> None:
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--steps", type=int, default=4, help="time steps T (default 4)")
     p.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="random seed, 0..2**63-1 (default 0)")
     p.add_argument("--samples", type=int, default=None, help="test samples to run (default all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--force", action="store_true", help="replace a demo already in --out")

@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 
-from snn2loihi.app.arg_types import positive, shape
+from snn2loihi.app.arg_types import positive, seconds, shape
 from snn2loihi.errors import InputDataError
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,29 @@ def _inputs(args, net, *, allow_random: bool):
     return random_spikes(args.samples or 4, args.steps or 16, net.input_shape, args.seed, args.rate)
 
 
+def check_clock_options(args) -> None:
+    """Refuse clock options that would be ignored: they change nothing, so a user would
+    believe figures that were not made as asked."""
+    record = getattr(args, "record", None)
+    if args.reset_offset is not None and args.reset_interval is None:
+        raise InputDataError(
+            f"--reset-offset {args.reset_offset} needs --reset-interval N (without it no layer "
+            "ever resets)"
+        )
+    if args.clock == "sample":
+        for option, value in (("--reset-interval", args.reset_interval), ("--record", record)):
+            if value is not None:
+                raise InputDataError(
+                    f"{option} needs the global clock; drop --clock sample (or use --clock global)"
+                )
+    out = getattr(args, "out", None)
+    if record and out is not None and str(out).endswith(".npy"):
+        raise InputDataError(
+            f"--out {out}: --record writes an .npz archive (one array per record); give a name "
+            "ending in .npz"
+        )
+
+
 def _clock(args, net, x):
     """The global clock (a GlobalClock) when the network or the options need it, else None:
     the per-sample convention of snn2loihi's own networks."""
@@ -36,7 +59,6 @@ def _clock(args, net, x):
         not net.plain
         or not time_axis
         or args.reset_interval is not None
-        or args.reset_offset
         or getattr(args, "record", None)
     )
     if args.clock == "sample" and not net.plain:
@@ -52,22 +74,33 @@ def _clock(args, net, x):
             f"{args.input}: images drive the input neuron's bias; give --steps T (steps per run)"
         )
     steps = args.steps if drive == "bias" else int(x.shape[1])
-    timeline = Timeline(args.reset_interval, args.reset_offset)
+    timeline = Timeline(args.reset_interval, args.reset_offset or 0)
     record = tuple(getattr(args, "record", None) or ())
     log.info("global clock: drive '%s', %d steps per run, %s", drive, steps, timeline)
     return GlobalClock(drive, steps, timeline, record)
 
 
 def cmd_parity(args) -> int:
+    """``parity``; ``--timeout`` bounds the whole command (inputs, emulator and Lava)."""
+    from snn2loihi.app.signals import deadline
+
+    with deadline(args.timeout, f"parity {args.net}:"):
+        return _parity(args)
+
+
+def _parity(args) -> int:
     import numpy as np
 
     from snn2loihi.atomic import atomic_path
-    from snn2loihi.deploy.parity import run_parity
+    from snn2loihi.deploy.parity import run_parity, samples_per_chunk
     from snn2loihi.netx_io import read_network
     from snn2loihi.outputs import check_outputs
 
+    check_clock_options(args)
     check_outputs({"--json": args.json}, {"net": args.net, "--input": args.input}, force=True)
     net = read_network(args.net, input_shape=args.input_shape)
+    if args.input is None:  # one sample must fit before any random input is drawn
+        samples_per_chunk(net, args.steps or 16, where=args.net)
     x = np.asarray(_inputs(args, net, allow_random=True))
     clock = _clock(args, net, x)
     if clock is None:
@@ -104,6 +137,7 @@ def cmd_run(args) -> int:
     from snn2loihi.outputs import check_outputs
     from snn2loihi.readout import DESCRIPTIONS
 
+    check_clock_options(args)
     check_outputs(
         {"--out": args.out},
         {"net": args.net, "--input": args.input, "--labels": args.labels},
@@ -261,9 +295,10 @@ def _clock_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--reset-offset",
         type=int,
-        default=0,
+        default=None,
         metavar="K",
-        help="netx's reset_offset: layer j resets when step %% N == (K + 1 + j) %% N",
+        help="netx's reset_offset (with --reset-interval): layer j resets when step %% N == "
+        "(K + 1 + j) %% N (default 0)",
     )
 
 
@@ -302,7 +337,9 @@ def add_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random input spikes")
     p.add_argument("--rate", type=float, default=0.25, help="spike probability of the random input")
     p.add_argument("--device", default="cpu", help="emulator device: cpu or cuda")
-    p.add_argument("--timeout", type=float, default=None, help="seconds allowed for the Lava run")
+    p.add_argument(
+        "--timeout", type=seconds, default=None, help="seconds allowed for the whole command"
+    )
     p.add_argument("--json", help="write the figures as JSON here")
     _clock_options(p)
     p.set_defaults(func=cmd_parity)
@@ -336,7 +373,7 @@ def add_commands(sub) -> None:
     p.add_argument("--out", required=True, help="output .npy of spikes")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
     p.add_argument("--device", default="cpu", help="emulator device: cpu or cuda")
-    p.add_argument("--timeout", type=float, default=None, help="seconds allowed for a Lava run")
+    p.add_argument("--timeout", type=seconds, default=None, help="seconds allowed for a Lava run")
     p.add_argument(
         "--record",
         type=record_names,

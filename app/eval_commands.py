@@ -4,45 +4,39 @@ on labelled images, on the emulator, on Lava or both, with their parity."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import logging
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from snn2loihi.app.arg_types import positive, shape
+from snn2loihi.app.arg_types import positive, seconds, shape
 from snn2loihi.errors import InputDataError
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("test", "val", "train")
+FOLDER_DATASETS = ("mnist", "cifar10", "cifar100", "imagefolder")  # read from --data as root
 
 
-@contextlib.contextmanager
-def deployed(source: Path, input_shape=None) -> Iterator[tuple]:
+def deployed(source: Path, input_shape=None) -> tuple:
     """``(net, path, steps, data config)`` of a ``.net`` file, or of a checkpoint exported in
-    memory (written to a temporary folder only for Lava; removed afterwards)."""
+    memory: its path is None (Lava gets the network written into each run's own folder, which
+    the Lava child removes even if the command is killed, so no temporary file outlives it)."""
     from snn2loihi.netx_io import read_network
 
     if source.suffix == ".net":
         net = read_network(source, input_shape=input_shape)
-        yield net, source, net.steps, None
-        return
+        return net, source, net.steps, None
     from snn2loihi.export.loader import load_model
     from snn2loihi.export.pipeline import deployable_network
-    from snn2loihi.netx_io import write_network
     from snn2loihi.train.checkpoint import checkpoint_config
 
     model, state = load_model(source)
     config = checkpoint_config(state, f"checkpoint '{source}'")
     net = deployable_network(model, config.train.weight_bits, str(source))
-    with tempfile.TemporaryDirectory(prefix="snn2loihi-eval-") as tmp:
-        path = write_network(net, Path(tmp) / "model.net")
-        yield net, path, model.steps, config.data
+    return net, None, model.steps, config.data
 
 
 def load_images(args, data_cfg) -> tuple[np.ndarray, np.ndarray, str]:
@@ -50,6 +44,7 @@ def load_images(args, data_cfg) -> tuple[np.ndarray, np.ndarray, str]:
     from snn2loihi.train.config import Config
     from snn2loihi.train.data import load_datasets, load_npz_images
 
+    check_data_option(args.data, args.dataset, None if data_cfg is None else data_cfg.dataset)
     if args.data is not None and str(args.data).endswith(".npz") and args.dataset is None:
         data = load_npz_images(str(args.data), "--data")
         what = f"{args.data} (all images)"
@@ -71,6 +66,31 @@ def load_images(args, data_cfg) -> tuple[np.ndarray, np.ndarray, str]:
     return x, y.astype(np.int64), what
 
 
+def check_data_option(data: str | None, dataset: str | None, configured: str | None) -> None:
+    """Refuse an explicit ``--data`` that the data set it would be read as cannot read, so
+    that it is never silently replaced by a default (the checkpoint's or the built-in digits).
+
+    ``dataset``: ``--dataset``; ``configured``: the checkpoint's ``data.dataset`` (None for a
+    ``.net``)."""
+    if data is None:
+        return
+    path = Path(data)
+    name = dataset or configured
+    if name == "npz" or (dataset is None and path.suffix == ".npz"):
+        if not path.is_file():
+            raise InputDataError(f"--data {data}: no such .npz file")
+        return
+    if name in FOLDER_DATASETS:
+        if not path.is_dir():
+            raise InputDataError(f"--data {data}: not a folder, and {name} is read from a folder")
+        return
+    why = "a .net does not name a data set" if name is None else f"{name} reads no --data"
+    raise InputDataError(
+        f"--data {data}: cannot be read ({why}); give a .npz (x, y), or a folder with --dataset "
+        f"{'/'.join(FOLDER_DATASETS)}"
+    )
+
+
 def _bar(enabled: bool):
     from snn2loihi.progress import progress
 
@@ -81,36 +101,49 @@ def _bar(enabled: bool):
 
 
 def cmd_eval(args) -> int:
+    """``eval``; ``--timeout`` bounds the whole command (export, data, emulator and Lava)."""
+    from snn2loihi.app.signals import deadline
+
+    with deadline(args.timeout, f"eval {args.network}:"):
+        return _eval(args)
+
+
+def _eval(args) -> int:
     from snn2loihi.deploy.evaluate import evaluate_network
     from snn2loihi.outputs import check_outputs
+    from snn2loihi.train.checkpoint import checkpoint_input, data_inputs
 
     source = Path(args.network)
     check_outputs(
         {"--json": args.json, "--plot": args.plot},
-        {"network": source, "--data": args.data},
+        {**checkpoint_input(source, "network"), "--data": args.data},
         force=True,
     )
-    with deployed(source, args.input_shape) as (net, path, steps, data_cfg):
-        steps = args.steps or steps
-        if steps is None:
-            raise InputDataError(
-                f"{source}: give --steps T (the file does not record the T it was trained for)"
-            )
-        images, labels, what = load_images(args, data_cfg)
-        ev = evaluate_network(
-            net,
-            path,
-            images,
-            labels,
-            steps,
-            args.backend,
-            device=args.device,
-            batch_size=args.batch_size,
-            timeout=args.timeout,
-            progress=_bar(not args.no_progress),
-            data=what,
-            compiled=args.compile,
+    net, path, steps, data_cfg = deployed(source, args.input_shape)
+    if args.data is None:  # the checkpoint's own data files are read
+        outputs = {"--json": args.json, "--plot": args.plot}
+        check_outputs(outputs, data_inputs(data_cfg, "network"), force=True)
+    steps = args.steps or steps
+    if steps is None:
+        raise InputDataError(
+            f"{source}: give --steps T (the file does not record the T it was trained for)"
         )
+    images, labels, what = load_images(args, data_cfg)
+    ev = evaluate_network(
+        net,
+        path,
+        images,
+        labels,
+        steps,
+        args.backend,
+        device=args.device,
+        batch_size=args.batch_size,
+        timeout=args.timeout,
+        progress=_bar(not args.no_progress),
+        data=what,
+        compiled=args.compile,
+        name=str(source),
+    )
     ev.net = str(source)
     print(summary(ev, what))
     if args.json:
@@ -186,7 +219,7 @@ def add_commands(sub) -> None:
         help="CPU emulator: fused neuron kernels via torch.compile (same integers; pays off "
         "from a few thousand samples: compiling takes seconds once per process)",
     )
-    p.add_argument("--timeout", type=float, help="seconds allowed for the whole evaluation")
+    p.add_argument("--timeout", type=seconds, help="seconds allowed for the whole evaluation")
     p.add_argument("--input-shape", type=shape, metavar="C,H,W", help="for slayer files")
     p.add_argument("--json", help="write the figures (and predictions) as JSON here")
     p.add_argument("--plot", help="write the confusion matrix as a PNG here")

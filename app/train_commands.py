@@ -6,6 +6,8 @@ import argparse
 import json
 import logging
 
+from snn2loihi.app.arg_types import seed
+
 log = logging.getLogger(__name__)
 
 
@@ -69,7 +71,7 @@ def add_commands(sub) -> None:
     p.add_argument("--method", choices=("snn2ann", "bptt"))
     p.add_argument("--steps", "-T", type=int, help="time steps T")
     p.add_argument("--epochs", type=int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=seed, help="random seed, 0..2**63-1 (train.seed)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--dataset", help="digits, mnist, cifar10, cifar100, imagefolder, npz")
     p.add_argument("--data-root", help="dataset folder (torchvision layout or imagefolder)")

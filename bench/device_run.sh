@@ -20,7 +20,8 @@
 #   bench/device_run.sh --dry     # every part on the CPU at tiny sizes (< ~2 min, 1 thread):
 #                                 # *_dry.json in runs/device_run_dry/ (tests/test_device_run.py)
 # Environment: PY (python, default .venv/bin/python, else python3), DATA (folder holding
-# cifar10-jpeg/, default shared/data or ../shared/data), CIFAR_EPOCHS.
+# cifar10-jpeg/, default shared/data or ../shared/data), CIFAR_EPOCHS, LIMIT_SCALE (the dry
+# run's time limits times this; default from the load, see below).
 set -u
 cd "$(dirname "$0")/.."
 
@@ -32,7 +33,7 @@ while [ $# -gt 0 ]; do
         --dry) DRY=1 ;;
         --out) OUT="$2"; shift ;;
         --logs) LOGS="$2"; shift ;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         *) echo "device_run.sh: unknown argument '$1' (--dry, --out DIR, --logs DIR)" >&2; exit 2 ;;
     esac
     shift
@@ -53,6 +54,22 @@ else
     LOGS="${LOGS:-runs/device_run_cuda}"
     LIMITS=(60 75 95 210)
 fi
+# The dry run's limits hold under load: they are scaled by LIMIT_SCALE (default: 1 + the
+# 1-minute load average per CPU, rounded up, at most 5: a loaded 2-core machine runs each
+# single-threaded part several times slower). The GPU run keeps its limits (LIMIT_SCALE=1):
+# they add up to its device time.
+if [ -z "${LIMIT_SCALE:-}" ]; then
+    LIMIT_SCALE=1
+    if [ "$DRY" = 1 ]; then
+        LIMIT_SCALE=$("$PY" -c "import math, os
+print(min(5, 1 + math.ceil(os.getloadavg()[0] / (os.cpu_count() or 1))))")
+    fi
+fi
+case "$LIMIT_SCALE" in
+    ''|*[!0-9]*|0) echo "device_run.sh: LIMIT_SCALE=$LIMIT_SCALE must be a positive integer" >&2; exit 2 ;;
+esac
+for i in "${!LIMITS[@]}"; do LIMITS[i]=$((LIMITS[i] * LIMIT_SCALE)); done
+echo "time limits (x$LIMIT_SCALE): ${LIMITS[*]} s"
 mkdir -p "$OUT" "$LOGS"
 STATUS_TSV="$LOGS/status.tsv"
 : > "$STATUS_TSV"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snn2loihi.deploy.inputs import as_network_images
+from snn2loihi.deploy.inputs import as_network_images, check_input_budget
 from snn2loihi.errors import InputDataError
 from snn2loihi.readout import READOUT_V, predict, prediction_rule
 from snn2loihi.schema import NetXNetwork
@@ -104,7 +104,7 @@ def _emulator_runs(net, images, steps, device, batch_size, rule, compiled) -> It
         yield _Run(predict(rule, out, v), spikes, out, v)
 
 
-def _lava_runs(net, path, images, steps, chunk, rule, deadline, timeout) -> Iterable[_Run]:
+def _lava_runs(net, path, name, images, steps, chunk, rule, deadline, timeout) -> Iterable[_Run]:
     from snn2loihi.deploy.lava_runner import run_lava
     from snn2loihi.deploy.parity import time_left
 
@@ -112,7 +112,7 @@ def _lava_runs(net, path, images, steps, chunk, rule, deadline, timeout) -> Iter
     for lo in range(0, len(images), chunk):
         part = images[lo : lo + chunk]
         x = np.broadcast_to(part[:, None], (len(part), steps, *part.shape[1:]))
-        left = time_left(deadline, timeout, path, "eval")
+        left = time_left(deadline, timeout, name, "eval")
         res = run_lava(
             path,
             np.ascontiguousarray(x),
@@ -121,6 +121,7 @@ def _lava_runs(net, path, images, steps, chunk, rule, deadline, timeout) -> Iter
             record_state=state,
             timeout=left,
             net=net,
+            name=name,
         )
         v = None if not state else res.v[-1][:, -1]
         spikes = sum(int(s.sum()) for s in res.spikes)
@@ -129,7 +130,7 @@ def _lava_runs(net, path, images, steps, chunk, rule, deadline, timeout) -> Iter
 
 def evaluate_network(
     net: NetXNetwork,
-    path: str | Path,
+    path: str | Path | None,
     images: np.ndarray,
     labels: np.ndarray,
     steps: int,
@@ -142,18 +143,24 @@ def evaluate_network(
     progress: Callable[[Iterable, str, int], Iterable] | None = None,
     data: str = "images",
     compiled: bool = False,
+    name: str | None = None,
 ) -> Evaluation:
     """Evaluate ``net`` (the file ``path``) on ``images`` (N, *input_shape) uint8 pixels with
     ``labels`` (N,) over ``steps`` steps on ``backend`` (emulator, lava or both).
 
     ``progress(iterable, description, total)`` wraps each back end's loop (a progress bar);
     ``data`` names the images in errors. ``compiled``: the emulator's neurons as fused kernels
-    (see :class:`~snn2loihi.deploy.emulator.Emulator`).
+    (see :class:`~snn2loihi.deploy.emulator.Emulator`). ``path`` None: a network held only in
+    memory (Lava gets it written into each run's own folder); ``name`` names it in errors.
     """
+    name = name or str(path)
     if backend not in EVAL_BACKENDS:
         raise InputDataError(f"--backend {backend}: choose from {', '.join(EVAL_BACKENDS)}")
     images = as_network_images(images, tuple(net.input_shape))
     check_images(images, labels, net, data)
+    chunk = max(batch_size, lava_chunk if backend != "emulator" else 0)
+    per_run = min(len(images), chunk)
+    check_input_budget(per_run, steps, tuple(net.input_shape), f"{data}: {per_run} images")
     rule = prediction_rule(net)
     classes = int(np.prod(net.output_shape))
     wrap = progress or (lambda it, desc, total: it)
@@ -165,12 +172,12 @@ def evaluate_network(
             it = _emulator_runs(net, images, steps, device, batch_size, rule, compiled)
             total = -(-len(images) // batch_size)
         else:
-            it = _lava_runs(net, path, images, steps, lava_chunk, rule, deadline, timeout)
+            it = _lava_runs(net, path, name, images, steps, lava_chunk, rule, deadline, timeout)
             total = -(-len(images) // lava_chunk)
         runs[name] = list(wrap(it, name, total))
     scores = {name: _score(name, parts, labels, classes) for name, parts in runs.items()}
     agreement = _agreement(runs["emulator"], runs["lava"]) if backend == "both" else None
-    return Evaluation(str(path), len(images), steps, rule, scores, agreement)
+    return Evaluation(name, len(images), steps, rule, scores, agreement)
 
 
 def _score(name: str, parts: list[_Run], labels: np.ndarray, classes: int) -> BackendScore:

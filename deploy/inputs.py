@@ -45,6 +45,8 @@ def load_input(
     shape = ", ".join(map(str, input_shape))
     if x.dtype.kind not in "biuf":
         raise InputDataError(f"{path}: dtype {x.dtype} is not numeric")
+    if repeat:  # an input neuron's bias or skip drive has its own ranges (deploy/timeline.py)
+        check_values(x, path)
     if tuple(x.shape) == tuple(input_shape):  # one image, e.g. lava-dl's pilotnet_image.npy
         x = x[None]
     if x.ndim == 1 + len(input_shape) and tuple(x.shape[1:]) == tuple(input_shape):
@@ -55,6 +57,7 @@ def load_input(
                 f"{path}: images ({x.shape[0]}, {shape}) have no time axis; give --steps T to "
                 "show each image for T steps"
             )
+        check_input_budget(x.shape[0], steps, input_shape, f"{path}: {x.shape[0]} images")
         return np.broadcast_to(x[:, None], (x.shape[0], steps, *input_shape))
     if x.ndim != 2 + len(input_shape) or tuple(x.shape[2:]) != tuple(input_shape):
         raise InputDataError(
@@ -66,6 +69,36 @@ def load_input(
             raise InputDataError(f"--steps {steps} exceeds the {x.shape[1]} steps in {path}")
         x = x[:, :steps]
     return x
+
+
+def check_input_budget(samples: int, steps: int, input_shape: tuple[int, ...], what: str) -> None:
+    """Refuse, before allocating it, an input of ``samples`` x ``steps`` steps of one byte per
+    value that would not fit the memory budget; ``what`` starts the message (e.g. the file)."""
+    nbytes = samples * steps * math.prod(input_shape)
+    budget = memory_budget()
+    if nbytes > budget:
+        raise InputDataError(
+            f"{what} x {steps} steps of input {tuple(input_shape)} need {nbytes / 2**30:.3g} "
+            f"GiB, more than the memory budget of {budget / 2**30:.3g} GiB"
+        )
+
+
+def check_values(x: np.ndarray, path) -> None:
+    """Refuse values that are not spikes (0/1) or 8-bit integers 0..255, naming the file, the
+    first bad value and its index."""
+    if x.dtype.kind == "b" or x.size == 0:
+        return
+    bad = None
+    if x.dtype.kind == "f":
+        bad = ~np.isfinite(x) | (x != np.trunc(x))
+    if bad is None or not bad.any():
+        bad = (x < 0) | (x > 255)
+    if bad.any():
+        index = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), x.shape))
+        raise InputDataError(
+            f"{path}: value {x[index]} at index {list(index)} is not a spike (0/1) or an 8-bit "
+            "integer 0..255"
+        )
 
 
 def load_labels(path: str | Path, samples: int, classes: int) -> np.ndarray:
@@ -95,11 +128,11 @@ def random_spikes(
         raise InputDataError(f"spike rate {rate} must be in [0, 1]")
     if seed < 0:
         raise InputDataError(f"--seed {seed} must be >= 0")
-    nbytes = samples * steps * math.prod(input_shape)
-    if nbytes > memory_budget():
-        raise InputDataError(
-            f"{samples} samples x {steps} steps of input {input_shape} need {nbytes / 2**30:.3g} "
-            f"GiB, more than the memory budget of {memory_budget() / 2**30:.3g} GiB"
-        )
+    check_input_budget(samples, steps, input_shape, f"{samples} samples")
     rng = np.random.default_rng(seed)
-    return (rng.random((samples, steps, *input_shape)) < rate).astype(np.uint8)
+    out = np.empty((samples, steps, *input_shape), dtype=np.uint8)
+    # rng.random draws float64: one sample at a time bounds that to 8x one sample's bytes, and
+    # the generator's stream (C order) is the same as one draw of the whole array
+    for i in range(samples):
+        np.less(rng.random((steps, *input_shape)), rate, out=out[i], casting="unsafe")
+    return out

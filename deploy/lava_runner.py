@@ -31,7 +31,7 @@ import numpy as np
 from snn2loihi.deploy.lava_compat import import_netx
 from snn2loihi.errors import LavaRunError, LavaUnavailableError, Snn2LoihiError
 from snn2loihi.loihi import GRADED_MESSAGE_BITS
-from snn2loihi.netx_io import read_network
+from snn2loihi.netx_io import read_network, write_network
 from snn2loihi.schema import NetXNetwork
 
 log = logging.getLogger(__name__)
@@ -437,7 +437,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def run_lava(
-    path: str | Path,
+    path: str | Path | None,
     x: np.ndarray,
     *,
     graded: bool,
@@ -447,8 +447,13 @@ def run_lava(
     timeout: float | None = None,
     net: NetXNetwork | None = None,
     clock: dict | None = None,
+    name: str | None = None,
 ) -> LavaResult:
     """Run samples ``x`` (N, T, *input_shape) through the ``.net`` file on Lava.
+
+    ``path`` None: the network ``net`` (required then) is written into the run's own folder,
+    which the Lava child removes if the command is killed, so no file outlives it; ``name``
+    then names it in errors.
 
     ``graded`` sends the input as 8-bit graded messages (``input_message_bits=8``), else as
     spikes. ``probe_all`` returns every layer's spikes, not only the output; ``record_state``
@@ -459,19 +464,25 @@ def run_lava(
     network): ``{"drive", "steps", "reset_interval", "reset_offset", "record"}`` (see
     :mod:`snn2loihi.deploy.timeline`); the result's ``records`` then hold every built layer.
     """
-    path = Path(path).resolve()
-    net = net if net is not None else read_network(path)
-    request = LavaRequest(
-        str(path),
-        tuple(net.input_shape),
-        bool(graded),
-        probe_all,
-        record_state,
-        backend,
-        **({"clock": "global", **clock} if clock else {}),
-    )
+    if path is None and net is None:
+        raise ValueError("run_lava needs the .net file or the network")
+    if path is not None:
+        path = Path(path).resolve()
+        net = net if net is not None else read_network(path)
+    shown = name or path or "the network"
     with tempfile.TemporaryDirectory(prefix="snn2loihi-lava-") as tmp:
         folder = Path(tmp)
+        if path is None:
+            path = write_network(net, folder / "model.net")
+        request = LavaRequest(
+            str(path),
+            tuple(net.input_shape),
+            bool(graded),
+            probe_all,
+            record_state,
+            backend,
+            **({"clock": "global", **clock} if clock else {}),
+        )
         np.save(folder / "x.npy", np.asarray(x))
         (folder / "request.json").write_text(request.to_json())
         proc = subprocess.Popen(
@@ -485,7 +496,7 @@ def run_lava(
                 _, stderr = proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
                 raise LavaRunError(
-                    f"{path}: the Lava run exceeded the timeout of {timeout:g} s and was stopped"
+                    f"{shown}: the Lava run exceeded the timeout of {timeout:g} s and was stopped"
                 ) from None
         finally:
             _kill_group(proc)
@@ -495,7 +506,7 @@ def run_lava(
         if proc.returncode != 0 or not (folder / "result.json").exists():
             tail = stderr.decode(errors="replace").strip().splitlines()[-1:] if stderr else []
             raise LavaRunError(
-                f"{path}: the Lava process failed (exit code {proc.returncode}){': ' + tail[0] if tail else ''}"
+                f"{shown}: the Lava process failed (exit code {proc.returncode}){': ' + tail[0] if tail else ''}"
             )
         return _load_result(folder)
 

@@ -157,15 +157,19 @@ def bytes_per_sample(net: NetXNetwork, steps: int) -> int:
     return steps * (8 * math.prod(net.input_shape) + 10 * neurons)
 
 
-def samples_per_chunk(net: NetXNetwork, steps: int, budget: int | None = None) -> int:
+def samples_per_chunk(
+    net: NetXNetwork, steps: int, budget: int | None = None, where: object | None = None
+) -> int:
     """How many samples one chunk may hold so that a chunk takes at most a quarter of ``budget``
-    (default :func:`snn2loihi.arrays.memory_budget`)."""
+    (default :func:`snn2loihi.arrays.memory_budget`); ``where`` (the file) starts the refusal."""
     budget = memory_budget() if budget is None else budget
     need = bytes_per_sample(net, steps)
     if 4 * need > budget:
+        hint = "use fewer steps" if steps > 1 else "the network is too large for this machine"
         raise InputDataError(
-            f"one sample of {steps} steps needs about {need / 2**30:.3g} GiB for parity, more "
-            f"than a quarter of the memory budget ({budget / 2**30:.3g} GiB); use fewer steps"
+            f"{where or 'parity'}: one sample of {steps} steps needs about "
+            f"{need / 2**30:.3g} GiB for parity, more than a quarter of the memory budget "
+            f"({budget / 2**30:.3g} GiB); {hint}"
         )
     return max(1, budget // (4 * need))
 
@@ -189,7 +193,7 @@ def run_parity(
     if np.ndim(x) != 2 + len(net.input_shape):
         check_input(x, net.input_shape)  # raises the shape error
     steps = int(np.shape(x)[1])
-    chunk = chunk or samples_per_chunk(net, steps)
+    chunk = chunk or samples_per_chunk(net, steps, where=path)
     deadline = None if timeout is None else time.monotonic() + timeout
     emulator = Emulator(net, device=device)
     report = ParityReport(net=str(path), samples=len(x), steps=steps, graded_input=False)

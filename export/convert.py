@@ -183,6 +183,25 @@ def check_options(percentile: float, mean, std, channels: int) -> None:
                 raise InputDataError(f"{name}[{i}] = {v} must be {rule}")
 
 
+def npz_image_shape(path: str | Path) -> tuple[int, ...] | None:
+    """(C, H, W) of the images ``x`` (NHWC or NHW) of an ``.npz``, from its header alone; None
+    when the header cannot tell (the loader then says why)."""
+    from snn2loihi.arrays import npz_header
+
+    header = npz_header(path, "x")
+    if header is None or len(header[0]) not in (3, 4):
+        return None
+    shape = header[0]
+    return (1, *shape[1:]) if len(shape) == 3 else (shape[3], shape[1], shape[2])
+
+
+def _check_image_shape(net, shape: tuple[int, ...], calib, onnx_path) -> None:
+    if len(net.input_shape) == 3 and all(net.input_shape) and net.input_shape != shape:
+        raise DataUnavailableError(
+            f"{calib}: images are {shape} (C, H, W), the ONNX input '{onnx_path}' is {net.input_shape}"
+        )
+
+
 def convert_onnx(
     onnx_path: str | Path,
     calib: str | Path,
@@ -205,13 +224,13 @@ def convert_onnx(
     out = Path(out)
     check_export_outputs(out, {"ONNX": onnx_path, "--calib": calib}, force)
     net = read_onnx(onnx_path)
+    header_shape = npz_image_shape(calib)  # checked before the images are decompressed
+    if header_shape is not None:
+        check_options(percentile, mean, std, header_shape[0])
+        _check_image_shape(net, header_shape, calib, onnx_path)
     data = load_eval_data(default_config().data, "train", calib)
     check_options(percentile, mean, std, int(data.x.shape[1]))
-    shape = tuple(int(v) for v in data.x.shape[1:])
-    if len(net.input_shape) == 3 and all(net.input_shape) and net.input_shape != shape:
-        raise DataUnavailableError(
-            f"{calib}: images are {shape} (C, H, W), the ONNX input '{onnx_path}' is {net.input_shape}"
-        )
+    _check_image_shape(net, tuple(int(v) for v in data.x.shape[1:]), calib, onnx_path)
     model, ann_acc, lams = onnx_to_model(
         net, data, steps=steps, percentile=percentile, mean=mean, std=std
     )

@@ -51,14 +51,17 @@ def export_checkpoint(
     """
     from snn2loihi.export.loader import load_model
     from snn2loihi.export.pipeline import write_deployable
-    from snn2loihi.train.checkpoint import checkpoint_config
+    from snn2loihi.train.checkpoint import checkpoint_config, checkpoint_input, data_inputs
 
     out = None if out is None else Path(out)
     onnx = None if onnx is None else Path(onnx)
     nir = None if nir is None else Path(nir)
-    check_export_outputs(out, {"checkpoint": checkpoint, "--data": data_file}, force, onnx, nir)
+    inputs = {**checkpoint_input(checkpoint), "--data": data_file}
+    check_export_outputs(out, inputs, force, onnx, nir)
     model, state = load_model(checkpoint)
     config = checkpoint_config(state)
+    if data_file is None and accuracy:  # the accuracy check reads the config's data files
+        check_export_outputs(out, data_inputs(config.data), force, onnx, nir)
     weight_bits = config.train.weight_bits
     report: dict = {"checkpoint": str(checkpoint), "net": None if out is None else str(out)}
     if onnx is not None:

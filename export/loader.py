@@ -84,10 +84,10 @@ def load_model(path: str | Path):
     Raises :class:`CheckpointError` for unreadable or inconsistent files and
     :class:`NotDeployableError` for configs or modules NetX cannot run.
     """
-    from snn2loihi.train.checkpoint import checkpoint_config, load_checkpoint
+    from snn2loihi.train.checkpoint import checkpoint_config, checkpoint_file, load_checkpoint
     from snn2loihi.train.factory import model_from_config
 
-    file = Path(path) / "last.pt" if Path(path).is_dir() else Path(path)
+    file = checkpoint_file(path)
     if file.is_file() and file.stat().st_size == 0:
         raise CheckpointError(f"checkpoint '{file}' is empty (0 bytes)")
     try:

@@ -161,6 +161,22 @@ def integer_network(lowered, steps: int, weight_bits: int, changes: list[str]):
     return net, scales, clipped, is_exact
 
 
+def _metadata_number(meta: dict, name: str, path) -> float | None:
+    """The graph's ``snn2loihi_<name>`` metadata: None if absent, else a finite number > 0
+    (NaN, infinities, text and values <= 0 are refused, never replaced by the default)."""
+    from snn2loihi.errors import InputDataError
+
+    key = META_PREFIX + name
+    if key not in meta:
+        return None
+    v = meta[key]
+    if isinstance(v, str) or not (math.isfinite(v) and v > 0):
+        raise InputDataError(f"{path}: graph metadata {key} = {v!r} must be a finite number > 0")
+    if name == "steps" and v != int(v):
+        raise InputDataError(f"{path}: graph metadata {key} = {v!r} must be an integer")
+    return v
+
+
 def convert_nir(
     nir_path: str | Path,
     out: str | Path,
@@ -191,9 +207,10 @@ def convert_nir(
     if dialect not in DIALECTS:
         raise InputDataError(f"--dialect {dialect!r} must be one of {', '.join(DIALECTS)}")
     g = read_nir(nir_path)
-    meta = g.metadata
-    steps = int(steps or meta.get(META_PREFIX + "steps") or 16)
-    dt = float(dt or meta.get(META_PREFIX + "dt") or (1e-3 if dialect == "norse" else 1e-4))
+    meta_steps = _metadata_number(g.metadata, "steps", nir_path)
+    meta_dt = _metadata_number(g.metadata, "dt", nir_path)
+    steps = int(steps or meta_steps or 16)
+    dt = float(dt or meta_dt or (1e-3 if dialect == "norse" else 1e-4))
     input_scale = 1 / 255 if input_scale is None else float(input_scale)
     for name, v in (("--dt", dt), ("--input-scale", input_scale)):
         if not (math.isfinite(v) and v > 0):

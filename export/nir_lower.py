@@ -152,15 +152,20 @@ def _reaches(outs: dict[str, list[str]], src: str, dst: str) -> bool:
     return False
 
 
+_ZERO_ALLOWED = ("padding",)  # every other pair (stride, dilation, kernel, groups) is >= 1
+
+
 def _pair(v, name: str, node: NirNode, default: int) -> tuple[int, int]:
     if v is None:
         return (default, default)
     a = np.asarray(v, dtype=np.float64).reshape(-1)
     if a.size == 1:
         a = np.repeat(a, 2)
-    if a.size != 2 or not np.all(a == np.round(a)) or a.min() < 0 or a.max() > 127:
+    low = 0 if name in _ZERO_ALLOWED else 1
+    if a.size != 2 or not np.all(a == np.round(a)) or a.min() < low or a.max() > 127:
         raise NotDeployableError(
-            f"node '{node.name}' ({node.kind}): {name} {a.tolist()} is not 1 or 2 integers in 0..127"
+            f"node '{node.name}' ({node.kind}): {name} {a.tolist()} is not 1 or 2 integers in "
+            f"{low}..127"
         )
     return int(a[0]), int(a[1])
 

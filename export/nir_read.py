@@ -171,9 +171,7 @@ def _metadata(group) -> dict:
             except NirFormatError:
                 continue
         elif ds.dtype.kind in "biuf":
-            v = float(ds[()])
-            if math.isfinite(v):
-                out[key] = v
+            out[key] = float(ds[()])  # NaN/inf kept: the reader of a key refuses them
     return out
 
 

@@ -34,7 +34,8 @@ def memory_budget() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
 
 
-def _size(n: int) -> str:
+def size_text(n: int) -> str:
+    """Bytes as people read them: GiB from 128 MiB up, else bytes with separators."""
     return f"{n / 2**30:.3g} GiB" if n >= 2**27 else f"{n:,} bytes"
 
 
@@ -61,14 +62,14 @@ def _check_size(name: str, shape: tuple[int, ...], dtype: np.dtype, data_bytes: 
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > data_bytes:
         raise InputDataError(
-            f"{name}: the header claims {shape} {dtype} = {_size(nbytes)}, but the file holds "
-            f"only {_size(data_bytes)} of data"
+            f"{name}: the header claims {shape} {dtype} = {size_text(nbytes)}, but the file holds "
+            f"only {size_text(data_bytes)} of data"
         )
     budget = memory_budget()
     if nbytes > budget:
         raise InputDataError(
-            f"{name}: array {shape} {dtype} needs {_size(nbytes)}, more than the memory budget "
-            f"of {_size(budget)} (set {BUDGET_ENV} in bytes to change it)"
+            f"{name}: array {shape} {dtype} needs {size_text(nbytes)}, more than the memory budget "
+            f"of {size_text(budget)} (set {BUDGET_ENV} in bytes to change it)"
         )
 
 
@@ -87,6 +88,21 @@ def load_npy(path: str | os.PathLike) -> np.ndarray:
         raise InputDataError(f"{path}: is a folder, expected a .npy file") from None
     except (ValueError, OSError, EOFError) as exc:
         raise InputDataError(f"{path}: not a readable .npy array ({exc})") from None
+
+
+def npz_header(path: str | os.PathLike, key: str) -> tuple[tuple[int, ...], np.dtype] | None:
+    """``(shape, dtype)`` of the array ``key`` of the ``.npz`` file ``path``, from its header
+    alone (nothing is decompressed beyond it); None if the file or the array cannot be read
+    (:func:`load_npz` then says why)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = {i.filename.removesuffix(".npy"): i for i in zf.infolist()}.get(key)
+            if info is None:
+                return None
+            with zf.open(info) as fh:
+                return _read_header(fh, f"{path}[{key}]")
+    except (InputDataError, zipfile.BadZipFile, ValueError, OSError, EOFError):
+        return None
 
 
 def load_npz(path: str | os.PathLike, keys: tuple[str, ...]) -> dict[str, np.ndarray]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from snn2loihi.arrays import BUDGET_ENV, memory_budget, size_text
 from snn2loihi.atomic import atomic_path
 from snn2loihi.errors import (
     NetXFormatError,
@@ -146,6 +147,18 @@ def _read_steps(f: h5py.File, path: Path) -> int | None:
 
 
 # ----------------------------------------------------------------------------------------- reader
+BLOCK_ELEMENTS = 2**20  # float datasets are read and checked this many values at a time
+
+
+def _row_blocks(shape: tuple[int, ...]) -> list:
+    """Index expressions that read a dataset of ``shape`` in blocks of whole rows (of about
+    :data:`BLOCK_ELEMENTS` values); a scalar is one block."""
+    if not shape or shape[0] == 0:
+        return [()]
+    rows = max(1, BLOCK_ELEMENTS // max(1, math.prod(shape[1:])))
+    return [slice(lo, lo + rows) for lo in range(0, shape[0], rows)]
+
+
 class _LayerReader:
     """Reads typed fields of one layer group, raising errors that name file, layer and field."""
 
@@ -170,21 +183,38 @@ class _LayerReader:
             raise self.error(key, f"has {ds.size} elements, more than the limit {MAX_ELEMENTS}")
         if ds.dtype.kind not in "iufb":
             raise self.error(key, f"has dtype {ds.dtype}, expected numbers")
+        out_dtype = np.dtype(np.int64) if integer else ds.dtype
+        need, budget = ds.size * out_dtype.itemsize, memory_budget()
+        if need > budget:
+            raise self.error(
+                key,
+                f"{ds.shape} needs {size_text(need)}, more than the memory budget of "
+                f"{size_text(budget)} (set {BUDGET_ENV} in bytes to change it)",
+            )
         try:
-            data = np.asarray(ds[()])
+            if ds.dtype.kind != "f":
+                data = np.asarray(ds[()])
+                return data.astype(np.int64) if integer else data
+            out = np.empty(ds.shape, out_dtype)
+            for block in _row_blocks(ds.shape):  # bounded temporaries, whatever the size
+                out[block] = self._checked_floats(key, np.asarray(ds[block]), integer)
+            return out
         except (OSError, ValueError, TypeError) as exc:
             raise self.error(key, f"cannot be read ({exc})") from None
-        if data.dtype.kind == "f":
-            if not np.all(np.isfinite(data)):
-                raise self.error(key, "holds NaN or infinite values")
-            if integer and not np.all(data == np.trunc(data)):
-                bad = data[data != np.trunc(data)].flat[0]
-                raise self.error(
-                    key, f"holds the non-integer value {bad}; NetX truncates it, quantize first"
-                )
-            if integer and np.abs(data).max(initial=0) > 2**53:
-                raise self.error(key, "holds values too large for an integer")
-        return data.astype(np.int64) if integer else data
+
+    def _checked_floats(self, key: str, data: np.ndarray, integer: bool) -> np.ndarray:
+        """``data`` after refusing NaN/inf and, for ``integer`` fields, fractions and values
+        beyond 2**53."""
+        if not np.all(np.isfinite(data)):
+            raise self.error(key, "holds NaN or infinite values")
+        if integer and not np.all(data == np.trunc(data)):
+            bad = data[data != np.trunc(data)].flat[0]
+            raise self.error(
+                key, f"holds the non-integer value {bad}; NetX truncates it, quantize first"
+            )
+        if integer and np.abs(data).max(initial=0) > 2**53:
+            raise self.error(key, "holds values too large for an integer")
+        return data
 
     def scalar(self, key: str) -> int:
         data = self.array(key)
@@ -413,14 +443,56 @@ def _read_layers(f: h5py.File, path: Path) -> list[Layer]:
     return layers
 
 
+MAX_DEPTH = 8  # NetX nests layer/<i>/neuron/<field>: four levels
+MAX_ENTRIES = MAX_LAYERS * 64
+
+
+def _refuse_links(f: h5py.File, path: Path) -> None:
+    """Refuse soft and external links (never followed: a cycle, a dangling target or another
+    file) and hard-linked group cycles, walking the link table only; NetX writes none."""
+    stack, seen = [("", f, 0)], 0
+    while stack:
+        name, group, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise NetXFormatError(f"{path}: '{name}' is nested deeper than {MAX_DEPTH} groups")
+        for key in group:
+            seen += 1
+            if seen > MAX_ENTRIES:
+                raise NetXFormatError(f"{path}: more than {MAX_ENTRIES} entries")
+            full, link = f"{name}/{key}", group.get(key, getlink=True)
+            if isinstance(link, h5py.SoftLink):
+                raise NetXFormatError(
+                    f"{path}: '{full}' is a soft link to '{link.path}'; links are not followed"
+                )
+            if isinstance(link, h5py.ExternalLink):
+                raise NetXFormatError(
+                    f"{path}: '{full}' is an external link to {link.filename}:{link.path}; "
+                    "links are not followed"
+                )
+            child = group.get(key)
+            if isinstance(child, h5py.Group):
+                stack.append((full, child, depth + 1))
+
+
 def _open(path: Path) -> h5py.File:
-    """The file opened read-only, or :class:`NetXFormatError` naming it."""
+    """The file opened read-only with its links checked, or :class:`NetXFormatError`."""
     if not path.is_file():
         raise NetXFormatError(f"{path}: no such file")
     try:
-        return h5py.File(path, "r")
+        f = h5py.File(path, "r")
     except OSError as exc:
         raise NetXFormatError(f"{path}: not a readable HDF5 file ({exc})") from None
+    try:
+        _refuse_links(f, path)
+    except NetXFormatError:
+        f.close()
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+        f.close()
+        raise NetXFormatError(
+            f"{path}: corrupt or unreadable HDF5 content ({type(exc).__name__}: {exc})"
+        ) from None
+    return f
 
 
 @dataclass(frozen=True)

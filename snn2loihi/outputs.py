@@ -2,7 +2,9 @@
 
 Every command names its inputs and outputs; :func:`check_outputs` refuses an output that is (or
 resolves to, through links or ``..``) one of the inputs or another output, an output that is an
-existing folder or sits where nothing can be written, and, without ``force``, one that exists.
+existing folder, socket or block device or sits where nothing can be written, and, without
+``force``, one that exists. A character device (``/dev/null``) or FIFO is written into, never
+replaced, and needs no ``force``: nothing in it can be lost.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from snn2loihi.atomic import check_special
 from snn2loihi.errors import OutputPathError
 
 PathLike = str | os.PathLike
@@ -59,6 +62,10 @@ def check_outputs(
                 raise OutputPathError(f"{name} {path} is also {other}; give two different files")
         if path.is_dir():
             raise OutputPathError(f"{name} {path} is a folder; give a file name")
+        if check_special(path, name):  # a device or FIFO: written into, never replaced
+            if not os.access(path, os.W_OK):
+                raise OutputPathError(f"{name} {path}: cannot write into it")
+            continue
         blocked = _writable_folder(path)
         if blocked is not None:
             raise OutputPathError(f"{name} {path}: cannot create files in {blocked}")

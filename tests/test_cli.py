@@ -129,6 +129,42 @@ def _negative_vth(tmp_path, net):
         f["layer/1/neuron/vThMant"][()] = -3
 
 
+def _images(tmp_path, net):
+    x = np.random.default_rng(3).integers(0, 256, size=(4, 2, 8, 8), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    np.savez(tmp_path / "d.npz", x=x.transpose(0, 2, 3, 1), y=np.arange(4))
+
+
+def _wide_net(tmp_path, net):
+    """A 31 KB network whose input is 1x100000x100000 (two stride-127 convs)."""
+    from snn2loihi.netx_io import write_network
+    from snn2loihi.testing.netgen import NetSpec, RandomConv
+
+    conv = RandomConv(1, stride=(127, 127))
+    spec = NetSpec(input_shape=(1, 100000, 100000), convs=(conv, conv), dense=(10,))
+    write_network(random_network(spec, seed=0), tmp_path / "wide.net")
+
+
+def _linked(kind: str):
+    """A .net whose layer 1 weight is a link (never followed) or holds a hard-linked cycle."""
+
+    def prepare(tmp_path, net):
+        with h5py.File(net, "a") as f:
+            if kind == "hard-cycle":
+                f["layer/0/loop"] = f["layer"]
+                return
+            del f["layer/1/weight"]
+            f["layer/1/weight"] = {
+                "cycle": h5py.SoftLink("/layer/1/w2"),
+                "dangling": h5py.SoftLink("/nowhere"),
+                "external": h5py.ExternalLink("gone.h5", "/w"),
+            }[kind]
+            if kind == "cycle":
+                f["layer/1/w2"] = h5py.SoftLink("/layer/1/weight")
+
+    return prepare
+
+
 RUN = ["run", "NET", "--out", "TMP/o.npy", "--input"]
 # (id, preparation of tmp_path and the .net, argv (NET and TMP filled in), message)
 BAD_INPUTS = [
@@ -140,9 +176,47 @@ BAD_INPUTS = [
     ("wrong-input-shape", _npy("bad.npy", np.zeros((2, 4, 3, 8, 8))), [*RUN, "TMP/bad.npy"],
      "expected (samples, steps, 2, 8, 8)"),
     ("negative-input", _npy("neg.npy", np.full((1, 4, 2, 8, 8), -1)), [*RUN, "TMP/neg.npy"],
-     "expected 0..255"),
+     "neg.npy: value -1 at index [0, 0, 0, 0, 0] is not a spike (0/1) or an 8-bit integer"),
+    ("fractional-input", _npy("f.npy", np.full((1, 4, 2, 8, 8), 0.5)), [*RUN, "TMP/f.npy"],
+     "f.npy: value 0.5 at index [0, 0, 0, 0, 0]"),
+    ("nan-input", _npy("n.npy", np.full((1, 4, 2, 8, 8), np.nan)), [*RUN, "TMP/n.npy"],
+     "n.npy: value nan at index [0, 0, 0, 0, 0]"),
     ("corrupt-net", _negative_vth, ["inspect", "NET"],
      "layer 1 (conv): field 'neuron/vThMant' = -3"),
+    # issue #30: sizes checked before allocating, options checked before any work
+    ("run-steps-beyond-memory", _images, [*RUN, "TMP/x.npy", "--steps", "1000000000"],
+     "x.npy: 4 images x 1000000000 steps of input (2, 8, 8) need 477 GiB, more than the memory"),
+    ("eval-steps-beyond-memory", _images, ["eval", "NET", "--data", "TMP/d.npz", "--steps",
+     "1000000000"], "d.npz (all images): 4 images x 1000000000 steps"),
+    ("parity-wide-input", _wide_net, ["parity", "TMP/wide.net", "--samples", "1", "--steps", "1"],
+     "wide.net: one sample of 1 steps needs about 74.5 GiB for parity"),
+    *[(f"timeout-{v}", _images, [*RUN, "TMP/x.npy", "--steps", "2", "--timeout", v],
+       f"argument --timeout: {v} must be a finite number of seconds > 0")
+      for v in ("nan", "inf", "0", "-5")],
+    ("parity-timeout-inf", None, ["parity", "NET", "--timeout", "inf"], "inf must be a finite"),
+    ("eval-timeout-nan", _images, ["eval", "NET", "--data", "TMP/d.npz", "--steps", "2",
+     "--timeout", "nan"], "nan must be a finite"),
+    ("record-on-sample-clock", _images, [*RUN, "TMP/x.npy", "--steps", "2", "--record", "s,u,v",
+     "--clock", "sample"], "--record needs the global clock"),
+    ("reset-interval-on-sample-clock", _images, [*RUN, "TMP/x.npy", "--steps", "2",
+     "--reset-interval", "2", "--clock", "sample"], "--reset-interval needs the global clock"),
+    ("reset-offset-alone", _images, [*RUN, "TMP/x.npy", "--steps", "2", "--reset-offset", "1"],
+     "--reset-offset 1 needs --reset-interval"),
+    ("parity-reset-offset-alone", None, ["parity", "NET", "--reset-offset", "0"],
+     "--reset-offset 0 needs --reset-interval"),
+    ("record-into-npy", _images, [*RUN, "TMP/x.npy", "--steps", "2", "--record", "s"],
+     "--out TMP/o.npy: --record writes an .npz archive"),
+    *[(f"link-{kind}", _linked(kind), ["inspect", "NET"], words) for kind, words in (
+        ("cycle", "'/layer/1/w2' is a soft link to '/layer/1/weight'; links are not followed"),
+        ("dangling", "'/layer/1/weight' is a soft link to '/nowhere'"),
+        ("external", "'/layer/1/weight' is an external link to gone.h5:/w"),
+        ("hard-cycle", "is nested deeper than 8 groups"))],
+    ("train-seed-huge", None, ["train", "--seed", "99999999999999999999999", "--out", "TMP/t"],
+     "argument --seed: 99999999999999999999999 must be in 0..9223372036854775807"),
+    ("train-seed-negative-in-config", None, ["train", "--set", "train.seed=-3", "--out", "TMP/t"],
+     "train.seed = -3 must be in [0, 9223372036854775807]"),
+    ("demo-seed-huge", None, ["demo", "--seed", "99999999999999999999999", "--out", "TMP/t"],
+     "argument --seed: 99999999999999999999999 must be in"),
 ]  # fmt: skip
 
 
@@ -153,9 +227,12 @@ def test_bad_input_exits_2_with_one_line(prepare, argv, message, small_net, tmp_
     if prepare is not None:
         prepare(tmp_path, small_net)
     fill = {"NET": str(small_net), "TMP": str(tmp_path)}
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()}
     err = cli_refusal([fill.get(a, a).replace("TMP", str(tmp_path)) for a in argv])
-    assert message in err
-    assert not (tmp_path / "o.npy").exists()
+    assert message.replace("TMP", str(tmp_path)) in err
+    assert not (tmp_path / "o.npy").exists() and not (tmp_path / "t").exists()
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()}
+    assert after == before  # every input byte-identical, nothing written
 
 
 @pytest.mark.multiprocess

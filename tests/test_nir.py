@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -198,6 +199,63 @@ def test_pooling_and_scale_fold(tmp_path):
     assert conv.weight.shape == (3, 1, 6, 6) and conv.stride == (2, 2) and conv.padding == (2, 2)
     assert net.layers[3].weight.shape == (10, 48)
     assert report["accuracy"]["loihi_form_float_acc"] == report["accuracy"]["nir_reference_acc"]
+
+
+def _conv_graph(metadata: dict | None = None):
+    """input 1x8x8 -> Conv2d(3, k3) -> IF -> Flatten -> Affine -> I -> output."""
+    rng = np.random.default_rng(1)
+    side = 6
+    g = _graph(
+        {
+            "input": nir.Input(input_type=np.array([1, 8, 8])),
+            "conv": nir.Conv2d(
+                input_shape=(8, 8),
+                weight=rng.normal(0, 1, (3, 1, 3, 3)),
+                stride=1,
+                padding=0,
+                dilation=1,
+                groups=1,
+                bias=np.zeros(3),
+            ),
+            "if1": nir.IF(r=np.full(3, 1e4), v_threshold=np.full(3, 0.5)),
+            "flat": nir.Flatten(input_type={"input": np.array([3, side, side])}, start_dim=0),
+            "fc": nir.Affine(weight=rng.normal(0, 1, (10, 3 * side * side)), bias=np.zeros(10)),
+            "out_li": nir.I(r=np.full(10, 1e4)),
+            "output": nir.Output(output_type=np.array([10])),
+        },
+        [("input", "conv"), ("conv", "if1"), ("if1", "flat"), ("flat", "fc"),
+         ("fc", "out_li"), ("out_li", "output")],
+    )  # fmt: skip
+    g.metadata = metadata or {}
+    return g
+
+
+@pytest.mark.parametrize(
+    ("stride", "metadata", "words"),
+    [
+        (0, None, ("node 'conv' (Conv2d): stride [0.0, 0.0] is not 1 or 2 integers in 1..127",)),
+        (1, {"snn2loihi_dt": float("nan")}, ("graph metadata snn2loihi_dt = nan",)),
+        (1, {"snn2loihi_dt": float("inf")}, ("graph metadata snn2loihi_dt = inf",)),
+        (1, {"snn2loihi_steps": float("nan")}, ("graph metadata snn2loihi_steps = nan",)),
+        (1, {"snn2loihi_steps": 2.5}, ("snn2loihi_steps = 2.5 must be an integer",)),
+    ],
+)
+def test_bad_geometry_and_metadata_are_refused(tmp_path, cli_refusal, stride, metadata, words):
+    nir.write(tmp_path / "g.nir", _conv_graph(metadata))
+    if stride != 1:  # nir.Conv2d itself divides by the stride: edit the written file
+        with h5py.File(tmp_path / "g.nir", "a") as f:
+            f["node/nodes/conv/stride"][...] = stride
+    before = (tmp_path / "g.nir").read_bytes()
+    err = cli_refusal(["convert", tmp_path / "g.nir", "--out", tmp_path / "g.net"])
+    assert "g.nir" in err and all(w in err for w in words), err
+    assert not (tmp_path / "g.net").exists() and (tmp_path / "g.nir").read_bytes() == before
+
+
+def test_a_graph_with_valid_metadata_converts(tmp_path):
+    nir.write(tmp_path / "g.nir", _conv_graph({"snn2loihi_dt": 1e-4, "snn2loihi_steps": 4}))
+    report = convert_nir(tmp_path / "g.nir", tmp_path / "g.net")
+    assert read_network(tmp_path / "g.net").layers[1].weight.shape == (3, 1, 3, 3)
+    assert report["global_clock"] is None
 
 
 # -- real libraries -----------------------------------------------------------------------------

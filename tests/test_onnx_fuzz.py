@@ -407,3 +407,23 @@ def test_convert_options_are_checked_up_front(tmp_path, capsys, calib, options, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and re.search(needle, err), err
     assert not out.exists()
+
+
+def test_calibration_images_of_the_wrong_shape_are_refused_from_their_header(tmp_path, cli_refusal):
+    """A small .npz that deflates to 80 MiB of images the ONNX input cannot take: refused from
+    the member's header, before it is decompressed (issue #30, item 5)."""
+    import tracemalloc
+
+    calib = tmp_path / "bomb.npz"
+    np.savez_compressed(calib, x=np.zeros((20000, 64, 64), np.uint8), y=np.zeros(20000, int))
+    assert calib.stat().st_size < 2**20
+    path = _write(tmp_path, tiny_cnn())
+    tracemalloc.start()
+    try:
+        err = cli_refusal(["convert", path, "--calib", calib, "--out", tmp_path / "o.net"])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "bomb.npz: images are (1, 64, 64) (C, H, W), the ONNX input" in err, err
+    assert peak < 2**24, f"peak {peak / 2**20:.0f} MiB"
+    assert not (tmp_path / "o.net").exists()

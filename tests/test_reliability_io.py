@@ -5,6 +5,13 @@ from __future__ import annotations
 
 import io
 import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -215,3 +222,235 @@ def test_merged_chunks_keep_the_first_mismatch_of_the_whole_run():
     merged = merge_layer(merge_layer(merge_layer(None, a, 0), b, 4), c, 8)
     assert (merged.lava_spikes, merged.emulator_spikes, merged.mismatches) == (22, 24, 3)
     assert merged.first_mismatch == [5, 2, [3]]
+
+
+# Round three (issue #30): special files, inputs named through run folders, explicit data.
+
+
+@pytest.fixture
+def images(tmp_path):
+    """Four 2x8x8 images (SMALL's input) as run's .npy and as eval's .npz (x NHWC, y)."""
+    x = np.random.default_rng(3).integers(0, 256, size=(4, 2, 8, 8), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    np.savez(tmp_path / "d.npz", x=x.transpose(0, 2, 3, 1), y=np.arange(4))
+    return tmp_path / "x.npy", tmp_path / "d.npz"
+
+
+def _read_fifo(path: Path) -> tuple[threading.Thread, list[bytes]]:
+    got: list[bytes] = []
+
+    def read():
+        with open(path, "rb") as fh:
+            got.append(fh.read())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return reader, got
+
+
+@pytest.fixture
+def null_device(tmp_path) -> Path:
+    """A character device that discards what is written: a copy of /dev/null (1, 3) in tmp_path
+    where we may create one (root), else /dev/null itself (which a user who may not create one
+    cannot replace either). A regression then replaces the copy, never the machine's /dev/null."""
+    path = tmp_path / "null"
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        return Path("/dev/null")
+    return path
+
+
+@pytest.mark.multiprocess
+def test_a_device_output_stays_a_device_after_run(write_net, images, null_device):
+    net = write_net(random_network(SMALL, seed=0))
+    args = ["--input", images[0], "--steps", 2, "--out", null_device, "--force"]
+    res = run_cli("run", net, *args)
+    assert res.returncode == 0, res.stderr
+    assert stat.S_ISCHR(os.stat(null_device).st_mode)
+    assert [p.name for p in null_device.parent.glob(".null.*")] == []
+
+
+@pytest.mark.multiprocess
+def test_standard_output_redirected_into_a_file_is_appended_to(write_net, images, tmp_path):
+    """`--out /proc/self/fd/1` (what /dev/stdout links to) with stdout going into a file: the
+    array is appended to that file; nothing is renamed in /proc or /dev (/proc refuses it, so a
+    regression fails here without touching the machine's /dev/stdout)."""
+    net = write_net(random_network(SMALL, seed=0))
+    log = tmp_path / "log"
+    log.write_bytes(b"kept\n")
+    cmd = [sys.executable, "-m", "snn2loihi", "run", str(net), "--input", str(images[0])]
+    with open(log, "ab") as out:
+        res = subprocess.run(
+            [*cmd, "--steps", "2", "--out", "/proc/self/fd/1"], stdout=out, stderr=subprocess.PIPE
+        )
+    assert res.returncode == 0, res.stderr.decode()[-2000:]
+    data = log.read_bytes()
+    assert data.startswith(b"kept\n")
+    assert np.load(io.BytesIO(data[5:])).shape == (4, 2, 10)
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]], ids=["plain", "force"])
+def test_run_writes_into_a_fifo_without_replacing_it(write_net, images, tmp_path, force):
+    from snn2loihi.app.cli import main
+
+    net = write_net(random_network(SMALL, seed=0))
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    reader, got = _read_fifo(fifo)
+    assert main(["run", str(net), "--input", str(images[0]), "--steps", "2", "--out", str(fifo),
+                 *force]) == 0  # fmt: skip
+    reader.join(30)
+    assert np.load(io.BytesIO(got[0])).shape == (4, 2, 10)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_eval_json_writes_into_a_device_without_force(write_net, images, null_device, capsys):
+    from snn2loihi.app.cli import main
+
+    net = write_net(random_network(SMALL, seed=0))
+    argv = ["eval", str(net), "--data", str(images[1]), "--steps", "2", "--json", str(null_device)]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert stat.S_ISCHR(os.stat(null_device).st_mode)
+
+
+def test_a_socket_output_is_refused(write_net, images, tmp_path, cli_refusal):
+    net = write_net(random_network(SMALL, seed=0))
+    sock = socket.socket(socket.AF_UNIX)
+    path = tmp_path / "s.sock"
+    sock.bind(str(path))
+    try:
+        err = cli_refusal(["run", net, "--input", images[0], "--steps", 2, "--out", path])
+    finally:
+        sock.close()
+    assert "s.sock is a socket" in err and stat.S_ISSOCK(os.stat(path).st_mode)
+
+
+def _run_folder(tmp_path, name: str) -> Path:
+    """A run folder holding a checkpoint as last.pt (and its config.toml)."""
+    ckpt, _, _ = random_checkpoint(tmp_path / name, "dense-only")
+    ckpt.rename(ckpt.parent / "last.pt")
+    return ckpt.parent
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["export", "RUN", "--out", "RUN/last.pt", "--force"], ("--out", "(run folder")),
+        (["export", "RUN/", "--onnx", "RUN/last.pt", "--force"], ("--onnx", "(run folder")),
+        (["export", "RUN/../r/", "--nir", "LINK", "--force"], ("--nir", "(run folder")),
+        (["export", "RUN/last.pt", "--out", "HARD", "--force"], ("--out", "hard.pt")),
+        (["eval", "RUN", "--json", "RUN/last.pt"], ("--json", "(run folder")),
+        (["eval", "RUN", "--plot", "LINK"], ("--plot", "(run folder")),
+    ],
+)
+def test_the_file_a_run_folder_names_is_an_input(tmp_path, cli_refusal, argv, words):
+    run = _run_folder(tmp_path, "r")
+    (tmp_path / "link.pt").symlink_to(run / "last.pt")
+    os.link(run / "last.pt", tmp_path / "hard.pt")
+    fill = {"LINK": str(tmp_path / "link.pt"), "HARD": str(tmp_path / "hard.pt")}
+    before = snapshot(tmp_path)
+    err = cli_refusal([fill.get(a, a.replace("RUN", str(run))) for a in argv])
+    assert all(w in err for w in words) and "is the input" in err and "last.pt" in err, err
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("data", "extra", "words"),
+    [
+        ("x.npy", [], ("x.npy", "a .net does not name a data set")),
+        ("folder", [], ("folder", "a .net does not name a data set")),
+        ("NET", [], (".net", "cannot be read")),
+        ("d.npz", ["--dataset", "mnist"], ("d.npz", "not a folder")),
+        ("missing.npz", [], ("missing.npz", "no such .npz file")),
+    ],
+)
+def test_eval_never_replaces_explicit_data_by_a_default(
+    write_net, images, tmp_path, cli_refusal, data, extra, words
+):
+    net = write_net(random_network(SMALL, seed=0))
+    (tmp_path / "folder").mkdir()
+    path = str(net) if data == "NET" else str(tmp_path / data)
+    err = cli_refusal(["eval", net, "--steps", 4, "--data", path, *extra])
+    assert all(w in err for w in words), err
+
+
+def test_eval_of_a_digits_checkpoint_refuses_a_data_folder(tmp_path, cli_refusal):
+    ckpt, _, _ = random_checkpoint(tmp_path, "dense-only")
+    (tmp_path / "folder").mkdir()
+    err = cli_refusal(["eval", ckpt, "--data", tmp_path / "folder"])
+    assert "folder" in err and "digits reads no --data" in err, err
+
+
+def test_parity_timeout_bounds_the_whole_command(write_net, cli_refusal):
+    """--timeout covers drawing the input and the emulator, not only Lava (which this test,
+    unmarked `lava`, would fail on reaching)."""
+    net = write_net(random_network(SMALL, seed=0))
+    t0 = time.monotonic()
+    err = cli_refusal(["parity", net, "--samples", 300000, "--steps", 16, "--timeout", 0.5])
+    assert "exceeded the --timeout of 0.5 s and was stopped" in err and net.name in err, err
+    assert time.monotonic() - t0 < 15
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_a_large_float_field_is_checked_in_blocks(tmp_path):
+    """A gzip-compressed float64 weight of 2**23 values (a few KB on disk): read and checked a
+    block at a time, so the peak is the int64 result plus one block, not several full-size
+    temporaries; the fraction in its last block is still found and named."""
+    import tracemalloc
+
+    from snn2loihi.errors import NetXFormatError
+    from snn2loihi.netx_io import read_network, write_network
+
+    path = write_network(random_network(SMALL, seed=0), tmp_path / "w.net")
+    with h5py.File(path, "a") as f:
+        del f["layer/3/weight"]
+        ds = f.create_dataset("layer/3/weight", (2**13, 2**10), "f8", compression="gzip")
+        ds[-1, -1] = 0.5
+    assert path.stat().st_size < 2**20
+    tracemalloc.start()
+    try:
+        with pytest.raises(NetXFormatError, match="'weight' holds the non-integer value 0.5"):
+            read_network(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.5 * 2**26, f"peak {peak / 2**20:.0f} MiB for a 64 MiB result"
+
+
+def test_a_net_field_beyond_the_memory_budget_is_refused_before_reading(tmp_path, monkeypatch):
+    from snn2loihi.errors import NetXFormatError
+    from snn2loihi.netx_io import read_network, write_network
+
+    path = write_network(random_network(SMALL, seed=0), tmp_path / "w.net")
+    monkeypatch.setenv("SNN2LOIHI_MEMORY_BUDGET", "1000")  # layer 1's weight needs 576 bytes
+    with pytest.raises(
+        NetXFormatError,
+        match=r"layer 3 \(dense\): field 'weight' \(10, 144\) needs 11,520 bytes, more than",
+    ):
+        read_network(path)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["export", "CKPT", "--out", "DATA", "--force"],
+        ["export", "CKPT", "--out", "TMP/m.net", "--onnx", "DATA", "--force"],
+        ["eval", "CKPT", "--json", "DATA"],
+    ],
+)
+def test_the_data_files_of_a_checkpoints_config_are_inputs(tmp_path, cli_refusal, argv):
+    from test_export_helpers import save_model_checkpoint
+    from train_helpers import calibrated_model, small_config
+
+    x = np.random.default_rng(0).integers(0, 256, (40, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "train.npz", x=x, y=np.arange(40) % 10)
+    config = small_config(
+        tmp_path, "data.dataset='npz'", f"data.train={str(tmp_path / 'train.npz')!r}"
+    )
+    ckpt = save_model_checkpoint(tmp_path / "c.pt", calibrated_model(), config, (1, 8, 8))
+    fill = {"CKPT": str(ckpt), "DATA": str(tmp_path / "train.npz")}
+    before = snapshot(tmp_path)
+    err = cli_refusal([fill.get(a, a.replace("TMP", str(tmp_path))) for a in argv])
+    assert "train.npz is the input" in err and "data.train" in err, err
+    assert snapshot(tmp_path) == before

@@ -161,6 +161,25 @@ def test_demo_validates_before_any_work(tmp_path):
     assert (tmp_path / "d" / "report.json").read_text() == "{}"
 
 
+def test_a_failed_demo_leaves_no_empty_out_it_created(tmp_path, monkeypatch, cli_refusal):
+    """A failure after the demo made its --out (here: in training) removes the folders it left
+    empty; files are never removed."""
+    from snn2loihi.app import demo
+    from snn2loihi.errors import InputDataError
+
+    def fail(config, force):
+        Path(config.output.dir).mkdir(parents=True, exist_ok=True)  # <out>/train
+        raise InputDataError("training failed")
+
+    monkeypatch.setattr(demo, "_train", fail)
+    assert "training failed" in cli_refusal(["demo", "--out", tmp_path / "d"])
+    assert not (tmp_path / "d").exists()
+    (tmp_path / "kept").mkdir()
+    assert "training failed" in cli_refusal(["demo", "--out", tmp_path / "kept"])
+    assert (tmp_path / "kept").is_dir()  # not created by the demo: left as it was
+    assert not (tmp_path / "kept" / "train").exists()
+
+
 @pytest.mark.multiprocess
 def test_a_checkpoint_with_negative_steps_names_the_field(finished_run, tmp_path):
     state = load_checkpoint(finished_run / LAST)

@@ -84,3 +84,29 @@ def test_sigkill_of_the_command_takes_its_lava_run_down(tmp_path, write_net):
     wait_for(gone, 10, "the run folder outlived SIGKILL")
     time.sleep(1.0)  # nothing reappears once the group is gone
     assert gone()
+
+
+def _our_temporaries() -> set[str]:
+    return set(glob.glob(os.path.join(tempfile.gettempdir(), "snn2loihi-*")))
+
+
+def test_sigkill_of_eval_on_lava_leaves_no_temporary_files(tmp_path):
+    """`eval CHECKPOINT --backend lava` exports in memory: the .net goes into each Lava run's
+    own folder (which the Lava child removes when its parent is gone), never into a folder of
+    the command's own that a SIGKILL would leave behind (issue #30, item 6)."""
+    from test_export_helpers import random_checkpoint
+
+    ckpt, _, _ = random_checkpoint(tmp_path, "dense-only")
+    before = _our_temporaries()
+    cmd = [sys.executable, "-m", "snn2loihi", "eval", str(ckpt), "--backend", "lava"]
+    proc = subprocess.Popen([*cmd, "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: lava_processes(proc.pid), 120, "the Lava child never started")
+        assert any("snn2loihi-lava-" in p for p in _our_temporaries() - before)
+        proc.kill()
+        proc.wait(timeout=30)
+        wait_for(lambda: not lava_processes(proc.pid), 20, "Lava processes outlived SIGKILL")
+        wait_for(lambda: not _our_temporaries() - before, 10, "temporary files outlived SIGKILL")
+    finally:
+        reap(proc)
+    assert ckpt.is_file()

@@ -79,11 +79,38 @@ def checkpoint_config(state: dict, source: str = "checkpoint config") -> Config:
     return Config.from_dict(state["config"], source)
 
 
+def checkpoint_file(path: str | Path) -> Path:
+    """The file a checkpoint argument names: ``last.pt`` of a run folder, else ``path``."""
+    path = Path(path)
+    return path / LAST if path.is_dir() else path
+
+
+def checkpoint_input(path: str | Path | None, option: str = "checkpoint") -> dict:
+    """``{label: file}`` for :func:`snn2loihi.outputs.check_outputs`: the file a checkpoint
+    argument resolves to, labelled with the run folder it came through, so that an output can
+    never be the checkpoint however it was named."""
+    if path is None:
+        return {option: None}
+    file = checkpoint_file(path)
+    label = option if file == Path(path) else f"{option} (run folder {path})"
+    return {label: file}
+
+
+def data_inputs(data_cfg, where: str = "checkpoint") -> dict:
+    """``{label: file}`` of the data files a ``[data]`` section reads (``npz``: ``train`` and
+    ``test``), for :func:`snn2loihi.outputs.check_outputs`: an output must never be one."""
+    if data_cfg is None or data_cfg.dataset != "npz":
+        return {}
+    return {
+        f"{where}'s data.{key}": getattr(data_cfg, key)
+        for key in ("train", "test")
+        if getattr(data_cfg, key)
+    }
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint safely (``weights_only=True``)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / LAST
+    path = checkpoint_file(path)
     if not path.is_file():
         raise ConfigError(f"checkpoint '{path}' does not exist")
     try:

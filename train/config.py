@@ -25,6 +25,8 @@ from snn2loihi.train.data import DATASETS
 from snn2loihi.train.mapping import MAPPING_UNITS
 from snn2loihi.train.model import ARCHITECTURES
 
+SEED_MAX = 2**63 - 1  # torch.manual_seed takes a signed 64-bit integer
+
 
 def _opt(default, *, choices=None, lo=None, hi=None, factory=None):
     """A field with optional ``choices`` or inclusive ``lo``/``hi`` bounds (None = unbounded)."""
@@ -67,7 +69,7 @@ class DataConfig(_Section):
     test: str = ""
     test_fraction: float = _opt(0.2, lo=0.0, hi=0.99)  # test split when the source has none
     val_fraction: float = _opt(0.1, lo=0.001, hi=0.99)  # validation, carved from training data
-    split_seed: int = 0
+    split_seed: int = _opt(0, lo=0, hi=SEED_MAX)
     num_classes: int = _opt(0, lo=0)  # 0: inferred from the labels
     channels: int = _opt(0, lo=0, hi=3)  # imagefolder: 1 (grey) or 3 (RGB); 0 = 3
     image_size: int = _opt(0, lo=0)  # imagefolder: resize to this square size; 0 = keep
@@ -112,7 +114,7 @@ class TrainConfig(_Section):
     scheduler: str = _opt("cosine", choices=("cosine", "onecycle", "none"))
     warmup: float = _opt(0.2, lo=0.0, hi=0.99)  # onecycle: fraction of the steps warming up
     label_smoothing: float = _opt(0.0, lo=0.0, hi=0.99)
-    seed: int = 0
+    seed: int = _opt(0, lo=0, hi=SEED_MAX)  # torch.manual_seed: a signed 64-bit integer
     mapping: str = _opt("stsu", choices=MAPPING_UNITS)
     dropout: float = _opt(0.0, lo=0.0, hi=0.99)
     float_snn: bool = False  # ablation: unquantized float SNN branch
