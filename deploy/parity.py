@@ -32,7 +32,8 @@ class LayerParity:
     emulator_spikes: int
     mismatches: int
     first_mismatch: list | None = None
-    state_mismatches: dict[str, int] = field(default_factory=dict)  # global clock: u, v, ...
+    # u, v, ...: every layer on the global clock, the output layer on the per-sample clock
+    state_mismatches: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -184,7 +185,9 @@ def run_parity(
     timeout: float | None = None,
     chunk: int | None = None,
 ) -> ParityReport:
-    """Run ``x`` (N, T, *input_shape) on Lava and on the emulator and compare every layer.
+    """Run ``x`` (N, T, *input_shape) on Lava and on the emulator and compare every layer's
+    spikes, and the output layer's ``u`` and ``v`` at every step (a readout that never spikes
+    predicts by its ``v``).
 
     Samples go in chunks of ``chunk`` (default :func:`samples_per_chunk`), so memory stays
     bounded; ``timeout`` (seconds) bounds the whole comparison, both back ends.
@@ -201,13 +204,22 @@ def run_parity(
     for lo in range(0, len(x), chunk):
         xt, graded = check_input(x[lo : lo + chunk], net.input_shape)
         part = xt.numpy()
-        emu = {t.index: t for t in emulator.run(part).layers}
+        emu = {t.index: t for t in emulator.run(part, record_state="last").layers}
         left = time_left(deadline, timeout, path)
-        lava = run_lava(path, part, graded=graded, probe_all=all_layers, timeout=left, net=net)
+        lava = run_lava(
+            path, part, graded=graded, probe_all=all_layers, record_state="last",
+            timeout=left, net=net,
+        )  # fmt: skip
         report.graded_input |= graded
         for idx, spikes in zip(lava.layer_indices, lava.spikes, strict=True):
             found = compare_layer(idx, emu[idx].kind, spikes, emu[idx].spikes.numpy())
             merged[idx] = merge_layer(merged.get(idx), found, lo)
+        out = lava.layer_indices[-1]  # the output layer: its u and v (the readout's logits)
+        for name, theirs in (("u", lava.u[-1]), ("v", lava.v[-1])):
+            ours = getattr(emu[out], name).numpy()
+            merged[out].state_mismatches[name] = merged[out].state_mismatches.get(name, 0) + int(
+                (np.asarray(theirs) != ours).sum()
+            )
         time_left(deadline, timeout, path)
     report.layers = [merged[idx] for idx in sorted(merged)]
     return report

@@ -95,3 +95,33 @@ def test_input_beyond_24_bits_matches_lava(write_net):
     x = np.full((2, 6, 1, 4, 4), 255, dtype=np.uint8)
     emu, _ = _compare(path, net, x, graded=True)
     assert int(emu.layers[0].u.abs().max()) > 2**23
+
+
+def test_parity_compares_the_readout_s_u_and_v(write_net, monkeypatch):
+    """A readout that never spikes predicts by its v: per-sample parity compares the output
+    layer's u and v at every step, and a single differing v fails it."""
+    import snn2loihi.deploy.parity as parity
+
+    readout = CubaNeuron.integrate_and_fire(vth_mant=2**17 - 1)
+    spec = NetSpec((2, 8, 8), (RandomConv(4),), (10,), IF)
+    net = random_network(spec, seed=4)
+    layers = list(net.layers)
+    layers[-1] = dataclasses.replace(layers[-1], neuron=readout)
+    net = dataclasses.replace(net, layers=tuple(layers))
+    path = write_net(net)
+    x = (np.random.default_rng(5).random((3, 5, 2, 8, 8)) < 0.35).astype(np.uint8)
+    report = parity.run_parity(path, x)
+    last = report.layers[-1]
+    assert report.equal and last.lava_spikes == 0 and last.state_mismatches == {"u": 0, "v": 0}
+
+    real = parity.run_lava
+
+    def one_v_off(*args, **kwargs):
+        res = real(*args, **kwargs)
+        res.v[-1][1, 2, 3] += 1
+        return res
+
+    monkeypatch.setattr(parity, "run_lava", one_v_off)
+    report = parity.run_parity(path, x)
+    assert not report.equal and report.layers[-1].state_mismatches == {"u": 0, "v": 1}
+    assert "PARITY FAILED" in report.table()
