@@ -242,3 +242,21 @@ def test_bf16_cpu_is_refused_where_the_cpu_lacks_it(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"train.bf16_cpu = true: this CPU has no native bf16"):
         train(config)
     assert not (tmp_path / "run").exists()
+
+
+def test_bn_momentum_reaches_every_batchnorm_and_is_range_checked():
+    from snn2loihi.errors import ConfigError
+    from snn2loihi.train.factory import model_from_config
+
+    cfg = resolve(None, ["model.bn_momentum=0.4"])
+    model = model_from_config(cfg, (1, 8, 8), 10, (0.3,), (0.35,))
+    assert [ly.bn.momentum for ly in model.spiking_layers] == [0.4] * len(model.spiking_layers)
+    before = model.spiking_layers[0].bn.running_mean.clone()
+    model.train()(torch.full((4, 1, 8, 8), 200.0))  # training batches move the statistics
+    after = model.spiking_layers[0].bn.running_mean
+    assert not torch.equal(before, after)
+    default = model_from_config(resolve(None, []), (1, 8, 8), 10, (0.3,), (0.35,))
+    assert {ly.bn.momentum for ly in default.spiking_layers} == {0.1}
+    for bad in ("0", "1.5"):
+        with pytest.raises(ConfigError, match="model.bn_momentum"):
+            resolve(None, [f"model.bn_momentum={bad}"])

@@ -93,6 +93,9 @@ class ModelConfig(_Section):
     convs: list = _opt(None, factory=list)  # e.g. ["64", "p128", "s256", "64k5s2pad0"]
     dense: list = _opt(None, factory=list)  # hidden dense widths
     threshold: float = _opt(0.5, lo=1e-9)  # initial firing threshold (float units)
+    # BatchNorm's running-statistics momentum (weight of each new batch): the integer SNN branch
+    # folds the running statistics, so a larger value makes it follow the weights more closely
+    bn_momentum: float = _opt(0.1, lo=1e-6, hi=1.0)
     channels_last: bool = False
 
 

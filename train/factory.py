@@ -33,6 +33,7 @@ def model_from_config(
         step_divisor=1 if bptt else t.steps,
         threshold=m.threshold,
         v_decay=v_decay,
+        bn_momentum=m.bn_momentum,
     )
 
 

@@ -95,6 +95,7 @@ class SynapticLayer(nn.Module):
         pool: int = 1,
         spiking: bool = True,
         threshold: float = 1.0,
+        bn_momentum: float = 0.1,
     ):
         super().__init__()
         if kind not in ("conv", "dense"):
@@ -112,7 +113,7 @@ class SynapticLayer(nn.Module):
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if spiking:
             bn = nn.BatchNorm2d if kind == "conv" else nn.BatchNorm1d
-            self.bn = bn(out_size)
+            self.bn = bn(out_size, momentum=bn_momentum)
             self.register_buffer("thresholds", torch.full((out_size,), float(threshold)))
         else:
             self.bn = None

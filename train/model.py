@@ -163,6 +163,8 @@ class SpikingNet(nn.Module):
             currents of the T steps sum to the ANN pre-activation; 1 for BPTT).
         threshold: initial threshold of every spiking channel.
         v_decay: Loihi vDecay of the spiking neurons (0: IF; >0: LIF, BPTT only).
+        bn_momentum: BatchNorm's running-statistics momentum (PyTorch's convention: the weight
+            of the new batch), which the integer branch folds every step.
     """
 
     def __init__(
@@ -178,6 +180,7 @@ class SpikingNet(nn.Module):
         step_divisor: int,
         threshold: float = 1.0,
         v_decay: int = 0,
+        bn_momentum: float = 0.1,
     ):
         super().__init__()
         self.input_shape = tuple(input_shape)
@@ -199,6 +202,7 @@ class SpikingNet(nn.Module):
                 padding=spec.padding,
                 pool=spec.pool,
                 threshold=threshold,
+                bn_momentum=bn_momentum,
             )
             _check_fold(i, entry, spec, layer, (h, w))
             layers.append(layer)
@@ -206,7 +210,9 @@ class SpikingNet(nn.Module):
         self.flatten_index = len(layers)
         n = c * h * w
         for width in dense:
-            layers.append(SynapticLayer("dense", n, width, threshold=threshold))
+            layers.append(
+                SynapticLayer("dense", n, width, threshold=threshold, bn_momentum=bn_momentum)
+            )
             n = width
         layers.append(SynapticLayer("dense", n, num_classes, spiking=False))
         self.layers = nn.ModuleList(layers)
