@@ -91,6 +91,23 @@ def check_data_option(data: str | None, dataset: str | None, configured: str | N
     )
 
 
+def check_npz_fits(args, net) -> None:
+    """Refuse ``--data x.npz`` images the network cannot take from the array's header, before
+    they are decompressed (the same check runs on the loaded images)."""
+    import math
+
+    from snn2loihi.train.data import npz_image_shape
+
+    if args.data is None or args.dataset is not None or not str(args.data).endswith(".npz"):
+        return
+    header, shape = npz_image_shape(args.data), tuple(net.input_shape)
+    flat_ok = header is not None and len(shape) == 1 and math.prod(header) == shape[0]
+    if header is not None and header != shape and not flat_ok:
+        raise InputDataError(
+            f"{args.data} (all images): images have shape {header}, the network takes {shape}"
+        )
+
+
 def _bar(enabled: bool):
     from snn2loihi.progress import progress
 
@@ -128,6 +145,7 @@ def _eval(args) -> int:
         raise InputDataError(
             f"{source}: give --steps T (the file does not record the T it was trained for)"
         )
+    check_npz_fits(args, net)
     images, labels, what = load_images(args, data_cfg)
     ev = evaluate_network(
         net,

@@ -183,18 +183,6 @@ def check_options(percentile: float, mean, std, channels: int) -> None:
                 raise InputDataError(f"{name}[{i}] = {v} must be {rule}")
 
 
-def npz_image_shape(path: str | Path) -> tuple[int, ...] | None:
-    """(C, H, W) of the images ``x`` (NHWC or NHW) of an ``.npz``, from its header alone; None
-    when the header cannot tell (the loader then says why)."""
-    from snn2loihi.arrays import npz_header
-
-    header = npz_header(path, "x")
-    if header is None or len(header[0]) not in (3, 4):
-        return None
-    shape = header[0]
-    return (1, *shape[1:]) if len(shape) == 3 else (shape[3], shape[1], shape[2])
-
-
 def _check_image_shape(net, shape: tuple[int, ...], calib, onnx_path) -> None:
     if len(net.input_shape) == 3 and all(net.input_shape) and net.input_shape != shape:
         raise DataUnavailableError(
@@ -220,6 +208,7 @@ def convert_onnx(
     from snn2loihi.export.onnx_import import read_onnx
     from snn2loihi.export.pipeline import write_deployable
     from snn2loihi.train.config import default_config
+    from snn2loihi.train.data import npz_image_shape
 
     out = Path(out)
     check_export_outputs(out, {"ONNX": onnx_path, "--calib": calib}, force)

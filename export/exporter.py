@@ -99,7 +99,13 @@ def export_checkpoint(
 def _eval_data(model, config, split, samples, data_file):
     """``(ImageData, None)`` for the accuracy check, or ``(None, reason)`` if unavailable."""
     from snn2loihi.export.accuracy import load_eval_data
+    from snn2loihi.train.data import npz_image_shape
 
+    header = None if data_file is None else npz_image_shape(data_file)
+    if header is not None and header != tuple(model.input_shape):  # before decompressing
+        raise DataUnavailableError(
+            f"{data_file}: images have shape {header}, the model expects {model.input_shape}"
+        )
     try:
         data = load_eval_data(config.data, split, data_file, samples)
     except DataUnavailableError as exc:

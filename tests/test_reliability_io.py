@@ -454,3 +454,32 @@ def test_the_data_files_of_a_checkpoints_config_are_inputs(tmp_path, cli_refusal
     err = cli_refusal([fill.get(a, a.replace("TMP", str(tmp_path))) for a in argv])
     assert "train.npz is the input" in err and "data.train" in err, err
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", ["export", "eval"])
+def test_data_images_of_the_wrong_shape_are_refused_from_their_header(
+    write_net, tmp_path, cli_refusal, command
+):
+    """A 100 KB .npz of 80 MiB of images the network cannot take: export --data and eval
+    --data refuse it from the member's header, before decompressing it (issue #30, item 5)."""
+    import tracemalloc
+
+    bomb = tmp_path / "bomb.npz"
+    np.savez_compressed(bomb, x=np.zeros((20000, 64, 64), np.uint8), y=np.zeros(20000, int))
+    assert bomb.stat().st_size < 2**20
+    if command == "export":
+        ckpt, _, _ = random_checkpoint(tmp_path, "dense-only")
+        argv, words = ["export", ckpt, "--out", tmp_path / "m.net", "--data", bomb], "expects"
+    else:
+        net = write_net(random_network(SMALL, seed=0))
+        argv, words = ["eval", net, "--data", bomb, "--steps", 2], "the network takes (2, 8, 8)"
+    before = snapshot(tmp_path)
+    tracemalloc.start()
+    try:
+        err = cli_refusal(argv)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "bomb.npz" in err and "images have shape (1, 64, 64)" in err and words in err, err
+    assert peak < 2**24, f"peak {peak / 2**20:.0f} MiB"
+    assert snapshot(tmp_path) == before

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 import torch
 
-from snn2loihi.arrays import load_npz
+from snn2loihi.arrays import load_npz, npz_header
 from snn2loihi.errors import ConfigError, InputDataError
 
 if TYPE_CHECKING:
@@ -180,6 +180,16 @@ def _imagefolder(cfg: DataConfig) -> tuple[ImageData, ImageData]:
     test_dir = root / "test" if (root / "test").is_dir() else root / "val"
     ch, size = cfg.channels or 3, cfg.image_size
     return _image_folder(root / "train", ch, size), _image_folder(test_dir, ch, size)
+
+
+def npz_image_shape(path: str | Path) -> tuple[int, ...] | None:
+    """(C, H, W) of the images ``x`` (NHWC or NHW) of an ``.npz``, from its header alone; None
+    when the header cannot tell (the loader then says why)."""
+    header = npz_header(path, "x")
+    if header is None or len(header[0]) not in (3, 4):
+        return None
+    shape = header[0]
+    return (1, *shape[1:]) if len(shape) == 3 else (shape[3], shape[1], shape[2])
 
 
 def load_npz_images(path: str, key: str) -> ImageData:
