@@ -260,3 +260,26 @@ def test_bn_momentum_reaches_every_batchnorm_and_is_range_checked():
     for bad in ("0", "1.5"):
         with pytest.raises(ConfigError, match="model.bn_momentum"):
             resolve(None, [f"model.bn_momentum={bad}"])
+
+
+def test_ann_pretraining_epochs_run_no_snn_branch_then_snn2ann(tmp_path, monkeypatch):
+    """train.pretrain_epochs: those epochs train the ReLU ANN (no SNN branch, thresholds
+    untouched by ATA); the epochs after them are SNN2ANN from those weights."""
+    from snn2loihi.errors import ConfigError
+    from snn2loihi.train import step
+
+    torch.set_num_threads(1)
+    calls = []
+    real = step.run_snn
+    monkeypatch.setattr(step, "run_snn", lambda *a, **k: calls.append(1) or real(*a, **k))
+    seen = {}
+
+    def after(epoch, metrics):
+        seen[epoch] = (len(calls), metrics["thresholds"])
+
+    config = small_config(tmp_path, *FAST, "train.epochs=2", "train.pretrain_epochs=1")
+    train(config, on_epoch_end=after)
+    assert seen[0][0] == 0 and seen[1][0] == steps_per_epoch(1293, 64)
+    assert seen[0][1] == [0.5, 0.5]  # no ATA while pre-training
+    with pytest.raises(ConfigError, match="train.pretrain_epochs = 2 must be below"):
+        resolve(None, ["train.epochs=2", "train.pretrain_epochs=2"])

@@ -105,6 +105,9 @@ class TrainConfig(_Section):
 
     NAME = "train"
     method: str = _opt("snn2ann", choices=("snn2ann", "bptt"))
+    # ANN pre-training (Lin et al., arXiv 2203.01158): the first N epochs train the ANN branch
+    # alone (ReLU, no SNN branch, no ATA), then the method trains on from those weights
+    pretrain_epochs: int = _opt(0, lo=0)
     steps: int = _opt(4, lo=1, hi=4096)
     epochs: int = _opt(30, lo=1)
     batch_size: int = _opt(64, lo=1)
@@ -330,6 +333,12 @@ def _check_cross(config: Config) -> None:
     for width in config.model.dense:
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
             raise ConfigError(f"model.dense entry {width!r} must be a positive integer")
+    t = config.train
+    if t.pretrain_epochs >= t.epochs:
+        raise ConfigError(
+            f"train.pretrain_epochs = {t.pretrain_epochs} must be below train.epochs = "
+            f"{t.epochs} (the epochs after it train the SNN)"
+        )
     data = config.data
     if data.dataset in ("mnist", "cifar10", "cifar100", "imagefolder") and not data.root:
         raise ConfigError(f"data.root must be set for data.dataset = '{data.dataset}'")

@@ -44,9 +44,11 @@ class StepParams:
     bf16: bool  # bf16 autocast of the ANN branch on CUDA
     label_smoothing: float = 0.0  # of the cross-entropy
     bf16_cpu: bool = False  # bf16 autocast of the ANN branch on CPUs with native bf16
+    ann_only: bool = False  # ANN pre-training: ReLU activations, no SNN branch, no ATA
 
     @classmethod
-    def from_config(cls, config: Config) -> StepParams:
+    def from_config(cls, config: Config, *, ann_only: bool = False) -> StepParams:
+        """The step of ``config``; ``ann_only``: an ANN pre-training epoch's step."""
         t, ata, b = config.train, config.ata, config.bptt
         return cls(
             bptt=t.method == "bptt",
@@ -64,6 +66,7 @@ class StepParams:
             bf16=t.bf16,
             label_smoothing=t.label_smoothing,
             bf16_cpu=t.bf16_cpu,
+            ann_only=ann_only,
         )
 
 
@@ -107,6 +110,10 @@ def forward_logits(
     if params.bptt:
         with _autocast(x.device, params):
             logits, _ = net(xf, bptt=params.bptt_args)
+        return logits, None
+    if params.ann_only:
+        with _autocast(x.device, params):
+            logits, _ = net(xf)  # ReLU activations
         return logits, None
     counts = run_snn(
         model,

@@ -207,7 +207,7 @@ def train_epoch(
         run.optimizer,
         splits.train,
         epoch_batches(sampler, t.batch_size),
-        StepParams.from_config(config),
+        StepParams.from_config(config, ann_only=epoch < t.pretrain_epochs),
         device=device,
         transform=transform,
         after_step=None if per_step is None else per_step.step,
