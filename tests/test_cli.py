@@ -196,6 +196,29 @@ def test_every_subcommand_help_shows_an_example(command, capsys):
     assert f"snn2loihi {command}" in capsys.readouterr().out.split("example", 1)[1]
 
 
+@pytest.mark.parametrize(
+    ("argv", "old", "new", "dest", "shown"),
+    [
+        (["train"], "--data-root", "--data", "data_root", "--data DATA"),
+        (["export", "c.pt"], "--data-split", "--split", "data_split", "--split {val,test,train}"),
+    ],
+)
+def test_one_spelling_per_idea_and_the_old_one_still_parses(argv, old, new, dest, shown):
+    """The data is --data and the split --split in every command; the old spellings parse to
+    the same value but are not shown in --help."""
+    import argparse
+
+    from snn2loihi.app.cli import build_parser
+
+    parser = build_parser()
+    assert getattr(parser.parse_args([*argv, old, "test"]), dest) == "test"
+    assert getattr(parser.parse_args([*argv, new, "test"]), dest) == "test"
+    assert getattr(parser.parse_args(argv), dest) == {"train": None, "export": "val"}[argv[0]]
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    text = sub.choices[argv[0]].format_help()
+    assert shown in text and old not in text
+
+
 def test_cli_reference_doc_is_current():
     from pathlib import Path
 
