@@ -81,35 +81,6 @@ def test_parity_mismatch_exits_1_and_names_first_mismatch(small_net, tmp_path, c
     assert data["layers"][-1]["first_mismatch"] == [1, 2, [3]]
 
 
-@pytest.mark.lava
-def test_run_both_backends_agree(small_net, tmp_path):
-    x = (np.random.default_rng(0).random((2, 8, 2, 8, 8)) < 0.3).astype(np.uint8)
-    np.save(tmp_path / "x.npy", x)
-    outs = {}
-    for backend in ("emulator", "lava"):
-        out = tmp_path / f"{backend}.npy"
-        assert (
-            main(
-                [
-                    "run",
-                    str(small_net),
-                    "--backend",
-                    backend,
-                    "--input",
-                    str(tmp_path / "x.npy"),
-                    "--steps",
-                    "6",
-                    "--out",
-                    str(out),
-                ]
-            )
-            == 0
-        )
-        outs[backend] = np.load(out)
-    assert outs["lava"].shape == (2, 6, 10)
-    np.testing.assert_array_equal(outs["lava"], outs["emulator"])
-
-
 def test_inspect_prints_layers(small_net, capsys):
     assert main(["inspect", str(small_net)]) == 0
     out = capsys.readouterr().out
