@@ -32,18 +32,15 @@ format: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# The whole suite: slow, Lava and multi-process tests included (CI runs this).
-# Measured: 12 min 53 s (594 passed, 8 CUDA skips; 14 min 12 s with setup from a fresh clone) on a
-# 2-core AMD EPYC, 18-20 min on the 2-core Xeon of earlier sessions, with `.venv/bin/pytest -q`
-# (2026-11-27).
+# The whole suite: slow, Lava and multi-process tests included (CI runs this). Target: 8 min on
+# a quiet 2-core CPU; measured times and the slowest tests: docs/testing.md.
 test: setup lint
 	$(VENV)/bin/pytest -q
 
 # In-process tests only: no slow tests (digits accuracy targets, torch.compile), no Lava
 # simulator (marker lava; tests/conftest.py fails an unmarked test that starts it) and no other
-# Python processes (marker multiprocess: DDP, SIGKILL/resume, `python -m snn2loihi`).
-# Measured: 45 s wall (263 tests) on the shared 2-core CPU with
-# `time .venv/bin/python -m pytest -q -m "not slow and not lava and not multiprocess"`.
+# processes (marker multiprocess: DDP, SIGKILL/resume, `python -m snn2loihi`; tests/test_markers.py
+# checks both ways). Target: 60 s on a 2-core CPU; measured: docs/testing.md.
 test-fast: setup lint
 	$(VENV)/bin/pytest -q -m "not slow and not lava and not multiprocess"
 

@@ -164,10 +164,19 @@ def add_commands(sub) -> None:
     )
     p.add_argument("--force", "-f", action="store_true", help="overwrite existing outputs")
     p.add_argument(
-        "--data-split",
+        "--split",
+        dest="data_split",
         choices=("val", "test", "train"),
         default="val",
         help="split for the accuracy check: training's validation, test or training split",
+    )
+    # the old spelling (eval names its split --split), kept out of --help
+    p.add_argument(
+        "--data-split",
+        dest="data_split",
+        choices=("val", "test", "train"),
+        default=argparse.SUPPRESS,
+        help=argparse.SUPPRESS,
     )
     p.add_argument("--samples", type=positive, default=None, help="use the first N samples")
     p.add_argument(

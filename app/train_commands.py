@@ -74,7 +74,16 @@ def add_commands(sub) -> None:
     p.add_argument("--seed", type=seed, help="random seed, 0..2**63-1 (train.seed)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--dataset", help="digits, mnist, cifar10, cifar100, imagefolder, npz")
-    p.add_argument("--data-root", help="dataset folder (torchvision layout or imagefolder)")
+    p.add_argument(
+        "--data",
+        dest="data_root",
+        metavar="DATA",
+        help="dataset folder (torchvision layout or imagefolder)",
+    )
+    # the old spelling (eval and export name their data --data), kept out of --help
+    p.add_argument(
+        "--data-root", dest="data_root", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
     p.add_argument("--out", help="output folder for checkpoints and logs")
     p.add_argument(
         "--float-snn", action="store_true", help="ablation: unquantized float SNN branch"

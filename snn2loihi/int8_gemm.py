@@ -194,15 +194,12 @@ def conv2d_int8(
 
 
 ONEDNN_SUM_LIMIT = 2**24  # oneDNN's int8 conv returns float32: exact below this
-# Convs with fewer output positions per frame run faster as im2col + _int_mm: measured on a
-# 2-core AMD EPYC (AVX-512 VNNI), 64 and 1024 frames, 512 -> 512 channels, 3x3: 2x2 outputs
-# 0.8-0.9 ms against 1.5-2.1 ms per 64 frames; 4x4 outputs 2.2 ms against 2.9 (oneDNN faster)
+# Convs with fewer output positions per frame than this run faster as im2col + _int_mm than
+# with oneDNN's direct kernel (measured: bench/results/tuned_constants.md)
 ONEDNN_MIN_OUTPUT = 5
-# oneDNN first reorders (prepacks) the weights, about 0.75 ns per weight on that CPU, so a conv
-# applied once (training rebuilds its synapses every step) takes it only where its GEMM has a
-# row (frame x output position) per this many weights; measured there at 64 frames: 512 ->
-# 512 and 256 -> 512 channels with 4x4 outputs (1024 rows) 4.5 and 2.8 ms with the prepacking
-# against 3.5 and 1.9 ms im2col; 256 -> 256 at 8x8 (4096 rows) 2.9 against 3.3 ms
+# oneDNN first reorders (prepacks) the weights, so a conv applied once (training rebuilds its
+# synapses every step) takes it only where its GEMM has a row (frame x output position) per
+# this many weights (measured: bench/results/tuned_constants.md)
 ONEDNN_PREPACK_WEIGHTS_PER_ROW = 512
 
 

@@ -236,10 +236,8 @@ def _fire(u, v, neuron):
 
 
 # neurons per block of the CPU's eager time loop: each step's temporaries (512 KiB of int32
-# each) stay in cache, and the per-op overhead is spread over enough neurons; on a 2-core AMD
-# EPYC the eager emulator ran 791-802 samples/s at 2^16, 929-966 at 2^17, 887-957 at 2^18
-# (cifar-int8, batch 64), training's integer neurons 11.5 / 9.7-11.3 / 8.7-10.9 ms per step
-# (VGG-11, T=4, batch 16), 2^18 with about 6 MiB more peak RSS
+# each) stay in cache, and the per-op overhead is spread over enough neurons; the value is the
+# fastest measured (bench/results/tuned_constants.md)
 NEURON_BLOCK = 2**17
 
 

@@ -1,5 +1,6 @@
 """Shared fixtures: deterministic seeds, a helper that writes NetX networks to tmp files, the CLI
-refusal check, the Hypothesis profiles (``ci``, deterministic, by default; ``explore`` with
+refusal check, one briefly trained digits run for the whole session (``digits_run``), the
+Hypothesis profiles (``ci``, deterministic, by default; ``explore`` with
 ``HYPOTHESIS_PROFILE=explore``), and two session guards:
 
 - temporary files: the whole session (tests, library, subprocesses via ``TMPDIR``) uses a
@@ -12,6 +13,7 @@ refusal check, the Hypothesis profiles (``ci``, deterministic, by default; ``exp
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import tempfile
@@ -100,10 +102,11 @@ def write_net(tmp_path):
 @pytest.fixture
 def cli_refusal(capsys):
     """Run ``snn2loihi ARGV`` in-process expecting a refusal: exit code 2 (from the command or
-    from argparse) and exactly one line on stderr, without a traceback. Returns that line."""
+    from argparse) and exactly one line on stderr, without a traceback, holding every one of
+    ``words``. Returns that line."""
     from snn2loihi.app.cli import main
 
-    def _refused(argv: list[str]) -> str:
+    def _refused(argv: list, *words: str) -> str:
         capsys.readouterr()
         try:
             code = main([str(a) for a in argv])
@@ -113,6 +116,38 @@ def cli_refusal(capsys):
         assert code == 2, f"exit {code}\nstdout: {out}\nstderr: {err}"
         assert err.count("\n") == 1 and err.endswith("\n"), err
         assert "Traceback" not in err
+        assert all(w in err for w in words), err
         return err
 
     return _refused
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory) -> Path:
+    """One digits run trained once for the whole session (``train_helpers.DIGITS_RUN``: one
+    epoch, T = 3, about 2 s): its folder, holding ``best.pt``, ``last.pt``, ``config.toml`` and
+    ``log.csv``. Shared and read only: a test that writes next to it copies it into its
+    tmp_path first; the session fails if any of its files changed."""
+    from train_helpers import DIGITS_RUN, small_config
+
+    from snn2loihi.train.trainer import train
+
+    root = tmp_path_factory.mktemp("digits_run")
+    threads = torch.get_num_threads()
+    try:
+        train(small_config(root, *DIGITS_RUN))
+    finally:
+        torch.set_num_threads(threads)
+    run = root / "run"
+    before = _digests(run)
+    yield run
+    if _digests(run) != before:
+        pytest.fail(f"a test changed the shared digits run in {run}", pytrace=False)
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }

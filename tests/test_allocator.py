@@ -43,6 +43,7 @@ def _thp_always() -> bool:
     return path.exists() and "[always]" in path.read_text()
 
 
+@pytest.mark.multiprocess  # the allocator is set before torch loads: fresh processes
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc (Linux)")
 def test_freed_blocks_are_reused_without_page_faults():
     kept = _probe(SNN2LOIHI_KEEP_FREED_MEMORY="1")

@@ -81,35 +81,6 @@ def test_parity_mismatch_exits_1_and_names_first_mismatch(small_net, tmp_path, c
     assert data["layers"][-1]["first_mismatch"] == [1, 2, [3]]
 
 
-@pytest.mark.lava
-def test_run_both_backends_agree(small_net, tmp_path):
-    x = (np.random.default_rng(0).random((2, 8, 2, 8, 8)) < 0.3).astype(np.uint8)
-    np.save(tmp_path / "x.npy", x)
-    outs = {}
-    for backend in ("emulator", "lava"):
-        out = tmp_path / f"{backend}.npy"
-        assert (
-            main(
-                [
-                    "run",
-                    str(small_net),
-                    "--backend",
-                    backend,
-                    "--input",
-                    str(tmp_path / "x.npy"),
-                    "--steps",
-                    "6",
-                    "--out",
-                    str(out),
-                ]
-            )
-            == 0
-        )
-        outs[backend] = np.load(out)
-    assert outs["lava"].shape == (2, 6, 10)
-    np.testing.assert_array_equal(outs["lava"], outs["emulator"])
-
-
 def test_inspect_prints_layers(small_net, capsys):
     assert main(["inspect", str(small_net)]) == 0
     out = capsys.readouterr().out
@@ -271,6 +242,29 @@ def test_every_subcommand_help_shows_an_example(command, capsys):
         main([command, "--help"])
     assert exc.value.code == 0
     assert f"snn2loihi {command}" in capsys.readouterr().out.split("example", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "old", "new", "dest", "shown"),
+    [
+        (["train"], "--data-root", "--data", "data_root", "--data DATA"),
+        (["export", "c.pt"], "--data-split", "--split", "data_split", "--split {val,test,train}"),
+    ],
+)
+def test_one_spelling_per_idea_and_the_old_one_still_parses(argv, old, new, dest, shown):
+    """The data is --data and the split --split in every command; the old spellings parse to
+    the same value but are not shown in --help."""
+    import argparse
+
+    from snn2loihi.app.cli import build_parser
+
+    parser = build_parser()
+    assert getattr(parser.parse_args([*argv, old, "test"]), dest) == "test"
+    assert getattr(parser.parse_args([*argv, new, "test"]), dest) == "test"
+    assert getattr(parser.parse_args(argv), dest) == {"train": None, "export": "val"}[argv[0]]
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    text = sub.choices[argv[0]].format_help()
+    assert shown in text and old not in text
 
 
 def test_cli_reference_doc_is_current():

@@ -4,31 +4,36 @@ training reads, both back ends with their parity, and one-line refusals."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import h5py
 import numpy as np
 import pytest
 from cli_helpers import run_cli
-from train_helpers import small_config
 
+from snn2loihi.app.cli import main
+from snn2loihi.export.exporter import export_checkpoint
 from snn2loihi.train.checkpoint import BEST
+from snn2loihi.train.config import resolve
 from snn2loihi.train.data import load_datasets
-from snn2loihi.train.trainer import train
-
-pytestmark = pytest.mark.multiprocess
-
-FAST = ["model.arch='custom'", "model.convs=['8', 's16']", "model.dense=[]", "train.steps=3"]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A one-epoch digits run: (run folder, its config, its test figures)."""
-    tmp = tmp_path_factory.mktemp("eval")
-    config = small_config(tmp, *FAST, "train.epochs=1")
-    metrics = train(config)
-    return tmp / "run", config, metrics
+def trained(digits_run):
+    """The session's one-epoch digits run: (run folder, its config, its test figures)."""
+    metrics = json.loads((digits_run / "test.json").read_text())
+    return digits_run, resolve(digits_run / "config.toml", []), metrics
 
 
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    """Its best.pt exported once (``export --no-accuracy``), for the tests that read a .net."""
+    net = tmp_path_factory.mktemp("eval") / "m.net"
+    export_checkpoint(trained[0] / BEST, net, accuracy=False)
+    return net
+
+
+@pytest.mark.multiprocess
 @pytest.mark.lava
 def test_checkpoint_eval_is_the_deployed_test_accuracy_on_both_back_ends(trained, tmp_path):
     run, _, metrics = trained
@@ -62,54 +67,46 @@ def test_checkpoint_eval_is_the_deployed_test_accuracy_on_both_back_ends(trained
     assert (tmp_path / "cm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_a_net_file_on_npz_images_predicts_what_run_predicts(trained, tmp_path):
-    run, config, _ = trained
-    net = tmp_path / "m.net"
-    assert run_cli("export", run / BEST, "--out", net, "--no-accuracy").returncode == 0
+def _cli(capsys, *args) -> str:
+    """``snn2loihi ARGS`` in-process (the entry point's own test: tests/test_cli.py); it must
+    exit 0. Returns what it printed."""
+    capsys.readouterr()
+    assert main([*map(str, args)]) == 0
+    return capsys.readouterr().out
+
+
+def test_a_net_file_on_npz_images_predicts_what_run_predicts(trained, exported, tmp_path, capsys):
+    _, config, _ = trained
+    net = exported
     test = load_datasets(config.data).test
     x, y = test.x.numpy()[:50], test.y.numpy()[:50]
     np.savez(tmp_path / "d.npz", x=x[:, 0], y=y)  # NHW as training's npz loader reads it
-    res = run_cli(
-        "eval", net, "--data", tmp_path / "d.npz", "--steps", 3, "--json", tmp_path / "e.json"
+    _cli(
+        capsys,
+        "eval",
+        net,
+        "--data",
+        tmp_path / "d.npz",
+        "--steps",
+        3,
+        "--json",
+        tmp_path / "e.json",
     )
-    assert res.returncode == 0, res.stderr
     ev = json.loads((tmp_path / "e.json").read_text())["scores"]["emulator"]
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", y)
-    out = run_cli(
-        "run",
-        net,
-        "--input",
-        tmp_path / "x.npy",
-        "--labels",
-        tmp_path / "y.npy",
-        "--steps",
-        3,
-        "--out",
-        tmp_path / "s.npy",
-    )
-    assert out.returncode == 0, out.stderr
-    shown = out.stdout.split("predicted classes")[1].split(": ", 1)[1].split("]")[0]
+    args = ["--input", tmp_path / "x.npy", "--labels", tmp_path / "y.npy", "--steps", 3]
+    stdout = _cli(capsys, "run", net, *args, "--out", tmp_path / "s.npy")
+    shown = stdout.split("predicted classes")[1].split(": ", 1)[1].split("]")[0]
     assert [int(v) for v in shown.strip("[").split(",")] == ev["predictions"][:20]
-    assert f"accuracy {ev['accuracy']:.2%} ({ev['correct']}/50)" in out.stdout
+    assert f"accuracy {ev['accuracy']:.2%} ({ev['correct']}/50)" in stdout
 
 
-def test_eval_on_the_checkpoint_matches_eval_on_its_export(trained, tmp_path):
+def test_eval_on_the_checkpoint_matches_eval_on_its_export(trained, exported, tmp_path, capsys):
     run, _, _ = trained
-    net = tmp_path / "m.net"
-    assert run_cli("export", run / BEST, "--out", net, "--no-accuracy").returncode == 0
-    a = run_cli("eval", run / BEST, "--samples", 80, "--json", tmp_path / "a.json")
-    b = run_cli(  # no --steps: the exported file records T = 3
-        "eval",
-        net,
-        "--dataset",
-        "digits",
-        "--samples",
-        80,
-        "--json",
-        tmp_path / "b.json",
-    )
-    assert a.returncode == b.returncode == 0, a.stderr + b.stderr
+    _cli(capsys, "eval", run / BEST, "--samples", 80, "--json", tmp_path / "a.json")
+    flags = ["--dataset", "digits", "--samples", 80]  # no --steps: the file records T = 3
+    _cli(capsys, "eval", exported, *flags, "--json", tmp_path / "b.json")
     sa = json.loads((tmp_path / "a.json").read_text())["scores"]["emulator"]
     sb = json.loads((tmp_path / "b.json").read_text())["scores"]["emulator"]
     assert sa == sb
@@ -124,10 +121,7 @@ def test_eval_on_the_checkpoint_matches_eval_on_its_export(trained, tmp_path):
         ("too_many_classes", ("label 12", "exceeds the network's 10 classes")),
     ],
 )
-def test_bad_evals_are_one_line(trained, tmp_path, case, words):
-    run, _, _ = trained
-    net = tmp_path / "m.net"
-    assert run_cli("export", run / BEST, "--out", net, "--no-accuracy").returncode == 0
+def test_bad_evals_are_one_line(exported, tmp_path, case, words, cli_refusal):
     rng = np.random.default_rng(0)
     np.savez(
         tmp_path / "rgb.npz", x=rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8), y=np.arange(4)
@@ -143,16 +137,17 @@ def test_bad_evals_are_one_line(trained, tmp_path, case, words):
         "wrong_image_shape": ["--data", tmp_path / "rgb.npz", "--steps", 3],
         "too_many_classes": ["--data", tmp_path / "c.npz", "--steps", 3],
     }[case]
+    net = exported
     if case == "net_without_steps":  # as lava-dl's own files: no root attribute 'steps'
+        net = tmp_path / "no_steps.net"
+        shutil.copyfile(exported, net)
         with h5py.File(net, "a") as f:
             del f.attrs["steps"]
-    res = run_cli("eval", net, *args)
-    lines = res.stderr.strip().splitlines()
-    assert res.returncode == 2 and len(lines) == 1, res.stderr[-2000:]
-    assert all(w in lines[0] for w in words), lines[0]
+    cli_refusal(["eval", net, *args], *words)
 
 
 @pytest.mark.slow
+@pytest.mark.multiprocess
 def test_compiled_eval_gives_the_same_predictions_and_spikes(trained, tmp_path):
     """`eval --compile` (fused neuron kernels) scores every sample as the plain emulator
     (T = 9: two compiled chunks of STEP_CHUNK steps and one eager step)."""

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_export_helpers import assert_exported_parity, onnx_file, trained_checkpoint
+from test_export_helpers import assert_exported_parity, onnx_file
 from torch import nn
 
 from snn2loihi.app.cli import main
@@ -22,9 +22,9 @@ from snn2loihi.train.netx_model import to_netx
 
 
 @pytest.fixture(scope="module")
-def onnx_and_calib(tmp_path_factory):
+def onnx_and_calib(tmp_path_factory, digits_run):
     tmp = tmp_path_factory.mktemp("convert")
-    ckpt = trained_checkpoint(tmp)
+    ckpt = digits_run / "best.pt"
     export_checkpoint(ckpt, onnx=tmp / "m.onnx")
     state = torch.load(ckpt, weights_only=True)
     _, _, test, _ = load_datasets(checkpoint_config(state).data)
@@ -33,7 +33,7 @@ def onnx_and_calib(tmp_path_factory):
     return tmp, tmp / "m.onnx", tmp / "calib.npz"
 
 
-def test_convert_cli_matches_onnx_and_fires_the_integer_branch_spikes(onnx_and_calib):
+def test_convert_cli_matches_onnx_and_fires_the_integer_branch_spikes(onnx_and_calib, digits_run):
     ort = pytest.importorskip("onnxruntime")
     from snn2loihi.export.accuracy import load_eval_data
     from snn2loihi.train.config import default_config
@@ -56,7 +56,7 @@ def test_convert_cli_matches_onnx_and_fires_the_integer_branch_spikes(onnx_and_c
 
     # the rebuilt ANN (before threshold balancing) is the ONNX graph
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    state = torch.load(tmp / "run" / "best.pt", weights_only=True)
+    state = torch.load(digits_run / "best.pt", weights_only=True)
     meta = state["metrics"]["model"]
     image = (data.x[:8].double() / 255 - meta["mean"][0]) / meta["std"][0]
     (expected,) = sess.run(None, {"image": image.float().numpy()})

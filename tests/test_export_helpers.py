@@ -1,4 +1,4 @@
-"""Helpers for the export tests: checkpoints of random-init models and a briefly trained one."""
+"""Helpers for the export tests: checkpoints of random-init models, the export checks."""
 
 from __future__ import annotations
 
@@ -19,13 +19,6 @@ SHAPES = {
     "pool-folded": dict(convs=["8", "p16"], dense=[]),
     "dense-only": dict(convs=[], dense=[48, 24]),
 }
-FAST_TRAIN = [
-    "train.epochs=1",
-    "model.arch='custom'",
-    "model.convs=['8', 's16']",
-    "model.dense=[]",
-    "train.steps=3",
-]
 
 
 def random_checkpoint(tmp_path, shape: str, steps: int = 3):
@@ -64,15 +57,6 @@ def save_model_checkpoint(path, model, config: dict, input_shape: tuple[int, ...
         metrics={"model": meta},
     )
     return path
-
-
-def trained_checkpoint(tmp_path):
-    """Train a small digits model for one epoch (about 2 s); return its best.pt path."""
-    from snn2loihi.train.trainer import train
-
-    torch.set_num_threads(1)
-    train(small_config(tmp_path, *FAST_TRAIN))
-    return tmp_path / "run" / "best.pt"
 
 
 def assert_exported_parity(net_path, model, x: torch.Tensor) -> int:

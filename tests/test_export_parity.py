@@ -15,7 +15,6 @@ from test_export_helpers import (
     assert_exported_parity,
     export_and_check,
     random_checkpoint,
-    trained_checkpoint,
 )
 from train_helpers import digits_like_batch
 
@@ -34,9 +33,9 @@ def test_random_models_export_with_exact_spike_parity(tmp_path, shape):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, digits_run):
     tmp = tmp_path_factory.mktemp("trained")
-    ckpt = trained_checkpoint(tmp)
+    ckpt = digits_run / "best.pt"
     out = tmp / "digits.net"
     report = export_checkpoint(ckpt, out)
     return ckpt, out, report

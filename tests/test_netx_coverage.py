@@ -210,6 +210,7 @@ def test_rf_neurons_are_refused_by_name(write_net, tmp_path, capsys, cli_refusal
     assert "layer 1" in err and "RF_IZ" in err
 
 
+@pytest.mark.cuda
 def test_emulator_on_cuda_equals_cpu_on_the_global_clock():
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")

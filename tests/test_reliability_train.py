@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import torch
 from cli_helpers import refused, run_cli, snapshot
 from train_helpers import small_config
 
+from snn2loihi.app.cli import main
 from snn2loihi.errors import TrainingDivergedError
 from snn2loihi.train.checkpoint import LAST, load_checkpoint
 from snn2loihi.train.run_folder import hold_run_folder
@@ -22,31 +24,33 @@ from snn2loihi.train.trainer import train
 FAST = ["model.arch='custom'", "model.convs=['8', 's16']", "model.dense=[]", "train.num_threads=1"]
 
 
-def train_cli(out: Path, *extra) -> subprocess.CompletedProcess:
+def train_argv(out: Path, *extra) -> list:
+    """``snn2loihi train`` of one epoch at T = 2 into ``out``, with FAST set."""
     sets = [a for f in FAST for a in ("--set", f)]
-    return run_cli(
-        "train", "--out", out, "--epochs", 1, "--steps", 2, "--no-progress", *sets, *extra
-    )
+    return ["train", "--out", out, "--epochs", 1, "--steps", 2, "--no-progress", *sets, *extra]
+
+
+def train_cli(out: Path, *extra) -> subprocess.CompletedProcess:
+    return run_cli(*train_argv(out, *extra))
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    """A finished one-epoch run (trained once for the module)."""
-    out = tmp_path_factory.mktemp("finished") / "run"
-    res = train_cli(out)
-    assert res.returncode == 0, res.stderr
-    return out
+def finished_run(digits_run) -> Path:
+    """A finished one-epoch run: the session's digits run itself (a copy would resume into the
+    folder its config names). The tests here only read it: a refusal must leave it
+    byte-identical, which they check, and a test that writes copies it first."""
+    return digits_run
 
 
-@pytest.mark.multiprocess
-def test_a_folder_holding_a_run_is_refused_then_replaced_with_force(finished_run, tmp_path):
+def test_a_folder_holding_a_run_is_refused_then_replaced_with_force(
+    finished_run, tmp_path, cli_refusal
+):
     out = tmp_path / "run"
-    os.system(f"cp -r {finished_run} {out}")  # noqa: S605 - a copy to replace
+    shutil.copytree(finished_run, out)
     before = snapshot(out)
-    refused(train_cli(out), "holds another run (last.pt)", "--resume", "--force")
+    cli_refusal(train_argv(out), "holds another run (last.pt)", "--resume", "--force")
     assert snapshot(out) == before
-    res = train_cli(out, "--force", "--seed", "3")
-    assert res.returncode == 0, res.stderr
+    assert main([str(a) for a in train_argv(out, "--force", "--seed", "3")]) == 0
     assert (out / LAST).read_bytes() != before[out / LAST]
     assert len((out / "log.csv").read_text().splitlines()) == 2  # header + the new run's epoch
 
@@ -59,7 +63,6 @@ def test_a_second_writer_is_refused_while_a_run_holds_the_folder(tmp_path):
     assert list(out.iterdir()) == []  # the lock file goes with the run that held it
 
 
-@pytest.mark.multiprocess
 @pytest.mark.parametrize(
     ("case", "words"),
     [
@@ -68,7 +71,9 @@ def test_a_second_writer_is_refused_while_a_run_holds_the_folder(tmp_path):
         ("other_architecture", ("does not fit this config",)),
     ],
 )
-def test_bad_resumes_are_refused_and_change_nothing(finished_run, tmp_path, case, words):
+def test_bad_resumes_are_refused_and_change_nothing(
+    finished_run, tmp_path, case, words, cli_refusal
+):
     ckpt = finished_run / LAST
     extra = ["--epochs", "1"]
     if case == "nan_weights":
@@ -80,8 +85,7 @@ def test_bad_resumes_are_refused_and_change_nothing(finished_run, tmp_path, case
     elif case == "other_architecture":
         extra = ["--epochs", "2", "--set", "model.convs=['4', 's16']"]
     before = snapshot(finished_run)
-    res = run_cli("train", "--resume", ckpt, "--no-progress", *extra)
-    refused(res, *words)
+    cli_refusal(["train", "--resume", ckpt, "--no-progress", *extra], *words)
     assert snapshot(finished_run) == before and not (tmp_path / "r").exists()
 
 
@@ -114,7 +118,6 @@ def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
-@pytest.mark.multiprocess
 @pytest.mark.parametrize(
     ("content", "words"),
     [
@@ -123,13 +126,12 @@ def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path):
         (b"- 1\n- 2\n", ("c.yaml", "expected sections of keys, got list")),
     ],
 )
-def test_bad_config_files_are_one_line_and_create_nothing(tmp_path, content, words):
+def test_bad_config_files_are_one_line_and_create_nothing(tmp_path, content, words, cli_refusal):
     (tmp_path / "c.yaml").write_bytes(content)
-    refused(train_cli(tmp_path / "new", "-c", tmp_path / "c.yaml"), *words)
+    cli_refusal(train_argv(tmp_path / "new", "-c", tmp_path / "c.yaml"), *words)
     assert not (tmp_path / "new").exists()
 
 
-@pytest.mark.multiprocess
 @pytest.mark.parametrize(
     ("args", "words"),
     [
@@ -138,26 +140,24 @@ def test_bad_config_files_are_one_line_and_create_nothing(tmp_path, content, wor
         (["--device", "banana"], ("train.device banana",)),
     ],
 )
-def test_late_errors_leave_no_run_folder(tmp_path, args, words):
-    refused(train_cli(tmp_path / "new", *args), *words)
+def test_late_errors_leave_no_run_folder(tmp_path, args, words, cli_refusal):
+    cli_refusal(train_argv(tmp_path / "new", *args), *words)
     assert not (tmp_path / "new").exists()
 
 
-@pytest.mark.multiprocess
-def test_train_out_that_is_a_file_is_refused(tmp_path):
+def test_train_out_that_is_a_file_is_refused(tmp_path, cli_refusal):
     (tmp_path / "f").write_text("keep")
-    refused(train_cli(tmp_path / "f"), "is a file")
+    cli_refusal(train_argv(tmp_path / "f"), "is a file")
     assert (tmp_path / "f").read_text() == "keep"
 
 
-@pytest.mark.multiprocess
-def test_demo_validates_before_any_work(tmp_path):
-    refused(run_cli("demo", "--out", tmp_path / "d", "--samples", "0"), "--samples 0 must be >= 1")
-    refused(run_cli("demo", "--out", tmp_path / "d", "--steps", "0"), "train.steps")
+def test_demo_validates_before_any_work(tmp_path, cli_refusal):
+    cli_refusal(["demo", "--out", tmp_path / "d", "--samples", "0"], "--samples 0 must be >= 1")
+    cli_refusal(["demo", "--out", tmp_path / "d", "--steps", "0"], "train.steps")
     assert not (tmp_path / "d").exists()
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "report.json").write_text("{}")
-    refused(run_cli("demo", "--out", tmp_path / "d"), "holds a demo run", "--force")
+    cli_refusal(["demo", "--out", tmp_path / "d"], "holds a demo run", "--force")
     assert (tmp_path / "d" / "report.json").read_text() == "{}"
 
 
@@ -180,10 +180,9 @@ def test_a_failed_demo_leaves_no_empty_out_it_created(tmp_path, monkeypatch, cli
     assert not (tmp_path / "kept" / "train").exists()
 
 
-@pytest.mark.multiprocess
-def test_a_checkpoint_with_negative_steps_names_the_field(finished_run, tmp_path):
+def test_a_checkpoint_with_negative_steps_names_the_field(finished_run, tmp_path, cli_refusal):
     state = load_checkpoint(finished_run / LAST)
     state["config"]["train"]["steps"] = -4
     torch.save(state, tmp_path / "t.pt")
-    refused(run_cli("export", tmp_path / "t.pt", "--out", tmp_path / "m.net"), "train.steps", "-4")
+    cli_refusal(["export", tmp_path / "t.pt", "--out", tmp_path / "m.net"], "train.steps", "-4")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.pt"]

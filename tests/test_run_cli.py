@@ -7,13 +7,11 @@ import dataclasses
 
 import numpy as np
 import pytest
-from cli_helpers import refused, run_cli
 
+from snn2loihi.app.cli import main
 from snn2loihi.deploy.emulator import Emulator
 from snn2loihi.readout import READOUT_V, SPIKE_COUNT, predict, prediction_rule
 from snn2loihi.testing.netgen import SMALL, random_network
-
-pytestmark = pytest.mark.multiprocess  # every test runs the CLI as a subprocess
 
 READOUT_NET = dataclasses.replace(SMALL, readout=True, weight_range=(-16, 24))
 
@@ -29,50 +27,65 @@ def images(tmp_path):
     return tmp_path / "x.npy", tmp_path / "y.npy", x, y
 
 
+def _run(capsys, *args) -> str:
+    """``snn2loihi run ARGS`` in-process (the entry point's own test: tests/test_cli.py); it
+    must exit 0. Returns what it printed."""
+    capsys.readouterr()
+    assert main(["run", *map(str, args)]) == 0
+    return capsys.readouterr().out
+
+
 def _printed_predictions(stdout: str) -> list[int]:
     text = stdout.split("predicted classes")[1].split(": ", 1)[1]
     return [int(v) for v in text.split("]")[0].strip("[").split(",")]
 
 
-def test_images_are_repeated_over_steps_and_predicted_by_the_readout(write_net, images, tmp_path):
+def test_images_are_repeated_over_steps_and_predicted_by_the_readout(
+    write_net, images, tmp_path, capsys
+):
     net_path = write_net(random_network(READOUT_NET, seed=1))
     xf, yf, x, y = images
-    res = run_cli(
-        "run", net_path, "--input", xf, "--steps", 4, "--labels", yf, "--out", tmp_path / "s.npy"
+    stdout = _run(
+        capsys, net_path, "--input", xf, "--steps", 4, "--labels", yf, "--out", tmp_path / "s.npy"
     )
-    assert res.returncode == 0, res.stderr
     emu = Emulator(net_path)
     assert prediction_rule(emu.net) == READOUT_V
     trace = emu.run(np.repeat(x[:, None], 4, axis=1), record_state=True).layers[-1]
     expected = predict(READOUT_V, v_last=trace.v[:, -1])
-    assert _printed_predictions(res.stdout) == expected.tolist()
-    assert "argmax of the readout's v >> 6" in res.stdout
+    assert _printed_predictions(stdout) == expected.tolist()
+    assert "argmax of the readout's v >> 6" in stdout
     correct = int((expected == y).sum())
-    assert f"accuracy {correct / 8:.2%} ({correct}/8)" in res.stdout
+    assert f"accuracy {correct / 8:.2%} ({correct}/8)" in stdout
     assert np.array_equal(np.load(tmp_path / "s.npy"), trace.spikes.numpy().astype(np.uint8))
 
 
-def test_spiking_outputs_are_predicted_by_spike_count(write_net, images, tmp_path):
+def test_spiking_outputs_are_predicted_by_spike_count(write_net, images, tmp_path, capsys):
     net_path = write_net(random_network(SMALL, seed=1))
     xf, _, x, _ = images
-    res = run_cli("run", net_path, "--input", xf, "--steps", 6, "--out", tmp_path / "s.npy")
-    assert res.returncode == 0, res.stderr
+    stdout = _run(capsys, net_path, "--input", xf, "--steps", 6, "--out", tmp_path / "s.npy")
     spikes = Emulator(net_path).run(np.repeat(x[:, None], 6, axis=1)).output
-    assert _printed_predictions(res.stdout) == predict(SPIKE_COUNT, spikes).tolist()
-    assert "(max spike count)" in res.stdout
+    assert _printed_predictions(stdout) == predict(SPIKE_COUNT, spikes).tolist()
+    assert "(max spike count)" in stdout
 
 
 @pytest.mark.lava
-def test_lava_predicts_what_the_emulator_predicts(write_net, images, tmp_path):
+def test_lava_predicts_what_the_emulator_predicts(write_net, images, tmp_path, capsys):
+    """`run` on both back ends (in-process): the same predictions, accuracy line and output
+    spikes, (samples, steps, classes)."""
     net_path = write_net(random_network(READOUT_NET, seed=2))
     xf, yf, _, _ = images
-    args = ["--input", xf, "--steps", 3, "--labels", yf]
-    emu = run_cli("run", net_path, *args, "--out", tmp_path / "e.npy")
-    lava = run_cli("run", net_path, *args, "--backend", "lava", "--out", tmp_path / "l.npy")
-    assert emu.returncode == lava.returncode == 0, lava.stderr
-    assert _printed_predictions(emu.stdout) == _printed_predictions(lava.stdout)
-    assert emu.stdout.splitlines()[-1] == lava.stdout.splitlines()[-1]  # the accuracy line
-    assert np.array_equal(np.load(tmp_path / "e.npy"), np.load(tmp_path / "l.npy"))
+    args = [net_path, "--input", xf, "--steps", 3, "--labels", yf]
+    printed = {}
+    for backend in ("emulator", "lava"):
+        printed[backend] = _run(
+            capsys, *args, "--backend", backend, "--out", tmp_path / f"{backend}.npy"
+        )
+    emu, lava = printed["emulator"], printed["lava"]
+    assert _printed_predictions(emu) == _printed_predictions(lava)
+    assert emu.splitlines()[-1] == lava.splitlines()[-1]  # the accuracy line
+    spikes = np.load(tmp_path / "lava.npy")
+    assert spikes.shape == (8, 3, 10)
+    assert np.array_equal(np.load(tmp_path / "emulator.npy"), spikes)
 
 
 @pytest.mark.parametrize(
@@ -89,7 +102,9 @@ def test_lava_predicts_what_the_emulator_predicts(write_net, images, tmp_path):
         ("label_out_of_range", ("ybad.npy", "label 10 at index 2", "10 classes")),
     ],
 )
-def test_bad_runs_are_refused_and_touch_nothing(write_net, images, tmp_path, case, words):
+def test_bad_runs_are_refused_and_touch_nothing(
+    write_net, images, tmp_path, case, words, cli_refusal
+):
     net_path = write_net(random_network(SMALL, seed=0))
     xf, yf, _, _ = images
     np.save(tmp_path / "y3.npy", np.arange(3))
@@ -117,17 +132,16 @@ def test_bad_runs_are_refused_and_touch_nothing(write_net, images, tmp_path, cas
     elif case == "label_out_of_range":
         extra = ["--labels", tmp_path / "ybad.npy"]
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()}
-    refused(run_cli("run", net_path, "--input", xf, *steps, *extra, "--out", out), *words)
+    cli_refusal(["run", net_path, "--input", xf, *steps, *extra, "--out", out], *words)
     after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()}
     assert after == before  # every input byte-identical, nothing new written
 
 
-def test_force_overwrites_an_existing_output(write_net, images, tmp_path):
+def test_force_overwrites_an_existing_output(write_net, images, tmp_path, capsys):
     net_path = write_net(random_network(SMALL, seed=0))
     out = tmp_path / "s.npy"
     out.write_bytes(b"old")
-    res = run_cli("run", net_path, "--input", images[0], "--steps", 2, "--out", out, "--force")
-    assert res.returncode == 0, res.stderr
+    _run(capsys, net_path, "--input", images[0], "--steps", 2, "--out", out, "--force")
     assert np.load(out).shape == (8, 2, 10)
 
 

@@ -10,6 +10,16 @@ from snn2loihi.readout import readout_logits
 from snn2loihi.train.config import resolve
 from snn2loihi.train.model import build_model
 
+# The session's shared digits run (conftest.py's ``digits_run``): one epoch of a small custom
+# network at T = 3, over small_config's base.
+DIGITS_RUN = [
+    "train.epochs=1",
+    "model.arch='custom'",
+    "model.convs=['8', 's16']",
+    "model.dense=[]",
+    "train.steps=3",
+]
+
 
 def small_config(tmp_path, *overrides: str) -> dict:
     """A fast digits config writing under ``tmp_path``."""
