@@ -11,6 +11,7 @@ data the report puts the float NIR reference, the float Loihi form and the emula
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -228,6 +229,7 @@ def convert_nir(
         lowered = lower(g, image_shape=image_shape, input_scale=input_scale, dt=dt, dialect=dialect)
         changes = lowered.changes
         net, scales, clipped, exact = integer_network(lowered, steps, weight_bits, changes)
+        net = dataclasses.replace(net, steps=steps)  # the T its integers were made for
     except NotDeployableError as exc:  # every refusal names the file first
         text = str(exc)
         raise NotDeployableError(text if text.startswith(g.path) else f"{g.path}: {text}") from None
