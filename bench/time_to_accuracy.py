@@ -33,9 +33,10 @@ def plot(results: dict[str, dict], out: Path, title: str) -> None:
         (line,) = ax.plot(minutes, [100 * a for a in acc], marker=".", label=label)
         test = r.get("emulator_test_acc")
         if test is not None:
-            ax.plot([minutes[-1]], [100 * test], marker="*", markersize=12, color=line.get_color())
+            ax.plot([minutes[-1]], [100 * test], marker="*", markersize=12, linestyle="none",
+                    color=line.get_color(), label="test accuracy of the selected epoch")  # fmt: skip
     ax.set_xlabel("training minutes (validation after each epoch included)")
-    ax.set_ylabel("accuracy (%): validation per epoch, * test of the selected model")
+    ax.set_ylabel("validation accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -21,14 +21,15 @@ PREFIX = 48  # test images run through the emulator in the suite (the whole set:
 
 
 @pytest.fixture(scope="module")
-def cifar_test(tmp_path_factory) -> Path:
+def cifar_test() -> tuple[np.ndarray, np.ndarray]:
+    """The shared JPEG copy's 10,000 test images (N, 32, 32, 3) uint8 and labels."""
     sys.path.insert(0, str(ROOT / "bench"))
-    from cifar_data import SOURCE, cached_cifar
+    from cifar_data import SOURCE, decode_split
 
     if not (SHARED / SOURCE).is_file():
         pytest.skip("../shared/data/cifar10-jpeg absent")
-    cache = tmp_path_factory.mktemp("cifar10")
-    return cached_cifar(SHARED / SOURCE, cache, train_subset=16)[1]
+    with np.load(SHARED / SOURCE) as z:
+        return decode_split(z, "test")
 
 
 @pytest.mark.parametrize("folder", MODELS, ids=[p.name for p in MODELS])
@@ -39,8 +40,8 @@ def test_model_card_figures_come_from_its_files(folder, cifar_test, tmp_path, ca
     net = read_network(folder / "model.net")
     assert net.steps == card["steps"]
     predictions = np.load(folder / "predictions.npy")
-    with np.load(cifar_test) as f:
-        labels, first = f["y"], f["x"][:PREFIX]
+    images, labels = cifar_test
+    first = images[:PREFIX]
     assert len(predictions) == len(labels) == card["emulator"]["samples"]
     assert float(np.mean(predictions == labels)) == card["emulator"]["accuracy"]
     assert card["lava_parity"]["spikes_equal"] and card["lava_parity"]["v_equal"]
