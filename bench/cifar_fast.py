@@ -30,6 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cifar_data import SOURCE, cached_cifar, find_data  # noqa: E402
 
 CONFIG = ROOT / "configs" / "cifar_fast.toml"
+TARGETS = {  # issues #16 (one GPU) and #29 (this project's 2-core CPU)
+    "cuda": ">= 0.90 emulator test accuracy after <= 300 s of training on one H100",
+    "cpu": ">= 0.90 emulator test accuracy at T = 4 after <= 90 min of training on 2 CPU cores",
+}
 
 
 def machine_record(device: str) -> dict:
@@ -162,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         "emulator_equals_integer_snn": emulator["accuracy"] == test["test_snn_acc"],
         "spikes_per_sample": emulator["spikes_per_sample"],
         "eval_wall_s": round(eval_s, 2),
-        "target": ">= 0.90 emulator test accuracy after <= 300 s of training on one H100",
+        "target": TARGETS["cuda" if device.startswith("cuda") else "cpu"],
     }
     import numpy as np
 
