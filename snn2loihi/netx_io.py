@@ -514,28 +514,39 @@ def describe_layers(path: str | os.PathLike) -> list[LayerEntry]:
     """
     path = Path(path)
     f = _open(path)
-    entries = []
     with f:
-        if "layer" not in f or not isinstance(f["layer"], h5py.Group):
-            raise NetXFormatError(f"{path}: no 'layer' group; not a NetX network file")
-        count = len(f["layer"])
-        if count > MAX_LAYERS:
-            raise NetXFormatError(f"{path}: {count} layers, more than the limit {MAX_LAYERS}")
-        for i in range(count):
-            g = f["layer"].get(str(i))
-            if not isinstance(g, h5py.Group):
-                raise NetXFormatError(f"{where(path, i)}: missing or not a group")
-            r = _LayerReader(g, path, i, "?")
-            kind = _read_string(r, "type")
+        try:
+            return _describe(f, path)
+        except Snn2LoihiError:
+            raise
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+            raise NetXFormatError(
+                f"{path}: corrupt or unreadable HDF5 content ({type(exc).__name__}: {exc})"
+            ) from None
+
+
+def _describe(f: h5py.File, path: Path) -> list[LayerEntry]:
+    entries = []
+    if "layer" not in f or not isinstance(f["layer"], h5py.Group):
+        raise NetXFormatError(f"{path}: no 'layer' group; not a NetX network file")
+    count = len(f["layer"])
+    if count > MAX_LAYERS:
+        raise NetXFormatError(f"{path}: {count} layers, more than the limit {MAX_LAYERS}")
+    for i in range(count):
+        g = f["layer"].get(str(i))
+        if not isinstance(g, h5py.Group):
+            raise NetXFormatError(f"{where(path, i)}: missing or not a group")
+        r = _LayerReader(g, path, i, "?")
+        kind = _read_string(r, "type")
+        try:
+            entries.append(LayerEntry(i, kind, record=_read_layer(g, path, i)))
+        except UnsupportedLayerError as exc:
             try:
-                entries.append(LayerEntry(i, kind, record=_read_layer(g, path, i)))
-            except UnsupportedLayerError as exc:
-                try:
-                    shape = r.shape()
-                except Snn2LoihiError:
-                    shape = None
-                reason = str(exc).split(": ", 1)[-1]
-                entries.append(LayerEntry(i, kind, shape=shape, refused=reason))
+                shape = r.shape()
+            except Snn2LoihiError:
+                shape = None
+            reason = str(exc).split(": ", 1)[-1]
+            entries.append(LayerEntry(i, kind, shape=shape, refused=reason))
     return entries
 
 
