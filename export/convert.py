@@ -11,7 +11,9 @@ NetX records and the accuracy check are then exactly export's: the one pipeline,
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +143,17 @@ def balance_thresholds(model, net: OnnxNet, x: torch.Tensor, percentile: float) 
     return lams
 
 
+@contextlib.contextmanager
+def _naming(onnx_path: str | Path) -> Iterator[None]:
+    """Refusals of the ONNX graph name the file (the node messages name only the node)."""
+    try:
+        yield
+    except NotDeployableError as exc:
+        if str(onnx_path) in str(exc):
+            raise
+        raise NotDeployableError(f"'{onnx_path}': {exc}") from None
+
+
 def onnx_to_model(
     net: OnnxNet,
     data,
@@ -212,7 +225,8 @@ def convert_onnx(
 
     out = Path(out)
     check_export_outputs(out, {"ONNX": onnx_path, "--calib": calib}, force)
-    net = read_onnx(onnx_path)
+    with _naming(onnx_path):
+        net = read_onnx(onnx_path)
     header_shape = npz_image_shape(calib)  # checked before the images are decompressed
     if header_shape is not None:
         check_options(percentile, mean, std, header_shape[0])
@@ -220,9 +234,10 @@ def convert_onnx(
     data = load_eval_data(default_config().data, "train", calib)
     check_options(percentile, mean, std, int(data.x.shape[1]))
     _check_image_shape(net, tuple(int(v) for v in data.x.shape[1:]), calib, onnx_path)
-    model, ann_acc, lams = onnx_to_model(
-        net, data, steps=steps, percentile=percentile, mean=mean, std=std
-    )
+    with _naming(onnx_path):
+        model, ann_acc, lams = onnx_to_model(
+            net, data, steps=steps, percentile=percentile, mean=mean, std=std
+        )
     report = {
         "onnx": str(onnx_path),
         "net": str(out),

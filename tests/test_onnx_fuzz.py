@@ -282,6 +282,15 @@ def test_mutated_onnx_converts_or_raises_our_error(calib, fuzz_dir, mutations, b
     assert report["accuracy"]["samples"] == 12
 
 
+def test_node_refusals_of_convert_name_the_file(tmp_path, calib):
+    m = tiny_cnn()
+    next(n for n in m.graph.node if n.op_type == "Relu").op_type = "Sigmoid"
+    path = _write(tmp_path, m)
+    with pytest.raises(NotDeployableError) as exc:
+        convert_onnx(path, calib, tmp_path / "m.net")
+    assert str(exc.value).startswith(f"'{path}': ONNX node"), str(exc.value)
+
+
 def _write(tmp_path, model) -> Path:
     path = tmp_path / "m.onnx"
     path.write_bytes(model.SerializeToString())
