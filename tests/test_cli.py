@@ -211,6 +211,10 @@ BAD_INPUTS = [
     # the fuzz round (bench/fuzz_cli.py): an uncaught exception each before
     ("parity-timeout-beyond-timer", None, ["parity", "NET", "--timeout", "1e308"],
      "argument --timeout: 1e308 s is more than the limit of 1000000000 s"),
+    ("run-no-samples", _npy("e.npy", np.zeros((0, 4, 2, 8, 8))), [*RUN, "TMP/e.npy"],
+     "e.npy: array has shape (0, 4, 2, 8, 8): need at least one sample and step"),
+    ("run-no-images", _npy("e.npy", np.zeros((0, 2, 8, 8))), [*RUN, "TMP/e.npy", "--steps", "2"],
+     "e.npy: array has shape (0, 2, 8, 8): holds no images"),
     ("eval-no-images", _empty_npz, ["eval", "NET", "--data", "TMP/e.npz", "--steps", "2"],
      "e.npz (all images): holds no images"),
     ("eval-npz-unknown-compression", _unknown_compression_npz, ["eval", "NET", "--data",
