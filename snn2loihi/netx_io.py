@@ -341,16 +341,18 @@ def _read_string(r: _LayerReader, key: str) -> str:
     raise r.error(key, f"= {value!r} is not a string")
 
 
-def _refuse_oversized_weight(r: _LayerReader, key: str, n_out: int, n_in: int | None) -> None:
+def _refuse_oversized_weight(
+    r: _LayerReader, key: str, n_out: int, n_in: int | None, inputs: str = "of the previous layer"
+) -> None:
     """A dense weight can hold only ``n_out`` x ``n_in`` (the previous layer's size) values:
     a larger field is refused from its header, before it is widened to int64 in memory."""
-    ds = r.g.get(key, getlink=False) if key in r.g else None
+    ds = r.g[key] if key in r.g else None
     if n_in is None or not isinstance(ds, h5py.Dataset):
         return
     if ds.size > max(n_out * n_in, BLOCK_ELEMENTS):
         raise NetXValidationError(
             f"{where(r.path, r.index)} ({r.kind}): field '{key}' has shape {ds.shape}, "
-            f"{ds.size} values for {n_out} outputs x {n_in} inputs of the previous layer "
+            f"{ds.size} values for {n_out} outputs x {n_in} inputs {inputs} "
             "(refused before reading)"
         )
 
@@ -413,7 +415,7 @@ def _read_layer(g: h5py.Group, path: Path, index: int, n_in: int | None = None) 
     n_out = math.prod(shape)
     _refuse_oversized_weight(r, "weight", n_out, n_in)
     if kind == "dense_rec":
-        _refuse_oversized_weight(r, "weight_rec", n_out, n_out)
+        _refuse_oversized_weight(r, "weight_rec", n_out, n_out, "(its own outputs)")
     w = r.array("weight")
     if w.ndim == 1:
         if w.size % n_out:
