@@ -174,6 +174,12 @@ def _eval_kwargs(config: Config, device: torch.device) -> dict:
     )
 
 
+def seed_of_epoch(seed: int, epoch: int) -> int:
+    """The seed of ``epoch``: ``seed * 100003 + epoch``, wrapped into torch's 0..2**63-1 (the
+    same value wherever it fits, so earlier runs repeat)."""
+    return (seed * 100_003 + epoch) % 2**63
+
+
 def train_epoch(
     run: RunState,
     config: Config,
@@ -187,7 +193,7 @@ def train_epoch(
     """Seed the epoch, shuffle, augment and train one epoch; returns :class:`EpochStats`.
     ``fill``: cutout's uint8 (C,) colour, the training mean (:func:`cutout_fill`)."""
     d, t = config.data, config.train
-    epoch_seed = t.seed * 100_003 + epoch
+    epoch_seed = seed_of_epoch(t.seed, epoch)
     torch.manual_seed(epoch_seed)
     gen = torch.Generator().manual_seed(epoch_seed)
     sampler.set_epoch(epoch)
