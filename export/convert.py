@@ -111,10 +111,17 @@ def input_normalization(net: OnnxNet, channels: int, mean=None, std=None):
     if mean is None and std is None:
         return (0.0,) * channels, (1 / 255,) * channels
     offset = np.zeros(channels) if net.offset is None else net.offset
-    alpha = net.gain / (255.0 * sd)
-    beta = offset - net.gain * m / sd
-    new_sd = 1.0 / (255.0 * alpha)
-    return tuple((-beta * new_sd).tolist()), tuple(new_sd.tolist())
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # checked just below
+        alpha = net.gain / (255.0 * sd)
+        beta = offset - net.gain * m / sd
+        new_sd = 1.0 / (255.0 * alpha)
+        new_mean = -beta * new_sd
+    if not (np.isfinite(new_mean).all() and np.isfinite(new_sd).all()):
+        raise InputDataError(
+            f"--mean {m.tolist()} and --std {sd.tolist()} with the graph's input affine give a "
+            "non-finite input normalization; give smaller values"
+        )
+    return tuple(new_mean.tolist()), tuple(new_sd.tolist())
 
 
 @torch.no_grad()
@@ -234,10 +241,16 @@ def convert_onnx(
     data = load_eval_data(default_config().data, "train", calib)
     check_options(percentile, mean, std, int(data.x.shape[1]))
     _check_image_shape(net, tuple(int(v) for v in data.x.shape[1:]), calib, onnx_path)
-    with _naming(onnx_path):
+    with _naming(onnx_path), np.errstate(over="ignore", invalid="ignore"):  # checked below
         model, ann_acc, lams = onnx_to_model(
             net, data, steps=steps, percentile=percentile, mean=mean, std=std
         )
+    for name, p in model.state_dict().items():
+        if p.is_floating_point() and not torch.isfinite(p).all():
+            raise InputDataError(
+                f"--mean {mean} and --std {std} make the folded network's '{name}' non-finite; "
+                "give smaller values"
+            )
     report = {
         "onnx": str(onnx_path),
         "net": str(out),

@@ -102,6 +102,21 @@ def quantize_layer(ly, k: int, steps: int, weight_bits: int):
     return qw, quant.quantize_bias(b, scale).numpy(), vth, qr, scale, clipped
 
 
+def _refuse_non_finite(lowered, dt: float, input_scale: float) -> None:
+    """A ``--dt`` or ``--input-scale`` so large that the float layers overflow is refused
+    (the integer grid would otherwise be cast from inf/NaN)."""
+    from snn2loihi.errors import InputDataError
+
+    for i, ly in enumerate(lowered.loihi):
+        for name, value in vars(ly).items():
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+                if not np.isfinite(value).all():
+                    raise InputDataError(
+                        f"--dt {dt:g} and --input-scale {input_scale:g} make layer {i + 1} "
+                        f"({ly.name}) '{name}' non-finite; give smaller values"
+                    )
+
+
 def integer_network(lowered, steps: int, weight_bits: int, changes: list[str]):
     """``(NetXNetwork, scales, clipped, exact)`` of the Loihi-form layers."""
     from snn2loihi.export.nir_lower import as_readout
@@ -225,11 +240,17 @@ def convert_nir(
         data = load_eval_data(default_config().data, "train", calib)
     image_shape = None if data is None else tuple(int(v) for v in data.x.shape[1:])
     try:
-        lowered = lower(g, image_shape=image_shape, input_scale=input_scale, dt=dt, dialect=dialect)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+            lowered = lower(
+                g, image_shape=image_shape, input_scale=input_scale, dt=dt, dialect=dialect
+            )
+        _refuse_non_finite(lowered, dt, input_scale)
         changes = lowered.changes
         net, scales, clipped, exact = integer_network(lowered, steps, weight_bits, changes)
     except NotDeployableError as exc:  # every refusal names the file first
         text = str(exc)
+        if calib is not None and "calibration images" in text:
+            text = f"{text} ({calib})"
         raise NotDeployableError(text if text.startswith(g.path) else f"{g.path}: {text}") from None
     check_deployable(net, str(nir_path))
     report = {

@@ -630,3 +630,13 @@ def test_threshold_node_is_a_neuron_without_memory(tmp_path):
     first = read_network(tmp_path / "t.net").synaptic_layers[0][1].neuron
     assert (first.i_decay, first.v_decay) == (4096, 4096)
     assert report["accuracy"]["loihi_form_float_acc"] == report["accuracy"]["nir_reference_acc"]
+
+
+def test_a_dt_that_overflows_the_float_layers_is_refused(tmp_path, cli_refusal):
+    """``--dt 1e308`` made the float layers inf/NaN (numpy warnings, then a weight of -2^63
+    refused as out of range): refused naming the options (fuzz round)."""
+    nir.write(tmp_path / "g.nir", _conv_graph({}))
+    err = cli_refusal(["convert", tmp_path / "g.nir", "--out", tmp_path / "g.net", "--dt", "1e308"])
+    assert "--dt 1e+308 and --input-scale 0.00392157 make layer 1" in err, err
+    assert "non-finite; give smaller values" in err
+    assert not (tmp_path / "g.net").exists()

@@ -402,6 +402,11 @@ def test_all_zero_dense_weights_are_refused_before_the_headroom_check(tmp_path, 
         (["--std", "0"], r"--std\[0\] = 0\.0 must be finite and > 0"),
         (["--mean", "nan"], r"--mean\[0\] = nan must be finite"),
         (["--mean", "0.1,0.2"], r"--mean 0\.1,0\.2: give one value per channel .* \(1\)"),
+        # the fuzz round: an overflowing fold printed numpy warnings, then a bias of -2^63
+        (
+            ["--mean", "1e308"],
+            r"--mean \[1e\+308\] and --std \[1\.0\] with the graph's input affine give a non-fin",
+        ),
     ],
 )
 def test_convert_options_are_checked_up_front(tmp_path, capsys, calib, options, needle):
