@@ -231,6 +231,8 @@ def convert_onnx(
     from snn2loihi.train.data import npz_image_shape
 
     out = Path(out)
+    if not 1 <= steps <= 1 << 16:  # as for NIR graphs (a T of 2^63 quantized to all-zero)
+        raise InputDataError(f"--steps {steps} must be in 1..65536")
     check_export_outputs(out, {"ONNX": onnx_path, "--calib": calib}, force)
     with _naming(onnx_path):
         net = read_onnx(onnx_path)

@@ -399,6 +399,7 @@ def test_all_zero_dense_weights_are_refused_before_the_headroom_check(tmp_path, 
     [
         (["--percentile", "150"], r"--percentile 150\.0 must be in \(0, 100\]"),
         (["--percentile", "nan"], r"--percentile nan"),
+        (["-T", str(2**63)], r"--steps 9223372036854775808 must be in 1\.\.65536"),
         (["--std", "0"], r"--std\[0\] = 0\.0 must be finite and > 0"),
         (["--mean", "nan"], r"--mean\[0\] = nan must be finite"),
         (["--mean", "0.1,0.2"], r"--mean 0\.1,0\.2: give one value per channel .* \(1\)"),
