@@ -169,8 +169,8 @@ def integer_layer(
     for name, value in (("weight", sl.weight), ("bias", sl.bias)):
         if value is not None and not torch.isfinite(value).all():  # NaN would cast to -2^63
             raise InputDataError(
-                f"layer {k + 1}: the folded {name} is not finite (an input normalization "
-                "--mean/--std, or weights, too large to represent); nothing to quantize"
+                f"layer {k + 1}: the folded {name} is not finite (NaN/inf weights, or an input "
+                "normalization --mean/--std too large to represent); nothing to quantize"
             )
     input_max = GRADED_INPUT_MAX if k == 0 else 1
     weight, bias, th, scale = quant.quantize_layer(
