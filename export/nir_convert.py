@@ -224,6 +224,7 @@ def convert_nir(
     g = read_nir(nir_path)
     meta_steps = _metadata_number(g.metadata, "steps", nir_path)
     meta_dt = _metadata_number(g.metadata, "dt", nir_path)
+    from_option = bool(steps)
     steps = int(steps or meta_steps or 16)
     dt = float(dt or meta_dt or (1e-3 if dialect == "norse" else 1e-4))
     input_scale = 1 / 255 if input_scale is None else float(input_scale)
@@ -231,7 +232,12 @@ def convert_nir(
         if not (math.isfinite(v) and v > 0):
             raise InputDataError(f"{name} {v} must be finite and > 0")
     if not 1 <= steps <= 1 << 16:
-        raise InputDataError(f"--steps {steps} must be in 1..65536")
+        what = (
+            f"--steps {steps}"
+            if from_option
+            else f"graph metadata snn2loihi_steps = {meta_steps:g}"
+        )
+        raise InputDataError(f"{nir_path}: {what} must be in 1..65536")
     data = None
     if calib is not None:
         from snn2loihi.export.accuracy import load_eval_data
