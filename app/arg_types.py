@@ -30,14 +30,19 @@ def shape(text: str) -> tuple[int, ...]:
     return dims
 
 
+MAX_SECONDS = 10**9  # about 31 years; the interval timer of --timeout overflows far beyond
+
+
 def seconds(text: str) -> float:
-    """A finite number of seconds > 0 (``--timeout``)."""
+    """A finite number of seconds in ``(0, MAX_SECONDS]`` (``--timeout``)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"{text} must be a finite number of seconds > 0")
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text} s is more than the limit of {MAX_SECONDS} s")
     return value
 
 

@@ -234,7 +234,7 @@ def _inspect_row(entry) -> tuple[str, ...]:
 
 def cmd_inspect(args) -> int:
     """Every layer, runnable or not; the network summary when all layers can run."""
-    from snn2loihi.netx_io import describe_layers, read_network
+    from snn2loihi.netx_io import describe_layers, network_of
 
     entries = describe_layers(args.net)
     head = ("layer", "type", "shape", "weight", "w range", "bias range", "neuron", "iDecay",
@@ -250,7 +250,9 @@ def cmd_inspect(args) -> int:
             "run and parity refuse this file"
         )
         return 0
-    net = read_network(args.net, input_shape=args.input_shape)
+    layers = [e.record for e in entries]
+    del entries  # the records stay in layers: the file's arrays are read once
+    net = network_of(args.net, layers, input_shape=args.input_shape)
     clock = "per-sample or global clock" if net.plain else "global clock only (--clock global)"
     print(
         f"input {'x'.join(map(str, net.input_shape))}, {net.num_synaptic_layers} synapse layers "

@@ -63,6 +63,8 @@ def load_images(args, data_cfg) -> tuple[np.ndarray, np.ndarray, str]:
     x, y = data.x.numpy(), data.y.numpy()
     if args.samples is not None:
         x, y = x[: args.samples], y[: args.samples]
+    if len(x) == 0:
+        raise InputDataError(f"{what}: holds no images")
     return x, y.astype(np.int64), what
 
 

@@ -50,6 +50,8 @@ def load_input(
     if tuple(x.shape) == tuple(input_shape):  # one image, e.g. lava-dl's pilotnet_image.npy
         x = x[None]
     if x.ndim == 1 + len(input_shape) and tuple(x.shape[1:]) == tuple(input_shape):
+        if x.shape[0] < 1:
+            raise InputDataError(f"{path}: array has shape {x.shape}: holds no images")
         if not repeat:
             return x
         if steps is None:
@@ -63,6 +65,10 @@ def load_input(
         raise InputDataError(
             f"{path}: array has shape {x.shape}, expected (samples, steps, {shape}) or "
             f"images (samples, {shape})"
+        )
+    if x.shape[0] < 1 or x.shape[1] < 1:
+        raise InputDataError(
+            f"{path}: array has shape {x.shape}: need at least one sample and step"
         )
     if steps is not None:
         if steps > x.shape[1]:

@@ -11,7 +11,9 @@ NetX records and the accuracy check are then exactly export's: the one pipeline,
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -109,10 +111,17 @@ def input_normalization(net: OnnxNet, channels: int, mean=None, std=None):
     if mean is None and std is None:
         return (0.0,) * channels, (1 / 255,) * channels
     offset = np.zeros(channels) if net.offset is None else net.offset
-    alpha = net.gain / (255.0 * sd)
-    beta = offset - net.gain * m / sd
-    new_sd = 1.0 / (255.0 * alpha)
-    return tuple((-beta * new_sd).tolist()), tuple(new_sd.tolist())
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # checked just below
+        alpha = net.gain / (255.0 * sd)
+        beta = offset - net.gain * m / sd
+        new_sd = 1.0 / (255.0 * alpha)
+        new_mean = -beta * new_sd
+    if not (np.isfinite(new_mean).all() and np.isfinite(new_sd).all()):
+        raise InputDataError(
+            f"--mean {m.tolist()} and --std {sd.tolist()} with the graph's input affine give a "
+            "non-finite input normalization; give smaller values"
+        )
+    return tuple(new_mean.tolist()), tuple(new_sd.tolist())
 
 
 @torch.no_grad()
@@ -139,6 +148,17 @@ def balance_thresholds(model, net: OnnxNet, x: torch.Tensor, percentile: float) 
         if layer.spiking:
             layer.thresholds.fill_(lams[k] / steps)
     return lams
+
+
+@contextlib.contextmanager
+def _naming(onnx_path: str | Path) -> Iterator[None]:
+    """Refusals of the ONNX graph name the file (the node messages name only the node)."""
+    try:
+        yield
+    except NotDeployableError as exc:
+        if str(onnx_path) in str(exc):
+            raise
+        raise NotDeployableError(f"'{onnx_path}': {exc}") from None
 
 
 def onnx_to_model(
@@ -211,8 +231,11 @@ def convert_onnx(
     from snn2loihi.train.data import npz_image_shape
 
     out = Path(out)
+    if not 1 <= steps <= 1 << 16:  # as for NIR graphs (a T of 2^63 quantized to all-zero)
+        raise InputDataError(f"--steps {steps} must be in 1..65536")
     check_export_outputs(out, {"ONNX": onnx_path, "--calib": calib}, force)
-    net = read_onnx(onnx_path)
+    with _naming(onnx_path):
+        net = read_onnx(onnx_path)
     header_shape = npz_image_shape(calib)  # checked before the images are decompressed
     if header_shape is not None:
         check_options(percentile, mean, std, header_shape[0])
@@ -220,9 +243,16 @@ def convert_onnx(
     data = load_eval_data(default_config().data, "train", calib)
     check_options(percentile, mean, std, int(data.x.shape[1]))
     _check_image_shape(net, tuple(int(v) for v in data.x.shape[1:]), calib, onnx_path)
-    model, ann_acc, lams = onnx_to_model(
-        net, data, steps=steps, percentile=percentile, mean=mean, std=std
-    )
+    with _naming(onnx_path), np.errstate(over="ignore", invalid="ignore"):  # checked below
+        model, ann_acc, lams = onnx_to_model(
+            net, data, steps=steps, percentile=percentile, mean=mean, std=std
+        )
+    for name, p in model.state_dict().items():
+        if p.is_floating_point() and not torch.isfinite(p).all():
+            raise InputDataError(
+                f"--mean {mean} and --std {std} make the folded network's '{name}' non-finite; "
+                "give smaller values"
+            )
     report = {
         "onnx": str(onnx_path),
         "net": str(out),

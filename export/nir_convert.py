@@ -103,6 +103,21 @@ def quantize_layer(ly, k: int, steps: int, weight_bits: int):
     return qw, quant.quantize_bias(b, scale).numpy(), vth, qr, scale, clipped
 
 
+def _refuse_non_finite(lowered, dt: float, input_scale: float) -> None:
+    """A ``--dt`` or ``--input-scale`` so large that the float layers overflow is refused
+    (the integer grid would otherwise be cast from inf/NaN)."""
+    from snn2loihi.errors import InputDataError
+
+    for i, ly in enumerate(lowered.loihi):
+        for name, value in vars(ly).items():
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+                if not np.isfinite(value).all():
+                    raise InputDataError(
+                        f"--dt {dt:g} and --input-scale {input_scale:g} make layer {i + 1} "
+                        f"({ly.name}) '{name}' non-finite; give smaller values"
+                    )
+
+
 def integer_network(lowered, steps: int, weight_bits: int, changes: list[str]):
     """``(NetXNetwork, scales, clipped, exact)`` of the Loihi-form layers."""
     from snn2loihi.export.nir_lower import as_readout
@@ -210,6 +225,7 @@ def convert_nir(
     g = read_nir(nir_path)
     meta_steps = _metadata_number(g.metadata, "steps", nir_path)
     meta_dt = _metadata_number(g.metadata, "dt", nir_path)
+    from_option = bool(steps)
     steps = int(steps or meta_steps or 16)
     dt = float(dt or meta_dt or (1e-3 if dialect == "norse" else 1e-4))
     input_scale = 1 / 255 if input_scale is None else float(input_scale)
@@ -217,7 +233,12 @@ def convert_nir(
         if not (math.isfinite(v) and v > 0):
             raise InputDataError(f"{name} {v} must be finite and > 0")
     if not 1 <= steps <= 1 << 16:
-        raise InputDataError(f"--steps {steps} must be in 1..65536")
+        what = (
+            f"--steps {steps}"
+            if from_option
+            else f"graph metadata snn2loihi_steps = {meta_steps:g}"
+        )
+        raise InputDataError(f"{nir_path}: {what} must be in 1..65536")
     data = None
     if calib is not None:
         from snn2loihi.export.accuracy import load_eval_data
@@ -226,12 +247,18 @@ def convert_nir(
         data = load_eval_data(default_config().data, "train", calib)
     image_shape = None if data is None else tuple(int(v) for v in data.x.shape[1:])
     try:
-        lowered = lower(g, image_shape=image_shape, input_scale=input_scale, dt=dt, dialect=dialect)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+            lowered = lower(
+                g, image_shape=image_shape, input_scale=input_scale, dt=dt, dialect=dialect
+            )
+        _refuse_non_finite(lowered, dt, input_scale)
         changes = lowered.changes
         net, scales, clipped, exact = integer_network(lowered, steps, weight_bits, changes)
         net = dataclasses.replace(net, steps=steps)  # the T its integers were made for
     except NotDeployableError as exc:  # every refusal names the file first
         text = str(exc)
+        if calib is not None and "calibration images" in text:
+            text = f"{text} ({calib})"
         raise NotDeployableError(text if text.startswith(g.path) else f"{g.path}: {text}") from None
     check_deployable(net, str(nir_path))
     report = {

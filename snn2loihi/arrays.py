@@ -101,7 +101,7 @@ def npz_header(path: str | os.PathLike, key: str) -> tuple[tuple[int, ...], np.d
                 return None
             with zf.open(info) as fh:
                 return _read_header(fh, f"{path}[{key}]")
-    except (InputDataError, zipfile.BadZipFile, ValueError, OSError, EOFError):
+    except (InputDataError, zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError):
         return None
 
 
@@ -127,5 +127,6 @@ def load_npz(path: str | os.PathLike, keys: tuple[str, ...]) -> dict[str, np.nda
         raise InputDataError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise InputDataError(f"{path}: is a folder, expected a .npz file") from None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as exc:
+        # NotImplementedError: a member in a compression method zipfile cannot decode
         raise InputDataError(f"{path}: not a readable .npz archive ({exc})") from None

@@ -192,10 +192,13 @@ class _LayerReader:
                 f"{size_text(budget)} (set {BUDGET_ENV} in bytes to change it)",
             )
         try:
-            if ds.dtype.kind != "f":
-                data = np.asarray(ds[()])
-                return data.astype(np.int64) if integer else data
+            if ds.dtype.kind != "f" and not integer:
+                return np.asarray(ds[()])
             out = np.empty(ds.shape, out_dtype)
+            if ds.dtype.kind != "f":  # widened a block at a time: no full-size stored copy
+                for block in _row_blocks(ds.shape):
+                    out[block] = ds[block]
+                return out
             for block in _row_blocks(ds.shape):  # bounded temporaries, whatever the size
                 out[block] = self._checked_floats(key, np.asarray(ds[block]), integer)
             return out
@@ -338,7 +341,25 @@ def _read_string(r: _LayerReader, key: str) -> str:
     raise r.error(key, f"= {value!r} is not a string")
 
 
-def _read_layer(g: h5py.Group, path: Path, index: int) -> Layer:
+def _refuse_oversized_weight(
+    r: _LayerReader, key: str, n_out: int, n_in: int | None, inputs: str = "of the previous layer"
+) -> None:
+    """A dense weight can hold only ``n_out`` x ``n_in`` (the previous layer's size) values:
+    a larger field is refused from its header, before it is widened to int64 in memory."""
+    ds = r.g[key] if key in r.g else None
+    if n_in is None or not isinstance(ds, h5py.Dataset):
+        return
+    if ds.size > max(n_out * n_in, BLOCK_ELEMENTS):
+        raise NetXValidationError(
+            f"{where(r.path, r.index)} ({r.kind}): field '{key}' has shape {ds.shape}, "
+            f"{ds.size} values for {n_out} outputs x {n_in} inputs {inputs} "
+            "(refused before reading)"
+        )
+
+
+def _read_layer(g: h5py.Group, path: Path, index: int, n_in: int | None = None) -> Layer:
+    """Layer ``index``; ``n_in``: the previous layer's size (None: unknown), which bounds the
+    size of a dense weight."""
     r = _LayerReader(g, path, index, "?")
     kind = _read_string(r, "type")
     r.kind = kind
@@ -391,8 +412,11 @@ def _read_layer(g: h5py.Group, path: Path, index: int) -> Layer:
         raise UnsupportedLayerError(
             f"{where(path, index)} (dense): complex weights are not supported"
         )
-    w = r.array("weight")
     n_out = math.prod(shape)
+    _refuse_oversized_weight(r, "weight", n_out, n_in)
+    if kind == "dense_rec":
+        _refuse_oversized_weight(r, "weight_rec", n_out, n_out, "(its own outputs)")
+    w = r.array("weight")
     if w.ndim == 1:
         if w.size % n_out:
             raise r.error("weight", f"has {w.size} values, not a multiple of {n_out} outputs")
@@ -434,12 +458,13 @@ def _read_layers(f: h5py.File, path: Path) -> list[Layer]:
         raise NetXFormatError(
             f"{path}: layer groups must be named 0..{len(names) - 1} without gaps; found {odd}"
         )
-    layers = []
+    layers: list[Layer] = []
     for i in range(len(names)):
         g = f["layer"][str(i)]
         if not isinstance(g, h5py.Group):
             raise NetXFormatError(f"{where(path, i)}: is a dataset, expected a group")
-        layers.append(_read_layer(g, path, i))
+        n_in = math.prod(layers[-1].shape) if layers else None
+        layers.append(_read_layer(g, path, i, n_in))
     return layers
 
 
@@ -514,28 +539,42 @@ def describe_layers(path: str | os.PathLike) -> list[LayerEntry]:
     """
     path = Path(path)
     f = _open(path)
-    entries = []
     with f:
-        if "layer" not in f or not isinstance(f["layer"], h5py.Group):
-            raise NetXFormatError(f"{path}: no 'layer' group; not a NetX network file")
-        count = len(f["layer"])
-        if count > MAX_LAYERS:
-            raise NetXFormatError(f"{path}: {count} layers, more than the limit {MAX_LAYERS}")
-        for i in range(count):
-            g = f["layer"].get(str(i))
-            if not isinstance(g, h5py.Group):
-                raise NetXFormatError(f"{where(path, i)}: missing or not a group")
-            r = _LayerReader(g, path, i, "?")
-            kind = _read_string(r, "type")
+        try:
+            return _describe(f, path)
+        except Snn2LoihiError:
+            raise
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+            raise NetXFormatError(
+                f"{path}: corrupt or unreadable HDF5 content ({type(exc).__name__}: {exc})"
+            ) from None
+
+
+def _describe(f: h5py.File, path: Path) -> list[LayerEntry]:
+    entries: list[LayerEntry] = []
+    n_in = None  # the previous layer's size, when known
+    if "layer" not in f or not isinstance(f["layer"], h5py.Group):
+        raise NetXFormatError(f"{path}: no 'layer' group; not a NetX network file")
+    count = len(f["layer"])
+    if count > MAX_LAYERS:
+        raise NetXFormatError(f"{path}: {count} layers, more than the limit {MAX_LAYERS}")
+    for i in range(count):
+        g = f["layer"].get(str(i))
+        if not isinstance(g, h5py.Group):
+            raise NetXFormatError(f"{where(path, i)}: missing or not a group")
+        r = _LayerReader(g, path, i, "?")
+        kind = _read_string(r, "type")
+        try:
+            entries.append(LayerEntry(i, kind, record=_read_layer(g, path, i, n_in)))
+            n_in = math.prod(entries[-1].record.shape)
+        except UnsupportedLayerError as exc:
             try:
-                entries.append(LayerEntry(i, kind, record=_read_layer(g, path, i)))
-            except UnsupportedLayerError as exc:
-                try:
-                    shape = r.shape()
-                except Snn2LoihiError:
-                    shape = None
-                reason = str(exc).split(": ", 1)[-1]
-                entries.append(LayerEntry(i, kind, shape=shape, refused=reason))
+                shape = r.shape()
+            except Snn2LoihiError:
+                shape = None
+            reason = str(exc).split(": ", 1)[-1]
+            entries.append(LayerEntry(i, kind, shape=shape, refused=reason))
+            n_in = None if shape is None else math.prod(shape)
     return entries
 
 
@@ -561,6 +600,19 @@ def read_network(
             raise NetXFormatError(
                 f"{path}: corrupt or unreadable HDF5 content ({type(exc).__name__}: {exc})"
             ) from None
+    return network_of(path, layers, input_shape=input_shape, steps=steps)
+
+
+def network_of(
+    path: str | os.PathLike,
+    layers: list[Layer],
+    *,
+    input_shape: tuple[int, ...] | None = None,
+    steps: int | None = None,
+) -> NetXNetwork:
+    """The validated network of ``layers`` read from ``path`` (e.g. the records of
+    :func:`describe_layers`, so that ``inspect`` reads a file's arrays once)."""
+    path = Path(path)
     first = layers[0]
     if isinstance(first, InputLayer):
         in_shape = first.shape

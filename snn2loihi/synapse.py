@@ -22,6 +22,7 @@ Each synapse picks one exact kernel by a fixed rule (:func:`choose_kernel`, reco
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,7 +61,8 @@ def dense_weights_as_lava(weight: np.ndarray) -> tuple[np.ndarray, int]:
     elif wmin >= 0:
         mode, scale = "excitatory", 255 / wmax
     else:
-        mode, scale = "mixed", min(127 / wmax, -128 / wmin)
+        # numpy's 127 / 0 in NetX is inf: a mixed matrix whose largest weight is 0
+        mode, scale = "mixed", min(127 / wmax if wmax else math.inf, -128 / wmin)
     mixed = int(mode == "mixed")
     scale_bits = int(np.floor(np.log2(scale))) + mixed
     n = int8_gemm.trailing_zero_bits(w, 8)  # the largest n <= 8 with every w % 2^n == 0

@@ -106,6 +106,20 @@ def _images(tmp_path, net):
     np.savez(tmp_path / "d.npz", x=x.transpose(0, 2, 3, 1), y=np.arange(4))
 
 
+def _empty_npz(tmp_path, net):
+    np.savez(tmp_path / "e.npz", x=np.zeros((0, 8, 8, 2), np.uint8), y=np.zeros(0, np.int64))
+
+
+def _unknown_compression_npz(tmp_path, net):
+    """An .npz whose x member names compression method 9 (deflate64), which zipfile cannot read."""
+    _images(tmp_path, net)
+    data = bytearray((tmp_path / "d.npz").read_bytes())
+    for sig, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):  # local and central headers
+        at = data.find(sig)
+        data[at + offset : at + offset + 2] = (9).to_bytes(2, "little")
+    (tmp_path / "c.npz").write_bytes(bytes(data))
+
+
 def _wide_net(tmp_path, net):
     """A 31 KB network whose input is 1x100000x100000 (two stride-127 convs)."""
     from snn2loihi.netx_io import write_network
@@ -165,6 +179,17 @@ BAD_INPUTS = [
        f"argument --timeout: {v} must be a finite number of seconds > 0")
       for v in ("nan", "inf", "0", "-5")],
     ("parity-timeout-inf", None, ["parity", "NET", "--timeout", "inf"], "inf must be a finite"),
+    # the fuzz round (bench/fuzz_cli.py): an uncaught exception each before
+    ("parity-timeout-beyond-timer", None, ["parity", "NET", "--timeout", "1e308"],
+     "argument --timeout: 1e308 s is more than the limit of 1000000000 s"),
+    ("run-no-samples", _npy("e.npy", np.zeros((0, 4, 2, 8, 8))), [*RUN, "TMP/e.npy"],
+     "e.npy: array has shape (0, 4, 2, 8, 8): need at least one sample and step"),
+    ("run-no-images", _npy("e.npy", np.zeros((0, 2, 8, 8))), [*RUN, "TMP/e.npy", "--steps", "2"],
+     "e.npy: array has shape (0, 2, 8, 8): holds no images"),
+    ("eval-no-images", _empty_npz, ["eval", "NET", "--data", "TMP/e.npz", "--steps", "2"],
+     "e.npz (all images): holds no images"),
+    ("eval-npz-unknown-compression", _unknown_compression_npz, ["eval", "NET", "--data",
+     "TMP/c.npz", "--steps", "2"], "c.npz: not a readable .npz archive (That compression method"),
     ("eval-timeout-nan", _images, ["eval", "NET", "--data", "TMP/d.npz", "--steps", "2",
      "--timeout", "nan"], "nan must be a finite"),
     ("record-on-sample-clock", _images, [*RUN, "TMP/x.npy", "--steps", "2", "--record", "s,u,v",

@@ -244,3 +244,17 @@ def test_dense_after_conv_needs_flatten():
     ):
         validate_network(no_flatten, "x.net")
     assert isinstance(net.layers[0], InputLayer)
+
+
+def test_h5py_failures_while_describing_layers_become_format_errors(write_net, monkeypatch):
+    """A corrupt object header makes h5py raise KeyError when a field is opened (fuzz round)."""
+    from snn2loihi import netx_io
+
+    path = write_net(random_network(SMALL))
+
+    def corrupt(*args):
+        raise KeyError("Unable to synchronously open object (ran off end of input buffer)")
+
+    monkeypatch.setattr(netx_io, "_read_layer", corrupt)
+    with pytest.raises(NetXFormatError, match="corrupt or unreadable HDF5 content .KeyError"):
+        netx_io.describe_layers(path)

@@ -238,6 +238,7 @@ def _conv_graph(metadata: dict | None = None):
         (1, {"snn2loihi_dt": float("inf")}, ("graph metadata snn2loihi_dt = inf",)),
         (1, {"snn2loihi_steps": float("nan")}, ("graph metadata snn2loihi_steps = nan",)),
         (1, {"snn2loihi_steps": 2.5}, ("snn2loihi_steps = 2.5 must be an integer",)),
+        (1, {"snn2loihi_steps": 1e300}, ("graph metadata snn2loihi_steps = 1e+300 must be in",)),
     ],
 )
 def test_bad_geometry_and_metadata_are_refused(tmp_path, cli_refusal, stride, metadata, words):
@@ -630,3 +631,13 @@ def test_threshold_node_is_a_neuron_without_memory(tmp_path):
     first = read_network(tmp_path / "t.net").synaptic_layers[0][1].neuron
     assert (first.i_decay, first.v_decay) == (4096, 4096)
     assert report["accuracy"]["loihi_form_float_acc"] == report["accuracy"]["nir_reference_acc"]
+
+
+def test_a_dt_that_overflows_the_float_layers_is_refused(tmp_path, cli_refusal):
+    """``--dt 1e308`` made the float layers inf/NaN (numpy warnings, then a weight of -2^63
+    refused as out of range): refused naming the options (fuzz round)."""
+    nir.write(tmp_path / "g.nir", _conv_graph({}))
+    err = cli_refusal(["convert", tmp_path / "g.nir", "--out", tmp_path / "g.net", "--dt", "1e308"])
+    assert "--dt 1e+308 and --input-scale 0.00392157 make layer 1" in err, err
+    assert "non-finite; give smaller values" in err
+    assert not (tmp_path / "g.net").exists()

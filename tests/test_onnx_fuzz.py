@@ -282,6 +282,15 @@ def test_mutated_onnx_converts_or_raises_our_error(calib, fuzz_dir, mutations, b
     assert report["accuracy"]["samples"] == 12
 
 
+def test_node_refusals_of_convert_name_the_file(tmp_path, calib):
+    m = tiny_cnn()
+    next(n for n in m.graph.node if n.op_type == "Relu").op_type = "Sigmoid"
+    path = _write(tmp_path, m)
+    with pytest.raises(NotDeployableError) as exc:
+        convert_onnx(path, calib, tmp_path / "m.net")
+    assert str(exc.value).startswith(f"'{path}': ONNX node"), str(exc.value)
+
+
 def _write(tmp_path, model) -> Path:
     path = tmp_path / "m.onnx"
     path.write_bytes(model.SerializeToString())
@@ -390,9 +399,16 @@ def test_all_zero_dense_weights_are_refused_before_the_headroom_check(tmp_path, 
     [
         (["--percentile", "150"], r"--percentile 150\.0 must be in \(0, 100\]"),
         (["--percentile", "nan"], r"--percentile nan"),
+        (["-T", str(2**63)], r"--steps 9223372036854775808 must be in 1\.\.65536"),
+        (["--std", "1e-300"], r"layer 1: the folded (weight|bias) is not finite .*--mean/--std"),
         (["--std", "0"], r"--std\[0\] = 0\.0 must be finite and > 0"),
         (["--mean", "nan"], r"--mean\[0\] = nan must be finite"),
         (["--mean", "0.1,0.2"], r"--mean 0\.1,0\.2: give one value per channel .* \(1\)"),
+        # the fuzz round: an overflowing fold printed numpy warnings, then a bias of -2^63
+        (
+            ["--mean", "1e308"],
+            r"--mean \[1e\+308\] and --std \[1\.0\] with the graph's input affine give a non-fin",
+        ),
     ],
 )
 def test_convert_options_are_checked_up_front(tmp_path, capsys, calib, options, needle):

@@ -411,9 +411,9 @@ def test_a_large_float_field_is_checked_in_blocks(tmp_path):
     from snn2loihi.netx_io import read_network, write_network
 
     path = write_network(random_network(SMALL, seed=0), tmp_path / "w.net")
-    with h5py.File(path, "a") as f:
-        del f["layer/3/weight"]
-        ds = f.create_dataset("layer/3/weight", (2**13, 2**10), "f8", compression="gzip")
+    with h5py.File(path, "a") as f:  # a conv weight: its size is not bounded from the header
+        del f["layer/1/weight"]
+        ds = f.create_dataset("layer/1/weight", (2**13, 2**10), "f8", compression="gzip")
         ds[-1, -1] = 0.5
     assert path.stat().st_size < 2**20
     tracemalloc.start()
@@ -424,6 +424,47 @@ def test_a_large_float_field_is_checked_in_blocks(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 1.5 * 2**26, f"peak {peak / 2**20:.0f} MiB for a 64 MiB result"
+
+
+def test_an_integer_field_is_widened_in_blocks(tmp_path):
+    """An int32 field of 2**23 values becomes its int64 result a block at a time: no full-size
+    int32 copy on top of the result (the peak was 1.5x the result)."""
+    import tracemalloc
+
+    from snn2loihi.netx_io import _LayerReader
+
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        f.create_dataset("w", (2**13, 2**10), "i4", compression="gzip", fillvalue=-7)
+        tracemalloc.start()
+        try:
+            out = _LayerReader(f, tmp_path / "f.h5", 0, "dense").array("w")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert out.dtype == np.int64 and out.shape == (2**13, 2**10) and (out == -7).all()
+    assert peak < 1.2 * 2**26, f"peak {peak / 2**20:.0f} MiB for a 64 MiB result"
+
+
+def test_an_oversized_dense_weight_is_refused_from_its_header(tmp_path, cli_refusal):
+    """inspect of a 28 KB .net whose gzip-compressed int8 dense weight holds 2**24 values for a
+    10 x 144 layer: refused before reading (it became a 128 MiB int64 array, read twice)."""
+    import tracemalloc
+
+    from snn2loihi.netx_io import write_network
+
+    path = write_network(random_network(SMALL, seed=0), tmp_path / "w.net")
+    with h5py.File(path, "a") as f:
+        del f["layer/3/weight"]
+        f.create_dataset("layer/3/weight", (2**14, 2**10), "i1", compression="gzip", fillvalue=1)
+    tracemalloc.start()
+    try:
+        err = cli_refusal(["inspect", path])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "layer 3 (dense): field 'weight' has shape (16384, 1024), 16777216 values for 10 " in err
+    assert "x 144 inputs of the previous layer (refused before reading)" in err
+    assert peak < 2**23, f"peak {peak / 2**20:.0f} MiB"
 
 
 def test_a_net_field_beyond_the_memory_budget_is_refused_before_reading(tmp_path, monkeypatch):

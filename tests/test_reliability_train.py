@@ -109,7 +109,7 @@ def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
     trainer.build_run = build_run
     try:
-        with pytest.raises(TrainingDivergedError, match="epoch 2: the training loss is nan"):
+        with pytest.raises(TrainingDivergedError, match="epoch 2: the weights diverged .layer 1"):
             train(config, on_epoch_end=poison)
     finally:
         trainer.build_run = original
@@ -186,3 +186,26 @@ def test_a_checkpoint_with_negative_steps_names_the_field(finished_run, tmp_path
     torch.save(state, tmp_path / "t.pt")
     cli_refusal(["export", tmp_path / "t.pt", "--out", tmp_path / "m.net"], "train.steps", "-4")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.pt"]
+
+
+def test_weights_that_overflow_stop_training_as_diverged(tmp_path, cli_refusal):
+    """``train.lr = 2^64``: the quantized branch met weights that overflowed (its refusal blamed
+    --mean/--std); the run stops as diverged, naming train.lr (fuzz round)."""
+    tiny = ["--set", "model.arch='custom'", "--set", "model.convs=['8']", "--set", "model.dense=[]"]
+    err = cli_refusal(
+        [
+            "train",
+            "--epochs",
+            "1",
+            "--steps",
+            "2",
+            *tiny,
+            "--set",
+            f"train.lr={2**64}",
+            "--out",
+            tmp_path / "run",
+            "--no-progress",
+        ]  # fmt: skip
+    )
+    assert "epoch 1: the weights diverged (layer 1: the folded" in err
+    assert "lower train.lr" in err

@@ -33,6 +33,7 @@ def _lava_dense(weight):
         np.array([[-256, -7, -1], [-2, -3, -4]]),  # inhibitory with -256
         np.array([[255, -3, 8], [16, -256, 4]]),  # mixed with 255: clipped to 254 by Lava
         np.array([[12, -48, 96], [4, -8, 0]]),  # common power of two
+        np.array([[0, -4], [-8, 0]]),  # mixed with largest weight 0: NetX's 127 / 0 is inf
     ],
 )
 def test_dense_weights_match_lavas_processing(weight):

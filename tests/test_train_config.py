@@ -52,6 +52,7 @@ def test_override_values_are_read_as_toml():
         ("bptt.leak=nan", "bptt.leak = nan"),
         ("data.test_fraction=1.0", "data.test_fraction = 1.0"),
         ("data.flip='no'", "data.flip"),
+        ("train.batch_size=18446744073709551616", "does not fit a signed 64-bit integer"),
     ],
 )
 def test_bad_keys_and_values_name_the_key_and_value(override, needle):

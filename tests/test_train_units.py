@@ -202,3 +202,16 @@ def test_training_with_relu_mapped_gives_the_weights_of_the_composition(monkeypa
     assert states[0].keys() == states[1].keys()
     for k in states[0]:
         assert torch.equal(states[0][k], states[1][k]), k
+
+
+def test_the_seed_of_an_epoch_fits_torch_for_every_seed():
+    """``train --seed 2**63-1`` overflowed ``seed * 100003 + epoch`` in torch (fuzz round)."""
+    from snn2loihi.train.trainer import seed_of_epoch
+
+    assert seed_of_epoch(7, 3) == 7 * 100_003 + 3  # unchanged where it fitted
+    for seed in (0, 2**63 - 1):
+        for epoch in (0, 1, 10**6):
+            s = seed_of_epoch(seed, epoch)
+            assert 0 <= s < 2**63
+            torch.manual_seed(s)
+            torch.Generator().manual_seed(s)

@@ -234,6 +234,8 @@ def _check_type(name: str, kind: type, value: Any) -> Any:
     elif kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{name} = {value!r} must be an integer")
+        if not -(2**63) <= value < 2**63:  # torch and numpy take signed 64-bit integers
+            raise ConfigError(f"{name} = {value} does not fit a signed 64-bit integer")
     elif kind is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{name} = {value!r} must be a number")

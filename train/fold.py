@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from snn2loihi import quant
+from snn2loihi.errors import InputDataError
 from snn2loihi.loihi import DECAY_UNITY, GRADED_INPUT_MAX, VTH_MAX
 from snn2loihi.schema import CubaNeuron
 from snn2loihi.synapse import expand_blocks
@@ -165,6 +166,12 @@ def integer_layer(
 ) -> IntegerLayer:
     """Layer ``k`` of :func:`integer_layers` (one layer's float temporaries at a time)."""
     sl = step_layer(model, k, compact=True, fold_weight=False)
+    for name, value in (("weight", sl.weight), ("bias", sl.bias)):
+        if value is not None and not torch.isfinite(value).all():  # NaN would cast to -2^63
+            raise InputDataError(
+                f"layer {k + 1}: the folded {name} is not finite (NaN/inf weights, or an input "
+                "normalization --mean/--std too large to represent); nothing to quantize"
+            )
     input_max = GRADED_INPUT_MAX if k == 0 else 1
     weight, bias, th, scale = quant.quantize_layer(
         sl.weight,

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data.distributed import DistributedSampler
 
 from snn2loihi.atomic import atomic_path
-from snn2loihi.errors import CheckpointError, ConfigError, TrainingDivergedError
+from snn2loihi.errors import CheckpointError, ConfigError, InputDataError, TrainingDivergedError
 from snn2loihi.train import distributed as D
 from snn2loihi.train.checkpoint import (
     BEST,
@@ -174,6 +174,12 @@ def _eval_kwargs(config: Config, device: torch.device) -> dict:
     )
 
 
+def seed_of_epoch(seed: int, epoch: int) -> int:
+    """The seed of ``epoch``: ``seed * 100003 + epoch``, wrapped into torch's 0..2**63-1 (the
+    same value wherever it fits, so earlier runs repeat)."""
+    return (seed * 100_003 + epoch) % 2**63
+
+
 def train_epoch(
     run: RunState,
     config: Config,
@@ -187,7 +193,7 @@ def train_epoch(
     """Seed the epoch, shuffle, augment and train one epoch; returns :class:`EpochStats`.
     ``fill``: cutout's uint8 (C,) colour, the training mean (:func:`cutout_fill`)."""
     d, t = config.data, config.train
-    epoch_seed = t.seed * 100_003 + epoch
+    epoch_seed = seed_of_epoch(t.seed, epoch)
     torch.manual_seed(epoch_seed)
     gen = torch.Generator().manual_seed(epoch_seed)
     sampler.set_epoch(epoch)
@@ -333,6 +339,13 @@ def train(
         return _train_epochs(run, config, splits, device, rank, world, on_epoch_end)
 
 
+def _non_finite_parameter(model) -> str | None:
+    """The name of the first parameter or float buffer (BatchNorm statistics) holding NaN or
+    inf, else None."""
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    return next((n for n, t in tensors if t.is_floating_point() and not t.isfinite().all()), None)
+
+
 def _train_epochs(run: RunState, config: Config, splits: Splits, device, rank, world, on_end):
     """The epochs of :func:`train` from ``run.start``; then the test split on rank 0."""
     t, main = config.train, D.is_main(rank)
@@ -347,10 +360,20 @@ def _train_epochs(run: RunState, config: Config, splits: Splits, device, rank, w
     fill = cutout_fill(config, splits)
     for epoch in range(run.start, t.epochs):
         t0 = time.perf_counter()
-        stats = train_epoch(run, config, splits, sampler, epoch, device, main, fill)
-        if not math.isfinite(stats.loss):
+        try:
+            stats = train_epoch(run, config, splits, sampler, epoch, device, main, fill)
+            loss = stats.loss
+        except InputDataError as exc:  # the quantized branch refuses weights that overflowed
             raise TrainingDivergedError(
-                f"epoch {epoch + 1}: the training loss is {stats.loss}; training stopped and "
+                f"epoch {epoch + 1}: the weights diverged ({exc}); training stopped and "
+                f"{Path(config.output.dir) / LAST} keeps the last good epoch ({epoch}); lower "
+                "train.lr or check the data"
+            ) from None
+        bad = _non_finite_parameter(run.model)
+        if not math.isfinite(loss) or bad is not None:
+            what = f"left parameter '{bad}' not finite" if bad else f"loss is {loss}"
+            raise TrainingDivergedError(
+                f"epoch {epoch + 1}: the training {what}; training stopped and "
                 f"{Path(config.output.dir) / LAST} keeps the last good epoch ({epoch}); lower "
                 "train.lr or check the data"
             )
