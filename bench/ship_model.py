@@ -65,6 +65,7 @@ def slim_checkpoint(src: Path, dst: Path, limit_mb: float) -> bool:
         torch.save(state, tmp)
         if tmp.stat().st_size > limit_mb * 2**20:
             return False
+        tmp.chmod(0o644)  # NamedTemporaryFile makes 0600
         tmp.replace(dst)
         return True
     finally:
@@ -250,7 +251,9 @@ def main(argv: list[str] | None = None) -> int:
             "train": results["train_command"],
             "eval": shown(eval_cmd),
             "parity": shown(parity_cmd).replace(str(images), "<first test images .npy>"),
-            "ship": shlex.join(["python", "bench/ship_model.py", *(argv or sys.argv[1:])]),
+            "ship": shlex.join(["python", "bench/ship_model.py", *(argv or sys.argv[1:])]).replace(
+                f"{ROOT}/", ""
+            ),
         },
         "date": time.strftime("%Y-%m-%d"),
     }
