@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import h5py
 import numpy as np
@@ -41,6 +43,8 @@ from snn2loihi.schema import (
     SigmaDeltaNeuron,
 )
 from snn2loihi.validate import validate_network
+
+_T = TypeVar("_T")
 
 MAX_LAYERS = 4096
 MAX_ELEMENTS = 2**27  # refuse datasets larger than this (hostile files)
@@ -532,22 +536,27 @@ class LayerEntry:
     refused: str | None = None
 
 
-def describe_layers(path: str | os.PathLike) -> list[LayerEntry]:
-    """Every layer of a NetX file, also those the emulator cannot run (for ``inspect``).
-
-    Raises :class:`NetXFormatError` only when the file itself is unreadable or not NetX.
-    """
-    path = Path(path)
-    f = _open(path)
-    with f:
+def _read_file(path: Path, read: Callable[[h5py.File], _T]) -> _T:
+    """``read(f)`` on the file opened read-only (:func:`_open`); h5py's own failures on a
+    corrupt file become :class:`NetXFormatError` naming it."""
+    with _open(path) as f:
         try:
-            return _describe(f, path)
+            return read(f)
         except Snn2LoihiError:
             raise
         except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
             raise NetXFormatError(
                 f"{path}: corrupt or unreadable HDF5 content ({type(exc).__name__}: {exc})"
             ) from None
+
+
+def describe_layers(path: str | os.PathLike) -> list[LayerEntry]:
+    """Every layer of a NetX file, also those the emulator cannot run (for ``inspect``).
+
+    Raises :class:`NetXFormatError` only when the file itself is unreadable or not NetX.
+    """
+    path = Path(path)
+    return _read_file(path, lambda f: _describe(f, path))
 
 
 def _describe(f: h5py.File, path: Path) -> list[LayerEntry]:
@@ -589,17 +598,7 @@ def read_network(
     :class:`NetXValidationError` for values outside Loihi's ranges.
     """
     path = Path(path)
-    f = _open(path)
-    with f:
-        try:
-            layers = _read_layers(f, path)
-            steps = _read_steps(f, path)
-        except Snn2LoihiError:
-            raise
-        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
-            raise NetXFormatError(
-                f"{path}: corrupt or unreadable HDF5 content ({type(exc).__name__}: {exc})"
-            ) from None
+    layers, steps = _read_file(path, lambda f: (_read_layers(f, path), _read_steps(f, path)))
     return network_of(path, layers, input_shape=input_shape, steps=steps)
 
 
