@@ -321,10 +321,10 @@ def augment(
     return x
 
 
-def alternating_flips(n: int, seed: int, epoch: int, index: torch.Tensor) -> torch.Tensor:
+def alternating_flips(n: int, seed: int, epoch: int) -> torch.Tensor:
     """Derandomized flips (Jordan, airbench, arXiv 2404.00498): image ``i`` of ``n`` is flipped
     in epoch 0 by a coin seeded with ``seed``, then in every other epoch, so each image is seen
-    both ways in any two consecutive epochs. Returns bool (len(index),) for the images
-    ``index`` (int64, on the CPU)."""
+    both ways in any two consecutive epochs. Returns bool (n,) on the CPU, one entry per image
+    of the training split (index it with a batch's image indices)."""
     coins = torch.randint(0, 2, (n,), generator=torch.Generator().manual_seed(seed)).bool()
-    return coins[index.cpu()] ^ bool(epoch % 2)
+    return coins ^ bool(epoch % 2)

@@ -199,12 +199,13 @@ def train_epoch(
     sampler.set_epoch(epoch)
     transform = None
     if augmenting(d):
+        flips = None  # the epoch's flip of every training image, drawn once
+        if d.flip_mode == "alternate":
+            flips = alternating_flips(len(splits.train), t.seed, epoch)
 
         def transform(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-            flips = None
-            if d.flip_mode == "alternate":
-                flips = alternating_flips(len(splits.train), t.seed, epoch, idx)
-            return augment(x, gen, d.crop_padding, d.flip, d.cutout, fill, flips)
+            mask = None if flips is None else flips[idx.cpu()]
+            return augment(x, gen, d.crop_padding, d.flip, d.cutout, fill, mask)
 
     per_step = run.scheduler if t.scheduler == "onecycle" else None
     return run_epoch(
