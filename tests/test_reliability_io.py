@@ -258,14 +258,14 @@ def _read_fifo(path: Path) -> tuple[threading.Thread, list[bytes]]:
 
 @pytest.fixture
 def null_device(tmp_path) -> Path:
-    """A character device that discards what is written: a copy of /dev/null (1, 3) in tmp_path
-    where we may create one (root), else /dev/null itself (which a user who may not create one
-    cannot replace either). A regression then replaces the copy, never the machine's /dev/null."""
+    """A character device that discards what is written: a copy of /dev/null (1, 3) made in
+    tmp_path (needs root, as CI runs). A regression then replaces the copy, never the machine's
+    /dev/null, which no test points a command at."""
     path = tmp_path / "null"
     try:
         os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
     except PermissionError:
-        return Path("/dev/null")
+        pytest.skip("creating a device node needs root")
     return path
 
 
