@@ -15,7 +15,13 @@ from snn2loihi.train.config import resolve
 from snn2loihi.train.data import ImageData, augment
 from snn2loihi.train.epoch import epoch_batches
 from snn2loihi.train.model import build_model
-from snn2loihi.train.trainer import one_cycle_factor, steps_per_epoch, train
+from snn2loihi.train.trainer import (
+    make_optimizer,
+    make_scheduler,
+    one_cycle_factor,
+    steps_per_epoch,
+    train,
+)
 
 FAST = ["model.arch='custom'", "model.convs=['8', 's16']", "model.dense=[]"]
 RECIPE = ["train.scheduler='onecycle'", "train.label_smoothing=0.1", "train.optimizer='sgd'"]
@@ -31,6 +37,47 @@ def test_one_cycle_rises_to_one_then_falls_to_zero():
     assert f[-1] == 0.0 and f[-2] > 0.0
     assert one_cycle_factor(0, 1, 0.2) == 1.0  # a single step runs at the full rate
     assert one_cycle_factor(0, 10, 0.0) == 1.0  # no warm-up
+
+
+@pytest.mark.parametrize("scheduler", ["onecycle", "cosine"])
+def test_snn_lr_gives_the_epochs_after_pretraining_a_schedule_of_their_own(scheduler):
+    """train.snn_lr: the ANN pre-training epochs end at rate 0, then the SNN epochs restart at
+    snn_lr (no warm-up by default) and fall to 0 again; Nesterov momentum reaches SGD."""
+    t = resolve(None, [f"train.scheduler='{scheduler}'", "train.epochs=5", "train.lr=0.1"])
+    t = resolve(
+        None,
+        [
+            "train.pretrain_epochs=3",
+            "train.snn_lr=0.01",
+            "train.optimizer='sgd'",
+            "train.nesterov=true",
+        ],
+        base=t,
+    ).train
+    per = 4 if scheduler == "onecycle" else 1
+    model = torch.nn.Linear(2, 2)
+    opt = make_optimizer(model, t)
+    assert opt.param_groups[0]["nesterov"] is True
+    sched = make_scheduler(opt, t, per)
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(5 * per):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    split = 3 * per
+    assert max(lrs[:split]) == pytest.approx(0.1) and lrs[split - 1] < 0.1 * 0.5
+    assert lrs[split] == pytest.approx(0.01)  # the SNN phase starts at its own peak
+    assert all(a >= b for a, b in zip(lrs[split:-1], lrs[split + 1 :], strict=True))
+    assert lrs[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_config_refuses_snn_lr_without_pretraining_and_nesterov_without_sgd():
+    from snn2loihi.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="train.snn_lr = 0.01 needs train.pretrain_epochs"):
+        resolve(None, ["train.snn_lr=0.01"])
+    with pytest.raises(ConfigError, match="train.nesterov = true needs train.optimizer = 'sgd'"):
+        resolve(None, ["train.nesterov=true", "train.optimizer='adam'"])
 
 
 @pytest.mark.parametrize("n, batch, world", [(100, 32, 1), (97, 32, 1), (65, 32, 1), (101, 8, 3)])

@@ -108,6 +108,10 @@ class TrainConfig(_Section):
     # ANN pre-training (Lin et al., arXiv 2203.01158): the first N epochs train the ANN branch
     # alone (ReLU, no SNN branch, no ATA), then the method trains on from those weights
     pretrain_epochs: int = _opt(0, lo=0)
+    # > 0: the epochs after pre-training get a schedule of their own that peaks at this learning
+    # rate (warm-up fraction snn_warmup); 0: one schedule over the whole run
+    snn_lr: float = _opt(0.0, lo=0.0)
+    snn_warmup: float = _opt(0.0, lo=0.0, hi=0.99)
     steps: int = _opt(4, lo=1, hi=4096)
     epochs: int = _opt(30, lo=1)
     batch_size: int = _opt(64, lo=1)
@@ -116,6 +120,7 @@ class TrainConfig(_Section):
     )  # measured recipes: docs/training.md
     lr: float = _opt(0.001, lo=1e-12)
     momentum: float = _opt(0.9, lo=0.0, hi=1.0)
+    nesterov: bool = False  # sgd: Nesterov momentum
     weight_decay: float = _opt(0.0, lo=0.0)
     scheduler: str = _opt("cosine", choices=("cosine", "onecycle", "none"))
     warmup: float = _opt(0.2, lo=0.0, hi=0.99)  # onecycle: fraction of the steps warming up
@@ -340,6 +345,16 @@ def _check_cross(config: Config) -> None:
         raise ConfigError(
             f"train.pretrain_epochs = {t.pretrain_epochs} must be below train.epochs = "
             f"{t.epochs} (the epochs after it train the SNN)"
+        )
+    if t.snn_lr > 0 and t.pretrain_epochs == 0:
+        raise ConfigError(
+            f"train.snn_lr = {t.snn_lr} needs train.pretrain_epochs > 0 (it is the learning rate "
+            "of the epochs after ANN pre-training)"
+        )
+    if t.nesterov and (t.optimizer != "sgd" or t.momentum == 0):
+        raise ConfigError(
+            f"train.nesterov = true needs train.optimizer = 'sgd' with train.momentum > 0 "
+            f"(got optimizer '{t.optimizer}', momentum {t.momentum})"
         )
     data = config.data
     if data.dataset in ("mnist", "cifar10", "cifar100", "imagefolder") and not data.root:

@@ -69,7 +69,11 @@ def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimi
         ]
         return torch.optim.AdamW(groups, lr=t.lr)
     return torch.optim.SGD(
-        model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
+        model.parameters(),
+        lr=t.lr,
+        momentum=t.momentum,
+        weight_decay=t.weight_decay,
+        nesterov=t.nesterov,
     )
 
 
@@ -82,15 +86,35 @@ def one_cycle_factor(step: int, total: int, warmup: float) -> float:
     return max(0.0, (total - step) / (total - warm + 1))
 
 
+def phase_factor(step: int, total: int, t: TrainConfig, per_epoch: int) -> float:
+    """The learning-rate factor (of ``t.lr``) after ``step`` of ``total`` scheduler steps (one
+    per epoch for cosine, ``per_epoch`` per epoch for onecycle). With ``t.snn_lr`` the epochs
+    after ``t.pretrain_epochs`` run a schedule of their own peaking at ``t.snn_lr``."""
+    shape = one_cycle_factor if t.scheduler == "onecycle" else _cosine_factor
+    split = t.pretrain_epochs * per_epoch if t.snn_lr > 0 else 0
+    if split == 0:
+        return shape(step, total, t.warmup)
+    if step < split:
+        return shape(step, split, t.warmup)
+    return t.snn_lr / t.lr * shape(step - split, total - split, t.snn_warmup)
+
+
+def _cosine_factor(step: int, total: int, warmup: float) -> float:
+    """Cosine annealing from 1 to 0 over ``total`` steps (``warmup`` unused: no warm-up)."""
+    return 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, t: TrainConfig, steps_per_epoch: int = 1):
     """The ``train.scheduler``: cosine (stepped per epoch), onecycle (stepped per optimizer step,
-    :func:`one_cycle_factor` over ``t.epochs * steps_per_epoch`` steps) or None."""
-    if t.scheduler == "cosine":
+    :func:`one_cycle_factor` over ``t.epochs * steps_per_epoch`` steps) or None; with
+    ``train.snn_lr`` in two phases (:func:`phase_factor`)."""
+    if t.scheduler == "cosine" and t.snn_lr == 0:
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t.epochs)
-    if t.scheduler == "onecycle":
-        total = max(1, t.epochs * steps_per_epoch)
+    if t.scheduler in ("cosine", "onecycle"):
+        per = steps_per_epoch if t.scheduler == "onecycle" else 1
+        total = max(1, t.epochs * per)
         return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: one_cycle_factor(step, total, t.warmup)
+            optimizer, lambda step: phase_factor(step, total, t, per)
         )
     return None
 
@@ -152,7 +176,8 @@ def build_run(config: Config, splits: Splits, device: torch.device, world: int, 
         optimizer.load_state_dict(state["optimizer"])
         if run.scheduler is not None and state["scheduler"]:
             run.scheduler.load_state_dict(state["scheduler"])
-            if config.train.scheduler == "cosine":  # a resumed run may extend the schedule
+            if isinstance(run.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+                # a resumed run may extend the schedule
                 run.scheduler.T_max = config.train.epochs  # (onecycle: built for the new total)
         run.start = state["epoch"] + 1
         run.history = list(state["metrics"].get("history", []))
