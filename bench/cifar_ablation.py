@@ -27,11 +27,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from cifar_data import SOURCE, cached_cifar, find_data  # noqa: E402
-from machine import machine  # noqa: E402
+from cifar_data import SOURCE, cached_cifar, find_data
+from harness import machine, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,11 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     for text in args.variant:
         name, sets = parse_variant(text)
         result["rows"].append(run_variant(name, sets, args, train, holdout))
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_name(args.out.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        tmp.replace(args.out)
-        args.out.with_suffix(".md").write_text(table(result["rows"]) + "\n")
+        write_result(args.out, result)
+        write_result(args.out.with_suffix(".md"), table(result["rows"]) + "\n")
     print(table(result["rows"]))
     return 0
 

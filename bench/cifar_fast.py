@@ -24,11 +24,10 @@ import sys
 import time
 from pathlib import Path
 
+from cifar_data import SOURCE, cached_cifar, find_data
+from harness import machine, write_result
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from cifar_data import SOURCE, cached_cifar, find_data  # noqa: E402
-
 CONFIG = ROOT / "configs" / "cifar_fast.toml"
 TARGETS = {  # issues #16 (one GPU) and #29 (this project's 2-core CPU)
     "cuda": ">= 0.90 emulator test accuracy after <= 300 s of training on one H100",
@@ -37,9 +36,7 @@ TARGETS = {  # issues #16 (one GPU) and #29 (this project's 2-core CPU)
 
 
 def machine_record(device: str) -> dict:
-    """bench/machine.py's record, with the training device."""
-    from machine import machine
-
+    """bench/harness.py's machine record, with the training device."""
     return {"device": device, **machine()}
 
 
@@ -172,10 +169,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with np.load(train_npz) as f:
         result["train_file_samples"] = int(len(f["y"]))
-    results.parent.mkdir(parents=True, exist_ok=True)
-    tmp = results.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(results)
+    write_result(results, result)
     print(
         f"cifar_fast: {result['epochs']} epochs in {result['train_s_sum_epochs']:.0f} s "
         f"(wall {train_s:.0f} s), emulator test accuracy {emulator['accuracy']:.2%} on "

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+
+from harness import machine, write_result
 
 PARTS = ("tests", "emulator", "train_cost", "cifar")
 TIMEOUT_CODES = (124, 137)  # `timeout` expired (TERM), or it had to KILL
@@ -58,8 +58,7 @@ def run_pytest(out: Path, args: list[str]) -> int:
         **counts,
         "tests": tests,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(out, result)
     return rc
 
 
@@ -84,18 +83,6 @@ def part_status(rc: int, result_written: bool) -> str:
     if rc != 0:
         return "failed"
     return "ok" if result_written else "failed (no result file)"
-
-
-def machine() -> dict:
-    info = {"host_cpus": os.cpu_count(), "python": platform.python_version()}
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except ImportError:
-        info["torch"] = None
-    return info
 
 
 def status(tsv: Path, tag: str, wall: int, started: float) -> dict:

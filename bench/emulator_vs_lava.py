@@ -22,8 +22,6 @@ still measured (exit 1, as for unequal outputs).
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import sys
 import tempfile
 import time
@@ -33,9 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from machine import ALLOCATORS, machine, setup_allocator  # bench/ is the script's folder
+from harness import ALLOCATORS, machine, setup_allocator, time_calls, write_result
 
-from snn2loihi.atomic import atomic_path
 from snn2loihi.deploy.emulator import Emulator
 from snn2loihi.deploy.lava_runner import run_lava
 from snn2loihi.netx_io import write_network
@@ -50,17 +47,7 @@ def time_emulator(
 ) -> tuple[float, float]:
     """Median seconds for one run of the batch ``x`` after one warm-up run, and the warm-up's
     seconds (compiling included). ``spikes``: as :meth:`Emulator.run`."""
-    t0 = time.perf_counter()
-    emu.run(x, spikes=spikes)
-    sync()
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        emu.run(x, spikes=spikes)
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), first
+    return time_calls(lambda: emu.run(x, spikes=spikes), repeats, sync=sync)
 
 
 def float_forward(net, device: str):
@@ -93,17 +80,10 @@ def time_float_floor(net, x: np.ndarray, steps: int, device: str, repeats: int, 
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
-        forward(xf)
-        sync()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            forward(xf)
-            sync()
-            times.append(time.perf_counter() - t0)
+        median, _ = time_calls(lambda: forward(xf), repeats, sync=sync)
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-    return steps * statistics.median(times)
+    return steps * median
 
 
 def lava_reference(net, name: str, x_lava: np.ndarray) -> dict:
@@ -269,10 +249,8 @@ def main() -> int:
             for name in names
         ],
     }
-    with atomic_path(args.out) as tmp:
-        tmp.write_text(json.dumps(report, indent=2))
-    with atomic_path(args.out.with_suffix(".md")) as tmp:
-        tmp.write_text(markdown(report))
+    write_result(args.out, report)
+    write_result(args.out.with_suffix(".md"), markdown(report))
     print(markdown(report))
     ok = all(row.get("outputs_equal") is True for row in report["networks"])
     return 0 if ok else 1

@@ -35,7 +35,6 @@ import io
 import json
 import logging
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -48,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from harness import machine, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMP_MARKS = ("snn2loihi-", ".tmp")
@@ -817,7 +817,7 @@ def main() -> int:
     found = [r for r in records if r["problems"]]
     out = {
         "command": f"python bench/fuzz_cli.py --cases {args.cases} --seed {args.seed}",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "machine": machine(),
         "cases": len(records),
         "seconds": round(time.monotonic() - t0, 1),
         "families": summarize(records),
@@ -826,8 +826,7 @@ def main() -> int:
     }
     if args.all:
         out["records"] = records
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(out, indent=2) + "\n")
+    write_result(args.results, out)
     print(json.dumps({k: out[k] for k in ("cases", "seconds")} | {"found": len(found)}))
     for r in found:
         print(json.dumps({k: r[k] for k in ("family", "argv", "exit", "problems", "stderr")}))

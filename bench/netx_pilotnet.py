@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import ALLOCATORS, machine, setup_allocator  # bench/ is the script's folder
+from harness import ALLOCATORS, machine, setup_allocator, time_calls, write_result
 
 RESULTS = Path(__file__).parent / "results"
 STEPS = 15
@@ -48,11 +48,12 @@ def time_emulator(name: str, data: Path, batch: int, repeats: int) -> float:
 
     x, drive, interval = _inputs(name, data, batch)
     emu = Emulator(data / f"{name}.net", batch_size=batch)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        emu.run_netx(x, drive=drive, steps=STEPS, timeline=Timeline(interval))
-        best = min(best, time.perf_counter() - t0)
+    best, _ = time_calls(
+        lambda: emu.run_netx(x, drive=drive, steps=STEPS, timeline=Timeline(interval)),
+        repeats,
+        statistic="min",
+        warmup=False,
+    )
     return best / batch
 
 
@@ -127,8 +128,7 @@ def main() -> int:
         "target": "emulator >= 50x Lava per sample at batch 64 (2 CPU cores)",
         "runs": rows,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "netx_pilotnet.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_result(RESULTS / "netx_pilotnet.json", result)
     lines = [
         "| network | Lava per sample (run, no compile) | Lava incl. build + compile | "
         "emulator batch 1 | emulator batch 64 | speed-up b1 | speed-up b64 |",
@@ -143,10 +143,11 @@ def main() -> int:
         )
     m = result["machine"]
     where = f"{m['cpu']}, {m['torch_threads']} torch threads, torch {m['torch']}, {allocator}"
-    (RESULTS / "netx_pilotnet.md").write_text(
+    write_result(
+        RESULTS / "netx_pilotnet.md",
         f"{result['benchmark']} ({result['date']}, {where}, {STEPS} steps)\n\n"
         + "\n".join(lines)
-        + f"\n\n`{result['command']}`\n"
+        + f"\n\n`{result['command']}`\n",
     )
     return 0
 

@@ -13,15 +13,12 @@ compiles). Writes ``bench/results/neuron_step.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import time
 from pathlib import Path
 
 import torch
-from machine import ALLOCATORS, machine, setup_allocator  # bench/ is the script's folder
+from harness import ALLOCATORS, machine, setup_allocator, time_calls, write_result
 
-from snn2loihi.atomic import atomic_path
 from snn2loihi.neuron import integrate
 from snn2loihi.schema import CubaNeuron
 
@@ -30,13 +27,11 @@ NEURONS = {"IF": CubaNeuron(4096, 0, 80), "CUBA": CubaNeuron(1024, 128, 80)}
 
 
 def per_neuron_step_ns(a, bias, neuron, safe: bool, repeats: int, compiled: bool) -> float:
-    integrate(a, bias, neuron, int32_safe=safe, compiled=compiled)  # warm-up (compiles)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        integrate(a, bias, neuron, int32_safe=safe, compiled=compiled)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) / a.numel() * 1e9
+    """Median nanoseconds per neuron and step after a warm-up run (which compiles)."""
+    median, _ = time_calls(
+        lambda: integrate(a, bias, neuron, int32_safe=safe, compiled=compiled), repeats
+    )
+    return median / a.numel() * 1e9
 
 
 def main(argv=None) -> int:
@@ -77,8 +72,7 @@ def main(argv=None) -> int:
         "layer": "64 samples x 16 steps x (16, 32, 32) neurons (int64: 16 samples)",
         "rows": rows,
     }
-    with atomic_path(args.out) as tmp:
-        Path(tmp).write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
     return 0
 
 

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from harness import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "snn2loihi"]
@@ -91,12 +92,6 @@ def network_text(config_file: Path, report: dict) -> str:
     stack = ", ".join(map(str, convs)) + " -> dense " + ", ".join(map(str, dense))
     n = len(report["layers"])
     return f"convs {stack} -> readout ({n} NetX layers; `p2`: 2x2 average pool folded in)"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def card_markdown(card: dict) -> str:
@@ -185,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     ev = json.loads(eval_json.read_text())
     emulator = ev["scores"]["emulator"]
     predictions = np.asarray(emulator.pop("predictions"), dtype=np.uint8)
-    write_atomic(eval_json, json.dumps(ev, indent=2) + "\n")
+    write_result(eval_json, ev)
     np.save(out / "predictions.npy", predictions)
 
     with np.load(args.test) as f:
@@ -257,8 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         },
         "date": time.strftime("%Y-%m-%d"),
     }
-    write_atomic(out / "card.json", json.dumps(card, indent=2) + "\n")
-    write_atomic(out / "README.md", card_markdown(card))
+    write_result(out / "card.json", card)
+    write_result(out / "README.md", card_markdown(card))
     print(f"{out}: emulator {emulator['accuracy']:.2%} on {len(predictions)} test images")
     return 0
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from harness import machine, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = [
@@ -63,14 +63,12 @@ def main() -> int:
     passed = sum(r["exit"] == 0 for r in rounds)
     out = {
         "command": f"python bench/soak_processes.py --rounds {args.rounds} --hogs {args.hogs}",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "machine": machine(),
         "tests": TESTS,
         "rounds_passed_in_a_row": passed,
         "rounds": rounds,
     }
-    (ROOT / "bench" / "results" / "soak_processes.json").write_text(
-        json.dumps(out, indent=2) + "\n"
-    )
+    write_result(ROOT / "bench" / "results" / "soak_processes.json", out)
     return 0 if passed == args.rounds else 1
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import shlex
 import subprocess
 import sys
@@ -28,8 +27,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cifar_data import SOURCE, cached_cifar  # noqa: E402
+from cifar_data import SOURCE, cached_cifar
+from harness import machine, write_result
 
 RESULTS = Path(__file__).parent / "results"
 CACHE = Path(__file__).resolve().parents[1] / "runs" / "cache" / "cifar10"
@@ -125,7 +124,6 @@ def main() -> int:
     p.add_argument("--jobs", type=int, default=1, help="runs trained at the same time")
     p.add_argument("--note", default="", help="machine note recorded with the results")
     args = p.parse_args()
-    import torch
 
     out_file = RESULTS / f"train_{args.suite}.json"
     runs: dict[str, dict] = {}
@@ -157,14 +155,10 @@ def main() -> int:
         "validation split (carved from the training data), which selects the best epoch; "
         "test_*: the test split, evaluated once on the selected model",
         "command": shlex.join(["python", "bench/train_accuracy.py", *sys.argv[1:]]),
-        "machine": args.note
-        or f"{platform.machine()} {torch.__version__} cuda={torch.cuda.is_available()}",
+        "machine": {**machine(), **({"note": args.note} if args.note else {})},
         "runs": list(runs.values()),
     }
-    RESULTS.mkdir(exist_ok=True)
-    tmp_file = out_file.with_suffix(".json.tmp")
-    tmp_file.write_text(json.dumps(result, indent=2) + "\n")
-    tmp_file.replace(out_file)
+    write_result(out_file, result)
     return 0
 
 

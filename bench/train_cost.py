@@ -33,15 +33,9 @@ import shlex
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from machine import (  # bench/ is the script's folder
-    ALLOCATORS,
-    InUseSampler,
-    machine,
-    setup_allocator,
-)
+from harness import ALLOCATORS, InUseSampler, machine, setup_allocator, time_calls, write_result
 
 METHODS = ("snn2ann", "snn2ann-compiled", "snn2ann-float", "bptt", "ann")
 # issue #12: an SNN2ANN step at most 0.5x BPTT's time and peak memory, at most 2x the ANN step's
@@ -150,18 +144,13 @@ def measure(
     sync()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - t0)
+    median, _ = time_calls(step, iters, sync=sync, warmup=False)
     row = {
         "method": method,
         "steps": steps,
         "batch": batch,
         "iters": iters,
-        "ms_per_iter": 1000 * statistics.median(times),
+        "ms_per_iter": 1000 * median,
     }
     if dev.type == "cuda":
         row["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
@@ -334,9 +323,7 @@ def main() -> int:
                         print(json.dumps(row), flush=True)
                     result["ratios"] = ratios(result["rows"])
                     result["ratio_summary"] = ratio_summary(result["ratios"])
-                    tmp = out.with_suffix(".json.tmp")
-                    tmp.write_text(json.dumps(result, indent=2) + "\n")
-                    tmp.replace(out)
+                    write_result(out, result)
     return 1 if failed else 0
 
 

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 
 import numpy as np
+from cifar_data import cached_cifar, subset_indices  # bench/: pytest's pythonpath
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-from cifar_data import cached_cifar, subset_indices  # noqa: E402
 
 
 def _fake_source(path: Path, n_train: int = 12, n_test: int = 6) -> dict:

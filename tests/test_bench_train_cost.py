@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-from train_cost import TARGETS, ratio_summary, ratios  # noqa: E402
+from train_cost import TARGETS, ratio_summary, ratios  # bench/: pytest's pythonpath
 
 
 def _row(method, ms, mib, round_=0, steps=4, **kw):
@@ -76,7 +71,7 @@ def test_the_in_use_memory_ratio_is_summarized_without_a_target():
 def test_the_in_use_sampler_sees_a_block_held_inside_it():
     """A 64 MiB tensor alive inside the block raises the sampled peak by about that much."""
     import torch
-    from machine import InUseSampler
+    from harness import InUseSampler
 
     sampler = InUseSampler()
     before = sampler.in_use_mib()

@@ -3,24 +3,16 @@ keeps working: 30 cases of the fast families, each holding every invariant of th
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "fuzz_cli.py"
 
 
 @pytest.fixture(scope="module")
 def fuzz_cli():
-    spec = importlib.util.spec_from_file_location("fuzz_cli", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fuzz_cli"] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("fuzz_cli", None)
+    import fuzz_cli  # bench/: pytest's pythonpath
+
+    return fuzz_cli
 
 
 def test_a_seeded_slice_of_the_fuzz_round_finds_nothing(fuzz_cli, tmp_path):

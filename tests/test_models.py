@@ -8,7 +8,6 @@ run on the emulator through the CLI, predicts the first test images exactly as c
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,6 @@ PREFIX = 48  # test images run through the emulator in the suite (the whole set:
 @pytest.fixture(scope="module")
 def cifar_test() -> tuple[np.ndarray, np.ndarray]:
     """The shared JPEG copy's 10,000 test images (N, 32, 32, 3) uint8 and labels."""
-    sys.path.insert(0, str(ROOT / "bench"))
     from cifar_data import SOURCE, decode_split
 
     if not (SHARED / SOURCE).is_file():

@@ -1,22 +1,33 @@
-"""What a benchmark ran on: CPU model and int8 features, cores, torch, GPU, allocator setting.
+"""The one harness of every bench script: what it ran on, how it times, how it writes.
 
-Every bench script records :func:`machine` next to its figures; :func:`setup_allocator` gives
-the benchmark the CLI's own allocator setting (:mod:`snn2loihi.app.allocator`) unless asked
-not to, and says which ran.
+- :func:`machine`: CPU model and int8 features, cores, torch and its threads, GPU, allocator
+  setting; every result file records it next to its figures. :func:`setup_allocator` gives the
+  benchmark the CLI's own allocator setting (:mod:`snn2loihi.app.allocator`) unless asked not
+  to, and says which ran;
+- :func:`time_calls`: the one timer (a warm-up run, then the stated statistic of the repeats);
+- :func:`write_result`: result files (JSON or text) written atomically, folders made;
+- :class:`InUseSampler`: peak live heap memory while a block runs.
+
+Scripts run as ``python bench/<script>.py``, which puts bench/ on ``sys.path``; the test suite
+adds it through pytest's ``pythonpath`` setting.
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import platform
+import statistics
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from snn2loihi.app.allocator import keep_freed_memory
+from snn2loihi.atomic import atomic_path
 
 INT8_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8")  # what oneDNN's int8 kernels use
 ALLOCATORS = ("keep", "default")  # keep_freed_memory() as the CLI does, or glibc's defaults
@@ -53,6 +64,43 @@ def machine(allocator: str | None = None) -> dict:
     if allocator is not None:
         info["allocator"] = allocator
     return info
+
+
+STATISTICS = {"median": statistics.median, "min": min}  # what time_calls reports
+
+
+def time_calls(
+    run: Callable[[], object],
+    repeats: int,
+    *,
+    statistic: str = "median",
+    sync: Callable[[], object] | None = None,
+    warmup: bool = True,
+) -> tuple[float, float]:
+    """``(value, first)``: the ``statistic`` (:data:`STATISTICS`: median, or min for a best
+    case) of the wall seconds of ``repeats`` calls of ``run`` (each followed by ``sync``, e.g.
+    ``torch.cuda.synchronize``), after one warm-up call whose seconds (compiling, first
+    allocations) are ``first`` (0.0 with ``warmup=False``)."""
+    sync = sync or (lambda: None)
+
+    def once() -> float:
+        t0 = time.perf_counter()
+        run()
+        sync()
+        return time.perf_counter() - t0
+
+    first = once() if warmup else 0.0
+    return STATISTICS[statistic]([once() for _ in range(max(1, repeats))]), first
+
+
+def write_result(path: str | os.PathLike, content: dict | list | str) -> Path:
+    """Write a result file atomically (a dict or list as indented JSON, text as it is),
+    making its folder; returns the path."""
+    path = Path(path)
+    text = content if isinstance(content, str) else json.dumps(content, indent=2) + "\n"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path
 
 
 _MALLINFO2_FIELDS = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
