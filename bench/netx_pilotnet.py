@@ -60,7 +60,7 @@ def time_emulator(name: str, data: Path, batch: int, repeats: int) -> float:
 def time_lava(name: str, data: Path) -> dict:
     """One sample on Lava: build, compile + first step, and the other steps (seconds)."""
     from snn2loihi.deploy.lava_compat import import_netx
-    from snn2loihi.deploy.lava_runner import _to_lava_layout, _xyz
+    from snn2loihi.deploy.lava_drivers import to_lava_layout, xyz
 
     netx = import_netx()
     from lava.magma.core.run_conditions import RunSteps
@@ -75,9 +75,9 @@ def time_lava(name: str, data: Path) -> dict:
         reset_interval=interval,
     )
     if drive == "bias":
-        net.in_layer.neuron.bias_mant.init = _xyz(x[0]).astype(np.int32)
+        net.in_layer.neuron.bias_mant.init = xyz(x[0]).astype(np.int32)
     else:
-        src = io.source.RingBuffer(data=_to_lava_layout(x.astype(np.int64), 0))
+        src = io.source.RingBuffer(data=to_lava_layout(x.astype(np.int64), 0))
         src.s_out.connect(net.inp)
     t1 = time.perf_counter()
     cfg = Loihi2SimCfg(select_tag="fixed_pt")

@@ -1,4 +1,4 @@
-"""Benchmark: nanoseconds per neuron-step of Loihi's integer neuron (:func:`snn2loihi.neuron.integrate`).
+"""Benchmark: nanoseconds per neuron-step of Loihi's integer neuron (:func:`snn2loihi.neuron_loop.integrate`).
 
 The neuron loop is the emulator's and the integer SNN branch's floor once the synapse runs on int8:
 this measures it alone, for IF (iDecay 4096, vDecay 0: what SNN2ANN exports) and CUBA
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from harness import ALLOCATORS, machine, setup_allocator, time_calls, write_result
 
-from snn2loihi.neuron import integrate
+from snn2loihi.neuron_loop import integrate
 from snn2loihi.schema import CubaNeuron
 
 RESULTS = Path(__file__).parent / "results"

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from snn2loihi.deploy.neuron_group import NeuronGroup
 from snn2loihi.deploy.timeline import (
     Timeline,
     TimelineRunner,
@@ -30,7 +31,7 @@ from snn2loihi.devices import torch_device
 from snn2loihi.errors import InputDataError, UnsupportedLayerError
 from snn2loihi.loihi import GRADED_INPUT_MAX
 from snn2loihi.netx_io import read_network
-from snn2loihi.neuron import STEP_CHUNK, NeuronGroup
+from snn2loihi.neuron_loop import STEP_CHUNK
 from snn2loihi.schema import ConvLayer, DenseLayer, NetXNetwork
 from snn2loihi.synapse import ConvGeometry, IntegerSynapse
 
@@ -113,7 +114,7 @@ def pass_samples(layers, steps: int, budget: int | None = None) -> int:
 
 def pass_shape(layers, n: int, steps: int) -> tuple[int, int]:
     """(samples, steps) of one time chunk of a CPU pass for a batch of ``n`` samples of ``steps``
-    steps: :func:`pass_samples` of :data:`~snn2loihi.neuron.STEP_CHUNK` steps; where those are
+    steps: :func:`pass_samples` of :data:`~snn2loihi.neuron_loop.STEP_CHUNK` steps; where those are
     the whole batch, the chunk grows by whole ``STEP_CHUNK`` steps (up to all T) within the
     same budget, so small batches and small networks make few calls per step."""
     chunk = min(STEP_CHUNK, steps)

@@ -27,7 +27,8 @@ import torch
 
 from snn2loihi.errors import InputDataError
 from snn2loihi.loihi import GRADED_INPUT_MAX, INT32_SAFE_INPUT, worst_case_input
-from snn2loihi.neuron import NEURON_BLOCK, cuba_step
+from snn2loihi.neuron import cuba_step
+from snn2loihi.neuron_loop import NEURON_BLOCK
 from snn2loihi.schema import (
     ConvLayer,
     CubaNeuron,

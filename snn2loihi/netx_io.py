@@ -77,6 +77,18 @@ def _put_neuron(g: h5py.Group, n: Neuron) -> None:
     ng.create_dataset("gradedSpike", data=np.bool_(n.graded_spike))
 
 
+# weights of at least this many values are written gzip-compressed (level 4): an 8-bit weight
+# in int32 compresses about 3.6x, and h5py (lava-dl's NetX reader too) decompresses on read
+COMPRESS_MIN_VALUES = 4096
+
+
+def _put_weight(g: h5py.Group, name: str, weight: np.ndarray) -> None:
+    """``weight`` as the int32 dataset ``name``; gzip-compressed when it is large."""
+    w = weight.astype(np.int32)
+    opts = {"compression": "gzip", "compression_opts": 4} if w.size >= COMPRESS_MIN_VALUES else {}
+    g.create_dataset(name, data=w, **opts)
+
+
 def _write_layer(g: h5py.Group, ly: Layer) -> None:
     _put_type(g, ly.kind)
     g.create_dataset("shape", data=np.asarray(ly.shape, dtype=np.int64))
@@ -88,15 +100,15 @@ def _write_layer(g: h5py.Group, ly: Layer) -> None:
                 g.create_dataset(name, data=np.float32(getattr(ly, name)))
         return
     if isinstance(ly, ConvLayer):
-        g.create_dataset("weight", data=ly.weight.astype(np.int32))
+        _put_weight(g, "weight", ly.weight)
         g.create_dataset("stride", data=np.asarray(ly.stride, dtype=np.int64))
         g.create_dataset("padding", data=np.asarray(ly.padding, dtype=np.int64))
         g.create_dataset("dilation", data=np.asarray(ly.dilation, dtype=np.int64))
         g.create_dataset("groups", data=np.int64(ly.groups))
     elif isinstance(ly, DenseLayer):
-        g.create_dataset("weight", data=ly.weight.astype(np.int32))
+        _put_weight(g, "weight", ly.weight)
         if isinstance(ly, RecurrentDenseLayer):
-            g.create_dataset("weight_rec", data=ly.weight_rec.astype(np.int32))
+            _put_weight(g, "weight_rec", ly.weight_rec)
         if ly.delay is not None:
             g.create_dataset("delay", data=np.asarray(ly.delay, dtype=np.int64))
     if isinstance(ly, ConvLayer | DenseLayer):
@@ -378,47 +390,57 @@ def _read_layer(g: h5py.Group, path: Path, index: int, n_in: int | None = None) 
         )
     shape = r.shape()
     if kind == "input":
-        if not r.has("neuron"):
-            return InputLayer(shape=shape)
-        neuron = r.neuron()
-        if isinstance(neuron, SigmaDeltaNeuron) and neuron.sigma_output:
-            raise r.error("neuron/sigma_output", "is set on an input layer (NetX builds Delta)")
-        return InputLayer(
-            shape=shape, neuron=neuron, weight=r.transform("weight"), bias=r.transform("bias")
-        )
+        return _read_input(r, shape)
     if kind == "flatten":
         return FlattenLayer(shape=shape)
-    if kind == "conv":
-        r.no_delay()
-        if r.has("weight/imag"):
-            raise UnsupportedLayerError(
-                f"{where(path, index)} (conv): complex weights are not supported"
-            )
-        w = r.array("weight")
-        if w.ndim == 5 and w.shape[-1] == 1:  # slayer's trailing time dimension
-            w = w[..., 0]
-        if w.ndim != 4:
-            raise r.error("weight", f"has shape {w.shape}, expected (Cout, Cin/groups, kH, kW)")
-        if len(shape) != 3:
-            raise r.error("shape", f"= {shape} must be (C, H, W)")
-        return ConvLayer(
-            shape=shape,  # type: ignore[arg-type]
-            weight=w,
-            neuron=r.neuron(),
-            bias=r.bias(w.shape[0]),
-            stride=r.pair("stride"),
-            padding=r.pair("padding"),
-            dilation=r.pair("dilation"),
-            groups=r.scalar("groups"),
-        )
-    # dense, dense_rec
     if r.has("weight/imag"):
         raise UnsupportedLayerError(
-            f"{where(path, index)} (dense): complex weights are not supported"
+            f"{where(path, index)} ({kind}): complex weights are not supported"
         )
+    if kind == "conv":
+        return _read_conv(r, shape)
+    return _read_dense(r, shape, n_in)
+
+
+def _read_input(r: _LayerReader, shape: tuple[int, ...]) -> InputLayer:
+    """An ``input`` group: its shape, and slayer's optional input neuron and transform."""
+    if not r.has("neuron"):
+        return InputLayer(shape=shape)
+    neuron = r.neuron()
+    if isinstance(neuron, SigmaDeltaNeuron) and neuron.sigma_output:
+        raise r.error("neuron/sigma_output", "is set on an input layer (NetX builds Delta)")
+    return InputLayer(
+        shape=shape, neuron=neuron, weight=r.transform("weight"), bias=r.transform("bias")
+    )
+
+
+def _read_conv(r: _LayerReader, shape: tuple[int, ...]) -> ConvLayer:
+    """A ``conv`` group (slayer's trailing time dimension of the weight dropped)."""
+    r.no_delay()
+    w = r.array("weight")
+    if w.ndim == 5 and w.shape[-1] == 1:  # slayer's trailing time dimension
+        w = w[..., 0]
+    if w.ndim != 4:
+        raise r.error("weight", f"has shape {w.shape}, expected (Cout, Cin/groups, kH, kW)")
+    if len(shape) != 3:
+        raise r.error("shape", f"= {shape} must be (C, H, W)")
+    return ConvLayer(
+        shape=shape,  # type: ignore[arg-type]
+        weight=w,
+        neuron=r.neuron(),
+        bias=r.bias(w.shape[0]),
+        stride=r.pair("stride"),
+        padding=r.pair("padding"),
+        dilation=r.pair("dilation"),
+        groups=r.scalar("groups"),
+    )
+
+
+def _read_dense(r: _LayerReader, shape: tuple[int, ...], n_in: int | None) -> DenseLayer:
+    """A ``dense`` or ``dense_rec`` group; ``n_in`` (if known) bounds the weight's size."""
     n_out = math.prod(shape)
     _refuse_oversized_weight(r, "weight", n_out, n_in)
-    if kind == "dense_rec":
+    if r.kind == "dense_rec":
         _refuse_oversized_weight(r, "weight_rec", n_out, n_out, "(its own outputs)")
     w = r.array("weight")
     if w.ndim == 1:
@@ -432,12 +454,12 @@ def _read_layer(g: h5py.Group, path: Path, index: int, n_in: int | None = None) 
     fields = dict(
         shape=shape, weight=w, neuron=r.neuron(), bias=r.bias(w.shape[0]), delay=r.delay()
     )
-    if kind == "dense":
+    if r.kind == "dense":
         return DenseLayer(**fields)
     if fields["delay"] is not None:
         raise UnsupportedLayerError(
-            f"{where(path, index)} (dense_rec): delays on a recurrent layer are not supported "
-            "(lava-dl 0.6's NetX drops the weight exponent there)"
+            f"{where(r.path, r.index)} (dense_rec): delays on a recurrent layer are not "
+            "supported (lava-dl 0.6's NetX drops the weight exponent there)"
         )
     w_rec = r.array("weight_rec")
     if w_rec.ndim == 1 and w_rec.size == n_out * n_out:

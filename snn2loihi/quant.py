@@ -188,13 +188,7 @@ def quantize_layer(
     ``thresholds``."""
     n = weight.shape[0]
     rows = weight.detach().reshape(n, -1)
-    if row_scale is not None:
-        row_scale = row_scale.detach()
-        if row_scale.shape != (n,) or row_scale.dtype != rows.dtype:
-            raise ValueError(
-                f"row_scale must be ({n},) {rows.dtype} like the weights' rows, "
-                f"not {tuple(row_scale.shape)} {row_scale.dtype}"
-            )
+    row_scale = _checked_row_scale(row_scale, rows)
     ratio = th = None
     b = bias.detach().double()
     if thresholds is not None:
@@ -219,9 +213,33 @@ def quantize_layer(
         largest = quant_screen.largest_magnitude(summary, ratio)
         stats = _RowStats(tops, largest, rows.shape[1])
     scale = _scale(stats, b, weight_bits, input_max, th, readout_steps, repeat)
+    screened = candidates is not None
+    out = _round_rows(rows, scale, weight_bits, step, block, screened, ratio, row_scale)
+    return out.view(weight.shape), quantize_bias(b, scale), th, scale
+
+
+def _checked_row_scale(row_scale: torch.Tensor | None, rows: torch.Tensor):
+    """``row_scale`` detached, refused unless it is (Cout,) in the dtype of ``rows`` (Cout, K)."""
+    if row_scale is None:
+        return None
+    row_scale = row_scale.detach()
+    n = rows.shape[0]
+    if row_scale.shape != (n,) or row_scale.dtype != rows.dtype:
+        raise ValueError(
+            f"row_scale must be ({n},) {rows.dtype} like the weights' rows, "
+            f"not {tuple(row_scale.shape)} {row_scale.dtype}"
+        )
+    return row_scale
+
+
+def _round_rows(rows, scale, weight_bits, step, block, screened, ratio, row_scale):
+    """The integer weights (Cout, K) of ``rows`` at ``scale``: block by block (``block(lo)``:
+    rows ``lo .. lo + step`` widened), or, where the float32 screen ran (``screened``), rounded
+    there and redone in float64 only for the values near a rounding boundary."""
+    n = rows.shape[0]
     out = torch.empty(rows.shape, dtype=weight_dtype(weight_bits), device=rows.device)
     redo = None
-    if candidates is not None:
+    if screened:
         factor = torch.ones(n, dtype=torch.float64) if ratio is None else ratio
         limits = weight_limits(weight_bits)
         redo = quant_screen.round_scaled(rows, factor / scale, *limits, out, row_scale)
@@ -232,7 +250,7 @@ def quantize_layer(
         i, j = redo
         w = _widened(rows[i, j], *[None if t is None else t[i] for t in (row_scale, ratio)])
         out[i, j] = quantize_weight(w, scale, weight_bits, out.dtype)
-    return out.view(weight.shape), quantize_bias(b, scale), th, scale
+    return out
 
 
 def _widened(

@@ -179,22 +179,8 @@ class IntegerSynapse:
         self._frames = frames
         self._input_hw = None if input_hw is None else tuple(int(d) for d in input_hw)
         self.geometry = geometry
-        self.shift = 0
         self._scratch: torch.Tensor | None = None  # the float kernel's input (CPU)
-        if isinstance(weight, torch.Tensor):  # stays on its device (e.g. training on a GPU)
-            # int8 (training's grid) stays int8: every use below is exact for it (row sums in
-            # int64, bounds as Python ints); anything else is widened to int64
-            narrow = weight.dtype == torch.int8
-            w = weight.to(device=device, dtype=torch.int8 if narrow else torch.int64)
-        else:
-            w = torch.as_tensor(np.asarray(weight, dtype=np.int64), device=device)
-        if kind == "dense" and weight_exp is not None:
-            self.shift = int(weight_exp)
-        elif kind == "dense":
-            w_np, self.shift = dense_weights_as_lava(w.cpu().numpy())
-            w = torch.as_tensor(w_np, device=device)
-        elif kind != "conv":
-            raise ValueError(f"unknown synapse kind {kind!r}")
+        w = self._integer_weight(weight, device, weight_exp)
         # A kernel made of p x p constant blocks (average pooling folded into a conv) runs as
         # p x p sum pooling + the compact kernel: p^2 fewer products, the same integers.
         if block > 1:
@@ -206,14 +192,51 @@ class IntegerSynapse:
         # Inputs are non-negative, so any (partial) sum of w.x lies between -neg and +pos;
         # signed inputs in [-m, m] keep it within (pos + neg) * m <= 2 * max(pos, neg) * m.
         input_max = 2 * int(input_max) if signed else int(input_max)
+        row_max, w_max = self._set_bounds(compact, pool, input_max)
+        if pool > 1 and self.exact_fp32 and input_max * pool**2 > TF32_EXACT_OPERAND:
+            # pooled inputs would leave the exact float32 path
+            pool, compact = 1, expand_blocks(compact, pool)
+        self.pool = pool
+        largest = int(input_max) // 2 if signed else int(input_max)  # the largest input |x|
+        self._set_limbs(row_max, w_max, largest)
+        self.int_weight_shape = tuple(compact.shape)
+        self.kernel = self._choose(compact, row_max, largest, signed)
+        if not self.kernel.startswith("int8"):
+            self.weight = compact.to(self.dtype)
+
+    def _integer_weight(self, weight, device, weight_exp: int | None) -> torch.Tensor:
+        """``weight`` as an integer tensor on ``device``, and :attr:`shift`: a dense weight
+        goes through Lava's weight processing (:func:`dense_weights_as_lava`) unless
+        ``weight_exp`` says it already has."""
+        self.shift = 0
+        if isinstance(weight, torch.Tensor):  # stays on its device (e.g. training on a GPU)
+            # int8 (training's grid) stays int8: every use below is exact for it (row sums in
+            # int64, bounds as Python ints); anything else is widened to int64
+            narrow = weight.dtype == torch.int8
+            w = weight.to(device=device, dtype=torch.int8 if narrow else torch.int64)
+        else:
+            w = torch.as_tensor(np.asarray(weight, dtype=np.int64), device=device)
+        if self.kind == "dense" and weight_exp is not None:
+            self.shift = int(weight_exp)
+        elif self.kind == "dense":
+            w_np, self.shift = dense_weights_as_lava(w.cpu().numpy())
+            w = torch.as_tensor(w_np, device=device)
+        elif self.kind != "conv":
+            raise ValueError(f"unknown synapse kind {self.kind!r}")
+        return w
+
+    def _set_bounds(self, compact: torch.Tensor, pool: int, input_max: int) -> tuple[int, int]:
+        """The output bounds of the kernel as run (``compact`` repeated over ``pool x pool``
+        blocks) on inputs ``|x| <= input_max``, and whether float32 is exact for it; returns
+        ``(row_max, w_max)``: the largest row's ``max(sum w+, sum |w-|)`` and ``max |w|``."""
         row_max = int(worst_case_input(compact, repeat=pool**2).max())  # of the kernel as run
         lo, hi = torch.aminmax(compact)
         w_max = max(int(hi), -int(lo))
         self._fits_int8 = int8_gemm.INT8_MIN <= int(lo) and int(hi) <= int8_gemm.INT8_MAX
         bound = row_max * int(input_max)
         self._raw_bound = bound  # |w . x| before any wrap or shift
-        self._conv_may_wrap = kind == "conv" and bound >= UV_LIMIT
-        if kind == "conv":
+        self._conv_may_wrap = self.kind == "conv" and bound >= UV_LIMIT
+        if self.kind == "conv":
             bound = min(bound, UV_LIMIT)  # wrapped to 24 bits
         elif self.shift < 0:
             bound = (bound >> -self.shift) + 1  # arithmetic shift rounds toward -inf
@@ -221,26 +244,20 @@ class IntegerSynapse:
             bound = bound << self.shift
         self._max_abs_output = bound
         self.exact_fp32 = exact_float32(float(row_max), float(input_max), float(w_max))
-        if pool > 1 and self.exact_fp32 and input_max * pool**2 > TF32_EXACT_OPERAND:
-            # pooled inputs would leave the exact float32 path
-            pool, compact = 1, expand_blocks(compact, pool)
-        self.pool = pool
-        w = compact
-        # Inputs too large for one exact float32 GEMM are split into limbs of ``limb_bits``
-        # bits (each limb's products and sums stay below 2^24) when that takes few limbs.
+        return row_max, w_max
+
+    def _set_limbs(self, row_max: int, w_max: int, largest: int) -> None:
+        """Inputs too large for one exact float32 GEMM are split into limbs of
+        :attr:`limb_bits` bits (each limb's products and sums stay below 2^24) when that takes
+        few limbs; :attr:`dtype` is the float kernel's (float64 where neither is exact)."""
         self.limb_bits, self.limbs = 0, 1
-        largest = int(input_max) // 2 if signed else int(input_max)  # the largest input |x|
-        if not self.exact_fp32 and pool == 1:
+        if not self.exact_fp32 and self.pool == 1:
             # row_max bounds |w . l| for limbs in [0, 1]; signed limbs double it
             bits = min(11, (FP32_EXACT_SUM // max(1, 2 * row_max)).bit_length() - 1)
             limbs = -(-largest.bit_length() // max(1, bits))
             if w_max <= TF32_EXACT_OPERAND and bits >= 4 and limbs <= MAX_LIMBS:
                 self.limb_bits, self.limbs = bits, limbs
         self.dtype = torch.float32 if self.exact_fp32 or self.limb_bits else torch.float64
-        self.int_weight_shape = tuple(w.shape)
-        self.kernel = self._choose(w, row_max, largest, signed)
-        if not self.kernel.startswith("int8"):
-            self.weight = w.to(self.dtype)
 
     def _choose(self, w: torch.Tensor, row_max: int, largest: int, signed: bool) -> str:
         """Pick the kernel (see :func:`choose_kernel`) and prepare int8 weights for it.

@@ -16,7 +16,8 @@ from cli_helpers import run_cli
 from snn2loihi.deploy.emulator import Emulator
 from snn2loihi.deploy.evaluate import evaluate_network
 from snn2loihi.deploy.inputs import as_network_images, load_input
-from snn2loihi.deploy.lava_runner import fit_input_port, run_lava
+from snn2loihi.deploy.lava_drivers import fit_input_port
+from snn2loihi.deploy.lava_runner import run_lava
 from snn2loihi.errors import LavaRunError, NetXValidationError
 from snn2loihi.netx_io import read_network
 from snn2loihi.schema import CubaNeuron, FlattenLayer, InputLayer

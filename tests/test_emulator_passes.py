@@ -26,7 +26,7 @@ def test_a_pass_takes_more_steps_only_where_it_holds_the_whole_batch():
     """Large batches: a few samples, STEP_CHUNK steps per chunk. A batch that fits whole takes
     whole STEP_CHUNK multiples of steps (all T where they fit) within the same budget."""
     from snn2loihi.deploy.emulator import pass_shape
-    from snn2loihi.neuron import STEP_CHUNK
+    from snn2loihi.neuron_loop import STEP_CHUNK
 
     layers = [ly for _, ly in random_network(CIFAR).synaptic_layers]
     largest = max(int(np.prod(ly.shape)) for ly in layers)

@@ -72,6 +72,27 @@ def test_written_file_loads_in_netx(write_net):
     assert lava_net.inp.shape == (8, 8, 2) and lava_net.out.shape == (10,)
 
 
+def test_large_weights_are_compressed_and_read_back_exactly_by_us_and_netx(write_net):
+    """Weights of >= COMPRESS_MIN_VALUES values are gzip datasets; both readers see the integers."""
+    from snn2loihi.deploy.lava_compat import import_netx
+    from snn2loihi.netx_io import COMPRESS_MIN_VALUES
+
+    spec = dataclasses.replace(SMALL, dense=(40, 10))  # dense 4*8*8 -> 40: 10,240 weights
+    net = random_network(spec, seed=3)
+    path = write_net(net)
+    dense = [k for k, ly in enumerate(net.layers) if isinstance(ly, DenseLayer)]
+    with h5py.File(path) as f:
+        big, small = (f[f"layer/{k}/weight"] for k in dense)
+        assert big.size >= COMPRESS_MIN_VALUES and big.compression == "gzip"
+        assert small.size < COMPRESS_MIN_VALUES and small.compression is None
+    assert read_network(path) == net
+    lava_net = import_netx().hdf5.Network(net_config=str(path))
+    w = np.asarray(lava_net.layers[1].synapse.weights.init).astype(np.int64)
+    ours = net.layers[dense[0]].weight.astype(np.int64)  # NetX may rescale by a power of two
+    assert w.shape == ours.shape
+    np.testing.assert_array_equal(w * np.abs(ours).max(), ours * np.abs(w).max())
+
+
 def test_slayer_style_fields_are_read(tmp_path):
     """Strings as S10 (1,) or variable length, scalars as (1,) arrays, float weights with integer values."""
     path = tmp_path / "hand.net"

@@ -138,7 +138,7 @@ def test_int32_safe_bound_is_strict_because_of_lavas_u_wrap():
 @pytest.mark.parametrize("int32_safe", [False, True])
 def test_integrate_equals_a_loop_of_cuba_steps_across_cpu_blocks(int32_safe):
     """``integrate`` (blocked time loop, broadcast input, recorded state) == plain cuba_step loop."""
-    from snn2loihi.neuron import NEURON_BLOCK, integrate
+    from snn2loihi.neuron_loop import NEURON_BLOCK, integrate
 
     neuron = CubaNeuron(i_decay=4096, v_decay=0, vth_mant=300)
     g = torch.Generator().manual_seed(3)
@@ -172,7 +172,7 @@ def test_integrate_equals_a_loop_of_cuba_steps_across_cpu_blocks(int32_safe):
 def test_integrate_counting_counts_every_spike_where_it_lies(steps):
     """Counts fused into the time loop equal the spikes summed over T, across CPU blocks and
     for channels-last and broadcast input; uint8 below 256 steps, int32 from 256 (no wrap)."""
-    from snn2loihi.neuron import integrate, integrate_counting
+    from snn2loihi.neuron_loop import integrate, integrate_counting
 
     neuron = CubaNeuron(i_decay=4096, v_decay=0, vth_mant=10)
     g = torch.Generator().manual_seed(5)
@@ -195,7 +195,7 @@ def test_integrate_counting_counts_every_spike_where_it_lies(steps):
 def test_integrate_steps_channels_last_input_in_place_with_the_same_values(bias_shape):
     """Input channels-last in memory (as a channels-last conv leaves it) is stepped over the
     (N, T, H, W, C) view: spikes, u and v equal the contiguous run's and keep its layout."""
-    from snn2loihi.neuron import channels_last_order, integrate
+    from snn2loihi.neuron_loop import channels_last_order, integrate
 
     neuron = CubaNeuron(i_decay=1024, v_decay=128, vth_mant=90)
     g = torch.Generator().manual_seed(4)
@@ -355,8 +355,9 @@ def test_a_proven_input_bound_spares_the_scan_and_keeps_the_integers(monkeypatch
     """integrate(input_bound=): a bound that proves u's wrap cannot fire skips scanning ``a``
     for its largest value; one that proves nothing falls back to the scan; same spikes and
     state either way."""
-    from snn2loihi import neuron as neuron_mod
-    from snn2loihi.neuron import integrate, u_stays_in_24_bits
+    from snn2loihi import neuron_loop as neuron_mod
+    from snn2loihi.neuron import u_stays_in_24_bits
+    from snn2loihi.neuron_loop import integrate
 
     neuron = CubaNeuron(i_decay=1024, v_decay=128, vth_mant=90)
     g = torch.Generator().manual_seed(6)
@@ -389,7 +390,8 @@ def test_neuron_group_stepped_in_chunks_equals_integrate(neuron, amax, int32_saf
     """A NeuronGroup advanced through time-major chunks of any length gives integrate's spikes,
     u and v after every step, and each neuron's spike count, across CPU blocks of samples; an
     exact float32 input (as a float kernel leaves it) gives the same integers as int32."""
-    from snn2loihi.neuron import NEURON_BLOCK, NeuronGroup, integrate
+    from snn2loihi.deploy.neuron_group import NeuronGroup
+    from snn2loihi.neuron_loop import NEURON_BLOCK, integrate
 
     g = torch.Generator().manual_seed(11)
     dtype = torch.int32 if int32_safe else torch.int64

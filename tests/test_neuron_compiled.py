@@ -12,7 +12,8 @@ import torch
 
 from snn2loihi.deploy.emulator import Emulator
 from snn2loihi.loihi import INT32_SAFE_INPUT
-from snn2loihi.neuron import STEP_CHUNK, cuba_step, integrate, integrate_counting
+from snn2loihi.neuron import cuba_step
+from snn2loihi.neuron_loop import STEP_CHUNK, integrate, integrate_counting
 from snn2loihi.schema import CubaNeuron
 from snn2loihi.testing.netgen import GEOMETRY, SMALL, random_network
 
@@ -112,21 +113,22 @@ def test_a_failed_compile_falls_back_to_the_eager_steps(monkeypatch, caplog):
     """No C++ compiler (or any backend failure): one warning, then the same integers eagerly."""
     from torch._dynamo.exc import BackendCompilerFailed
 
-    from snn2loihi import neuron as neuron_mod
+    from snn2loihi import neuron_compile
+    from snn2loihi.deploy.neuron_group import NeuronGroup
 
     def broken(*args):
         raise BackendCompilerFailed("inductor", RuntimeError("no compiler found: c++"), None)
 
-    monkeypatch.setattr(neuron_mod, "_COMPILED", {"steps": broken, "steps_time_major": broken})
+    monkeypatch.setattr(neuron_compile, "_COMPILED", {"steps": broken, "steps_time_major": broken})
     neuron, amax, _ = CASES["cuba-small-decays"]
     g = torch.Generator().manual_seed(9)
     a = torch.randint(-amax // 4, amax + 1, (3, 8, 40), generator=g)
     bias = torch.randint(-50, 50, (40,), generator=g)
     ref = _reference(a, bias, neuron)
-    with caplog.at_level("WARNING", logger="snn2loihi.neuron"):
+    with caplog.at_level("WARNING", logger="snn2loihi.neuron_compile"):
         got = integrate(a.int(), bias.int(), neuron, int32_safe=True, compiled=True)[0]
         again = integrate(a.int(), bias.int(), neuron, int32_safe=True, compiled=True)[0]
-        group = neuron_mod.NeuronGroup(3, bias, neuron, steps=8, int32_safe=True, compiled=True)
+        group = NeuronGroup(3, bias, neuron, steps=8, int32_safe=True, compiled=True)
         a_tm = a.int().transpose(0, 1).contiguous()
         chunked = torch.cat([group.advance(a_tm[t : t + STEP_CHUNK])[0] for t in (0, 4)])
     assert torch.equal(got, ref) and torch.equal(again, got)
@@ -142,7 +144,7 @@ def test_compiled_neuron_group_equals_the_eager_steps(case):
     """NeuronGroup.advance compiled (one fused kernel per STEP_CHUNK steps, counts fused in,
     float32 exact input converted in the kernel) gives the spikes, counts and final state of
     the eager steps, chunk by chunk or all steps in one call; a shorter tail runs eagerly."""
-    from snn2loihi.neuron import NeuronGroup
+    from snn2loihi.deploy.neuron_group import NeuronGroup
 
     neuron, amax, int32_safe = CASES[case]
     g = torch.Generator().manual_seed(len(case) + 1)
@@ -177,7 +179,7 @@ def test_one_compiled_kernel_serves_every_layer_shape():
 
     from torch._dynamo.utils import counters
 
-    from snn2loihi.neuron import RECOMPILE_LIMIT
+    from snn2loihi.neuron_compile import RECOMPILE_LIMIT
     from snn2loihi.testing.netgen import CIFAR
 
     torch._dynamo.reset()  # no variant left from the tests before

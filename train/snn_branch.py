@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from snn2loihi.loihi import ACT_SHIFT, DECAY_UNITY
-from snn2loihi.neuron import integrate, integrate_counting
+from snn2loihi.neuron_loop import integrate, integrate_counting
 from snn2loihi.synapse import ConvGeometry, IntegerSynapse
 from snn2loihi.train.fold import IntegerLayer, StepLayer, integer_layer, step_layers
 from snn2loihi.train.model import SpikingNet
@@ -254,7 +254,7 @@ def run_snn(
     """The SNN branch of ``model`` on raw pixels ``x`` (B, C, H, W), T = ``model.steps``.
 
     ``compile_neuron`` runs the spiking layers' neurons as fused kernels on the CPU
-    (:func:`snn2loihi.neuron.integrate` ``compiled``; integer branch only, same integers).
+    (:func:`snn2loihi.neuron_loop.integrate` ``compiled``; integer branch only, same integers).
     ``record`` keeps every step's spikes (and, integer branch, the readout's ``v``; for tests).
     """
     if quantized:  # each layer quantized when the run reaches it
