@@ -107,13 +107,13 @@ def forward_logits(
     xf = x.float()
     if params.channels_last and x.ndim == 4:
         xf = xf.contiguous(memory_format=torch.channels_last)
+    if params.ann_only:  # before the methods: pre-training epochs of every method
+        with _autocast(x.device, params):
+            logits, _ = net(xf)  # ReLU activations
+        return logits, None
     if params.bptt:
         with _autocast(x.device, params):
             logits, _ = net(xf, bptt=params.bptt_args)
-        return logits, None
-    if params.ann_only:
-        with _autocast(x.device, params):
-            logits, _ = net(xf)  # ReLU activations
         return logits, None
     counts = run_snn(
         model,
