@@ -112,6 +112,9 @@ class TrainConfig(_Section):
     # rate (warm-up fraction snn_warmup); 0: one schedule over the whole run
     snn_lr: float = _opt(0.0, lo=0.0)
     snn_warmup: float = _opt(0.0, lo=0.0, hi=0.99)
+    # a checkpoint (or run folder: its last.pt) of the same network whose model (weights, BN,
+    # thresholds) this run starts from, with a fresh optimizer and schedule ("" = none)
+    init_from: str = ""
     steps: int = _opt(4, lo=1, hi=4096)
     epochs: int = _opt(30, lo=1)
     batch_size: int = _opt(64, lo=1)
