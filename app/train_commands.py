@@ -77,7 +77,11 @@ def add_commands(sub) -> None:
         metavar="KEY=VALUE",
         help="override a config key, e.g. --set train.lr=0.05 (repeatable)",
     )
-    p.add_argument("--method", choices=("snn2ann", "bptt"))
+    p.add_argument(
+        "--method",
+        choices=("snn2ann", "bptt", "noise"),
+        help="snn2ann (default), bptt, or noise: T = 1 training with noise, deployed at --steps",
+    )
     p.add_argument("--steps", "-T", type=int, help="time steps T")
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=seed, help="random seed, 0..2**63-1 (train.seed)")

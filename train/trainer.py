@@ -47,6 +47,7 @@ from snn2loihi.train.evaluate import evaluate
 from snn2loihi.train.factory import model_from_config
 from snn2loihi.train.init_from import InitState, check_init_outputs, init_state
 from snn2loihi.train.model import SpikingNet
+from snn2loihi.train.noise import check_reachable_steps
 from snn2loihi.train.run_folder import check_run_folder, hold_run_folder
 from snn2loihi.train.run_log import RunLog
 from snn2loihi.train.step import StepParams, cpu_bf16_supported
@@ -164,6 +165,8 @@ def build_run(config: Config, splits: Splits, device: torch.device, world: int, 
         mean, std = init.mean, init.std  # the normalization the checkpoint's layer 0 folds
     torch.manual_seed(config.train.seed)
     model = model_from_config(config, input_shape, splits.num_classes, mean, std).to(device)
+    if config.train.method == "noise":
+        check_reachable_steps(model)
     if config.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config.train)
