@@ -12,10 +12,17 @@ log = logging.getLogger(__name__)
 
 
 def cmd_train(args) -> int:
+    from snn2loihi.errors import ConfigError
     from snn2loihi.train.checkpoint import load_checkpoint
     from snn2loihi.train.config import resolve
     from snn2loihi.train.trainer import train
 
+    if args.init_from and args.resume:
+        raise ConfigError(
+            f"--init-from {args.init_from} with --resume {args.resume}: --resume continues a run "
+            "(its optimizer and schedule), --init-from starts a new run from a checkpoint's "
+            "model; give one of them"
+        )
     overrides = list(args.set or [])
     for flag, key in (
         ("method", "train.method"),
@@ -26,6 +33,7 @@ def cmd_train(args) -> int:
         ("dataset", "data.dataset"),
         ("data_root", "data.root"),
         ("out", "output.dir"),
+        ("init_from", "train.init_from"),
     ):
         value = getattr(args, flag)
         if value is not None:
@@ -58,7 +66,8 @@ def add_commands(sub) -> None:
         "the explicit flags.\n\nexamples:\n"
         "  snn2loihi train --steps 4 --epochs 20 --out runs/digits\n"
         "  snn2loihi train -c cifar.toml --set train.lr=0.05 --set ata.granularity=channel\n"
-        "  snn2loihi train --resume runs/digits --epochs 30",
+        "  snn2loihi train --resume runs/digits --epochs 30\n"
+        "  snn2loihi train --method bptt --init-from runs/ann/last.pt --out runs/bptt",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", "-c", help="config file (.toml, .yaml)")
@@ -68,7 +77,11 @@ def add_commands(sub) -> None:
         metavar="KEY=VALUE",
         help="override a config key, e.g. --set train.lr=0.05 (repeatable)",
     )
-    p.add_argument("--method", choices=("snn2ann", "bptt"))
+    p.add_argument(
+        "--method",
+        choices=("snn2ann", "bptt", "noise"),
+        help="snn2ann (default), bptt, or noise: T = 1 training with noise, deployed at --steps",
+    )
     p.add_argument("--steps", "-T", type=int, help="time steps T")
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=seed, help="random seed, 0..2**63-1 (train.seed)")
@@ -89,6 +102,13 @@ def add_commands(sub) -> None:
         "--float-snn", action="store_true", help="ablation: unquantized float SNN branch"
     )
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint or its folder")
+    p.add_argument(
+        "--init-from",
+        metavar="CKPT",
+        help="start a new run from the model of a checkpoint (or run folder: its last.pt) of the "
+        "same network, e.g. a pre-trained ANN, with a fresh optimizer and schedule "
+        "(train.init_from)",
+    )
     p.add_argument(
         "--force", action="store_true", help="replace the run already in --out (its files go)"
     )

@@ -131,6 +131,13 @@ class _RowStats:
     fan_in: int
 
 
+def readout_max_steps(fan_in: int, input_max: int = 1) -> int:
+    """The most steps T for which :func:`choose_scale` can keep a readout of ``fan_in`` inputs
+    within ``READOUT_V_MAX``: its budget per step, ``READOUT_V_MAX / T`` less the rounding slack
+    ``fan_in * input_max / 2`` and 1/2, must leave at least one mantissa unit."""
+    return int(READOUT_V_MAX // (0.5 * fan_in * input_max + 1.5))
+
+
 def _scale(stats: _RowStats, b, weight_bits, input_max, threshold, readout_steps, repeat) -> float:
     """:func:`choose_scale` from the weights' :class:`_RowStats` and the float64 bias ``b``."""
     fan_in = stats.fan_in * repeat

@@ -1,7 +1,7 @@
 """Typed training configuration: one dataclass per section, TOML/YAML files, overrides, validation.
 
-A :class:`Config` holds the sections ``data``, ``model``, ``train``, ``ata``, ``bptt`` and
-``output``; the field defaults below are the defaults. Choices and ranges live in each field's
+A :class:`Config` holds the sections ``data``, ``model``, ``train``, ``ata``, ``bptt``,
+``noise`` and ``output``; the field defaults below are the defaults. Choices and ranges live in each field's
 metadata. Every key a user gives must exist and match its field's type; values are checked where
 a config is built, so a bad key or value fails with a :class:`ConfigError` naming it.
 Checkpoints store :meth:`Config.to_dict` (plain dicts); :meth:`Config.from_dict` reads them back,
@@ -24,7 +24,9 @@ from snn2loihi.train.ata import GRANULARITIES
 from snn2loihi.train.data import DATASETS
 from snn2loihi.train.mapping import MAPPING_UNITS
 from snn2loihi.train.model import ARCHITECTURES
+from snn2loihi.train.noise import DISTRIBUTIONS
 
+METHODS = ("snn2ann", "bptt", "noise")
 SEED_MAX = 2**63 - 1  # torch.manual_seed takes a signed 64-bit integer
 
 
@@ -104,7 +106,8 @@ class TrainConfig(_Section):
     """``[train]``: method, time steps, optimisation recipe, quantization and device."""
 
     NAME = "train"
-    method: str = _opt("snn2ann", choices=("snn2ann", "bptt"))
+    # noise: single-step training with noise, deployed at T = train.steps (section [noise])
+    method: str = _opt("snn2ann", choices=METHODS)
     # ANN pre-training (Lin et al., arXiv 2203.01158): the first N epochs train the ANN branch
     # alone (ReLU, no SNN branch, no ATA), then the method trains on from those weights
     pretrain_epochs: int = _opt(0, lo=0)
@@ -112,6 +115,9 @@ class TrainConfig(_Section):
     # rate (warm-up fraction snn_warmup); 0: one schedule over the whole run
     snn_lr: float = _opt(0.0, lo=0.0)
     snn_warmup: float = _opt(0.0, lo=0.0, hi=0.99)
+    # a checkpoint (or run folder: its last.pt) of the same network whose model (weights, BN,
+    # thresholds) this run starts from, with a fresh optimizer and schedule ("" = none)
+    init_from: str = ""
     steps: int = _opt(4, lo=1, hi=4096)
     epochs: int = _opt(30, lo=1)
     batch_size: int = _opt(64, lo=1)
@@ -160,6 +166,20 @@ class BpttConfig(_Section):
 
 
 @dataclass
+class NoiseConfig(_Section):
+    """``[noise]``: the noise route (``train.method = "noise"``, arXiv 2211.05453): a T = 1 SNN
+    trained with noise on the membrane potential, deployed at T = ``train.steps``. The noise is
+    in units of each channel's threshold; the defaults are the mean and standard deviation of a
+    residue spread uniformly over [0, threshold) (docs/training.md)."""
+
+    NAME = "noise"
+    distribution: str = _opt("gaussian", choices=DISTRIBUTIONS)
+    mean: float = _opt(0.5, lo=-1.0, hi=1.0)  # thresholds
+    std: float = _opt(0.2887, lo=0.0, hi=1.0)  # thresholds; 1/sqrt(12) by default
+    alpha: float = _opt(2.0, lo=1e-6)  # arctan surrogate sharpness
+
+
+@dataclass
 class OutputConfig(_Section):
     """``[output]``: run folder, progress bars, TensorBoard."""
 
@@ -175,6 +195,7 @@ SECTIONS: dict[str, type] = {
     "train": TrainConfig,
     "ata": AtaConfig,
     "bptt": BpttConfig,
+    "noise": NoiseConfig,
     "output": OutputConfig,
 }
 
@@ -188,6 +209,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     ata: AtaConfig = field(default_factory=AtaConfig)
     bptt: BpttConfig = field(default_factory=BpttConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def __post_init__(self) -> None:
@@ -356,9 +378,23 @@ def _check_cross(config: Config) -> None:
             f"train.nesterov = true needs train.optimizer = 'sgd' with train.momentum > 0 "
             f"(got optimizer '{t.optimizer}', momentum {t.momentum})"
         )
+    _check_noise(config)
     data = config.data
     if data.dataset in ("mnist", "cifar10", "cifar100", "imagefolder") and not data.root:
         raise ConfigError(f"data.root must be set for data.dataset = '{data.dataset}'")
+
+
+def _check_noise(config: Config) -> None:
+    """The noise route's combinations: IF neurons only."""
+    t = config.train
+    if t.method != "noise":
+        return
+    if config.bptt.neuron != "if":
+        raise ConfigError(
+            f"bptt.neuron = '{config.bptt.neuron}' with train.method = 'noise': the noise route "
+            "trains and deploys IF neurons (its T = 1 -> T = N conversion has no leak); set "
+            "bptt.neuron = 'if' or train.method = 'bptt'"
+        )
 
 
 def validate(config: Config) -> Config:

@@ -18,6 +18,9 @@ def model_from_config(
     (C, H, W), ``mean``/``std`` per input channel of ``pixels / 255``."""
     m, t, b = config.model, config.train, config.bptt
     bptt = t.method == "bptt"
+    # BPTT and the noise route (its T = 1 currents repeated N times) use the full currents
+    # every step; SNN2ANN spreads them over the T steps
+    full_steps = t.method in ("bptt", "noise")
     if not config.data.normalize:
         mean, std = (0.0,) * len(mean), (1.0,) * len(std)
     v_decay = round(DECAY_UNITY * (1 - b.leak)) if bptt and b.neuron == "lif" else 0
@@ -30,7 +33,7 @@ def model_from_config(
         mean=mean,
         std=std,
         steps=t.steps,
-        step_divisor=1 if bptt else t.steps,
+        step_divisor=1 if full_steps else t.steps,
         threshold=m.threshold,
         v_decay=v_decay,
         bn_momentum=m.bn_momentum,

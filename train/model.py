@@ -300,9 +300,16 @@ class SpikingNet(nn.Module):
         dropout: float = 0.0,
         bptt: dict | None = None,
         layer_hook: LayerHook | None = None,
+        noise: dict | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The training forward (what DDP wraps): :meth:`ann_forward`, or with ``bptt`` (the
-        keyword arguments of :func:`snn2loihi.train.bptt.bptt_forward`) the unrolled BPTT pass."""
+        keyword arguments of :func:`snn2loihi.train.bptt.bptt_forward`) the unrolled BPTT pass,
+        or with ``noise`` (those of :func:`snn2loihi.train.noise.noise_forward`) the noisy
+        single step."""
+        if noise is not None:
+            from snn2loihi.train.noise import noise_forward
+
+            return noise_forward(self, x, **noise)
         if bptt is not None:
             from snn2loihi.train.bptt import bptt_forward
 

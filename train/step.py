@@ -1,5 +1,6 @@
 """One optimisation step on a batch: SNN2ANN (or the BPTT baseline), then ATA.
 
+Noise route: one noisy single step (:func:`snn2loihi.train.noise.noise_forward`).
 SNN2ANN: the SNN branch runs T steps without gradients (integer Loihi neurons on the export's
 integer grid, or float with ``train.float_snn``); the ANN branch runs once with its activations
 replaced by the spike counts; the cross-entropy of its logits is back-propagated; ATA then raises
@@ -45,6 +46,7 @@ class StepParams:
     label_smoothing: float = 0.0  # of the cross-entropy
     bf16_cpu: bool = False  # bf16 autocast of the ANN branch on CPUs with native bf16
     ann_only: bool = False  # ANN pre-training: ReLU activations, no SNN branch, no ATA
+    noise_args: dict | None = None  # the noise route: keyword arguments of noise_forward
 
     @classmethod
     def from_config(cls, config: Config, *, ann_only: bool = False) -> StepParams:
@@ -67,7 +69,13 @@ class StepParams:
             label_smoothing=t.label_smoothing,
             bf16_cpu=t.bf16_cpu,
             ann_only=ann_only,
+            noise_args=_noise_args(config) if t.method == "noise" else None,
         )
+
+
+def _noise_args(config: Config) -> dict:
+    n = config.noise
+    return {"distribution": n.distribution, "mean": n.mean, "std": n.std, "alpha": n.alpha}
 
 
 @dataclass
@@ -107,13 +115,17 @@ def forward_logits(
     xf = x.float()
     if params.channels_last and x.ndim == 4:
         xf = xf.contiguous(memory_format=torch.channels_last)
+    if params.ann_only:  # before the methods: pre-training epochs of every method
+        with _autocast(x.device, params):
+            logits, _ = net(xf)  # ReLU activations
+        return logits, None
     if params.bptt:
         with _autocast(x.device, params):
             logits, _ = net(xf, bptt=params.bptt_args)
         return logits, None
-    if params.ann_only:
+    if params.noise_args is not None:
         with _autocast(x.device, params):
-            logits, _ = net(xf)  # ReLU activations
+            logits, _ = net(xf, noise=params.noise_args)
         return logits, None
     counts = run_snn(
         model,

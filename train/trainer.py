@@ -45,7 +45,9 @@ from snn2loihi.train.data import (
 from snn2loihi.train.epoch import epoch_batches, run_epoch
 from snn2loihi.train.evaluate import evaluate
 from snn2loihi.train.factory import model_from_config
+from snn2loihi.train.init_from import InitState, check_init_outputs, init_state
 from snn2loihi.train.model import SpikingNet
+from snn2loihi.train.noise import check_reachable_steps
 from snn2loihi.train.run_folder import check_run_folder, hold_run_folder
 from snn2loihi.train.run_log import RunLog
 from snn2loihi.train.step import StepParams, cpu_bf16_supported
@@ -150,12 +152,21 @@ class RunState:
 
 
 def build_run(config: Config, splits: Splits, device: torch.device, world: int, resume) -> RunState:
-    """The seeded model, optimizer and scheduler; restored from ``resume`` if given."""
+    """The seeded model, optimizer and scheduler; restored from ``resume`` if given, else
+    started from the model of ``train.init_from`` if set (:mod:`.init_from`)."""
     state = load_checkpoint(resume) if resume is not None else None
     mean, std = splits.train.channel_stats()
-    torch.manual_seed(config.train.seed)
     input_shape = tuple(splits.train.x.shape[1:])
+    init = None
+    if state is not None:
+        check_resumed_init(config, state, resume)
+    elif config.train.init_from:
+        init = init_state(config, input_shape, splits.num_classes)
+        mean, std = init.mean, init.std  # the normalization the checkpoint's layer 0 folds
+    torch.manual_seed(config.train.seed)
     model = model_from_config(config, input_shape, splits.num_classes, mean, std).to(device)
+    if config.train.method == "noise":
+        check_reachable_steps(model)
     if config.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config.train)
@@ -164,6 +175,8 @@ def build_run(config: Config, splits: Splits, device: torch.device, world: int, 
     per_epoch = steps_per_epoch(len(splits.train), config.train.batch_size, world)
     scheduler = make_scheduler(optimizer, config.train, per_epoch)
     run = RunState(model, model, optimizer, scheduler, meta)
+    if init is not None:
+        load_init(model, init)
     if state is not None:
         check_weights(state["model"], resume)
         try:
@@ -186,6 +199,30 @@ def build_run(config: Config, splits: Splits, device: torch.device, world: int, 
     if world > 1:
         run.net = torch.nn.parallel.DistributedDataParallel(model)
     return run
+
+
+def check_resumed_init(config: Config, state: dict, resume) -> None:
+    """A resumed run keeps the ``train.init_from`` it was started with (a record of where its
+    weights came from); another value is refused."""
+    theirs = state.get("config", {}).get("train", {}).get("init_from", "")
+    if config.train.init_from != theirs:
+        raise ConfigError(
+            f"train.init_from = {config.train.init_from!r}: --resume {resume} continues a run "
+            f"started from {theirs!r}; a resumed run keeps its weights, so --init-from (or "
+            "train.init_from) cannot change"
+        )
+
+
+def load_init(model: SpikingNet, init: InitState) -> None:
+    """Load the checked ``train.init_from`` state into the fresh ``model``."""
+    check_weights(init.model, init.path)
+    try:
+        model.load_state_dict(init.model)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"--init-from {init.path}: the checkpoint's model does not fit this config's "
+            f"({state_dict_mismatch(exc)})"
+        ) from None
 
 
 def _eval_kwargs(config: Config, device: torch.device) -> dict:
@@ -348,6 +385,8 @@ def train(
     main = D.is_main(rank)
     if main:
         check_run_folder(out_dir, resume=resume, force=force)
+        if resume is None:
+            check_init_outputs(config)
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     check_bf16_cpu(t, device)
