@@ -31,8 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine  # noqa: E402
+from harness import machine, write_result
 
 log = logging.getLogger("method_comparison")
 
@@ -213,10 +212,7 @@ def main() -> int:
         "runs": runs,
     }
     out_file = args.results or RESULTS / f"method_comparison_{args.suite}.json"
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp_file = out_file.with_suffix(".json.tmp")
-    tmp_file.write_text(json.dumps(result, indent=2) + "\n")
-    tmp_file.replace(out_file)
+    write_result(out_file, result)
     log.info("%s", table(result))
     return 0
 

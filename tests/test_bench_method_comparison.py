@@ -3,14 +3,8 @@ arguments, and the table's aggregation over seeds."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-from method_comparison import ann_share, route_args, table  # noqa: E402
+from method_comparison import ann_share, route_args, table  # bench/: pytest's pythonpath
 
 
 def test_the_pretrained_route_leaves_at_least_one_epoch_after_the_ann_run():
