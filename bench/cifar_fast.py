@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_s_sum_epochs": round(sum(epoch_s), 2),
         "epochs_in_5_min": int(300 // statistics.mean(epoch_s[1:] or epoch_s)),
         "val_snn_acc": [float(r["snn_acc"]) for r in rows],
+        "val_ann_acc": [float(r["ann_acc"]) for r in rows],  # the ReLU ANN branch
         "best_epoch": test["best_epoch"],
         "test_ann_acc": test["test_ann_acc"],
         "test_snn_acc": test["test_snn_acc"],

@@ -55,7 +55,8 @@ def rel(path: Path) -> str:
 
 
 def slim_checkpoint(src: Path, dst: Path, limit_mb: float) -> bool:
-    """``src`` without optimizer and scheduler states at ``dst`` if it fits ``limit_mb``."""
+    """``src`` without optimizer and scheduler states at ``dst`` if it fits ``limit_mb``; else
+    no ``dst`` (an earlier model's checkpoint there is removed: it would not match)."""
     import torch
 
     state = torch.load(src, map_location="cpu", weights_only=True)
@@ -65,6 +66,7 @@ def slim_checkpoint(src: Path, dst: Path, limit_mb: float) -> bool:
     try:
         torch.save(state, tmp)
         if tmp.stat().st_size > limit_mb * 2**20:
+            dst.unlink(missing_ok=True)
             return False
         tmp.chmod(0o644)  # NamedTemporaryFile makes 0600
         tmp.replace(dst)
@@ -109,7 +111,9 @@ def card_markdown(card: dict) -> str:
         f"| network | `{card['arch']}`: {card['network']} |",
         f"| recipe | [{card['recipe']}](../../{card['recipe']}) |",
         f"| training | {t['epochs']} epochs in {t['minutes']:.1f} min on {t['machine']} "
-        f"(best epoch {t['best_epoch'] + 1}, selected on {t['val_samples']} validation images) |",
+        f"(best epoch {t['best_epoch'] + 1}, selected on {t['val_samples']} validation images"
+        + (f"; {t['load']}" if t.get("load") else "")
+        + ") |",
         f"| emulator, {e['samples']:,} test images | {e['accuracy']:.2%} |",
         f"| integer SNN in training, same images | {t['test_snn_acc']:.2%} |",
         f"| Lava (Loihi2SimCfg fixed_pt), first {p['samples']} test images | "
@@ -223,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             "val_samples": results.get("val_samples", 1000),
             "test_snn_acc": results["test_snn_acc"],
             "seed": results.get("seed", 0),
+            **({"load": results["load"]} if results.get("load") else {}),
         },
         "emulator": {
             "samples": len(predictions),
