@@ -1,9 +1,10 @@
 """``snn2loihi demo``: the whole flow on the embedded digits data, with a report.
 
 Train with SNN2ANN (integer SNN branch; best epoch selected on the validation split) -> export the
-NetX ``.net`` -> run the test split on the Lava simulator and on the emulator -> check parity spike for spike -> ``report.md``/``report.json``
-with PNG figures. Prediction on every back end: argmax of the readout layer's ``v >> 6`` after the
-last step (the readout never spikes), the rule training evaluates with.
+NetX ``.net`` -> evaluate the test split on the Lava simulator and on the emulator and check parity
+spike for spike (:mod:`snn2loihi.deploy.evaluate`, one run per back end) -> ``report.md``/
+``report.json`` with PNG figures. Predictions follow the network's rule (:mod:`snn2loihi.readout`:
+argmax of the readout layer's ``v >> 6`` after the last step), the rule training evaluates with.
 """
 
 from __future__ import annotations
@@ -18,17 +19,8 @@ import numpy as np
 
 from snn2loihi.app import demo_report as rep
 from snn2loihi.errors import InputDataError
-from snn2loihi.progress import progress as progress_lines
 
 log = logging.getLogger(__name__)
-
-
-def _predict(v_last) -> np.ndarray:
-    """Class per sample from the readout layer's ``v`` (N, classes) after the last step, by
-    the network's prediction rule (:mod:`snn2loihi.readout`)."""
-    from snn2loihi.readout import READOUT_V, predict
-
-    return predict(READOUT_V, v_last=v_last)
 
 
 def _config(out: Path, steps: int, epochs: int, seed: int, progress: bool):
@@ -69,30 +61,6 @@ def _train(config, force: bool) -> tuple[dict, float]:
     return metrics, time.perf_counter() - t0
 
 
-def _lava_in_chunks(path: Path, x: np.ndarray, chunk: int, progress: bool, timeout: float | None):
-    """Lava runs over chunks of samples (bounded memory, a progress bar); results concatenated."""
-    from snn2loihi.deploy.lava_runner import run_lava
-
-    parts = []
-    total = -(-len(x) // chunk)
-    for lo in progress_lines(
-        range(0, len(x), chunk), desc="Lava simulator", total=total, unit="chunk", enabled=progress
-    ):
-        parts.append(
-            run_lava(
-                path,
-                x[lo : lo + chunk],
-                graded=True,
-                probe_all=True,
-                record_state="last",
-                timeout=timeout,
-            )
-        )
-    spikes = [np.concatenate([p.spikes[k] for p in parts]) for k in range(len(parts[0].spikes))]
-    v_last = np.concatenate([p.v[-1][:, -1] for p in parts])
-    return parts[0].layer_indices, spikes, v_last
-
-
 def run_demo(
     out: str | Path,
     *,
@@ -105,9 +73,13 @@ def run_demo(
     lava_timeout: float | None = 900.0,
     force: bool = False,
 ) -> dict:
-    """Run the whole flow into ``out``; returns the figures written to ``report.json``."""
-    from snn2loihi.deploy.emulator import Emulator
-    from snn2loihi.deploy.parity import compare_layer
+    """Run the whole flow into ``out``; returns the figures written to ``report.json``.
+
+    The test split runs as :func:`~snn2loihi.deploy.evaluate.evaluate_network` on both back
+    ends, keeping every layer's spikes for the parity table; ``lava_timeout`` (seconds) is
+    allowed per chunk of ``lava_chunk`` samples."""
+    from snn2loihi.deploy.evaluate import evaluate_network
+    from snn2loihi.deploy.parity import compare_records
     from snn2loihi.export.exporter import export_checkpoint
     from snn2loihi.netx_io import read_network
     from snn2loihi.train.checkpoint import BEST
@@ -126,29 +98,24 @@ def run_demo(
     )  # + model.report.*
     net = read_network(net_path)
 
-    splits = load_datasets(config.data)
-    test, num_classes = splits.test, splits.num_classes
+    test = load_datasets(config.data).test
     x_img = test.x.numpy()[:samples]
     y = test.y.numpy()[: len(x_img)]
-    x = np.repeat(x_img[:, None], steps, axis=1)  # the image as graded input at every step
-
-    emu = Emulator(net).run(x, record_state=True)
-    emu_pred = _predict(emu.layers[-1].v[:, -1].numpy())
-    idx, lava_spikes, lava_v = _lava_in_chunks(net_path, x, lava_chunk, progress, lava_timeout)
-    lava_pred = _predict(lava_v)
-
-    parity = [
-        compare_layer(i, t.kind, s, t.spikes.numpy())
-        for i, t, s in zip(idx, emu.layers, lava_spikes, strict=True)
-    ]
-    readout_equal = bool(np.array_equal(lava_v, emu.layers[-1].v[:, -1].numpy()))
+    chunks = -(-len(x_img) // lava_chunk)
+    ev = evaluate_network(
+        net, net_path, x_img, y, steps, "both", lava_chunk=lava_chunk, progress=progress,
+        timeout=None if lava_timeout is None else lava_timeout * chunks, data="test split",
+        traces=True,
+    )  # fmt: skip
+    emu, lava = ev.runs["emulator"], ev.runs["lava"]
+    parity = compare_records(net, emu, lava, net_path)
     spikes_equal = all(p.mismatches == 0 for p in parity)
-    names = [f"{t.kind}{t.index}" for t in emu.layers]
+    indices = [i for i, _ in net.synaptic_layers]
+    names = [f"{ly.kind}{i}" for i, ly in net.synaptic_layers]
     names[-1] += " (readout)"
-    neurons = [int(np.prod(t.spikes.shape[2:])) for t in emu.layers]
-    spikes_per_sample = [float(s.reshape(len(s), -1).sum(1).mean()) for s in lava_spikes]
-    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(confusion, (y, lava_pred), 1)
+    neurons = [int(np.prod(ly.shape)) for _, ly in net.synaptic_layers]
+    spikes_per_sample = [lava.layer_spikes[i] / len(y) for i in indices]
+    confusion = np.asarray(ev.scores["lava"].confusion)
 
     figures = {
         "training_curves": rep.training_curves(metrics["history"], out / "training_curves.png"),
@@ -157,7 +124,9 @@ def run_demo(
             [s / n / steps for s, n in zip(spikes_per_sample, neurons, strict=True)],
             out / "spike_rates.png",
         ),
-        "raster": rep.raster([s[0] for s in lava_spikes], names, out / "raster.png"),
+        "raster": rep.raster(
+            [lava.records[f"s{i}"][0] for i in indices], names, out / "raster.png"
+        ),
         "thresholds": rep.thresholds(
             names, [ly.neuron.vth_mant for _, ly in net.synaptic_layers], out / "thresholds.png"
         ),
@@ -166,7 +135,7 @@ def run_demo(
         ),
     }
     summary = {
-        "samples": len(x),
+        "samples": len(x_img),
         "steps": steps,
         "epochs": epochs,
         "split": "test",
@@ -174,13 +143,11 @@ def run_demo(
         "val_snn_acc": metrics["val_snn_acc"],
         "ann_acc": metrics["test_ann_acc"],  # whole test split, the selected model
         "integer_snn_acc": metrics["test_snn_acc"],
-        "emulator_acc": float((emu_pred == y).mean()),
-        "lava_acc": float((lava_pred == y).mean()),
+        "emulator_acc": ev.scores["emulator"].accuracy,
+        "lava_acc": ev.scores["lava"].accuracy,
         "parity_spikes_equal": spikes_equal,
-        "parity_readout_equal": readout_equal,
-        "parity_samples_equal": int(
-            sum(np.array_equal(emu_pred[i], lava_pred[i]) for i in range(len(y)))
-        ),
+        "parity_readout_equal": ev.agreement["readout_v_equal"] is not False,
+        "parity_samples_equal": ev.agreement["equal_predictions"],
         "spikes_per_sample": float(sum(spikes_per_sample)),
         "spikes_per_sample_per_layer": dict(zip(names, spikes_per_sample, strict=True)),
         "train_s": round(train_s, 1),

@@ -51,7 +51,7 @@ def check_clock_options(args) -> None:
 def _clock(args, net, x):
     """The global clock (a GlobalClock) when the network or the options need it, else None:
     the per-sample convention of snn2loihi's own networks."""
-    from snn2loihi.deploy.backends import GlobalClock
+    from snn2loihi.deploy.runner import GlobalClock
     from snn2loihi.deploy.timeline import Timeline, drive_for
 
     time_axis = x.ndim == 2 + len(net.input_shape)
@@ -92,7 +92,8 @@ def _parity(args) -> int:
     import numpy as np
 
     from snn2loihi.atomic import atomic_path
-    from snn2loihi.deploy.parity import run_parity, samples_per_chunk
+    from snn2loihi.deploy.parity import run_parity
+    from snn2loihi.deploy.runner import samples_per_chunk
     from snn2loihi.netx_io import read_network
     from snn2loihi.outputs import check_outputs
 
@@ -131,8 +132,9 @@ def cmd_run(args) -> int:
     import numpy as np
 
     from snn2loihi.atomic import atomic_path
-    from snn2loihi.deploy.backends import run_backend
+    from snn2loihi.deploy.evaluate import accuracy
     from snn2loihi.deploy.inputs import load_labels
+    from snn2loihi.deploy.runner import Deadline, Runner
     from snn2loihi.netx_io import read_network
     from snn2loihi.outputs import check_outputs
     from snn2loihi.readout import DESCRIPTIONS
@@ -149,9 +151,9 @@ def cmd_run(args) -> int:
     if args.labels is not None:
         labels = load_labels(args.labels, len(x), int(np.prod(net.output_shape)))
     clock = _clock(args, net, np.asarray(x))
-    res = run_backend(
-        net, args.net, x, args.backend, device=args.device, timeout=args.timeout, clock=clock
-    )
+    deadline = Deadline(args.timeout, args.net, "run")
+    runner = Runner(net, args.net, args.backend, clock=clock, device=args.device, deadline=deadline, every_layer=False)  # fmt: skip
+    res = runner.run(x)
     with atomic_path(args.out, overwrite=args.force) as tmp:
         with open(tmp, "wb") as fh:
             if args.record:
@@ -168,8 +170,8 @@ def cmd_run(args) -> int:
         f"({DESCRIPTIONS[res.rule]}): {shown[:20]}{more}"
     )
     if labels is not None:
-        correct = int((res.predictions == labels).sum())
-        print(f"accuracy {correct / len(labels):.2%} ({correct}/{len(labels)})")
+        correct, fraction = accuracy(res.predictions, labels)
+        print(f"accuracy {fraction:.2%} ({correct}/{len(labels)})")
     return 0
 
 

@@ -110,15 +110,6 @@ def check_npz_fits(args, net) -> None:
         )
 
 
-def _bar(enabled: bool):
-    from snn2loihi.progress import progress
-
-    def wrap(iterable, desc, total):
-        return progress(iterable, desc=desc, total=total, unit="chunk", enabled=enabled)
-
-    return wrap
-
-
 def cmd_eval(args) -> int:
     """``eval``; ``--timeout`` bounds the whole command (export, data, emulator and Lava)."""
     from snn2loihi.app.signals import deadline
@@ -159,12 +150,11 @@ def _eval(args) -> int:
         device=args.device,
         batch_size=args.batch_size,
         timeout=args.timeout,
-        progress=_bar(not args.no_progress),
+        progress=not args.no_progress,
         data=what,
         compiled=args.compile,
         name=str(source),
     )
-    ev.net = str(source)
     print(summary(ev, what))
     if args.json:
         from snn2loihi.atomic import atomic_path
@@ -182,7 +172,9 @@ def _eval(args) -> int:
 
 def summary(ev, what: str) -> str:
     """The printed result: accuracy per back end, parity, and the confusion matrix."""
-    rule = "argmax of readout v >> 6" if ev.rule == "readout_v" else "max output spike count"
+    from snn2loihi.readout import DESCRIPTIONS
+
+    rule = DESCRIPTIONS[ev.rule]
     lines = [f"eval {ev.net}: {ev.samples} samples ({what}), T={ev.steps}, prediction: {rule}"]
     for s in ev.scores.values():
         lines.append(

@@ -12,6 +12,7 @@ _EXPORTS = {
     "Emulator": "snn2loihi.deploy.emulator",
     "EmulatorResult": "snn2loihi.deploy.emulator",
     "run_lava": "snn2loihi.deploy.lava_runner",
+    "Runner": "snn2loihi.deploy.runner",
     "run_parity": "snn2loihi.deploy.parity",
     "run_global_parity": "snn2loihi.deploy.parity",
     "Timeline": "snn2loihi.deploy.timeline",

@@ -8,17 +8,16 @@ readout ``v`` are compared sample by sample.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import time
-from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from snn2loihi.deploy.inputs import as_network_images, check_input_budget
+from snn2loihi.deploy.inputs import as_network_images, check_input_budget, check_labels
+from snn2loihi.deploy.runner import Deadline, Runner, RunResult
 from snn2loihi.errors import InputDataError
-from snn2loihi.readout import READOUT_V, predict, prediction_rule
 from snn2loihi.schema import NetXNetwork
 
 log = logging.getLogger(__name__)
@@ -50,23 +49,15 @@ class Evaluation:
     rule: str
     scores: dict[str, BackendScore]
     agreement: dict | None = None
+    runs: dict[str, RunResult] = field(default_factory=dict, repr=False)  # not serialised
 
     def to_dict(self, with_predictions: bool = False) -> dict:
-        out = asdict(self)
+        out = asdict(dataclasses.replace(self, runs={}))
+        out.pop("runs")
         if not with_predictions:
             for score in out["scores"].values():
                 score.pop("predictions")
         return out
-
-
-@dataclass
-class _Run:
-    """What one back end produced for a slice of samples."""
-
-    predictions: np.ndarray
-    spikes: int  # all layers, all samples of the slice
-    output: np.ndarray  # (n, T, *shape) uint8
-    v_last: np.ndarray | None
 
 
 def check_images(images: np.ndarray, labels: np.ndarray, net: NetXNetwork, source: str) -> None:
@@ -78,54 +69,14 @@ def check_images(images: np.ndarray, labels: np.ndarray, net: NetXNetwork, sourc
         )
     if images.dtype.kind not in "iu" or images.min(initial=0) < 0 or images.max(initial=0) > 255:
         raise InputDataError(f"{source}: images must be pixels 0..255 (dtype {images.dtype})")
-    classes = int(np.prod(net.output_shape))
-    if len(labels) and int(labels.max()) >= classes:
-        bad = int(np.flatnonzero(labels >= classes)[0])
-        raise InputDataError(
-            f"{source}: label {int(labels[bad])} (sample {bad}) exceeds the network's "
-            f"{classes} classes"
-        )
+    check_labels(labels, len(images), int(np.prod(net.output_shape)), source)
 
 
-def _emulator_runs(net, images, steps, device, batch_size, rule, compiled) -> Iterable[_Run]:
-    from snn2loihi.deploy.emulator import Emulator
-
-    emulator = Emulator(net, device=device, batch_size=batch_size, compiled=compiled)
-    state = "last" if rule == READOUT_V else False
-    for lo in range(0, len(images), batch_size):
-        x = np.broadcast_to(
-            images[lo : lo + batch_size, None],
-            (min(batch_size, len(images) - lo), steps, *images.shape[1:]),
-        )
-        res = emulator.run(x, record_state=state, spikes="output")
-        out = res.output.numpy().astype(np.uint8)
-        v = None if not state else res.layers[-1].v[:, -1].numpy()
-        spikes = sum(t.total_spikes() for t in res.layers)
-        yield _Run(predict(rule, out, v), spikes, out, v)
-
-
-def _lava_runs(net, path, name, images, steps, chunk, rule, deadline, timeout) -> Iterable[_Run]:
-    from snn2loihi.deploy.lava_runner import run_lava
-    from snn2loihi.deploy.parity import time_left
-
-    state = "last" if rule == READOUT_V else False
-    for lo in range(0, len(images), chunk):
-        part = images[lo : lo + chunk]
-        x = np.broadcast_to(part[:, None], (len(part), steps, *part.shape[1:]))
-        left = time_left(deadline, timeout, name, "eval")
-        res = run_lava(
-            path,
-            np.ascontiguousarray(x),
-            graded=bool(part.max(initial=0) > 1),
-            probe_all=True,
-            record_state=state,
-            timeout=left,
-            net=net,
-            name=name,
-        )
-        v = None if not state else res.v[-1][:, -1]
-        spikes = sum(int(s.sum()) for s in res.spikes)
-        yield _Run(predict(rule, res.output, v), spikes, res.output, v)
+def accuracy(predictions, labels) -> tuple[int, float]:
+    """``(correct, fraction)`` of ``predictions`` (N,) equal to ``labels`` (N,) (arrays or
+    tensors; 0.0 for no samples)."""
+    correct = int((np.asarray(predictions) == np.asarray(labels)).sum())
+    return correct, correct / max(len(labels), 1)
 
 
 def evaluate_network(
@@ -140,18 +91,20 @@ def evaluate_network(
     batch_size: int = 256,
     lava_chunk: int = 100,
     timeout: float | None = None,
-    progress: Callable[[Iterable, str, int], Iterable] | None = None,
+    progress: bool = False,
     data: str = "images",
     compiled: bool = False,
     name: str | None = None,
+    traces: bool = False,
 ) -> Evaluation:
     """Evaluate ``net`` (the file ``path``) on ``images`` (N, *input_shape) uint8 pixels with
     ``labels`` (N,) over ``steps`` steps on ``backend`` (emulator, lava or both).
 
-    ``progress(iterable, description, total)`` wraps each back end's loop (a progress bar);
-    ``data`` names the images in errors. ``compiled``: the emulator's neurons as fused kernels
-    (see :class:`~snn2loihi.deploy.emulator.Emulator`). ``path`` None: a network held only in
+    ``progress``: a bar per back end (a logged line per chunk off a terminal); ``data`` names
+    the images in errors. ``compiled``: the emulator's neurons as fused kernels (see
+    :class:`~snn2loihi.deploy.emulator.Emulator`). ``path`` None: a network held only in
     memory (Lava gets it written into each run's own folder); ``name`` names it in errors.
+    ``traces``: keep every layer's spikes in :attr:`Evaluation.runs` (for a parity table).
     """
     name = name or str(path)
     if backend not in EVAL_BACKENDS:
@@ -161,51 +114,40 @@ def evaluate_network(
     chunk = max(batch_size, lava_chunk if backend != "emulator" else 0)
     per_run = min(len(images), chunk)
     check_input_budget(per_run, steps, tuple(net.input_shape), f"{data}: {per_run} images")
-    rule = prediction_rule(net)
     classes = int(np.prod(net.output_shape))
-    wrap = progress or (lambda it, desc, total: it)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    runs: dict[str, list[_Run]] = {}
-    names = ("emulator", "lava") if backend == "both" else (backend,)
-    for name in names:
-        if name == "emulator":
-            it = _emulator_runs(net, images, steps, device, batch_size, rule, compiled)
-            total = -(-len(images) // batch_size)
-        else:
-            it = _lava_runs(net, path, name, images, steps, lava_chunk, rule, deadline, timeout)
-            total = -(-len(images) // lava_chunk)
-        runs[name] = list(wrap(it, name, total))
-    scores = {name: _score(name, parts, labels, classes) for name, parts in runs.items()}
+    deadline = Deadline(timeout, name, "eval")
+    runs: dict[str, RunResult] = {}
+    for which in ("emulator", "lava") if backend == "both" else (backend,):
+        runner = Runner(
+            net, path, which, device=device, batch_size=batch_size, compiled=compiled,
+            deadline=deadline, name=name, traces=traces,
+        )  # fmt: skip
+        size = batch_size if which == "emulator" else lava_chunk
+        runs[which] = runner.run(images, steps, chunk=size, progress=progress, desc=which)
+    scores = {which: _score(which, run, labels, classes) for which, run in runs.items()}
     agreement = _agreement(runs["emulator"], runs["lava"]) if backend == "both" else None
-    return Evaluation(name, len(images), steps, rule, scores, agreement)
+    rule = next(iter(runs.values())).rule
+    return Evaluation(name, len(images), steps, rule, scores, agreement, runs)
 
 
-def _score(name: str, parts: list[_Run], labels: np.ndarray, classes: int) -> BackendScore:
-    pred = np.concatenate([p.predictions for p in parts])
+def _score(name: str, run: RunResult, labels: np.ndarray, classes: int) -> BackendScore:
     confusion = np.zeros((classes, classes), dtype=np.int64)
-    np.add.at(confusion, (labels, pred), 1)
-    correct = int((pred == labels).sum())
-    spikes = sum(p.spikes for p in parts) / max(len(labels), 1)
-    return BackendScore(
-        name, correct / max(len(labels), 1), correct, spikes, confusion.tolist(), pred.tolist()
-    )
+    np.add.at(confusion, (labels, run.predictions), 1)
+    correct, fraction = accuracy(run.predictions, labels)
+    spikes = sum(run.layer_spikes.values()) / max(len(labels), 1)
+    pred = run.predictions.tolist()
+    return BackendScore(name, fraction, correct, spikes, confusion.tolist(), pred)
 
 
-def _agreement(emu: list[_Run], lava: list[_Run]) -> dict:
-    e_pred = np.concatenate([p.predictions for p in emu])
-    l_pred = np.concatenate([p.predictions for p in lava])
-    e_out = np.concatenate([p.output for p in emu])
-    l_out = np.concatenate([p.output for p in lava])
+def _agreement(emu: RunResult, lava: RunResult) -> dict:
     out = {
-        "equal_predictions": int((e_pred == l_pred).sum()),
-        "samples": len(e_pred),
-        "output_spikes_equal": bool(np.array_equal(e_out, l_out)),
+        "equal_predictions": int((emu.predictions == lava.predictions).sum()),
+        "samples": len(emu.predictions),
+        "output_spikes_equal": bool(np.array_equal(emu.spikes, lava.spikes)),
         "readout_v_equal": None,
     }
-    if emu[0].v_last is not None:
-        e_v = np.concatenate([p.v_last for p in emu])
-        l_v = np.concatenate([p.v_last for p in lava])
-        out["readout_v_equal"] = bool(np.array_equal(e_v, l_v))
+    if emu.v_last is not None:
+        out["readout_v_equal"] = bool(np.array_equal(emu.v_last, lava.v_last))
     out["equal"] = out["equal_predictions"] == out["samples"] and out["output_spikes_equal"]
     out["equal"] = out["equal"] and out["readout_v_equal"] is not False
     return out

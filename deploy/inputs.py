@@ -110,16 +110,21 @@ def check_values(x: np.ndarray, path) -> None:
 
 def load_labels(path: str | Path, samples: int, classes: int) -> np.ndarray:
     """Class labels (N,) int64 from a ``.npy`` file: one integer in ``0..classes-1`` per sample."""
-    path = Path(path)
-    y = load_npy(path)
+    return check_labels(load_npy(Path(path)), samples, classes, path)
+
+
+def check_labels(y: np.ndarray, samples: int, classes: int, source: object) -> np.ndarray:
+    """Labels (N,) as int64: refused (naming ``source``, the value and its index) unless they
+    are ``samples`` integers in ``0..classes-1``."""
+    y = np.asarray(y)
     if y.ndim != 1 or len(y) != samples:
-        raise InputDataError(f"{path}: labels have shape {y.shape}, expected ({samples},)")
+        raise InputDataError(f"{source}: labels have shape {y.shape}, expected ({samples},)")
     if y.dtype.kind not in "iu":
-        raise InputDataError(f"{path}: labels have dtype {y.dtype}, expected integers")
+        raise InputDataError(f"{source}: labels have dtype {y.dtype}, expected integers")
     bad = np.flatnonzero((y < 0) | (y >= classes))
     if len(bad):
         raise InputDataError(
-            f"{path}: label {int(y[bad[0]])} at index {int(bad[0])} is outside the "
+            f"{source}: label {int(y[bad[0]])} at index {int(bad[0])} is outside the "
             f"network's {classes} classes (0..{classes - 1})"
         )
     return y.astype(np.int64)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
-import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from snn2loihi.arrays import memory_budget
-from snn2loihi.deploy.emulator import Emulator, check_input
-from snn2loihi.deploy.lava_runner import run_lava
-from snn2loihi.deploy.timeline import Timeline, check_timeline_input
-from snn2loihi.errors import InputDataError, LavaRunError
+from snn2loihi.deploy.emulator import check_input
+from snn2loihi.deploy.runner import (
+    Deadline,
+    GlobalClock,
+    Runner,
+    record_name,
+    samples_per_chunk,
+)
+from snn2loihi.deploy.timeline import RECORDABLE, Timeline
+from snn2loihi.errors import LavaRunError
 from snn2loihi.netx_io import read_network
 from snn2loihi.schema import NetXNetwork
 
@@ -151,28 +154,42 @@ def merge_layer(done: LayerParity | None, part: LayerParity, offset: int) -> Lay
     return done
 
 
-def bytes_per_sample(net: NetXNetwork, steps: int) -> int:
-    """Peak memory of one sample in a parity run: int64 input, and per neuron and step the
-    emulator's spike, Lava's spike and Lava's float64 monitor record."""
-    neurons = sum(math.prod(ly.shape) for _, ly in net.synaptic_layers)
-    return steps * (8 * math.prod(net.input_shape) + 10 * neurons)
+def compare_records(net: NetXNetwork, ours, theirs, name: object) -> list[LayerParity]:
+    """Every layer whose messages Lava recorded (``theirs.records``, a chunk or a whole run),
+    compared with the emulator's (``ours.records``): messages, and each state both recorded;
+    ``name`` (the network) starts the refusal of a state Lava did not record."""
+    layers = []
+    for idx in sorted(i for name, i in map(record_name, theirs.records) if name == "s"):
+        ly = net.layers[idx]
+        sdnn = ly.neuron is not None and ly.neuron.kind != "CUBA"
+        key = f"s{idx}"
+        found = compare_layer(idx, ly.kind, theirs.records[key], ours.records[key], graded=sdnn)
+        for state in RECORDABLE[1:]:
+            mine = ours.records.get(f"{state}{idx}")
+            if mine is None:
+                continue
+            if f"{state}{idx}" not in theirs.records:
+                raise LavaRunError(f"{name}: Lava recorded no '{state}' for layer {idx}")
+            found.state_mismatches[state] = int((theirs.records[f"{state}{idx}"] != mine).sum())
+        layers.append(found)
+    return layers
 
 
-def samples_per_chunk(
-    net: NetXNetwork, steps: int, budget: int | None = None, where: object | None = None
-) -> int:
-    """How many samples one chunk may hold so that a chunk takes at most a quarter of ``budget``
-    (default :func:`snn2loihi.arrays.memory_budget`); ``where`` (the file) starts the refusal."""
-    budget = memory_budget() if budget is None else budget
-    need = bytes_per_sample(net, steps)
-    if 4 * need > budget:
-        hint = "use fewer steps" if steps > 1 else "the network is too large for this machine"
-        raise InputDataError(
-            f"{where or 'parity'}: one sample of {steps} steps needs about "
-            f"{need / 2**30:.3g} GiB for parity, more than a quarter of the memory budget "
-            f"({budget / 2**30:.3g} GiB); {hint}"
-        )
-    return max(1, budget // (4 * need))
+def compare_runs(
+    net: NetXNetwork, emulator: Runner, lava: Runner, x: np.ndarray, chunk: int | None = None
+) -> tuple[list[LayerParity], bool]:
+    """``(layers, graded)``: :func:`compare_records` chunk by chunk of ``x`` (memory stays that
+    of one chunk), merged; ``graded``: some input went as graded messages. Both runners keep
+    traces."""
+    merged: dict[int, LayerParity] = {}
+    graded = False
+    pairs = zip(emulator.chunks(x, chunk=chunk), lava.chunks(x, chunk=chunk), strict=True)
+    for ours, theirs in pairs:
+        graded |= theirs.graded
+        for found in compare_records(net, ours, theirs, lava.name):
+            merged[found.layer] = merge_layer(merged.get(found.layer), found, ours.lo)
+        lava.deadline.left()
+    return [merged[idx] for idx in sorted(merged)], graded
 
 
 def run_parity(
@@ -189,40 +206,20 @@ def run_parity(
     spikes, and the output layer's ``u`` and ``v`` at every step (a readout that never spikes
     predicts by its ``v``).
 
-    Samples go in chunks of ``chunk`` (default :func:`samples_per_chunk`), so memory stays
-    bounded; ``timeout`` (seconds) bounds the whole comparison, both back ends.
+    Samples go in chunks of ``chunk`` (default :func:`~snn2loihi.deploy.runner.samples_per_chunk`),
+    so memory stays bounded; ``timeout`` (seconds) bounds the whole comparison, both back ends.
     """
     net = read_network(path, input_shape=input_shape)
     if np.ndim(x) != 2 + len(net.input_shape):
         check_input(x, net.input_shape)  # raises the shape error
     steps = int(np.shape(x)[1])
     chunk = chunk or samples_per_chunk(net, steps, where=path)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    emulator = Emulator(net, device=device)
-    report = ParityReport(net=str(path), samples=len(x), steps=steps, graded_input=False)
-    merged: dict[int, LayerParity] = {}
-    for lo in range(0, len(x), chunk):
-        xt, graded = check_input(x[lo : lo + chunk], net.input_shape)
-        part = xt.numpy()
-        emu = {t.index: t for t in emulator.run(part, record_state="last").layers}
-        left = time_left(deadline, timeout, path)
-        lava = run_lava(
-            path, part, graded=graded, probe_all=all_layers, record_state="last",
-            timeout=left, net=net,
-        )  # fmt: skip
-        report.graded_input |= graded
-        for idx, spikes in zip(lava.layer_indices, lava.spikes, strict=True):
-            found = compare_layer(idx, emu[idx].kind, spikes, emu[idx].spikes.numpy())
-            merged[idx] = merge_layer(merged.get(idx), found, lo)
-        out = lava.layer_indices[-1]  # the output layer: its u and v (the readout's logits)
-        for name, theirs in (("u", lava.u[-1]), ("v", lava.v[-1])):
-            ours = getattr(emu[out], name).numpy()
-            merged[out].state_mismatches[name] = merged[out].state_mismatches.get(name, 0) + int(
-                (np.asarray(theirs) != ours).sum()
-            )
-        time_left(deadline, timeout, path)
-    report.layers = [merged[idx] for idx in sorted(merged)]
-    return report
+    emulator = Runner(net, path, "emulator", device=device, traces=True)
+    lava = Runner(
+        net, path, "lava", deadline=Deadline(timeout, path), every_layer=all_layers, traces=True
+    )
+    layers, graded = compare_runs(net, emulator, lava, x, chunk)
+    return ParityReport(str(path), len(x), steps, graded, layers)
 
 
 def run_global_parity(
@@ -243,53 +240,21 @@ def run_global_parity(
     ``x``: (N, *input_shape) bias values for ``drive="bias"``, else (N, T, *input_shape).
     """
     net = read_network(path, input_shape=input_shape)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    xt, graded = check_timeline_input(net, x, drive)
-    record = ("u", "v", "sigma", "act", "residue")
-    emu = Emulator(net, device=device).run_netx(
-        xt.numpy(), drive=drive, steps=steps, timeline=timeline, record=record
+    clock = GlobalClock(drive, steps, timeline, RECORDABLE[1:])
+    deadline = Deadline(timeout, path)
+    emulator, lava = (
+        Runner(net, path, backend, clock=clock, device=device, deadline=deadline)
+        for backend in ("emulator", "lava")
     )
-    clock = {
-        "drive": drive,
-        "steps": steps,
-        "reset_interval": timeline.reset_interval,
-        "reset_offset": timeline.reset_offset,
-        "record": record,
-    }
-    lava = run_lava(
-        path, xt.numpy(), graded=graded, net=net, clock=clock,
-        timeout=time_left(deadline, timeout, path),
-    )  # fmt: skip
-    report = ParityReport(
+    layers, graded = compare_runs(net, emulator, lava, x)
+    return ParityReport(
         net=str(path),
-        samples=len(xt),
+        samples=len(x),
         steps=steps,
         graded_input=graded,
+        layers=layers,
         clock="global",
         drive=drive,
         reset_interval=timeline.reset_interval,
         reset_offset=timeline.reset_offset,
     )
-    for tr in emu:
-        graded_msgs = tr.neuron != "CUBA"
-        found = compare_layer(
-            tr.index, tr.kind, lava.records[f"s{tr.index}"], tr.messages.numpy(), graded=graded_msgs
-        )
-        for name, arr in tr.states.items():
-            theirs = lava.records.get(f"{name}{tr.index}")
-            if theirs is None:
-                raise LavaRunError(f"{path}: Lava recorded no '{name}' for layer {tr.index}")
-            found.state_mismatches[name] = int((theirs != arr.numpy()).sum())
-        report.layers.append(found)
-    return report
-
-
-def time_left(deadline: float | None, timeout: float | None, path, what: str = "parity"):
-    """Seconds left before ``deadline`` (None without one); :class:`LavaRunError` naming
-    ``what`` once it has passed."""
-    if deadline is None:
-        return None
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise LavaRunError(f"{path}: {what} exceeded the timeout of {timeout:g} s and was stopped")
-    return left

@@ -1,7 +1,7 @@
 """Accuracy of the exported ``.net`` on the emulator, next to training's integer SNN branch.
 
-Prediction rule of the exported network: ``argmax(v[:, -1] >> 6)`` of the readout layer after
-the T-th step (:mod:`snn2loihi.readout`), first index on ties. The
+Predictions of the exported network by its rule (:mod:`snn2loihi.readout`; snn2loihi's exports:
+``argmax(v[:, -1] >> 6)`` of the readout layer after the T-th step, first index on ties). The
 integer SNN branch predicts ``argmax`` of its logits; both must agree sample by sample.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from snn2loihi.errors import ConfigError
@@ -50,22 +51,17 @@ def load_eval_data(
     return data
 
 
-@torch.no_grad()
-def emulator_predictions(net, x: torch.Tensor, steps: int, batch_size: int = 256) -> torch.Tensor:
-    """Predicted classes (N,) of the NetX network ``net`` (path or record) for images ``x``.
+def emulator_predictions(net_path, x: torch.Tensor, steps: int, clock=None) -> np.ndarray:
+    """Predicted classes (N,) of the ``.net`` file ``net_path`` for images ``x``, by its rule.
 
-    ``x``: uint8 (N, C, H, W), shown as graded input at every one of the ``steps`` steps.
+    ``x``: uint8 (N, *input_shape), shown as graded input at every one of the ``steps`` steps
+    (``clock``: a :class:`~snn2loihi.deploy.runner.GlobalClock`, None for the per-sample clock).
     """
-    from snn2loihi.deploy.emulator import Emulator
-    from snn2loihi.readout import readout_logits
+    from snn2loihi.deploy.runner import Runner
+    from snn2loihi.netx_io import read_network
 
-    emu = Emulator(net, batch_size=batch_size)
-    preds = []
-    for chunk in torch.split(x, batch_size):
-        graded = chunk.unsqueeze(1).expand(-1, steps, *chunk.shape[1:])
-        readout = emu.run(graded, record_state="last").layers[-1]
-        preds.append(readout_logits(readout.v[:, -1]).argmax(1))
-    return torch.cat(preds)
+    runner = Runner(read_network(net_path), net_path, "emulator", clock=clock)
+    return runner.run(np.asarray(x), steps).predictions
 
 
 @torch.no_grad()
@@ -83,13 +79,15 @@ def snn_predictions(model, layers, x: torch.Tensor, batch_size: int = 256):
 
 def compare_accuracy(net_path, model, layers, data) -> dict:
     """Emulator accuracy of the exported file and the integer SNN branch's, on ``data``."""
+    from snn2loihi.deploy.evaluate import accuracy
+
     emu = emulator_predictions(net_path, data.x, model.steps)
-    snn = snn_predictions(model, layers, data.x)
+    snn = snn_predictions(model, layers, data.x).numpy()
     n = len(data)
     out = {
         "samples": n,
-        "emulator_acc": int((emu == data.y).sum()) / n,
-        "integer_snn_acc": int((snn == data.y).sum()) / n,
+        "emulator_acc": accuracy(emu, data.y)[1],
+        "integer_snn_acc": accuracy(snn, data.y)[1],
         "prediction_mismatches": int((emu != snn).sum()),
     }
     out["equal"] = out["prediction_mismatches"] == 0

@@ -271,7 +271,7 @@ def convert_nir(
         "integer_graph_kept": exact,
         "changes": changes,
         # a recurrent network runs only on Lava's global clock (None: the per-sample clock)
-        "global_clock": None if net.plain else global_clock(net, steps),
+        "global_clock": None if net.plain else clock_report(global_clock(net, steps)),
     }
     measure = None
     if data is not None:
@@ -294,53 +294,47 @@ def convert_nir(
 
 def nir_accuracy(path, lowered, data, steps: int, source: str) -> dict:
     """Float NIR reference, float Loihi form and emulator accuracy on ``data``, side by side."""
+    from snn2loihi.deploy.evaluate import accuracy
     from snn2loihi.export.accuracy import emulator_predictions
     from snn2loihi.export.nir_reference import reference_predictions
 
     if len(data) == 0:
         raise DataUnavailableError(f"{source}: no calibration images")
-    ref = reference_predictions(lowered.reference, data.x, steps)
+    ref = np.asarray(reference_predictions(lowered.reference, data.x, steps))
     flt = reference_predictions(lowered.loihi, data.x, steps)
     images = data.x.reshape(len(data), *lowered.input_shape)
     recurrent = any(ly.weight_rec is not None for ly in lowered.loihi)
-    if recurrent:
-        emu = global_clock_predictions(path, images, steps)
-    else:
-        emu = emulator_predictions(path, images, steps)
-    n = len(data)
+    clock = global_clock(read_network(path), steps) if recurrent else None
+    run_steps = steps if clock is None else clock.steps
+    emu = emulator_predictions(path, images, run_steps, clock)
     return {
         "split": "calibration",
         "data": source,
-        "samples": n,
-        "nir_reference_acc": int((ref == data.y).sum()) / n,
-        "loihi_form_float_acc": int((flt == data.y).sum()) / n,
-        "emulator_acc": int((emu == data.y).sum()) / n,
+        "samples": len(data),
+        "nir_reference_acc": accuracy(ref, data.y)[1],
+        "loihi_form_float_acc": accuracy(flt, data.y)[1],
+        "emulator_acc": accuracy(emu, data.y)[1],
         "prediction_mismatches": int((emu != ref).sum()),
         "equal": bool((emu == ref).all()),
         # recurrence runs only on Lava's global clock: how the emulator figure was run
-        "clock": global_clock(read_network(path), steps) if recurrent else "sample",
+        "clock": "sample" if clock is None else clock_report(clock),
     }
 
 
-def global_clock(net, steps: int) -> dict:
+def global_clock(net, steps: int):
     """How a network that runs only on Lava's global clock (recurrence) is evaluated: each image
     shown for ``steps + depth`` steps of one run (every synapse delays by one step), netx's
     ``reset_interval = steps + depth, reset_offset = 1`` resetting each layer when its first
     input arrives (as the per-sample clock does: no bias transient before), the readout's
-    ``v >> 6`` after the last step (when it has integrated exactly ``steps`` steps)."""
-    run = steps + net.num_synaptic_layers
-    return {"steps": run, "reset_interval": run, "reset_offset": 1, "drive": "input"}
-
-
-def global_clock_predictions(path, x: torch.Tensor, steps: int, batch_size: int = 256):
-    """Predicted classes (N,) of images ``x`` on the global clock of :func:`global_clock`."""
-    from snn2loihi.deploy.emulator import Emulator
+    ``v >> 6`` after the last step (when it has integrated exactly ``steps`` steps): a
+    :class:`~snn2loihi.deploy.runner.GlobalClock`."""
+    from snn2loihi.deploy.runner import GlobalClock
     from snn2loihi.deploy.timeline import Timeline
-    from snn2loihi.readout import readout_logits
 
-    emu = Emulator(path, batch_size=batch_size)
-    clock = global_clock(emu.net, steps)
-    graded = x.unsqueeze(1).expand(-1, clock["steps"], *x.shape[1:])
-    timeline = Timeline(clock["reset_interval"], clock["reset_offset"])
-    traces = emu.run_netx(graded, drive="input", record=("v",), timeline=timeline)
-    return readout_logits(traces[-1].states["v"][:, -1]).argmax(1)
+    run = steps + net.num_synaptic_layers
+    return GlobalClock("input", run, Timeline(run, 1))
+
+
+def clock_report(clock) -> dict:
+    """The report's fields of a :class:`~snn2loihi.deploy.runner.GlobalClock`."""
+    return {k: v for k, v in clock.lava_request().items() if k != "record"}

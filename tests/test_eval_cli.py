@@ -118,7 +118,7 @@ def test_eval_on_the_checkpoint_matches_eval_on_its_export(trained, exported, tm
         ("net_without_steps", ("give --steps T",)),
         ("net_without_data", ("needs --data",)),
         ("wrong_image_shape", ("images have shape (3, 8, 8), the network takes (1, 8, 8)",)),
-        ("too_many_classes", ("label 12", "exceeds the network's 10 classes")),
+        ("too_many_classes", ("label 12", "outside the network's 10 classes")),
     ],
 )
 def test_bad_evals_are_one_line(exported, tmp_path, case, words, cli_refusal):

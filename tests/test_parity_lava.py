@@ -101,6 +101,7 @@ def test_parity_compares_the_readout_s_u_and_v(write_net, monkeypatch):
     """A readout that never spikes predicts by its v: per-sample parity compares the output
     layer's u and v at every step, and a single differing v fails it."""
     import snn2loihi.deploy.parity as parity
+    import snn2loihi.deploy.runner as runner
 
     readout = CubaNeuron.integrate_and_fire(vth_mant=2**17 - 1)
     spec = NetSpec((2, 8, 8), (RandomConv(4),), (10,), IF)
@@ -114,14 +115,14 @@ def test_parity_compares_the_readout_s_u_and_v(write_net, monkeypatch):
     last = report.layers[-1]
     assert report.equal and last.lava_spikes == 0 and last.state_mismatches == {"u": 0, "v": 0}
 
-    real = parity.run_lava
+    real = runner.run_lava
 
     def one_v_off(*args, **kwargs):
         res = real(*args, **kwargs)
         res.v[-1][1, 2, 3] += 1
         return res
 
-    monkeypatch.setattr(parity, "run_lava", one_v_off)
+    monkeypatch.setattr(runner, "run_lava", one_v_off)
     report = parity.run_parity(path, x)
     assert not report.equal and report.layers[-1].state_mismatches == {"u": 0, "v": 1}
     assert "PARITY FAILED" in report.table()

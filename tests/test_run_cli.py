@@ -151,7 +151,7 @@ def test_the_emulator_back_end_keeps_no_hidden_layer_trace(readout, monkeypatch)
     readout, its u and v) and per-sample counts of the hidden layers, not their (N, T, *shape)
     traces (the CIFAR-sized net: 0.9 GiB more for 2048 samples at T = 16), with the same
     output and predictions as a full run."""
-    from snn2loihi.deploy.backends import run_backend
+    from snn2loihi.deploy.runner import Runner
 
     net = random_network(SMALL, seed=1)
     if readout:
@@ -168,7 +168,7 @@ def test_the_emulator_back_end_keeps_no_hidden_layer_trace(readout, monkeypatch)
         return res
 
     monkeypatch.setattr(Emulator, "run", spy)
-    out = run_backend(net, "unused.net", x, "emulator")
+    out = Runner(net, "unused.net", "emulator").run(x)
     assert kept == [[False] * (len(full.layers) - 1) + [True]]
     assert np.array_equal(out.spikes, full.output.numpy().astype(np.uint8))
     if readout:
