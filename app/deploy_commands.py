@@ -103,24 +103,10 @@ def _parity(args) -> int:
     if args.input is None:  # one sample must fit before any random input is drawn
         samples_per_chunk(net, args.steps or 16, where=args.net)
     x = np.asarray(_inputs(args, net, allow_random=True))
-    clock = _clock(args, net, x)
-    if clock is None:
-        report = run_parity(
-            args.net, x, device=args.device, input_shape=args.input_shape, timeout=args.timeout
-        )
-    else:
-        from snn2loihi.deploy.parity import run_global_parity
-
-        report = run_global_parity(
-            args.net,
-            x,
-            drive=clock.drive,
-            steps=clock.steps,
-            timeline=clock.timeline,
-            device=args.device,
-            input_shape=args.input_shape,
-            timeout=args.timeout,
-        )
+    report = run_parity(
+        args.net, x, clock=_clock(args, net, x), device=args.device,
+        input_shape=args.input_shape, timeout=args.timeout,
+    )  # fmt: skip
     print(report.table())
     if args.json:
         with atomic_path(args.json) as tmp:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,7 +15,6 @@ from snn2loihi.deploy.runner import (
     GlobalClock,
     Runner,
     record_name,
-    samples_per_chunk,
 )
 from snn2loihi.deploy.timeline import RECORDABLE, Timeline
 from snn2loihi.errors import LavaRunError
@@ -196,65 +196,46 @@ def run_parity(
     path: str | Path,
     x: np.ndarray,
     *,
+    clock: GlobalClock | None = None,
     device: str = "cpu",
     all_layers: bool = True,
     input_shape: tuple[int, ...] | None = None,
     timeout: float | None = None,
     chunk: int | None = None,
 ) -> ParityReport:
-    """Run ``x`` (N, T, *input_shape) on Lava and on the emulator and compare every layer's
-    spikes, and the output layer's ``u`` and ``v`` at every step (a readout that never spikes
-    predicts by its ``v``).
+    """Run ``x`` on Lava and on the emulator and compare every layer's messages and states.
+
+    Per-sample clock (``clock`` None): ``x`` (N, T, *input_shape); every layer's spikes, and the
+    output layer's ``u`` and ``v`` at every step (a readout that never spikes predicts by its
+    ``v``). Global clock (:mod:`snn2loihi.deploy.timeline`): every sample its own run of
+    ``clock.steps`` steps as netx builds the network (``x`` (N, *input_shape) bias values for
+    the ``bias`` drive, else (N, T, *input_shape)); every state that Lava's process has (``u``,
+    ``v`` or ``sigma``, ``act``, ``residue``) compared too.
 
     Samples go in chunks of ``chunk`` (default :func:`~snn2loihi.deploy.runner.samples_per_chunk`),
     so memory stays bounded; ``timeout`` (seconds) bounds the whole comparison, both back ends.
     """
     net = read_network(path, input_shape=input_shape)
-    if np.ndim(x) != 2 + len(net.input_shape):
-        check_input(x, net.input_shape)  # raises the shape error
-    steps = int(np.shape(x)[1])
-    chunk = chunk or samples_per_chunk(net, steps, where=path)
-    emulator = Runner(net, path, "emulator", device=device, traces=True)
-    lava = Runner(
-        net, path, "lava", deadline=Deadline(timeout, path), every_layer=all_layers, traces=True
-    )
+    how = {}
+    if clock is None:
+        if np.ndim(x) != 2 + len(net.input_shape):
+            check_input(x, net.input_shape)  # raises the shape error
+        steps = int(np.shape(x)[1])
+    else:
+        steps, t = clock.steps, clock.timeline
+        clock = dataclasses.replace(clock, record=RECORDABLE[1:])  # every state
+        how = {"clock": "global", "drive": clock.drive, "reset_interval": t.reset_interval}
+        how["reset_offset"] = t.reset_offset
+    options = dict(clock=clock, deadline=Deadline(timeout, path), traces=True)
+    emulator = Runner(net, path, "emulator", device=device, **options)
+    lava = Runner(net, path, "lava", every_layer=all_layers, **options)
     layers, graded = compare_runs(net, emulator, lava, x, chunk)
-    return ParityReport(str(path), len(x), steps, graded, layers)
+    return ParityReport(str(path), len(x), steps, graded, layers, **how)
 
 
 def run_global_parity(
-    path: str | Path,
-    x: np.ndarray,
-    *,
-    drive: str,
-    steps: int,
-    timeline: Timeline,
-    device: str = "cpu",
-    input_shape: tuple[int, ...] | None = None,
-    timeout: float | None = None,
+    path: str | Path, x: np.ndarray, *, drive: str, steps: int, timeline: Timeline, **options
 ) -> ParityReport:
-    """Parity on Lava's global clock (:mod:`snn2loihi.deploy.timeline`): every sample its own
-    run of ``steps`` steps as netx builds the network; every layer's messages and every state
-    that Lava's process has (``u``, ``v`` or ``sigma``, ``act``, ``residue``) compared.
-
-    ``x``: (N, *input_shape) bias values for ``drive="bias"``, else (N, T, *input_shape).
-    """
-    net = read_network(path, input_shape=input_shape)
-    clock = GlobalClock(drive, steps, timeline, RECORDABLE[1:])
-    deadline = Deadline(timeout, path)
-    emulator, lava = (
-        Runner(net, path, backend, clock=clock, device=device, deadline=deadline)
-        for backend in ("emulator", "lava")
-    )
-    layers, graded = compare_runs(net, emulator, lava, x)
-    return ParityReport(
-        net=str(path),
-        samples=len(x),
-        steps=steps,
-        graded_input=graded,
-        layers=layers,
-        clock="global",
-        drive=drive,
-        reset_interval=timeline.reset_interval,
-        reset_offset=timeline.reset_offset,
-    )
+    """:func:`run_parity` on Lava's global clock: ``drive``, ``steps`` per sample's run and
+    netx's resets (``timeline``); ``options`` as there."""
+    return run_parity(path, x, clock=GlobalClock(drive, steps, timeline), **options)
