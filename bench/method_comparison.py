@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from harness import machine, write_result
+from train_accuracy import mnist_npz_args
 
 log = logging.getLogger("method_comparison")
 
@@ -47,14 +48,7 @@ def suite_settings(suite: str, data: Path, epochs: int | None) -> tuple[list[str
         total = epochs or 20
         return threads, total, ann_share(total)
     if suite == "mnist":
-        mnist = data / "mnist"
-        common = [
-            "--set", "data.dataset='npz'",
-            "--set", f"data.train='{mnist / 'mnist_train.npz'}'",
-            "--set", f"data.test='{mnist / 'mnist_test.npz'}'",
-            "--set", "model.arch='mnist'",
-            *threads,
-        ]  # fmt: skip
+        common = [*mnist_npz_args(data), *threads]
         total = epochs or 8
         return common, total, ann_share(total)
     raise SystemExit(f"unknown suite {suite!r}: digits or mnist")

@@ -34,6 +34,17 @@ RESULTS = Path(__file__).parent / "results"
 CACHE = Path(__file__).resolve().parents[1] / "runs" / "cache" / "cifar10"
 
 
+def mnist_npz_args(data: Path) -> list[str]:
+    """``train`` overrides for the shared MNIST npz files under ``data`` and the mnist preset."""
+    mnist = data / "mnist"
+    return [
+        "--set", "data.dataset='npz'",
+        "--set", f"data.train='{mnist / 'mnist_train.npz'}'",
+        "--set", f"data.test='{mnist / 'mnist_test.npz'}'",
+        "--set", "model.arch='mnist'",
+    ]  # fmt: skip
+
+
 def suite_runs(suite: str, data: Path, epochs: int | None, work: Path) -> list[dict]:
     """``[{name, args}]``: the CLI arguments of every run of ``suite``."""
     if suite == "digits":
@@ -46,12 +57,8 @@ def suite_runs(suite: str, data: Path, epochs: int | None, work: Path) -> list[d
             {"name": "bptt T=4", "args": ["--method", "bptt", "--steps", "4", *e]},
         ]
     if suite == "mnist":
-        mnist = data / "mnist"
         common = [
-            "--set", "data.dataset='npz'",
-            "--set", f"data.train='{mnist / 'mnist_train.npz'}'",
-            "--set", f"data.test='{mnist / 'mnist_test.npz'}'",
-            "--set", "model.arch='mnist'",
+            *mnist_npz_args(data),
             "--set", "model.threshold=0.5",
             "--set", "train.optimizer='adam'",
             "--set", "train.lr=0.001",
