@@ -79,7 +79,6 @@ def run_demo(
     ends, keeping every layer's spikes for the parity table; ``lava_timeout`` (seconds) is
     allowed per chunk of ``lava_chunk`` samples."""
     from snn2loihi.deploy.evaluate import evaluate_network
-    from snn2loihi.deploy.parity import compare_records
     from snn2loihi.export.exporter import export_checkpoint
     from snn2loihi.netx_io import read_network
     from snn2loihi.train.checkpoint import BEST
@@ -107,35 +106,55 @@ def run_demo(
         timeout=None if lava_timeout is None else lava_timeout * chunks, data="test split",
         traces=True,
     )  # fmt: skip
-    emu, lava = ev.runs["emulator"], ev.runs["lava"]
-    parity = compare_records(net, emu, lava, net_path)
-    spikes_equal = all(p.mismatches == 0 for p in parity)
-    indices = [i for i, _ in net.synaptic_layers]
-    names = [f"{ly.kind}{i}" for i, ly in net.synaptic_layers]
-    names[-1] += " (readout)"
-    neurons = [int(np.prod(ly.shape)) for _, ly in net.synaptic_layers]
-    spikes_per_sample = [lava.layer_spikes[i] / len(y) for i in indices]
-    confusion = np.asarray(ev.scores["lava"].confusion)
+    layers = _DemoLayers(net, net_path, ev)
+    figures = _figures(out, metrics, layers, ev, steps)
+    data = _report(net_path, metrics, train_s, layers, ev, epochs, steps)
+    data["files"].update({k: p.name for k, p in figures.items()})
+    rep.write_json(data, out / "report.json")
+    rep.write_text(_markdown(data["summary"], layers.parity, figures), out / "report.md")
+    return data
 
-    figures = {
+
+class _DemoLayers:
+    """The synaptic layers of ``net`` (the file ``net_path``) as the report names them, with the
+    Lava run's spikes per sample and the parity of every layer (Lava against the emulator) of
+    the evaluation ``ev`` on both back ends."""
+
+    def __init__(self, net, net_path: Path, ev):
+        from snn2loihi.deploy.parity import compare_records
+
+        emulator, self.lava = ev.runs["emulator"], ev.runs["lava"]
+        self.parity = compare_records(net, emulator, self.lava, net_path)
+        self.indices = [i for i, _ in net.synaptic_layers]
+        self.names = [f"{ly.kind}{i}" for i, ly in net.synaptic_layers]
+        self.names[-1] += " (readout)"
+        self.neurons = [int(np.prod(ly.shape)) for _, ly in net.synaptic_layers]
+        self.vth_mant = [ly.neuron.vth_mant for _, ly in net.synaptic_layers]
+        self.spikes_per_sample = [self.lava.layer_spikes[i] / ev.samples for i in self.indices]
+
+
+def _figures(out: Path, metrics: dict, layers: _DemoLayers, ev, steps: int) -> dict[str, Path]:
+    """The report's PNG figures, written into ``out``."""
+    rates = [s / n / steps for s, n in zip(layers.spikes_per_sample, layers.neurons, strict=True)]
+    confusion = np.asarray(ev.scores["lava"].confusion)
+    first_sample = [layers.lava.records[f"s{i}"][0] for i in layers.indices]
+    return {
         "training_curves": rep.training_curves(metrics["history"], out / "training_curves.png"),
-        "spike_rates": rep.spike_rates(
-            names,
-            [s / n / steps for s, n in zip(spikes_per_sample, neurons, strict=True)],
-            out / "spike_rates.png",
-        ),
-        "raster": rep.raster(
-            [lava.records[f"s{i}"][0] for i in indices], names, out / "raster.png"
-        ),
-        "thresholds": rep.thresholds(
-            names, [ly.neuron.vth_mant for _, ly in net.synaptic_layers], out / "thresholds.png"
-        ),
+        "spike_rates": rep.spike_rates(layers.names, rates, out / "spike_rates.png"),
+        "raster": rep.raster(first_sample, layers.names, out / "raster.png"),
+        "thresholds": rep.thresholds(layers.names, layers.vth_mant, out / "thresholds.png"),
         "confusion": rep.confusion(
             confusion, out / "confusion_lava.png", "confusion matrix (Lava run)"
         ),
     }
+
+
+def _report(net_path: Path, metrics, train_s, layers: _DemoLayers, ev, epochs, steps) -> dict:
+    """``report.json``'s content: the summary figures, parity per layer, the history."""
+    from snn2loihi.train.checkpoint import BEST
+
     summary = {
-        "samples": len(x_img),
+        "samples": ev.samples,
         "steps": steps,
         "epochs": epochs,
         "split": "test",
@@ -145,32 +164,25 @@ def run_demo(
         "integer_snn_acc": metrics["test_snn_acc"],
         "emulator_acc": ev.scores["emulator"].accuracy,
         "lava_acc": ev.scores["lava"].accuracy,
-        "parity_spikes_equal": spikes_equal,
+        "parity_spikes_equal": all(p.mismatches == 0 for p in layers.parity),
         "parity_readout_equal": ev.agreement["readout_v_equal"] is not False,
         "parity_samples_equal": ev.agreement["equal_predictions"],
-        "spikes_per_sample": float(sum(spikes_per_sample)),
-        "spikes_per_sample_per_layer": dict(zip(names, spikes_per_sample, strict=True)),
+        "spikes_per_sample": float(sum(layers.spikes_per_sample)),
+        "spikes_per_sample_per_layer": dict(
+            zip(layers.names, layers.spikes_per_sample, strict=True)
+        ),
         "train_s": round(train_s, 1),
     }
-    data = {
+    return {
         "summary": summary,
-        "parity": [p.__dict__ for p in parity],
-        "confusion_lava": confusion.tolist(),
-        "vth_mant": {
-            n: ly.neuron.vth_mant for n, (_, ly) in zip(names, net.synaptic_layers, strict=True)
-        },
+        "parity": [p.__dict__ for p in layers.parity],
+        "confusion_lava": np.asarray(ev.scores["lava"].confusion).tolist(),
+        "vth_mant": dict(zip(layers.names, layers.vth_mant, strict=True)),
         "history": [
             {k: v for k, v in h.items() if not isinstance(v, dict)} for h in metrics["history"]
         ],
-        "files": {
-            "net": net_path.name,
-            "checkpoint": f"train/{BEST}",
-            **{k: p.name for k, p in figures.items()},
-        },
+        "files": {"net": net_path.name, "checkpoint": f"train/{BEST}"},
     }
-    rep.write_json(data, out / "report.json")
-    rep.write_text(_markdown(summary, parity, figures), out / "report.md")
-    return data
 
 
 def summary_rows(s: dict) -> list[list]:

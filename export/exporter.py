@@ -64,18 +64,7 @@ def export_checkpoint(
         check_export_outputs(out, data_inputs(config.data), force, onnx, nir)
     weight_bits = config.train.weight_bits
     report: dict = {"checkpoint": str(checkpoint), "net": None if out is None else str(out)}
-    if onnx is not None:
-        from snn2loihi.export.onnx_export import export_onnx
-
-        export_onnx(model, onnx, overwrite=force)
-        report["onnx"] = str(onnx)
-    if nir is not None:  # the deployed integer network, as a float NIR graph
-        from snn2loihi.export.nir_export import write_nir
-        from snn2loihi.export.pipeline import deployable_network
-
-        net = deployable_network(model, weight_bits, str(checkpoint))
-        write_nir(net, nir, model.steps, overwrite=force, where=str(checkpoint))
-        report["nir"] = str(nir)
+    report.update(_write_side_outputs(model, str(checkpoint), weight_bits, onnx, nir, force))
     if out is None:
         return report
     data, skipped = None, "disabled (--no-accuracy)"
@@ -94,6 +83,27 @@ def export_checkpoint(
         accuracy={"split": split, "data": source},
         force=force,
     )
+
+
+def _write_side_outputs(
+    model, checkpoint: str, weight_bits: int, onnx: Path | None, nir: Path | None, force: bool
+) -> dict[str, str]:
+    """Write the ANN branch as ONNX (``onnx``) and the deployed integer network as a float NIR
+    graph (``nir``); returns the report's entries for the files written."""
+    written = {}
+    if onnx is not None:
+        from snn2loihi.export.onnx_export import export_onnx
+
+        export_onnx(model, onnx, overwrite=force)
+        written["onnx"] = str(onnx)
+    if nir is not None:
+        from snn2loihi.export.nir_export import write_nir
+        from snn2loihi.export.pipeline import deployable_network
+
+        net = deployable_network(model, weight_bits, checkpoint)
+        write_nir(net, nir, model.steps, overwrite=force, where=checkpoint)
+        written["nir"] = str(nir)
+    return written
 
 
 def _eval_data(model, config, split, samples, data_file):

@@ -21,17 +21,6 @@ from snn2loihi.export import onnx_geometry as geo
 from snn2loihi.export.errors import CheckpointError, NotDeployableError
 from snn2loihi.export.onnx_checks import check_onnx_model
 
-SUPPORTED_OPS = (
-    "Conv",
-    "Gemm",
-    "MatMul",
-    "Relu",
-    "Clip",
-    "BatchNormalization",
-    "AveragePool",
-    "GlobalAveragePool",
-    "Flatten",
-)
 _HINTS = {
     "MaxPool": "use AveragePool (k x k, stride k; folded into the next conv)",
     "Add": "residual adds cannot run on NetX; use a plain conv stack",
@@ -145,21 +134,10 @@ def _last(node, net: OnnxNet) -> OnnxLayer:
 
 
 def _apply(node, r: _Reader, net: OnnxNet) -> None:
-    """Fold one node into ``net`` (one branch per supported op)."""
+    """Fold one node into ``net`` (one handler per supported op)."""
     op, a = node.op_type, _attrs(node)
     if op in ("Mul", "Add") and not net.layers and r.has(node, 1):
-        value = r.const(node, 1, "constant").reshape(-1)
-        c = net.input_shape[0] if net.input_shape else 1
-        value = np.broadcast_to(value, (c,)).copy() if value.size in (1, c) else None
-        if value is None:
-            raise geo.refuse(node, "input affine must be per channel")
-        if op == "Mul":
-            net.gain = value if net.gain is None else net.gain * value
-            net.offset = None if net.offset is None else net.offset * value
-        else:
-            net.offset = value if net.offset is None else net.offset + value
-        if net.gain is None:
-            net.gain = np.ones_like(value)
+        _input_affine(node, r, net)
         return
     if op == "Add" and net.layers and r.has(node, 1) and net.layers[-1].kind == "dense":
         ly = _last(node, net)
@@ -170,43 +148,57 @@ def _apply(node, r: _Reader, net: OnnxNet) -> None:
     if op not in SUPPORTED_OPS:
         hint = _HINTS.get(op, f"supported: {', '.join(SUPPORTED_OPS)}")
         raise geo.refuse(node, f"op '{op}' cannot be converted; {hint}")
-    if op == "Conv":
-        _conv(node, a, r, net)
-        return
-    if op in ("Gemm", "MatMul"):
-        _dense(node, a, r, net)
-        return
     if net.pools and op in ("BatchNormalization", "Relu", "Clip"):
         raise geo.refuse(node, f"must come before AveragePool '{net.pools[-1].node}', not after it")
-    if op == "BatchNormalization":
-        ly = _last(node, net)
-        if ly.relu:
-            raise geo.refuse(node, "BatchNormalization after the activation cannot be folded")
-        gamma, beta = r.const(node, 1, "scale"), r.const(node, 2, "B")
-        mean, var = r.const(node, 3, "mean"), r.const(node, 4, "var")
-        k = gamma / np.sqrt(var + a.get("epsilon", 1e-5))
-        ly.weight = ly.weight * k.reshape((-1,) + (1,) * (ly.weight.ndim - 1))
-        ly.bias = k * (ly.bias - mean) + beta
-        return
-    if op in ("Relu", "Clip"):
-        ly = _last(node, net)
-        if op == "Clip":
-            lo = r.const(node, 1, "min") if r.has(node, 1) else a.get("min", None)
-            hi = r.const(node, 2, "max") if r.has(node, 2) else a.get("max", None)
-            if lo is None or float(np.asarray(lo)) != 0.0:
-                raise geo.refuse(node, f"Clip min {lo}: only Clip(0, max) acts like ReLU")
-            ly.clip_max = None if hi is None else float(np.asarray(hi))
-        ly.relu = True
-        return
-    if op in ("AveragePool", "GlobalAveragePool"):
-        _pool(node, a, net)
-        return
-    if op == "Flatten":
-        if a.get("axis", 1) != 1:
-            raise geo.refuse(node, "only Flatten(axis=1) is supported")
-        net.flatten_index = len(net.layers)
-        if net.shape is not None:
-            net.shape = (int(np.prod(net.shape)),)
+    _HANDLERS[op](node, a, r, net)
+
+
+def _input_affine(node, r: _Reader, net: OnnxNet) -> None:
+    """A per-channel ``Mul``/``Add`` before the first layer: the input's gain and offset."""
+    value = r.const(node, 1, "constant").reshape(-1)
+    c = net.input_shape[0] if net.input_shape else 1
+    if value.size not in (1, c):
+        raise geo.refuse(node, "input affine must be per channel")
+    value = np.broadcast_to(value, (c,)).copy()
+    if node.op_type == "Mul":
+        net.gain = value if net.gain is None else net.gain * value
+        net.offset = None if net.offset is None else net.offset * value
+    else:
+        net.offset = value if net.offset is None else net.offset + value
+    if net.gain is None:
+        net.gain = np.ones_like(value)
+
+
+def _batch_norm(node, a: dict, r: _Reader, net: OnnxNet) -> None:
+    """BatchNormalization folded into the layer before it."""
+    ly = _last(node, net)
+    if ly.relu:
+        raise geo.refuse(node, "BatchNormalization after the activation cannot be folded")
+    gamma, beta = r.const(node, 1, "scale"), r.const(node, 2, "B")
+    mean, var = r.const(node, 3, "mean"), r.const(node, 4, "var")
+    k = gamma / np.sqrt(var + a.get("epsilon", 1e-5))
+    ly.weight = ly.weight * k.reshape((-1,) + (1,) * (ly.weight.ndim - 1))
+    ly.bias = k * (ly.bias - mean) + beta
+
+
+def _activation(node, a: dict, r: _Reader, net: OnnxNet) -> None:
+    """``Relu`` or ``Clip(0, max)``: the layer before it spikes."""
+    ly = _last(node, net)
+    if node.op_type == "Clip":
+        lo = r.const(node, 1, "min") if r.has(node, 1) else a.get("min", None)
+        hi = r.const(node, 2, "max") if r.has(node, 2) else a.get("max", None)
+        if lo is None or float(np.asarray(lo)) != 0.0:
+            raise geo.refuse(node, f"Clip min {lo}: only Clip(0, max) acts like ReLU")
+        ly.clip_max = None if hi is None else float(np.asarray(hi))
+    ly.relu = True
+
+
+def _flatten(node, a: dict, r: _Reader, net: OnnxNet) -> None:
+    if a.get("axis", 1) != 1:
+        raise geo.refuse(node, "only Flatten(axis=1) is supported")
+    net.flatten_index = len(net.layers)
+    if net.shape is not None:
+        net.shape = (int(np.prod(net.shape)),)
 
 
 def _conv(node, a: dict, r: _Reader, net: OnnxNet) -> None:
@@ -268,3 +260,17 @@ def _pool(node, a: dict, net: OnnxNet) -> None:
         net.pool_in_shape = net.shape
     net.pools.append(pool)
     net.shape = (net.shape[0], *pool.out_hw(net.shape[1:]))
+
+
+_HANDLERS = {
+    "Conv": _conv,
+    "Gemm": _dense,
+    "MatMul": _dense,
+    "BatchNormalization": _batch_norm,
+    "Relu": _activation,
+    "Clip": _activation,
+    "AveragePool": lambda node, a, r, net: _pool(node, a, net),
+    "GlobalAveragePool": lambda node, a, r, net: _pool(node, a, net),
+    "Flatten": _flatten,
+}
+SUPPORTED_OPS = tuple(_HANDLERS)  # what converts; the rest is refused with a hint

@@ -185,7 +185,7 @@ def quantize_layer(
     Float32 weights of a spiking layer on the CPU are screened in float32 first
     (:mod:`snn2loihi.quant_screen`): the float64 work is then done only for the blocks holding a
     row that can have the largest row sum and for the values near a rounding boundary, with the
-    same results (VGG-11's 9.2M weights: 9-11 ms instead of 12-14 ms on a 2-core AMD EPYC).
+    same results (faster: bench/results/tuned_constants.md).
     ``row_scale`` (Cout,), in ``weight``'s dtype: the layer's weights are ``weight *
     row_scale`` per output row (BatchNorm's factor, which training folds here: the product is
     formed block by block, each value the same float as in the whole product, so the folded

@@ -24,9 +24,8 @@ def resu(act: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
 
 class _ReluMapped(torch.autograd.Function):
     """``mapping(relu(a), counts)`` with the gradient of that composition (ReLU's: zero where
-    ``a <= 0``), holding only ``a`` for backward (which BN made anyway), not the ReLU's output.
-    (A one-byte mask of ``a > 0`` instead of ``a`` saved 6 MiB of a VGG-11 step's 104 at batch
-    16, but making it cost 1 ms of the step's 105 on a 2-core CPU.)"""
+    ``a <= 0``), holding only ``a`` for backward (which BN made anyway), not the ReLU's output
+    (why not a one-byte mask of ``a > 0``: bench/results/tuned_constants.md)."""
 
     @staticmethod
     def forward(ctx, a, counts, mapping):
@@ -36,8 +35,8 @@ class _ReluMapped(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (a,) = ctx.saved_tensors
-        # ReLU's own backward kernel: zero where a <= 0, grad elsewhere (NaN passes); one
-        # vectorized pass, where torch.where(a <= 0, 0.0, grad) measured 27x slower
+        # ReLU's own backward kernel: zero where a <= 0, grad elsewhere (NaN passes), in one
+        # vectorized pass (torch.where is slower: bench/results/tuned_constants.md)
         return torch.ops.aten.threshold_backward(grad, a, 0), None, None
 
 
