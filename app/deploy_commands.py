@@ -222,7 +222,8 @@ def _inspect_row(entry) -> tuple[str, ...]:
 
 def cmd_inspect(args) -> int:
     """Every layer, runnable or not; the network summary when all layers can run."""
-    from snn2loihi.netx_io import describe_layers, network_of
+    from snn2loihi.netx_io import describe_layers, network_of, read_steps
+    from snn2loihi.readout import DESCRIPTIONS, prediction_rule
 
     entries = describe_layers(args.net)
     head = ("layer", "type", "shape", "weight", "w range", "bias range", "neuron", "iDecay",
@@ -240,12 +241,16 @@ def cmd_inspect(args) -> int:
         return 0
     layers = [e.record for e in entries]
     del entries  # the records stay in layers: the file's arrays are read once
-    net = network_of(args.net, layers, input_shape=args.input_shape)
+    net = network_of(args.net, layers, input_shape=args.input_shape, steps=read_steps(args.net))
     clock = "per-sample or global clock" if net.plain else "global clock only (--clock global)"
+    rule = prediction_rule(net)
+    steps = "not recorded" if net.steps is None else str(net.steps)
     print(
         f"input {'x'.join(map(str, net.input_shape))}, {net.num_synaptic_layers} synapse layers "
         f"(pipeline delay {net.num_synaptic_layers} steps), output "
-        f"{'x'.join(map(str, net.output_shape))}; runs on the {clock}"
+        f"{'x'.join(map(str, net.output_shape))}; runs on the {clock}; T {steps}\n"
+        f"prediction: {DESCRIPTIONS[rule]} (rule '{rule}', first index on ties), from the "
+        "output layer's neuron"
     )
     return 0
 
