@@ -31,7 +31,7 @@ from snn2loihi.loihi import (
     WEIGHT_MAX,
     WEIGHT_MIN,
 )
-from snn2loihi.netx_io import read_network
+from snn2loihi.netx_io import MAX_STEPS, read_network
 from snn2loihi.schema import (
     ConvLayer,
     CubaNeuron,
@@ -271,13 +271,13 @@ def convert_nir(
     for name, v in (("--dt", dt), ("--input-scale", input_scale)):
         if not (math.isfinite(v) and v > 0):
             raise InputDataError(f"{name} {v} must be finite and > 0")
-    if not 1 <= steps <= 1 << 16:
+    if not 1 <= steps <= MAX_STEPS:  # the T the .net records
         what = (
             f"--steps {steps}"
             if from_option
             else f"graph metadata snn2loihi_steps = {meta_steps:g}"
         )
-        raise InputDataError(f"{nir_path}: {what} must be in 1..65536")
+        raise InputDataError(f"{nir_path}: {what} must be in 1..{MAX_STEPS} (the T a .net records)")
     data = None
     if calib is not None:
         from snn2loihi.export.accuracy import load_eval_data

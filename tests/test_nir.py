@@ -239,6 +239,7 @@ def _conv_graph(metadata: dict | None = None):
         (1, {"snn2loihi_steps": float("nan")}, ("graph metadata snn2loihi_steps = nan",)),
         (1, {"snn2loihi_steps": 2.5}, ("snn2loihi_steps = 2.5 must be an integer",)),
         (1, {"snn2loihi_steps": 1e300}, ("graph metadata snn2loihi_steps = 1e+300 must be in",)),
+        (1, {"snn2loihi_steps": 5000}, ("snn2loihi_steps = 5000 must be in 1..4096 (the T a",)),
     ],
 )
 def test_bad_geometry_and_metadata_are_refused(tmp_path, cli_refusal, stride, metadata, words):
