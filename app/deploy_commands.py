@@ -12,11 +12,15 @@ from snn2loihi.errors import InputDataError
 log = logging.getLogger(__name__)
 
 
-def _inputs(args, net, *, allow_random: bool):
+def _inputs(args, net, *, allow_random: bool, image_steps: int | None = None):
+    """The input batch; ``image_steps``: T for images when ``--steps`` is not given."""
     from snn2loihi.deploy.inputs import load_input, random_spikes
 
     if args.input is not None:
-        x = load_input(args.input, net.input_shape, args.steps, repeat=net.input_neuron is None)
+        x = load_input(
+            args.input, net.input_shape, args.steps, repeat=net.input_neuron is None,
+            image_steps=image_steps,
+        )  # fmt: skip
         if getattr(args, "samples", None) is not None:
             x = x[: args.samples]
         return x
@@ -123,16 +127,24 @@ def cmd_run(args) -> int:
     from snn2loihi.deploy.runner import Deadline, Runner
     from snn2loihi.netx_io import read_network
     from snn2loihi.outputs import check_outputs
-    from snn2loihi.readout import DESCRIPTIONS
+    from snn2loihi.readout import DESCRIPTIONS, READOUT_V, prediction_rule
 
     check_clock_options(args)
+    outputs = {"--out": args.out, "--predictions": args.predictions, "--readout-v": args.readout_v}
     check_outputs(
-        {"--out": args.out},
+        outputs,
         {"net": args.net, "--input": args.input, "--labels": args.labels},
         force=args.force,
     )
     net = read_network(args.net, input_shape=args.input_shape)
-    x = _inputs(args, net, allow_random=False)
+    rule = prediction_rule(net)
+    if args.readout_v is not None and rule != READOUT_V:
+        raise InputDataError(
+            f"--readout-v {args.readout_v}: {args.net} predicts by {DESCRIPTIONS[rule]}, its "
+            "output layer is no readout read by v (record every state with --record u,v on "
+            "the global clock)"
+        )
+    x = _inputs(args, net, allow_random=False, image_steps=net.steps)
     labels = None
     if args.labels is not None:
         labels = load_labels(args.labels, len(x), int(np.prod(net.output_shape)))
@@ -146,6 +158,11 @@ def cmd_run(args) -> int:
                 np.savez(fh, **res.records)
             else:
                 np.save(fh, res.spikes)
+    kept = {args.predictions: res.predictions, args.readout_v: res.v_last}
+    for path, array in kept.items():
+        if path is not None:
+            with atomic_path(path, overwrite=args.force) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, array)
     shown = res.predictions.tolist()
     more = f" ... ({len(shown)} in all)" if len(shown) > 20 else ""
     what = f"records {', '.join(res.records)}; " if args.record else ""
@@ -155,6 +172,12 @@ def cmd_run(args) -> int:
         f"{int(np.count_nonzero(res.spikes))} spikes{how}; predicted classes "
         f"({DESCRIPTIONS[res.rule]}): {shown[:20]}{more}"
     )
+    if args.predictions is not None:
+        p = res.predictions
+        print(f"wrote {args.predictions}: predicted classes {p.shape} {p.dtype}")
+    if args.readout_v is not None:
+        v = res.v_last
+        print(f"wrote {args.readout_v}: readout v after the last step {v.shape} {v.dtype}")
     if labels is not None:
         correct, fraction = accuracy(res.predictions, labels)
         print(f"accuracy {fraction:.2%} ({correct}/{len(labels)})")
@@ -222,7 +245,8 @@ def _inspect_row(entry) -> tuple[str, ...]:
 
 def cmd_inspect(args) -> int:
     """Every layer, runnable or not; the network summary when all layers can run."""
-    from snn2loihi.netx_io import describe_layers, network_of
+    from snn2loihi.netx_io import describe_layers, network_of, read_steps
+    from snn2loihi.readout import DESCRIPTIONS, prediction_rule
 
     entries = describe_layers(args.net)
     head = ("layer", "type", "shape", "weight", "w range", "bias range", "neuron", "iDecay",
@@ -240,12 +264,16 @@ def cmd_inspect(args) -> int:
         return 0
     layers = [e.record for e in entries]
     del entries  # the records stay in layers: the file's arrays are read once
-    net = network_of(args.net, layers, input_shape=args.input_shape)
+    net = network_of(args.net, layers, input_shape=args.input_shape, steps=read_steps(args.net))
     clock = "per-sample or global clock" if net.plain else "global clock only (--clock global)"
+    rule = prediction_rule(net)
+    steps = "not recorded" if net.steps is None else str(net.steps)
     print(
         f"input {'x'.join(map(str, net.input_shape))}, {net.num_synaptic_layers} synapse layers "
         f"(pipeline delay {net.num_synaptic_layers} steps), output "
-        f"{'x'.join(map(str, net.output_shape))}; runs on the {clock}"
+        f"{'x'.join(map(str, net.output_shape))}; runs on the {clock}; T {steps}\n"
+        f"prediction: {DESCRIPTIONS[rule]} (rule '{rule}', first index on ties), from the "
+        "output layer's neuron"
     )
     return 0
 
@@ -351,17 +379,31 @@ def add_commands(sub) -> None:
         "--input",
         required=True,
         help="input .npy: (samples, steps, *input_shape), or images (samples, *input_shape) of "
-        "pixels 0..255 shown for --steps steps",
+        "pixels 0..255 shown for --steps steps (default: the T the .net records)",
     )
     p.add_argument(
         "--steps",
         type=positive,
         default=None,
-        help="time steps: repeats images over T steps, or keeps the first T steps of the input",
+        help="time steps: repeats images over T steps (default: the T the .net records), or "
+        "keeps the first T steps of the input",
     )
     p.add_argument("--labels", help="class labels .npy (samples,): also print the accuracy")
     p.add_argument("--out", required=True, help="output .npy of spikes")
-    p.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    p.add_argument(
+        "--predictions",
+        default=None,
+        metavar="FILE.npy",
+        help="also write every sample's predicted class (samples,) int64",
+    )
+    p.add_argument(
+        "--readout-v",
+        default=None,
+        metavar="FILE.npy",
+        help="also write the readout's v after each sample's last step (samples, *shape) "
+        "int32 (networks read by v: snn2loihi's exports, convert's I/LI/CubaLI readouts)",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--device", default="cpu", help="emulator device: cpu or cuda")
     p.add_argument("--timeout", type=seconds, default=None, help="seconds allowed for a Lava run")
     p.add_argument(

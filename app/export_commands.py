@@ -92,11 +92,13 @@ def cmd_convert_nir(args) -> int:
         dt=args.dt,
         dialect=args.dialect,
         input_scale=args.input_scale,
+        readout=args.readout,
         force=args.force,
     )
     for c in report["changes"]:
         print(f"changed: {c}")
     _print_written(args.out, report)
+    print(f"prediction: {_rule_words(report)}")
     clock = report["global_clock"]
     if clock is not None:
         print(
@@ -112,6 +114,13 @@ def cmd_convert_nir(args) -> int:
             f"emulator {acc['emulator_acc']:.4f}"
         )
     return 0
+
+
+def _rule_words(report: dict) -> str:
+    from snn2loihi.readout import DESCRIPTIONS
+
+    rule = report["prediction"]
+    return f"{DESCRIPTIONS[rule]} (rule '{rule}', first index on ties; inspect shows it)"
 
 
 def cmd_convert(args) -> int:
@@ -241,6 +250,15 @@ def add_commands(sub) -> None:
         type=float,
         default=None,
         help="NIR: the graph's input is pixel * this (default 1/255)",
+    )
+    p.add_argument(
+        "--readout",
+        choices=("auto", "count", "v"),
+        default="auto",
+        help="NIR: how the network predicts. auto: a spiking last neuron node keeps spiking "
+        "and predicts by its spike count over T steps, a non-spiking one (I, LI, CubaLI) by "
+        "its v after the last step; count: insist on spike counts; v: read a spiking last "
+        "layer by its v (threshold and reset dropped: for a network trained on its membrane)",
     )
     p.add_argument("--force", "-f", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=cmd_convert)

@@ -31,6 +31,7 @@ def load_input(
     steps: int | None = None,
     *,
     repeat: bool = True,
+    image_steps: int | None = None,
 ) -> np.ndarray:
     """Load (N, T, *input_shape) integers 0..255 from a ``.npy`` file (no pickles).
 
@@ -39,6 +40,8 @@ def load_input(
     ``repeat=False`` they are returned as they are (the bias drive of an input neuron). With a
     time axis, ``steps`` keeps the first T steps. A network with a flat input (K,) also takes
     images of K pixels, flattened in CHW order (:func:`as_network_images`).
+    ``image_steps``: the T images are shown for when ``steps`` is None (the T a ``.net``
+    records); it never cuts an input with a time axis.
     """
     path = Path(path)
     x = as_network_images(load_npy(path), tuple(input_shape))
@@ -54,6 +57,7 @@ def load_input(
             raise InputDataError(f"{path}: array has shape {x.shape}: holds no images")
         if not repeat:
             return x
+        steps = image_steps if steps is None else steps
         if steps is None:
             raise InputDataError(
                 f"{path}: images ({x.shape[0]}, {shape}) have no time axis; give --steps T to "

@@ -57,11 +57,18 @@ def emulator_predictions(net_path, x: torch.Tensor, steps: int, clock=None) -> n
     ``x``: uint8 (N, *input_shape), shown as graded input at every one of the ``steps`` steps
     (``clock``: a :class:`~snn2loihi.deploy.runner.GlobalClock`, None for the per-sample clock).
     """
+    return emulator_run(net_path, x, steps, clock).predictions
+
+
+def emulator_run(net_path, x, steps: int | None, clock=None):
+    """The emulator's :class:`~snn2loihi.deploy.runner.RunResult` of the ``.net`` file
+    ``net_path``: ``x`` as in :func:`emulator_predictions`, or (``steps`` None) frames
+    (N, T, *input_shape)."""
     from snn2loihi.deploy.runner import Runner
     from snn2loihi.netx_io import read_network
 
     runner = Runner(read_network(net_path), net_path, "emulator", clock=clock)
-    return runner.run(np.asarray(x), steps).predictions
+    return runner.run(np.asarray(x), steps)
 
 
 @torch.no_grad()

@@ -227,12 +227,13 @@ def convert_onnx(
     from snn2loihi.export.exporter import check_export_outputs
     from snn2loihi.export.onnx_import import read_onnx
     from snn2loihi.export.pipeline import write_deployable
+    from snn2loihi.netx_io import MAX_STEPS
     from snn2loihi.train.config import default_config
     from snn2loihi.train.data import npz_image_shape
 
     out = Path(out)
-    if not 1 <= steps <= 1 << 16:  # as for NIR graphs (a T of 2^63 quantized to all-zero)
-        raise InputDataError(f"--steps {steps} must be in 1..65536")
+    if not 1 <= steps <= MAX_STEPS:  # as for NIR graphs: the T the .net records
+        raise InputDataError(f"--steps {steps} must be in 1..{MAX_STEPS} (the T a .net records)")
     check_export_outputs(out, {"ONNX": onnx_path, "--calib": calib}, force)
     with _naming(onnx_path):
         net = read_onnx(onnx_path)

@@ -12,6 +12,7 @@ data the report puts the float NIR reference, the float Loihi form and the emula
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import torch
 
 from snn2loihi import quant
 from snn2loihi.export.errors import DataUnavailableError, NotDeployableError
+from snn2loihi.export.nir_reference import COUNT, MEMBRANE
 from snn2loihi.loihi import (
     BIAS_MAX,
     BIAS_MIN,
@@ -29,7 +31,7 @@ from snn2loihi.loihi import (
     WEIGHT_MAX,
     WEIGHT_MIN,
 )
-from snn2loihi.netx_io import read_network
+from snn2loihi.netx_io import MAX_STEPS, read_network
 from snn2loihi.schema import (
     ConvLayer,
     CubaNeuron,
@@ -40,7 +42,10 @@ from snn2loihi.schema import (
     RecurrentDenseLayer,
 )
 
+log = logging.getLogger(__name__)
+
 META_PREFIX = "snn2loihi_"  # graph metadata written by export --nir
+READOUTS = ("auto", COUNT, MEMBRANE)  # how the converted network predicts (convert --readout)
 EXACT_TOL = 1e-6
 
 
@@ -79,10 +84,12 @@ def exact_layer(ly):
     return w, b, int(np.asarray(th).reshape(-1)[0]), w_rec
 
 
-def quantize_layer(ly, k: int, steps: int, weight_bits: int):
+def quantize_layer(ly, k: int, steps: int, weight_bits: int, spike_count: bool = False):
     """``(weight, bias, vth, weight_rec, scale, clipped)`` of float Loihi-form layer ``ly`` on
     the grid. A recurrent layer's ``weight_rec`` shares the scale (both feed the same ``u``);
-    the scale's input bound counts its columns as further inputs (spikes, 0 or 1)."""
+    the scale's input bound counts its columns as further inputs (spikes, 0 or 1).
+    ``spike_count``: a spiking output layer, whose ``vThMant`` must stay below ``2^17 - 1``
+    (that value marks a readout read by ``v``): the scale grows until it does."""
     w = torch.as_tensor(ly.weight, dtype=torch.float64)
     b = torch.as_tensor(ly.bias, dtype=torch.float64)
     w_rec = None if ly.weight_rec is None else torch.as_tensor(ly.weight_rec, dtype=torch.float64)
@@ -94,6 +101,8 @@ def quantize_layer(ly, k: int, steps: int, weight_bits: int):
     else:
         th = float(ly.threshold[0])
         scale = quant.choose_scale(both, b, threshold=th, **grid)
+        if spike_count and quant.quantize_threshold(th, scale) >= VTH_MAX:
+            scale = th / (VTH_MAX - 1)
         vth = quant.quantize_threshold(th, scale)
     qmin, qmax = quant.weight_limits(weight_bits)
     q = torch.round(both / scale)
@@ -118,16 +127,41 @@ def _refuse_non_finite(lowered, dt: float, input_scale: float) -> None:
                     )
 
 
-def integer_network(lowered, steps: int, weight_bits: int, changes: list[str]):
-    """``(NetXNetwork, scales, clipped, exact)`` of the Loihi-form layers."""
+def readout_of(lowered, readout: str, path) -> str:
+    """The rule the converted network predicts by: :data:`COUNT` (the last neuron node spikes:
+    the most output spikes over T steps) or :data:`MEMBRANE` (a non-spiking readout node, I/LI/
+    CubaLI, or ``readout='v'``: argmax of its ``v`` after the last step). ``readout``: ``auto``
+    (by the last neuron node), ``count`` or ``v``; ``count`` on a non-spiking node is refused."""
+    from snn2loihi.errors import InputDataError
+
+    if readout not in READOUTS:
+        raise InputDataError(f"--readout {readout!r} must be one of {', '.join(READOUTS)}")
+    spiking = lowered.loihi[-1].threshold is not None
+    if readout == COUNT and not spiking:
+        raise InputDataError(
+            f"{path}: --readout count: the last neuron node ({lowered.loihi[-1].name}) does not "
+            "spike (I, LI or CubaLI); it is read by its v (drop --readout)"
+        )
+    return COUNT if spiking and readout != MEMBRANE else MEMBRANE
+
+
+def integer_network(
+    lowered, steps: int, weight_bits: int, changes: list[str], readout: str = MEMBRANE
+):
+    """``(NetXNetwork, scales, clipped, exact)`` of the Loihi-form layers. ``readout``
+    (:func:`readout_of`): :data:`MEMBRANE` makes a spiking last layer a non-spiking readout
+    (``vThMant = 2^17 - 1``, within its no-spike budget); :data:`COUNT` keeps it spiking with a
+    ``vThMant`` below ``2^17 - 1`` (the file's rule: :mod:`snn2loihi.readout`)."""
     from snn2loihi.export.nir_lower import as_readout
 
     layers = list(lowered.loihi)
-    exact = [exact_layer(ly) for ly in layers]
-    is_exact = all(e is not None for e in exact)
-    if not is_exact:  # a float graph: its last layer becomes the readout
+    if readout == MEMBRANE and layers[-1].threshold is not None:  # no longer the graph's integers
         layers[-1] = as_readout(layers[-1], changes)
         lowered.loihi[-1] = layers[-1]
+        exact = [None]
+    else:
+        exact = [exact_layer(ly) for ly in layers]
+    is_exact = all(e is not None for e in exact)
     records: list = [InputLayer(tuple(lowered.input_shape))]
     prev = tuple(lowered.input_shape)
     scales, clipped = [], []
@@ -136,7 +170,9 @@ def integer_network(lowered, steps: int, weight_bits: int, changes: list[str]):
             w, b, vth, w_rec = exact[k]
             scale, clip = 1.0, 0
         else:
-            w, b, vth, w_rec, scale, clip = quantize_layer(ly, k, steps, weight_bits)
+            w, b, vth, w_rec, scale, clip = quantize_layer(
+                ly, k, steps, weight_bits, spike_count=k == len(layers) - 1
+            )
             if w_rec is not None and not np.any(w):
                 raise NotDeployableError(
                     f"nodes '{ly.name}': every input weight rounds to 0 on the scale it shares with the "
@@ -203,6 +239,7 @@ def convert_nir(
     dt: float | None = None,
     dialect: str = "euler",
     input_scale: float | None = None,
+    readout: str = "auto",
     force: bool = False,
 ) -> dict:
     """Convert the NIR file ``nir_path`` to ``out``; return the report (also written beside it).
@@ -210,7 +247,9 @@ def convert_nir(
     ``steps``: T (default: the graph's ``snn2loihi_steps`` metadata, else 16). ``dt``: the Euler
     step (default: the graph's ``snn2loihi_dt``, else 1e-4 (snnTorch's) or 1e-3 for
     ``dialect='norse'``). ``input_scale``: the graph's input is ``pixel * input_scale`` (default
-    1/255). ``calib``: ``.npz`` images (x uint8, y) for the accuracy comparison.
+    1/255). ``calib``: ``.npz`` images (x uint8, y) for the accuracy comparison. ``readout``:
+    ``auto`` (a spiking last neuron node predicts by its spike count, a non-spiking one by its
+    ``v``), ``count`` or ``v`` (read a spiking last layer by its membrane; :func:`readout_of`).
     """
     from snn2loihi.errors import InputDataError
     from snn2loihi.export.exporter import check_export_outputs
@@ -232,13 +271,13 @@ def convert_nir(
     for name, v in (("--dt", dt), ("--input-scale", input_scale)):
         if not (math.isfinite(v) and v > 0):
             raise InputDataError(f"{name} {v} must be finite and > 0")
-    if not 1 <= steps <= 1 << 16:
+    if not 1 <= steps <= MAX_STEPS:  # the T the .net records
         what = (
             f"--steps {steps}"
             if from_option
             else f"graph metadata snn2loihi_steps = {meta_steps:g}"
         )
-        raise InputDataError(f"{nir_path}: {what} must be in 1..65536")
+        raise InputDataError(f"{nir_path}: {what} must be in 1..{MAX_STEPS} (the T a .net records)")
     data = None
     if calib is not None:
         from snn2loihi.export.accuracy import load_eval_data
@@ -253,7 +292,8 @@ def convert_nir(
             )
         _refuse_non_finite(lowered, dt, input_scale)
         changes = lowered.changes
-        net, scales, clipped, exact = integer_network(lowered, steps, weight_bits, changes)
+        rule = readout_of(lowered, readout, nir_path)
+        net, scales, clipped, exact = integer_network(lowered, steps, weight_bits, changes, rule)
         net = dataclasses.replace(net, steps=steps)  # the T its integers were made for
     except NotDeployableError as exc:  # every refusal names the file first
         text = str(exc)
@@ -269,6 +309,7 @@ def convert_nir(
         "dt": dt,
         "input_scale": input_scale,
         "integer_graph_kept": exact,
+        "readout": rule,
         "changes": changes,
         # a recurrent network runs only on Lava's global clock (None: the per-sample clock)
         "global_clock": None if net.plain else clock_report(global_clock(net, steps)),
@@ -277,7 +318,10 @@ def convert_nir(
     if data is not None:
 
         def measure(path):
-            return nir_accuracy(path, lowered, data, steps, str(calib))
+            acc = nir_accuracy(path, lowered, data, steps, str(calib), rule)
+            if acc["output_spikes_per_sample"] == 0:
+                report["warnings"].append(silent_output_warning(path, acc["samples"]))
+            return acc
 
     return finish_deployable(
         net,
@@ -292,21 +336,24 @@ def convert_nir(
     )
 
 
-def nir_accuracy(path, lowered, data, steps: int, source: str) -> dict:
-    """Float NIR reference, float Loihi form and emulator accuracy on ``data``, side by side."""
+def nir_accuracy(path, lowered, data, steps: int, source: str, rule: str = MEMBRANE) -> dict:
+    """Float NIR reference, float Loihi form and emulator accuracy on ``data``, side by side;
+    the float models predict by ``rule`` (:func:`readout_of`) as the ``.net`` does."""
     from snn2loihi.deploy.evaluate import accuracy
-    from snn2loihi.export.accuracy import emulator_predictions
+    from snn2loihi.export.accuracy import emulator_run
     from snn2loihi.export.nir_reference import reference_predictions
 
     if len(data) == 0:
         raise DataUnavailableError(f"{source}: no calibration images")
-    ref = np.asarray(reference_predictions(lowered.reference, data.x, steps))
-    flt = reference_predictions(lowered.loihi, data.x, steps)
+    ref = np.asarray(reference_predictions(lowered.reference, data.x, steps, rule))
+    flt = reference_predictions(lowered.loihi, data.x, steps, rule)
     images = data.x.reshape(len(data), *lowered.input_shape)
     recurrent = any(ly.weight_rec is not None for ly in lowered.loihi)
     clock = global_clock(read_network(path), steps) if recurrent else None
     run_steps = steps if clock is None else clock.steps
-    emu = emulator_predictions(path, images, run_steps, clock)
+    res = emulator_run(path, images, run_steps, clock)
+    emu = res.predictions
+    out_spikes = int(np.count_nonzero(res.spikes)) if rule == COUNT else None
     return {
         "split": "calibration",
         "data": source,
@@ -316,9 +363,22 @@ def nir_accuracy(path, lowered, data, steps: int, source: str) -> dict:
         "emulator_acc": accuracy(emu, data.y)[1],
         "prediction_mismatches": int((emu != ref).sum()),
         "equal": bool((emu == ref).all()),
+        # spike-count readout: output spikes per sample on the emulator (None: read by v)
+        "output_spikes_per_sample": None if out_spikes is None else out_spikes / len(data),
         # recurrence runs only on Lava's global clock: how the emulator figure was run
         "clock": "sample" if clock is None else clock_report(clock),
     }
+
+
+def silent_output_warning(path, samples: int) -> str:
+    """The warning for a spike-count readout that never spiked on the calibration data."""
+    msg = (
+        f"{path}: the output layer never spiked on the {samples} calibration samples, so "
+        "every prediction is class 0 (spike-count readout); a network trained on its last "
+        "layer's membrane converts with --readout v"
+    )
+    log.warning("%s", msg)
+    return msg
 
 
 def global_clock(net, steps: int):
@@ -326,7 +386,8 @@ def global_clock(net, steps: int):
     shown for ``steps + depth`` steps of one run (every synapse delays by one step), netx's
     ``reset_interval = steps + depth, reset_offset = 1`` resetting each layer when its first
     input arrives (as the per-sample clock does: no bias transient before), the readout's
-    ``v >> 6`` after the last step (when it has integrated exactly ``steps`` steps): a
+    ``v >> 6`` after the last step (when it has integrated exactly ``steps`` steps) or a
+    spiking output's spikes counted over the run: a
     :class:`~snn2loihi.deploy.runner.GlobalClock`."""
     from snn2loihi.deploy.runner import GlobalClock
     from snn2loihi.deploy.timeline import Timeline

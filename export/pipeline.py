@@ -110,6 +110,7 @@ def finish_deployable(
     from snn2loihi.export.layer_table import layer_rows
     from snn2loihi.export.report import write_report
     from snn2loihi.netx_io import write_network
+    from snn2loihi.readout import prediction_rule
 
     headroom = network_headroom(net, steps)
     warnings = [w for h in headroom for w in h.warnings]
@@ -121,6 +122,7 @@ def finish_deployable(
         weight_bits=weight_bits,
         input_shape=list(net.input_shape),
         output_shape=list(net.output_shape),
+        prediction=prediction_rule(net),  # derived from the file (snn2loihi.readout)
         layers=layer_rows(net, headroom, scales, clipped),
         warnings=warnings,
         accuracy=None,

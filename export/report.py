@@ -24,6 +24,15 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _rule(report: dict) -> str:
+    """The report's prediction rule in words (reports written before it was recorded: the
+    readout's v, the only rule export wrote then)."""
+    from snn2loihi.readout import DESCRIPTIONS, READOUT_V
+
+    rule = report.get("prediction", READOUT_V)
+    return f"{DESCRIPTIONS[rule]}, first index on ties; rule '{rule}'"
+
+
 def to_markdown(report: dict) -> str:
     """A human-readable Markdown rendering of the report dict."""
     lines = [
@@ -32,7 +41,7 @@ def to_markdown(report: dict) -> str:
         f"- source: `{report.get('checkpoint') or report.get('onnx') or report.get('nir')}`",
         f"- time steps T: {report['steps']}, weight bits: {report['weight_bits']}",
         f"- input: {_fmt(report['input_shape'])} uint8 graded, "
-        f"output: {_fmt(report['output_shape'])} (prediction: argmax(v[:, -1] >> 6) of the readout)",
+        f"output: {_fmt(report['output_shape'])} (prediction: {_rule(report)})",
         "",
         "## Layers",
         "",

@@ -581,6 +581,12 @@ def describe_layers(path: str | os.PathLike) -> list[LayerEntry]:
     return _read_file(path, lambda f: _describe(f, path))
 
 
+def read_steps(path: str | os.PathLike) -> int | None:
+    """The T a NetX file records (root attribute ``steps``), None when it records none."""
+    path = Path(path)
+    return _read_file(path, lambda f: _read_steps(f, path))
+
+
 def _describe(f: h5py.File, path: Path) -> list[LayerEntry]:
     entries: list[LayerEntry] = []
     n_in = None  # the previous layer's size, when known

@@ -239,6 +239,7 @@ def _conv_graph(metadata: dict | None = None):
         (1, {"snn2loihi_steps": float("nan")}, ("graph metadata snn2loihi_steps = nan",)),
         (1, {"snn2loihi_steps": 2.5}, ("snn2loihi_steps = 2.5 must be an integer",)),
         (1, {"snn2loihi_steps": 1e300}, ("graph metadata snn2loihi_steps = 1e+300 must be in",)),
+        (1, {"snn2loihi_steps": 5000}, ("snn2loihi_steps = 5000 must be in 1..4096 (the T a",)),
     ],
 )
 def test_bad_geometry_and_metadata_are_refused(tmp_path, cli_refusal, stride, metadata, words):
@@ -349,7 +350,7 @@ def norse_digits(tmp_path, steps=8):
 def test_library_trained_on_digits_converts(tmp_path, library):
     steps = 8
     make, kw = {
-        "snntorch": (snntorch_digits, {}),
+        "snntorch": (snntorch_digits, {"readout": "v"}),  # trained on the membrane
         "norse": (norse_digits, {"dialect": "norse", "input_scale": 10 / 255}),
     }[library]
     path, lib_acc = make(tmp_path, steps)
@@ -399,7 +400,7 @@ def test_library_networks_pass_parity_on_lava(tmp_path):
     calib, _ = _digits_npz(tmp_path, 10**6)
     steps = 8
     for name, make, flags in (
-        ("snntorch", snntorch_digits, ()),
+        ("snntorch", snntorch_digits, ("--readout", "v")),
         ("norse", norse_digits, ("--dialect", "norse", "--input-scale", 10 / 255)),
     ):
         path, _ = make(tmp_path, steps)
@@ -457,11 +458,11 @@ def test_snntorch_conv_network_converts_and_passes_parity_on_lava(tmp_path):
     steps = 4
     path, lib_acc = snntorch_conv_digits(tmp_path, steps)
     calib, _ = _digits_npz(tmp_path, 10**6)
-    figures, _ = _convert_and_parity_cli(tmp_path, "conv", path, calib, steps)
+    figures, _ = _convert_and_parity_cli(tmp_path, "conv", path, calib, steps, "--readout", "v")
     assert [ly["kind"] for ly in figures["layers"]] == ["conv", "dense"]
     net = read_network(tmp_path / "conv.net")
     assert net.input_shape == (1, 8, 8) and net.layers[1].weight.shape == (4, 1, 3, 3)
-    report = convert_nir(path, tmp_path / "again.net", calib=calib, steps=steps)
+    report = convert_nir(path, tmp_path / "again.net", calib=calib, steps=steps, readout="v")
     a = report["accuracy"]
     print("snntorch conv", lib_acc, a, report["changes"])
     assert lib_acc > 0.8 and a["emulator_acc"] > 0.8
@@ -516,7 +517,9 @@ def test_snntorch_recurrent_network_converts_to_dense_rec_and_passes_parity_on_l
     steps = 8
     path, lib_acc = snntorch_recurrent_digits(tmp_path, steps)
     calib, _ = _digits_npz(tmp_path, 10**6)
-    figures, report = _convert_and_parity_cli(tmp_path, "rec", path, calib, steps, samples=2)
+    figures, report = _convert_and_parity_cli(
+        tmp_path, "rec", path, calib, steps, "--readout", "v", samples=2
+    )
     net = read_network(tmp_path / "rec.net")
     assert [ly.kind for ly in net.layers] == ["input", "dense", "dense_rec", "dense"]
     assert net.layers[2].weight_rec.shape == (32, 32) and np.any(net.layers[2].weight_rec)
@@ -641,3 +644,168 @@ def test_a_dt_that_overflows_the_float_layers_is_refused(tmp_path, cli_refusal):
     assert "--dt 1e+308 and --input-scale 0.00392157 make layer 1" in err, err
     assert "non-finite; give smaller values" in err
     assert not (tmp_path / "g.net").exists()
+
+
+# -- readouts: a spiking output keeps spiking and predicts by its spike count (issue #32) ------
+
+DT = 1e-4  # snnTorch's step: r = tau_mem/dt and w_in = tau_syn/dt give unit gains
+
+
+def _cuba_lif(n, alpha, beta, threshold=1.0):
+    """snnTorch's ``Synaptic(alpha, beta)`` as its exporter writes it: ``I = alpha I + W.s``,
+    ``v = beta v + I``, spike above ``threshold``, reset to 0."""
+    tau_syn, tau_mem = DT / (1 - alpha), DT / (1 - beta)
+    return nir.CubaLIF(
+        tau_syn=np.full(n, tau_syn), tau_mem=np.full(n, tau_mem), r=np.full(n, tau_mem / DT),
+        v_leak=np.zeros(n), v_threshold=np.full(n, threshold), w_in=np.full(n, tau_syn / DT),
+        v_reset=np.zeros(n),
+    )  # fmt: skip
+
+
+def _leaky_output_graph(seed, n_in=12, hidden=32, classes=5, recurrent=True):
+    """The issue's kind of network: spike input (12 channels) -> Affine -> CubaLIF (alpha 0.8,
+    beta 0.9, with a recurrent Linear onto it) -> Affine -> CubaLIF output (alpha 0.5, beta
+    0.55) whose spike counts are the class scores. Random weights that keep both layers firing
+    on random input spikes."""
+    rng = np.random.default_rng(seed)
+    nodes = {
+        "input": nir.Input(input_type=np.array([n_in])),
+        "fc1": nir.Affine(weight=rng.normal(0.1, 0.5, (hidden, n_in)), bias=np.zeros(hidden)),
+        "lif1": _cuba_lif(hidden, 0.8, 0.9),
+        "fc2": nir.Affine(weight=rng.normal(0, 0.25, (classes, hidden)), bias=np.zeros(classes)),
+        "out": _cuba_lif(classes, 0.5, 0.55),
+        "output": nir.Output(output_type=np.array([classes])),
+    }
+    edges = [("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "out"), ("out", "output")]
+    if recurrent:
+        nodes["rec"] = nir.Linear(weight=rng.normal(0, 0.2, (hidden, hidden)))
+        edges += [("lif1", "rec"), ("rec", "lif1")]
+    return _graph(nodes, edges)
+
+
+def _spike_streams(n, steps, channels, seed):
+    """(n, steps, channels) 0/1 spikes, each sample with its own rate per channel."""
+    rng = np.random.default_rng(seed)
+    rates = rng.uniform(0.02, 0.3, (n, 1, channels))
+    return (rng.random((n, steps, channels)) < rates).astype(np.uint8)
+
+
+def _emulator_on_streams(net_path, x, steps):
+    """The emulator's RunResult of spike streams ``x`` (N, steps, ...): on the per-sample
+    clock, or on the global clock convert reports (the stream padded with zeros for the
+    pipeline's depth)."""
+    from snn2loihi.export.accuracy import emulator_run
+    from snn2loihi.export.nir_convert import global_clock
+
+    net = read_network(net_path)
+    if net.plain:
+        return emulator_run(net_path, x, None)
+    clock = global_clock(net, steps)
+    pad = np.zeros((len(x), clock.steps - steps, *x.shape[2:]), x.dtype)
+    return emulator_run(net_path, np.concatenate([x, pad], 1), None, clock)
+
+
+def _agreement(tmp_path, seed, steps, samples, readout):
+    """(share of samples where the converted network's emulator predictions equal the float
+    reference of the graph as written, predicting by spike count; the emulator's run; report)."""
+    from snn2loihi.export.nir_lower import lower
+    from snn2loihi.export.nir_read import read_nir
+    from snn2loihi.export.nir_reference import reference_predictions
+
+    path, out = tmp_path / "leaky.nir", tmp_path / f"leaky-{readout}.net"
+    nir.write(path, _leaky_output_graph(seed))
+    report = convert_nir(path, out, steps=steps, input_scale=1.0, readout=readout, force=True)
+    x = _spike_streams(samples, steps, 12, seed)
+    graph = lower(read_nir(path), input_scale=1.0, dt=DT).reference
+    ref = reference_predictions(graph, x, steps, "count", stream=True).numpy()
+    res = _emulator_on_streams(out, x, steps)
+    return float((res.predictions == ref).mean()), res, report
+
+
+def test_spiking_leaky_output_converts_with_the_spike_count_readout(tmp_path):
+    """A recurrent network with a leaky spiking output (beta 0.55), 256 steps, on spike
+    inputs: converted as it was trained (spike counts) it agrees with the float graph; read by
+    its last v (``--readout v``, convert's rule before issue #32) it agrees far less."""
+    from snn2loihi.loihi import VTH_MAX
+    from snn2loihi.readout import SPIKE_COUNT, prediction_rule
+
+    steps, samples = 256, 100
+    count, res, report = _agreement(tmp_path, 1, steps, samples, "auto")
+    net = read_network(tmp_path / "leaky-auto.net")
+    assert report["readout"] == "count" and report["prediction"] == SPIKE_COUNT
+    assert prediction_rule(net) == SPIKE_COUNT and res.rule == SPIKE_COUNT
+    assert net.synaptic_layers[-1][1].neuron.vth_mant < VTH_MAX
+    assert not any("read out by its membrane" in c for c in report["changes"])
+    assert "max spike count" in (tmp_path / "leaky-auto.report.md").read_text()
+    assert res.spikes.sum() > samples  # the output layer spikes
+    v, _, report_v = _agreement(tmp_path, 1, steps, samples, "v")
+    print(f"agreement with the float graph as written: count {count:.3f}, v {v:.3f}")
+    assert report_v["readout"] == "v" and report_v["prediction"] == "readout_v"
+    assert any("read out by its membrane" in c for c in report_v["changes"])
+    assert count >= 0.85 and count > v
+
+
+def test_readout_option_cli(tmp_path, cli_refusal, capsys):
+    """``convert`` prints the rule and ``inspect`` shows it; ``--readout count`` on a
+    non-spiking readout (LI) is refused in one line."""
+    from snn2loihi.app.cli import main
+
+    nir.write(tmp_path / "s.nir", _leaky_output_graph(0, recurrent=False))
+    assert main(["convert", str(tmp_path / "s.nir"), "--out", str(tmp_path / "s.net"),
+                 "--input-scale", "1", "--steps", "32"]) == 0  # fmt: skip
+    assert "prediction: max spike count (rule 'spike_count'" in capsys.readouterr().out
+    assert main(["inspect", str(tmp_path / "s.net")]) == 0
+    out = capsys.readouterr().out
+    assert "prediction: max spike count (rule 'spike_count'" in out and "T 32" in out
+    lif = nir.LIF(tau=np.full(16, 1e-3), r=np.full(16, 10.0), v_leak=np.zeros(16),
+                  v_threshold=np.ones(16))  # fmt: skip
+    nir.write(tmp_path / "li.nir", _float_graph(lif))
+    err = cli_refusal(["convert", tmp_path / "li.nir", "--out", tmp_path / "li.net",
+                       "--readout", "count"])  # fmt: skip
+    assert "li.nir" in err and "--readout count" in err and "(fc2 -> li) does not spike" in err
+    assert not (tmp_path / "li.net").exists()
+
+
+def test_a_silent_spiking_output_is_warned_about(tmp_path):
+    """snnTorch's membrane-readout idiom (a Leaky output whose threshold is never reached)
+    converts by spike count, all class 0: the report says so and names ``--readout v``."""
+    lif = nir.LIF(tau=np.full(16, 1e-3), r=np.full(16, 10.0), v_leak=np.zeros(16),
+                  v_threshold=np.ones(16))  # fmt: skip
+    g = _float_graph(lif)
+    g.nodes["li"] = nir.LIF(tau=np.full(10, 1e-3), r=np.full(10, 10.0), v_leak=np.zeros(10),
+                            v_threshold=np.full(10, 1e3))  # fmt: skip
+    nir.write(tmp_path / "m.nir", g)
+    calib, _ = _digits_npz(tmp_path, 30)
+    report = convert_nir(tmp_path / "m.nir", tmp_path / "m.net", calib=calib, steps=8)
+    assert report["readout"] == "count" and report["accuracy"]["output_spikes_per_sample"] == 0
+    assert any("never spiked" in w and "--readout v" in w for w in report["warnings"])
+    again = convert_nir(tmp_path / "m.nir", tmp_path / "v.net", calib=calib, steps=8, readout="v")
+    assert (
+        again["prediction"] == "readout_v" and again["accuracy"]["output_spikes_per_sample"] is None
+    )
+    assert not any("never spiked" in w for w in again["warnings"])
+
+
+@pytest.mark.lava
+@pytest.mark.slow  # about 80 s on a busy 2-core CPU: two Lava runs on the global clock
+def test_spike_count_readout_passes_parity_on_lava(tmp_path):
+    """A tiny converted recurrent network with the spike-count readout: every layer's spikes
+    (the output's included), u and v equal on Lava, and both back ends predict by count."""
+    from snn2loihi.deploy.parity import run_parity
+    from snn2loihi.deploy.runner import Runner
+    from snn2loihi.export.nir_convert import global_clock
+    from snn2loihi.readout import SPIKE_COUNT
+
+    steps = 24
+    nir.write(tmp_path / "t.nir", _leaky_output_graph(1, hidden=8, classes=3))
+    convert_nir(tmp_path / "t.nir", tmp_path / "t.net", steps=steps, input_scale=1.0)
+    net = read_network(tmp_path / "t.net")
+    clock = global_clock(net, steps)
+    x = _spike_streams(3, clock.steps, 12, 0)
+    report = run_parity(tmp_path / "t.net", x, clock=clock)
+    assert report.equal, report.table()
+    assert report.layers[-1].emulator_spikes > 0
+    runs = [Runner(net, tmp_path / "t.net", b, clock=clock).run(x) for b in ("lava", "emulator")]
+    assert all(r.rule == SPIKE_COUNT for r in runs)
+    np.testing.assert_array_equal(runs[0].spikes, runs[1].spikes)
+    np.testing.assert_array_equal(runs[0].predictions, runs[1].predictions)

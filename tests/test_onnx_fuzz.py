@@ -399,7 +399,7 @@ def test_all_zero_dense_weights_are_refused_before_the_headroom_check(tmp_path, 
     [
         (["--percentile", "150"], r"--percentile 150\.0 must be in \(0, 100\]"),
         (["--percentile", "nan"], r"--percentile nan"),
-        (["-T", str(2**63)], r"--steps 9223372036854775808 must be in 1\.\.65536"),
+        (["-T", str(2**63)], r"--steps 9223372036854775808 must be in 1\.\.4096"),
         (["--std", "1e-300"], r"layer 1: the folded (weight|bias) is not finite .*--mean/--std"),
         (["--std", "0"], r"--std\[0\] = 0\.0 must be finite and > 0"),
         (["--mean", "nan"], r"--mean\[0\] = nan must be finite"),

@@ -175,3 +175,35 @@ def test_the_emulator_back_end_keeps_no_hidden_layer_trace(readout, monkeypatch)
         assert out.v_last is not None and np.array_equal(
             out.v_last, full.layers[-1].v[:, -1].numpy()
         )
+
+
+def test_run_keeps_every_prediction_and_the_readout_v(write_net, images, tmp_path, capsys):
+    """``--predictions`` and ``--readout-v`` keep what ``run`` computed for every sample (not
+    only the 20 it prints); images take the T the file records when ``--steps`` is not given;
+    existing outputs need ``--force``."""
+    net = dataclasses.replace(random_network(READOUT_NET, seed=1), steps=4)  # T recorded
+    net_path = write_net(net)
+    xf, _, x, _ = images
+    pred, v = tmp_path / "pred.npy", tmp_path / "v.npy"
+    args = [net_path, "--input", xf, "--out", tmp_path / "s.npy", "--predictions", pred]
+    stdout = _run(capsys, *args, "--readout-v", v)
+    trace = Emulator(net_path).run(np.repeat(x[:, None], 4, axis=1), record_state=True)
+    v_last = trace.layers[-1].v[:, -1].numpy()
+    np.testing.assert_array_equal(np.load(v), v_last)
+    np.testing.assert_array_equal(np.load(pred), predict(READOUT_V, v_last=v_last))
+    assert np.load(tmp_path / "s.npy").shape == (8, 4, 10)  # T = 4 from the file
+    assert f"wrote {pred}: predicted classes (8,)" in stdout
+    before = pred.read_bytes()
+    capsys.readouterr()
+    assert main(["run", *map(str, args)]) == 2  # --out and --predictions exist
+    assert "exists (use --force to overwrite)" in capsys.readouterr().err
+    assert pred.read_bytes() == before
+    _run(capsys, *args, "--force")
+
+
+def test_readout_v_of_a_spike_count_network_is_refused(write_net, images, tmp_path, cli_refusal):
+    net_path = write_net(random_network(SMALL, seed=0))
+    out = tmp_path / "v.npy"
+    cli_refusal(["run", net_path, "--input", images[0], "--steps", 2, "--out", tmp_path / "s.npy",
+                 "--readout-v", out], "--readout-v", "predicts by max spike count")  # fmt: skip
+    assert not out.exists() and not (tmp_path / "s.npy").exists()
