@@ -42,8 +42,8 @@ def use_torch_conv(lava_net) -> bool:
     Call in the process that starts the Lava run, before it starts."""
     bounds = [
         conv_sum_bound(syn.weight.init, int(np.asarray(syn.num_message_bits.init).ravel()[0]))
-        for syn in (layer.synapse for layer in lava_net.layers)
-        if hasattr(syn, "kernel_size")
+        for syn in (getattr(layer, "synapse", None) for layer in lava_net.layers)
+        if hasattr(syn, "kernel_size")  # a conv (input layers have no synapse)
     ]
     if not bounds or max(bounds) > FLOAT32_EXACT:
         if bounds:
