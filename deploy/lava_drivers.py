@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 import logging
 import math
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from snn2loihi.deploy.lava_compat import import_netx
+from snn2loihi.deploy.lava_conv import use_torch_conv
+from snn2loihi.deploy.lava_recorder import create_record, model_map, recorder_classes
 from snn2loihi.errors import LavaRunError, LavaUnavailableError
 from snn2loihi.loihi import GRADED_MESSAGE_BITS
 from snn2loihi.netx_io import read_network
@@ -209,6 +212,7 @@ def _run_global_in_process(request: LavaRequest, x: np.ndarray) -> LavaResult:
             raise LavaRunError(
                 f"{path}: Lava built {len(lava_net.layers)} layers, expected {len(built)}"
             )
+        use_torch_conv(lava_net)
         if request.drive == "bias":
             lava_net.in_layer.neuron.bias_mant.init = xyz(sample).astype(np.int32)
         else:
@@ -253,10 +257,42 @@ def xyz(sample: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(sample.transpose(*reversed(range(sample.ndim))))
 
 
-def run_in_process(request: LavaRequest, x: np.ndarray) -> LavaResult:
-    """Run Lava in this process (the child); see :func:`run_lava`."""
+def run_in_process(request: LavaRequest, x: np.ndarray, scratch: Path | None = None) -> LavaResult:
+    """Run Lava in this process (the child); see :func:`run_lava`. ``scratch``: a folder for
+    the per-sample clock's step records (default: a temporary one)."""
     if request.clock == "global":
         return _run_global_in_process(request, x)
+    if scratch is None:
+        with tempfile.TemporaryDirectory(prefix="snn2loihi-records-") as tmp:
+            return _run_sample_clock(request, x, Path(tmp))
+    return _run_sample_clock(request, x, scratch)
+
+
+def _recorders(
+    probes: list[tuple[int, object, bool]], steps: int, folder: Path
+) -> tuple[list, dict[tuple[int, str], Path]]:
+    """Recorder processes for ``probes`` (layer position, its Lava neuron, whether to record
+    ``u`` and ``v`` too), connected to the neurons, each writing ``steps`` rows into ``.npy``
+    files in ``folder``; and those files by ``(position, "s" | "u" | "v")``."""
+    spike_cls, state_cls, _, _ = recorder_classes()
+    recorders, files = [], {}
+    for k, neuron, state in probes:
+        shape = tuple(neuron.s_out.shape)
+        mine = {name: folder / f"{name}{k}.npy" for name in ("s", "u", "v") if state or name == "s"}
+        for file in mine.values():
+            create_record(file, steps, shape)
+        rec = (state_cls if state else spike_cls)(shape, {n: str(f) for n, f in mine.items()})
+        neuron.s_out.connect(rec.s_in)
+        if state:
+            rec.u_in.connect_var(neuron.u)
+            rec.v_in.connect_var(neuron.v)
+        recorders.append(rec)
+        files.update({(k, name): file for name, file in mine.items()})
+    return recorders, files
+
+
+def _run_sample_clock(request: LavaRequest, x: np.ndarray, scratch: Path) -> LavaResult:
+    """Every sample in one run; spikes (and states) recorded into files in ``scratch``."""
     path, record_state = Path(request.path), request.record_state
     net_rec = read_network(path, input_shape=request.input_shape)
     n, steps = x.shape[:2]
@@ -275,6 +311,7 @@ def run_in_process(request: LavaRequest, x: np.ndarray) -> LavaResult:
     )
     if len(lava_net.layers) != depth:
         raise LavaRunError(f"{path}: Lava built {len(lava_net.layers)} layers, expected {depth}")
+    use_torch_conv(lava_net)
     fed = fit_input_port(np.asarray(x, dtype=np.int64), lava_net.inp.shape, path)
     src = io.source.RingBuffer(data=to_lava_layout(fed, depth).astype(int))
     src.s_out.connect(lava_net.inp)
@@ -283,26 +320,17 @@ def run_in_process(request: LavaRequest, x: np.ndarray) -> LavaResult:
     def with_state(k: int) -> bool:
         return record_state is True or (record_state == "last" and k == depth - 1)
 
-    monitors = {}
-    for k in probed:
-        layer = lava_net.layers[k]
-        targets = {"s": layer.neuron.s_out}
-        if with_state(k):
-            targets.update(u=layer.neuron.u, v=layer.neuron.v)
-        for name, target in targets.items():
-            mon = Monitor()
-            mon.probe(target, total)
-            monitors[(k, name)] = (mon, target)
+    recorders, files = _recorders(
+        [(k, lava_net.layers[k].neuron, with_state(k)) for k in probed], total, scratch
+    )
+    run_cfg.exception_proc_model_map.update(model_map(recorders))
     try:
         lava_net.run(condition=RunSteps(num_steps=total), run_cfg=run_cfg)
-        records = {}
-        for (k, name), (mon, target) in monitors.items():
-            data = mon.get_data()
-            records[(k, name)] = np.asarray(data[target.process.name][target.name])
     except Exception as exc:  # Lava raises bare Exceptions from its runtime
         raise LavaRunError(f"{path}: Lava run failed: {type(exc).__name__}: {exc}") from exc
     finally:
         _stop(lava_net)
+    records = {key: np.load(file) for key, file in files.items()}
     result = LavaResult(layer_indices=[syn_layers[k][0] for k in probed], spikes=[])
     for k in probed:
         shape = tuple(syn_layers[k][1].shape)

@@ -96,7 +96,10 @@ def _child_main(folder: Path, parent: int) -> int:
     _die_with_parent(parent, folder, done)
     try:
         request = LavaRequest.from_json((folder / "request.json").read_text())
-        result = run_in_process(request, np.load(folder / "x.npy"))
+        records = folder / "records"
+        records.mkdir()
+        result = run_in_process(request, np.load(folder / "x.npy"), records)
+        shutil.rmtree(records)
         _save_result(result, folder)
         return 0
     except Exception as exc:

@@ -100,7 +100,8 @@ class RunResult:
 
 def bytes_per_sample(net: NetXNetwork, steps: int) -> int:
     """Peak memory of one sample in a run that keeps every trace (parity): int64 input, and
-    per neuron and step the emulator's spike, Lava's spike and Lava's float64 monitor record."""
+    per neuron and step the emulator's spike, Lava's spike and Lava's int32 step record (read
+    back and reordered: 8 bytes)."""
     neurons = sum(math.prod(ly.shape) for _, ly in net.synaptic_layers)
     return steps * (8 * math.prod(net.input_shape) + 10 * neurons)
 
