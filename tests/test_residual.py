@@ -153,3 +153,15 @@ def test_residual_network_matches_lava_every_spike_u_and_v(write_net):
     chain = Emulator(plain).run(x, record_state=True)
     assert not torch.equal(chain.layers[2].u, emu.layers[2].u)
     assert not torch.equal(chain.layers[4].u, emu.layers[4].u)
+
+
+def test_headroom_counts_the_shortcut_current():
+    from snn2loihi.export.headroom import layer_headroom
+
+    net = random_residual_network(seed=0)
+    ly = net.layers[5]
+    with_sc = layer_headroom(5, ly, 1, 4).a_max_mant
+    alone = layer_headroom(5, dataclasses.replace(ly, shortcuts=()), 1, 4).a_max_mant
+    w = np.hstack([ly.weight.reshape(6, -1), ly.shortcuts[0].weight.reshape(6, -1)])
+    worst = max(np.clip(w, 0, None).sum(1).max(), np.clip(-w, 0, None).sum(1).max())
+    assert with_sc == worst > alone
