@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from snn2loihi.deploy.emulator import Emulator
+from snn2loihi.deploy.emulator import Emulator, pass_shape
 from snn2loihi.errors import NetXFormatError, NetXValidationError, UnsupportedLayerError
 from snn2loihi.netx_io import read_network, write_network
 from snn2loihi.schema import FORMAT_ATTR, CubaNeuron, Shortcut
@@ -104,7 +104,8 @@ def test_global_clock_refuses_a_residual_network():
 
 def test_emulator_sums_both_synapses_in_the_same_step():
     """Memoryless neurons (iDecay = vDecay = 4096, no bias): layer 3's u at every step is
-    exactly ``(conv(s2, W3) + conv(s1, W_shortcut)) << 6`` of the same step's spikes."""
+    exactly ``(conv(s2, W3) + conv(s1, W_shortcut)) << 6`` of the same step's spikes, across
+    the emulator's time chunks."""
     net = random_residual_network(seed=1, neuron=CubaNeuron(4096, 4096, vth_mant=60))
     net = dataclasses.replace(
         net,
@@ -112,7 +113,9 @@ def test_emulator_sums_both_synapses_in_the_same_step():
             dataclasses.replace(ly, bias=None) if hasattr(ly, "bias") else ly for ly in net.layers
         ),
     )
-    x = (np.random.default_rng(0).random((2, 6, *net.input_shape)) < 0.4).astype(np.uint8)
+    x = (np.random.default_rng(0).random((120, 40, *net.input_shape)) < 0.4).astype(np.uint8)
+    layers = [ly for _, ly in net.synaptic_layers]
+    assert pass_shape(layers, 120, 40)[1] < 40, "the run must span several time chunks"
     traces = Emulator(net).run(x, record_state=True).layers
     s1, s2 = (traces[k].spikes.flatten(0, 1).double() for k in (0, 1))
     u3 = traces[2].u
