@@ -347,3 +347,8 @@ def validate_network(net: NetXNetwork, path: object | None = None) -> None:
             raise NetXValidationError(f"{where(path, i)}: unknown record {type(ly).__name__}")
     if not net.synaptic_layers:
         raise NetXValidationError(f"{where(path)}: the network has no conv or dense layer")
+    if net.residual and not net.plain:
+        raise NetXValidationError(
+            f"{where(path)}: a residual network runs on the per-sample clock only, so it takes "
+            "CUBA neurons without an input neuron, SDNN layers, delays or recurrence"
+        )

@@ -75,6 +75,17 @@ def test_bad_residual_networks_are_refused_naming_layer_and_field(case, tmp_path
     assert not (tmp_path / "bad.net").exists()
 
 
+def test_a_residual_network_must_run_on_the_per_sample_clock(tmp_path):
+    from snn2loihi.schema import InputLayer
+
+    net = random_residual_network(seed=0)
+    with_input_neuron = dataclasses.replace(
+        net, layers=(InputLayer(net.input_shape, CubaNeuron(0, 0, 10)), *net.layers[1:])
+    )
+    with pytest.raises(NetXValidationError, match="runs on the per-sample clock only"):
+        write_network(with_input_neuron, tmp_path / "bad.net")
+
+
 def test_bad_residual_file_exits_2_naming_layer_and_field(write_net, cli_refusal):
     path = write_net(random_residual_network(seed=0))
     with h5py.File(path, "a") as f:
