@@ -235,6 +235,11 @@ def _inspect_row(entry) -> tuple[str, ...]:
         row[6:10] = _neuron_cells(ly.neuron)
     if isinstance(ly, ConvLayer):
         row[10] = f"s{ly.stride} p{ly.padding} d{ly.dilation} g{ly.groups}"
+        row[11] = "; ".join(
+            f"shortcut from layer {sc.source}: {'x'.join(map(str, sc.weight.shape))} "
+            f"[{int(sc.weight.min())}, {int(sc.weight.max())}] s{sc.stride} delay {sc.delay}"
+            for sc in ly.shortcuts
+        )
     if isinstance(ly, DenseLayer) and ly.delay is not None:
         d = ly.delay_matrix()
         row[10] = f"delay {int(d.min())}..{int(d.max())}"
@@ -266,6 +271,8 @@ def cmd_inspect(args) -> int:
     del entries  # the records stay in layers: the file's arrays are read once
     net = network_of(args.net, layers, input_shape=args.input_shape, steps=read_steps(args.net))
     clock = "per-sample or global clock" if net.plain else "global clock only (--clock global)"
+    if net.residual:
+        clock = "per-sample clock only (residual: the superset of NetX, format 2)"
     rule = prediction_rule(net)
     steps = "not recorded" if net.steps is None else str(net.steps)
     print(

@@ -235,6 +235,18 @@ def _keep(traces: list, parts: tuple, t: int, lo: int, n: int, steps: int) -> No
             traces[i][t : t + part.shape[0], lo : lo + part.shape[1]] = part
 
 
+def _summed_input(
+    syn: IntegerSynapse, s: torch.Tensor, shortcuts: list[tuple[IntegerSynapse, torch.Tensor]]
+) -> torch.Tensor:
+    """A residual layer's synaptic input: its own synapse of ``s`` plus each shortcut synapse
+    of its source's spike frames, summed in int64 as Lava sums the synapses into one
+    ``a_in`` (each conv's output wrapped to 24 bits first, so no sum nears int32's range)."""
+    a = syn(s).to(torch.int64)
+    for sc, frames in shortcuts:
+        a = a + sc(frames).to(torch.int64)
+    return a
+
+
 class Emulator:
     """Runs a NetX network exactly as Loihi/Lava's fixed-point simulator does.
 
@@ -261,6 +273,7 @@ class Emulator:
         self.batch_size = batch_size
         self.compiled = compiled
         self._synapses: dict[bool, list[IntegerSynapse]] = {}
+        self._shortcuts: dict[int, list[tuple[int, IntegerSynapse]]] | None = None
         self._hwc_synapses: dict[int, IntegerSynapse] = {}  # dense layer k after channels-last
 
     def _prepare(self, graded: bool) -> list[IntegerSynapse]:
@@ -286,6 +299,27 @@ class Emulator:
                 in_shape = tuple(ly.shape)
             self._synapses[graded] = syns
         return self._synapses[graded]
+
+    def _prepare_shortcuts(self) -> dict[int, list[tuple[int, IntegerSynapse]]]:
+        """Each residual layer's shortcut synapses by chain position: (source's position,
+        synapse), made once. The validated delays align both paths, so in the per-sample
+        convention a shortcut reads its source's spikes of the same step."""
+        if self._shortcuts is None:
+            position = {i: k for k, (i, _) in enumerate(self.net.synaptic_layers)}
+            self._shortcuts = {}
+            for k, (_, ly) in enumerate(self.net.synaptic_layers):
+                for sc in getattr(ly, "shortcuts", ()):
+                    source = self.net.layers[sc.source]
+                    syn = IntegerSynapse(
+                        "conv",
+                        sc.weight,
+                        input_max=1,
+                        geometry=ConvGeometry(sc.stride, sc.padding, sc.dilation, sc.groups),
+                        device=self.device,
+                        input_hw=tuple(source.shape[1:]),
+                    )
+                    self._shortcuts.setdefault(k, []).append((position[sc.source], syn))
+        return self._shortcuts
 
     def _dense_after(self, k: int, layout: _LayerLayout, graded: bool) -> IntegerSynapse:
         """The synapse of dense layer ``k`` (>= 1: it reads spikes) for input that lies as
@@ -399,6 +433,8 @@ class Emulator:
         layers = [ly for _, ly in self.net.synaptic_layers]
         last = len(layers) - 1
         synapses = list(self._prepare(graded))  # dense layers after a conv: see _dense_after
+        shortcuts = self._prepare_shortcuts()
+        sources = {src for reads in shortcuts.values() for src, _ in reads}
         cpu = self.device.type == "cpu"
         sub, chunk = pass_shape(layers, min(n, self.batch_size), steps) if cpu else (n, steps)
         recorded = [record_state is True or (record_state == "last" and k == last) for k in range(len(layers))]  # fmt: skip
@@ -414,8 +450,12 @@ class Emulator:
             for t in range(0, steps, chunk):
                 k = min(chunk, steps - t)
                 s = _input_frames(xs, t, k, graded, isinstance(layers[0], DenseLayer))
+                frames: dict[int, torch.Tensor] = {}  # this chunk's spikes of shortcut sources
                 for j, (syn, ly) in enumerate(zip(synapses, layers, strict=True)):
-                    a = self._synaptic_input(syn, s)
+                    if j in shortcuts:
+                        a = _summed_input(syn, s, [(sc, frames[src]) for src, sc in shortcuts[j]])
+                    else:
+                        a = self._synaptic_input(syn, s)
                     if layouts[j] is None:
                         layouts[j] = _layout(ly, a)
                         biases[j] = layouts[j].bias(ly, self.device)
@@ -423,18 +463,21 @@ class Emulator:
                             synapses[j + 1] = self._dense_after(j + 1, layouts[j], graded)
                     layout = layouts[j]
                     if groups[j] is None:
+                        residual = j in shortcuts  # the summed input: int64, no int32 proof
                         groups[j] = NeuronGroup(
                             hi - lo,
                             biases[j],
                             ly.neuron,
                             steps=steps,
-                            int32_safe=syn.int32_safe,
-                            input_bound=syn.max_abs_output,
+                            int32_safe=syn.int32_safe and not residual,
+                            input_bound=None if residual else syn.max_abs_output,
                             compiled=self.compiled,
                             count=not kept[j],
                         )
                     spikes, u, v = groups[j].advance(layout.flat(a, k, hi - lo), recorded[j])
                     _keep(traces[j], (spikes if kept[j] else None, u, v), t, lo, n, steps)
+                    if j in sources:
+                        frames[j] = layout.frames(spikes, False)
                     if j < last:
                         s = layout.frames(spikes, isinstance(layers[j + 1], DenseLayer))
             for j, group in enumerate(groups):

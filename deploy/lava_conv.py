@@ -37,12 +37,15 @@ def conv_sum_bound(weight: np.ndarray, message_bits: int) -> int:
 
 def use_torch_conv(lava_net) -> bool:
     """Switch Lava's convolution to its torch branch if that is exact for every conv layer of
-    the built netx network ``lava_net`` (see the module docstring); returns whether it did.
+    the built network ``lava_net`` (netx's, or :mod:`~snn2loihi.deploy.lava_graph`'s with its
+    shortcut convolutions; see the module docstring); returns whether it did.
 
     Call in the process that starts the Lava run, before it starts."""
+    synapses = [getattr(layer, "synapse", None) for layer in lava_net.layers]
+    synapses += getattr(lava_net, "shortcut_synapses", [])  # a residual graph's (lava_graph)
     bounds = [
         conv_sum_bound(syn.weight.init, int(np.asarray(syn.num_message_bits.init).ravel()[0]))
-        for syn in (getattr(layer, "synapse", None) for layer in lava_net.layers)
+        for syn in synapses
         if hasattr(syn, "kernel_size")  # a conv (input layers have no synapse)
     ]
     if not bounds or max(bounds) > FLOAT32_EXACT:

@@ -302,13 +302,20 @@ def _run_sample_clock(request: LavaRequest, x: np.ndarray, scratch: Path) -> Lav
     netx, RunSteps, io, Monitor = _lava_modules()
     run_cfg = _run_config(request.backend)
     in_shape = net_rec.input_shape
-    lava_net = netx.hdf5.Network(
-        net_config=str(path),
-        input_message_bits=GRADED_MESSAGE_BITS if request.graded else 0,
-        reset_interval=steps,
-        reset_offset=1,
-        input_shape=tuple(reversed(in_shape)) if len(in_shape) == 3 else None,
-    )
+    if net_rec.residual:  # netx cannot build it: the graph from lava.proc processes
+        from snn2loihi.deploy.lava_graph import build_residual_network
+
+        lava_net = build_residual_network(
+            path, net_rec, graded=request.graded, reset_interval=steps, reset_offset=1
+        )
+    else:
+        lava_net = netx.hdf5.Network(
+            net_config=str(path),
+            input_message_bits=GRADED_MESSAGE_BITS if request.graded else 0,
+            reset_interval=steps,
+            reset_offset=1,
+            input_shape=tuple(reversed(in_shape)) if len(in_shape) == 3 else None,
+        )
     if len(lava_net.layers) != depth:
         raise LavaRunError(f"{path}: Lava built {len(lava_net.layers)} layers, expected {depth}")
     use_torch_conv(lava_net)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from snn2loihi.errors import InputDataError
+from snn2loihi.errors import InputDataError, UnsupportedLayerError
 from snn2loihi.loihi import GRADED_INPUT_MAX, INT32_SAFE_INPUT, worst_case_input
 from snn2loihi.neuron import cuba_step
 from snn2loihi.neuron_loop import NEURON_BLOCK
@@ -118,7 +118,15 @@ def drive_for(net: NetXNetwork, time_axis: bool) -> str:
 
 
 def built_layers(net: NetXNetwork, drive: str, graded: bool) -> list[BuiltLayer]:
-    """The layers netx builds for ``drive`` in order (``net.layers`` of netx), flatten omitted."""
+    """The layers netx builds for ``drive`` in order (``net.layers`` of netx), flatten omitted.
+
+    A residual network (shortcuts) is refused: netx cannot build it, and the global clock
+    does not model its shortcuts; it runs on the per-sample clock."""
+    if net.residual:
+        raise UnsupportedLayerError(
+            "this residual network (layers with shortcuts) runs only on the per-sample clock "
+            "(--clock sample, without --record, --reset-interval or --reset-offset)"
+        )
     layers: list[BuiltLayer] = []
     bits = 8 if graded else 0
     if drive == "bias":

@@ -54,10 +54,15 @@ class LayerHeadroom:
 def _row_sums(ly, input_max: int) -> tuple[np.ndarray, np.ndarray]:
     """Largest positive and negative synaptic input per output channel (weight units, >= 0).
     A recurrent dense layer adds its ``weight_rec`` columns (its own spikes, 0 or 1); netx
-    optimizes both matrices together (one exponent)."""
+    optimizes both matrices together (one exponent). A residual conv adds its shortcuts'
+    kernels (their sources' spikes enter the same ``a``; a residual layer reads spikes)."""
     w = np.asarray(ly.weight, dtype=np.int64)
     shift = 0
     n_in = w.reshape(w.shape[0], -1).shape[1]
+    if isinstance(ly, ConvLayer) and ly.shortcuts:
+        parts = [w.reshape(w.shape[0], -1)]
+        parts += [np.asarray(sc.weight, np.int64).reshape(w.shape[0], -1) for sc in ly.shortcuts]
+        w = np.hstack(parts)
     if isinstance(ly, RecurrentDenseLayer):
         w = np.hstack([w, np.asarray(ly.weight_rec, dtype=np.int64)])
     if not isinstance(ly, ConvLayer):

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 # Conv spec prefixes of other frameworks' configs and what to use instead.
 _REFUSED_CONV_PREFIX = {
     "m": "max pooling cannot run on NetX; use 'p{n}' (2x2 average pooling folded into the conv)",
-    "r": "residual adds cannot run on NetX; use a plain conv stack ('{n}' or 's{n}')",
+    "r": "a residual conv is written '{n}r' (a trailing r: it closes a block of two convs)",
 }
 _DEPLOYABLE_MODULES = (nn.ModuleList, nn.BatchNorm1d, nn.BatchNorm2d)
 
@@ -67,9 +67,10 @@ def check_config(config: dict, source: str = "checkpoint") -> None:
 def check_modules(model: nn.Module, source: str = "model") -> None:
     """Refuse any submodule other than the synaptic layers, their BatchNorm and containers."""
     from snn2loihi.train.layers import SynapticLayer
-    from snn2loihi.train.model import SpikingNet
+    from snn2loihi.train.model import ResidualShortcut, SpikingNet
 
-    allowed = (SpikingNet, SynapticLayer, *_DEPLOYABLE_MODULES)
+    # a residual conv's shortcut deploys as the superset of NetX (docs/netx-format.md)
+    allowed = (SpikingNet, SynapticLayer, ResidualShortcut, nn.ModuleDict, *_DEPLOYABLE_MODULES)
     for name, module in model.named_modules():
         if not isinstance(module, allowed):
             raise NotDeployableError(

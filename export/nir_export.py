@@ -64,9 +64,10 @@ def network_to_nir(net: NetXNetwork, steps: int, dt: float = DT, where: str = "n
     """The NIR graph (``nir.NIRGraph``) of a plain snn2loihi network."""
     import nir
 
-    if not net.plain:
+    if not net.plain or net.residual:
         raise NotDeployableError(
-            f"{where}: only plain CUBA networks (no input neuron, delays or recurrence) have a NIR form here"
+            f"{where}: only plain CUBA networks (no input neuron, delays, recurrence or residual "
+            "shortcuts) have a NIR form here"
         )
     shape = tuple(net.input_shape)
     nodes = {

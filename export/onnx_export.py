@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from snn2loihi.atomic import atomic_path
+from snn2loihi.export.errors import NotDeployableError
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,11 @@ class AnnGraph(nn.Module):
         super().__init__()
         from snn2loihi.train.fold import fold_batchnorm
 
+        if len(getattr(model, "shortcuts", ())):
+            raise NotDeployableError(
+                "the ONNX export writes plain conv/dense stacks; this model has residual "
+                f"shortcuts (layers {', '.join(sorted(model.shortcuts))}): export without --onnx"
+            )
         c = len(model.mean)
         std = torch.tensor(model.std, dtype=torch.float32).view(1, c, 1, 1)
         mean = torch.tensor(model.mean, dtype=torch.float32).view(1, c, 1, 1)

@@ -7,6 +7,7 @@ and files written by lava-dl's slayer ``export_hdf5``. ``read_network(write_netw
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable
@@ -28,7 +29,10 @@ from snn2loihi.errors import (
 )
 from snn2loihi.schema import (
     CUBA_TYPES,
+    FORMAT_ATTR,
     REFUSED_TYPES,
+    RESIDUAL_FORMAT,
+    RESIDUAL_TYPE,
     SDNN_TYPE,
     SUPPORTED_TYPES,
     ConvLayer,
@@ -40,6 +44,7 @@ from snn2loihi.schema import (
     NetXNetwork,
     Neuron,
     RecurrentDenseLayer,
+    Shortcut,
     SigmaDeltaNeuron,
 )
 from snn2loihi.validate import validate_network
@@ -89,8 +94,29 @@ def _put_weight(g: h5py.Group, name: str, weight: np.ndarray) -> None:
     g.create_dataset(name, data=w, **opts)
 
 
+def _put_geometry(g: h5py.Group, syn: ConvLayer | Shortcut) -> None:
+    """A convolution's stride, padding, dilation (H, W) and groups, as NetX reads them."""
+    g.create_dataset("stride", data=np.asarray(syn.stride, dtype=np.int64))
+    g.create_dataset("padding", data=np.asarray(syn.padding, dtype=np.int64))
+    g.create_dataset("dilation", data=np.asarray(syn.dilation, dtype=np.int64))
+    g.create_dataset("groups", data=np.int64(syn.groups))
+
+
+def _put_shortcuts(g: h5py.Group, ly: ConvLayer) -> None:
+    """A residual layer's fields beyond NetX: ``main`` (its own synapse's type) and one group
+    ``shortcut/<k>`` per shortcut (docs/netx-format.md, the residual superset)."""
+    g.create_dataset("main", data=ly.kind)
+    for k, sc in enumerate(ly.shortcuts):
+        sg = g.create_group(f"shortcut/{k}")
+        sg.create_dataset("source", data=np.int64(sc.source))
+        sg.create_dataset("delay", data=np.int64(sc.delay))
+        _put_weight(sg, "weight", sc.weight)
+        _put_geometry(sg, sc)
+
+
 def _write_layer(g: h5py.Group, ly: Layer) -> None:
-    _put_type(g, ly.kind)
+    residual = isinstance(ly, ConvLayer) and bool(ly.shortcuts)
+    _put_type(g, RESIDUAL_TYPE if residual else ly.kind)
     g.create_dataset("shape", data=np.asarray(ly.shape, dtype=np.int64))
     if isinstance(ly, InputLayer):
         if ly.neuron is not None:
@@ -101,10 +127,9 @@ def _write_layer(g: h5py.Group, ly: Layer) -> None:
         return
     if isinstance(ly, ConvLayer):
         _put_weight(g, "weight", ly.weight)
-        g.create_dataset("stride", data=np.asarray(ly.stride, dtype=np.int64))
-        g.create_dataset("padding", data=np.asarray(ly.padding, dtype=np.int64))
-        g.create_dataset("dilation", data=np.asarray(ly.dilation, dtype=np.int64))
-        g.create_dataset("groups", data=np.int64(ly.groups))
+        _put_geometry(g, ly)
+        if residual:
+            _put_shortcuts(g, ly)
     elif isinstance(ly, DenseLayer):
         _put_weight(g, "weight", ly.weight)
         if isinstance(ly, RecurrentDenseLayer):
@@ -135,6 +160,8 @@ def write_network(net: NetXNetwork, path: str | os.PathLike, *, overwrite: bool 
         with h5py.File(tmp, "w") as f:
             if net.steps is not None:
                 f.attrs[STEPS_ATTR] = np.int64(net.steps)
+            if net.residual:
+                f.attrs[FORMAT_ATTR] = np.int64(RESIDUAL_FORMAT)
             lg = f.create_group("layer")
             for i, ly in enumerate(net.layers):
                 _write_layer(lg.create_group(str(i)), ly)
@@ -162,6 +189,22 @@ def _read_steps(f: h5py.File, path: Path) -> int | None:
     return _check_steps(value, path)
 
 
+def _read_format(f: h5py.File, path: Path) -> int | None:
+    """The root attribute ``snn2loihi_format``: None (plain NetX) or :data:`RESIDUAL_FORMAT`."""
+    if FORMAT_ATTR not in f.attrs:
+        return None
+    value = f.attrs[FORMAT_ATTR]
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.item()
+    integer = isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+    if not integer or value != RESIDUAL_FORMAT:
+        raise NetXFormatError(
+            f"{path}: root attribute '{FORMAT_ATTR}' = {value!r}: this snn2loihi reads format "
+            f"{RESIDUAL_FORMAT} (the residual superset of NetX) and plain NetX files"
+        )
+    return RESIDUAL_FORMAT
+
+
 # ----------------------------------------------------------------------------------------- reader
 BLOCK_ELEMENTS = 2**20  # float datasets are read and checked this many values at a time
 
@@ -178,12 +221,13 @@ def _row_blocks(shape: tuple[int, ...]) -> list:
 class _LayerReader:
     """Reads typed fields of one layer group, raising errors that name file, layer and field."""
 
-    def __init__(self, g: h5py.Group, path: Path, index: int, kind: str):
+    def __init__(self, g: h5py.Group, path: Path, index: int, kind: str, prefix: str = ""):
         self.g, self.path, self.index, self.kind = g, path, index, kind
+        self.prefix = prefix  # a subgroup's fields are named from the layer: "shortcut/0/"
 
     def error(self, field: str, msg: str) -> NetXFormatError:
         return NetXFormatError(
-            f"{where(self.path, self.index)} ({self.kind}): field '{field}' {msg}"
+            f"{where(self.path, self.index)} ({self.kind}): field '{self.prefix}{field}' {msg}"
         )
 
     def has(self, key: str) -> bool:
@@ -373,12 +417,16 @@ def _refuse_oversized_weight(
         )
 
 
-def _read_layer(g: h5py.Group, path: Path, index: int, n_in: int | None = None) -> Layer:
+def _read_layer(
+    g: h5py.Group, path: Path, index: int, n_in: int | None = None, fmt: int | None = None
+) -> Layer:
     """Layer ``index``; ``n_in``: the previous layer's size (None: unknown), which bounds the
-    size of a dense weight."""
+    size of a dense weight; ``fmt``: the file's ``snn2loihi_format`` (2: residual layers)."""
     r = _LayerReader(g, path, index, "?")
     kind = _read_string(r, "type")
     r.kind = kind
+    if kind == RESIDUAL_TYPE and fmt == RESIDUAL_FORMAT:
+        return _read_residual(r)
     if kind in REFUSED_TYPES:
         raise UnsupportedLayerError(
             f"{where(path, index)}: layer type '{kind}' cannot run on NetX "
@@ -436,6 +484,46 @@ def _read_conv(r: _LayerReader, shape: tuple[int, ...]) -> ConvLayer:
     )
 
 
+def _read_residual(r: _LayerReader) -> ConvLayer:
+    """A residual layer (type ``concat`` in a format-2 file): its own conv synapse, read as a
+    ``conv`` group, and its ``shortcut/<k>`` groups."""
+    main = _read_string(r, "main")
+    if main != "conv":
+        raise r.error("main", f"= '{main}': only conv layers take shortcuts (format 2)")
+    r.kind = main
+    if r.has("weight/imag"):
+        raise r.error("weight", "is complex; residual layers hold integer weights")
+    layer = _read_conv(r, r.shape())
+    if not r.has("shortcut") or not isinstance(r.g["shortcut"], h5py.Group):
+        raise r.error("shortcut", "is missing: a residual layer holds at least one shortcut group")
+    names = set(r.g["shortcut"].keys())
+    if not names or names != {str(k) for k in range(len(names))}:
+        raise r.error(
+            "shortcut", f"groups must be named 0..{len(names) - 1}; found {sorted(names)}"
+        )
+    shortcuts = []
+    for k in range(len(names)):
+        sg = r.g[f"shortcut/{k}"]
+        if not isinstance(sg, h5py.Group):
+            raise r.error(f"shortcut/{k}", "is a dataset, expected a group")
+        s = _LayerReader(sg, r.path, r.index, main, prefix=f"shortcut/{k}/")
+        w = s.array("weight")
+        if w.ndim != 4:
+            raise s.error("weight", f"has shape {w.shape}, expected (Cout, Csource/groups, kH, kW)")
+        shortcuts.append(
+            Shortcut(
+                source=s.scalar("source"),
+                weight=w,
+                delay=s.scalar("delay"),
+                stride=s.pair("stride"),
+                padding=s.pair("padding"),
+                dilation=s.pair("dilation"),
+                groups=s.scalar("groups"),
+            )
+        )
+    return dataclasses.replace(layer, shortcuts=tuple(shortcuts))
+
+
 def _read_dense(r: _LayerReader, shape: tuple[int, ...], n_in: int | None) -> DenseLayer:
     """A ``dense`` or ``dense_rec`` group; ``n_in`` (if known) bounds the weight's size."""
     n_out = math.prod(shape)
@@ -471,6 +559,7 @@ def _read_dense(r: _LayerReader, shape: tuple[int, ...], n_in: int | None) -> De
 
 def _read_layers(f: h5py.File, path: Path) -> list[Layer]:
     """Read every layer group in numeric order (h5py errors propagate to the caller)."""
+    fmt = _read_format(f, path)
     if "layer" not in f or not isinstance(f["layer"], h5py.Group):
         raise NetXFormatError(f"{path}: no 'layer' group; not a NetX network file")
     names = list(f["layer"].keys())
@@ -490,7 +579,7 @@ def _read_layers(f: h5py.File, path: Path) -> list[Layer]:
         if not isinstance(g, h5py.Group):
             raise NetXFormatError(f"{where(path, i)}: is a dataset, expected a group")
         n_in = math.prod(layers[-1].shape) if layers else None
-        layers.append(_read_layer(g, path, i, n_in))
+        layers.append(_read_layer(g, path, i, n_in, fmt))
     return layers
 
 
@@ -588,6 +677,7 @@ def read_steps(path: str | os.PathLike) -> int | None:
 
 
 def _describe(f: h5py.File, path: Path) -> list[LayerEntry]:
+    fmt = _read_format(f, path)
     entries: list[LayerEntry] = []
     n_in = None  # the previous layer's size, when known
     if "layer" not in f or not isinstance(f["layer"], h5py.Group):
@@ -602,7 +692,7 @@ def _describe(f: h5py.File, path: Path) -> list[LayerEntry]:
         r = _LayerReader(g, path, i, "?")
         kind = _read_string(r, "type")
         try:
-            entries.append(LayerEntry(i, kind, record=_read_layer(g, path, i, n_in)))
+            entries.append(LayerEntry(i, kind, record=_read_layer(g, path, i, n_in, fmt)))
             n_in = math.prod(entries[-1].record.shape)
         except UnsupportedLayerError as exc:
             try:

@@ -23,6 +23,9 @@ CUBA_TYPES = ("CUBA", "LOIHI")  # both build Lava's LIF (LIFReset with a reset i
 SDNN_TYPE = "SDNN"
 NETX_DEFAULT_VTH = 1 << 17  # NetX's default neuron writes ``1 << 18 - 1``, i.e. 1 << 17
 MAX_DELAY = 62  # NetX clamps synaptic delays to 0..62
+RESIDUAL_TYPE = "concat"  # a residual layer's file type: lava-dl's NetX refuses it, never runs it
+FORMAT_ATTR = "snn2loihi_format"  # root attribute: 2 = the residual superset (absent: plain NetX)
+RESIDUAL_FORMAT = 2
 
 
 class _RecordEq:
@@ -111,11 +114,34 @@ class InputLayer(_RecordEq):
 
 
 @dataclass(frozen=True, eq=False)
+class Shortcut(_RecordEq):
+    """A residual synapse: the spikes of the earlier conv layer ``source`` (its file index)
+    through a convolution into the neurons of the layer that holds it, summed with the
+    layer's own synaptic input (Lava sums two synapses into one ``a_in``).
+
+    ``weight``: (Cout, Csource/groups, kH, kW) (identity shortcut: a 1x1 kernel);
+    stride/padding/dilation in (H, W). ``delay``: steps the spikes wait on top of the
+    synapse's one step, so that both paths reach the neurons in the same step
+    (the layers between the source and the target, see docs/netx-format.md).
+    """
+
+    source: int
+    weight: np.ndarray
+    delay: int
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+
+@dataclass(frozen=True, eq=False)
 class ConvLayer(_RecordEq):
     """Convolution (PyTorch cross-correlation) + CUBA neurons.
 
     ``weight``: int64 (Cout, Cin/groups, kH, kW). ``bias``: int64 (Cout,) or None.
     ``shape``: output (Cout, Hout, Wout). stride/padding/dilation in (H, W) order.
+    ``shortcuts``: residual synapses into the same neurons (the superset of NetX; a layer
+    with shortcuts is written as type ``concat``, which lava-dl's NetX refuses).
     """
 
     shape: tuple[int, int, int]
@@ -126,6 +152,7 @@ class ConvLayer(_RecordEq):
     padding: tuple[int, int] = (0, 0)
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
+    shortcuts: tuple[Shortcut, ...] = ()
     kind: ClassVar[str] = "conv"
 
 
@@ -219,6 +246,11 @@ class NetXNetwork(_RecordEq):
             and not isinstance(ly, RecurrentDenseLayer)
             for _, ly in self.synaptic_layers
         )
+
+    @property
+    def residual(self) -> bool:
+        """True when some layer has shortcuts: the file is the superset of NetX."""
+        return any(isinstance(ly, ConvLayer) and ly.shortcuts for ly in self.layers)
 
     @property
     def output_shape(self) -> tuple[int, ...]:

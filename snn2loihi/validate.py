@@ -25,6 +25,7 @@ from snn2loihi.loihi import (
     WEIGHT_MIN,
 )
 from snn2loihi.schema import (
+    MAX_DELAY,
     ConvLayer,
     CubaNeuron,
     DenseLayer,
@@ -33,6 +34,7 @@ from snn2loihi.schema import (
     NetXNetwork,
     Neuron,
     RecurrentDenseLayer,
+    Shortcut,
     SigmaDeltaNeuron,
     conv_output_hw,
 )
@@ -108,18 +110,31 @@ def _check_common(ly: ConvLayer | DenseLayer, path, i) -> None:
         _check_range(ly.weight_rec, WEIGHT_MIN, WEIGHT_MAX, path, i, ly.kind, "weight_rec")
 
 
-def _check_conv(ly: ConvLayer, in_shape: tuple[int, ...], path, i) -> tuple[int, ...]:
-    kind = ly.kind
+def _check_conv(
+    ly: ConvLayer | Shortcut,
+    in_shape: tuple[int, ...],
+    out: tuple[ConvLayer, str],
+    path,
+    i,
+) -> tuple[int, ...]:
+    """The output shape of the convolution ``ly`` of input ``in_shape``; ``out``: the layer
+    whose neurons it feeds and the prefix of the fields named (``"shortcut/0/"``)."""
+    target, prefix = out
+    kind = target.kind
     if len(in_shape) != 3:
         raise _fail(
-            path, i, kind, "shape", f"needs a CHW input but the previous layer gives {in_shape}"
+            path,
+            i,
+            kind,
+            prefix + "shape",
+            f"needs a CHW input but the previous layer gives {in_shape}",
         )
     if ly.weight.ndim != 4:
         raise _fail(
             path,
             i,
             kind,
-            "weight",
+            prefix + "weight",
             f"has shape {ly.weight.shape}, expected (Cout, Cin/groups, kH, kW)",
         )
     for name, val, lo in (
@@ -132,7 +147,7 @@ def _check_conv(ly: ConvLayer, in_shape: tuple[int, ...], path, i) -> tuple[int,
                 path,
                 i,
                 kind,
-                name,
+                prefix + name,
                 f"= {tuple(val)} must be two integers in [{lo}, {CONV_PARAM_MAX}]",
             )
     cout, cin_g, kh, kw = ly.weight.shape
@@ -142,7 +157,7 @@ def _check_conv(ly: ConvLayer, in_shape: tuple[int, ...], path, i) -> tuple[int,
             path,
             i,
             kind,
-            "groups",
+            prefix + "groups",
             f"= {ly.groups} must divide in channels {cin} and out channels {cout}",
         )
     if cin_g * ly.groups != cin:
@@ -150,22 +165,30 @@ def _check_conv(ly: ConvLayer, in_shape: tuple[int, ...], path, i) -> tuple[int,
             path,
             i,
             kind,
-            "weight",
+            prefix + "weight",
             f"has {cin_g} input channels per group x {ly.groups} groups, but the input has {cin} channels",
         )
     hw = conv_output_hw(in_shape[1:], (kh, kw), ly.stride, ly.padding, ly.dilation)
     expected = (cout, *hw)
-    if min(hw) < 1 or tuple(ly.shape) != expected:
+    if min(hw) < 1 or tuple(target.shape) != expected:
         raise _fail(
-            path, i, kind, "shape", f"= {tuple(ly.shape)} but input {in_shape} gives {expected}"
+            path,
+            i,
+            kind,
+            prefix + "shape",
+            f"= {tuple(target.shape)} but input {in_shape} gives {expected}",
         )
     fan_in = cin_g * kh * kw
     if (
-        isinstance(ly.neuron, CubaNeuron)
+        isinstance(target.neuron, CubaNeuron)
         and max(-WEIGHT_MIN, WEIGHT_MAX) * GRADED_INPUT_MAX * fan_in > INT32_MAX
     ):  # Lava's conv casts its sum to int32
         raise _fail(
-            path, i, kind, "weight", f"fan-in {fan_in} can overflow Lava's int32 accumulator"
+            path,
+            i,
+            kind,
+            prefix + "weight",
+            f"fan-in {fan_in} can overflow Lava's int32 accumulator",
         )
     return expected
 
@@ -228,6 +251,54 @@ def _check_dense(
     return (ly.weight.shape[0],)
 
 
+def _check_shortcuts(net: NetXNetwork, i: int, depth: dict[int, int], path) -> None:
+    """The shortcuts of conv layer ``i``: each reads an earlier conv layer of CUBA neurons
+    (a later one or the layer itself would close a cycle), its convolution of that layer's
+    shape gives layer ``i``'s shape (the two synaptic inputs add), its weights are in range,
+    and its delay makes both paths arrive in the same step: ``depth[i] - depth[source] - 1``
+    (``depth``: a conv/dense layer's position on the chain, 1 for the first)."""
+    ly = net.layers[i]
+    for k, sc in enumerate(ly.shortcuts):
+        prefix = f"shortcut/{k}/"
+        src = sc.source
+        if not 0 <= src < len(net.layers):
+            raise _fail(
+                path, i, ly.kind, prefix + "source", f"= {src} names no layer of the network"
+            )
+        if src >= i:
+            raise _fail(
+                path,
+                i,
+                ly.kind,
+                prefix + "source",
+                f"= {src} is not an earlier layer: the graph would have a cycle",
+            )
+        source = net.layers[src]
+        if not isinstance(source, ConvLayer) or not isinstance(source.neuron, CubaNeuron):
+            raise _fail(
+                path,
+                i,
+                ly.kind,
+                prefix + "source",
+                f"= {src} is a {source.kind} layer; a shortcut reads the spikes of an earlier "
+                "conv layer of CUBA neurons",
+            )
+        if not isinstance(ly.neuron, CubaNeuron):
+            raise _fail(path, i, ly.kind, "neuron/type", "must be CUBA on a residual layer")
+        _check_conv(sc, tuple(source.shape), (ly, prefix), path, i)
+        _check_range(sc.weight, WEIGHT_MIN, WEIGHT_MAX, path, i, ly.kind, prefix + "weight")
+        need = depth[i] - depth[src] - 1
+        if sc.delay != need or not 0 <= sc.delay <= MAX_DELAY:
+            raise _fail(
+                path,
+                i,
+                ly.kind,
+                prefix + "delay",
+                f"= {sc.delay}, but the spikes of layer {src} reach layer {i} in the step the "
+                f"main path's do only with delay {need} (0..{MAX_DELAY})",
+            )
+
+
 def validate_network(net: NetXNetwork, path: object | None = None) -> None:
     """Raise :class:`NetXValidationError` unless ``net`` is consistent and within hardware ranges."""
     if not net.input_shape or min(net.input_shape) < 1 or len(net.input_shape) not in (1, 3):
@@ -237,6 +308,7 @@ def validate_network(net: NetXNetwork, path: object | None = None) -> None:
     shape = tuple(net.input_shape)
     flattened = False
     first_built = True  # no conv or dense layer yet
+    depth = {i: k + 1 for k, (i, _) in enumerate(net.synaptic_layers)}
     for i, ly in enumerate(net.layers):
         if isinstance(ly, InputLayer):
             if i != 0:
@@ -251,7 +323,8 @@ def validate_network(net: NetXNetwork, path: object | None = None) -> None:
             if flattened:
                 raise _fail(path, i, ly.kind, "type", "a conv layer cannot follow a flatten layer")
             _check_common(ly, path, i)
-            shape = _check_conv(ly, shape, path, i)
+            shape = _check_conv(ly, shape, (ly, ""), path, i)
+            _check_shortcuts(net, i, depth, path)
             first_built = False
         elif isinstance(ly, FlattenLayer):
             if math.prod(ly.shape) != math.prod(shape):
@@ -274,3 +347,8 @@ def validate_network(net: NetXNetwork, path: object | None = None) -> None:
             raise NetXValidationError(f"{where(path, i)}: unknown record {type(ly).__name__}")
     if not net.synaptic_layers:
         raise NetXValidationError(f"{where(path)}: the network has no conv or dense layer")
+    if net.residual and not net.plain:
+        raise NetXValidationError(
+            f"{where(path)}: a residual network runs on the per-sample clock only, so it takes "
+            "CUBA neurons without an input neuron, SDNN layers, delays or recurrence"
+        )

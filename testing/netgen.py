@@ -7,6 +7,7 @@ reference networks of the Loihi/NetX notes (2x8x8 -> conv4 -> dense10 and
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from snn2loihi.schema import (
     FlattenLayer,
     InputLayer,
     NetXNetwork,
+    Shortcut,
     conv_output_hw,
 )
 
@@ -115,3 +117,22 @@ def random_network(spec: NetSpec, seed: int = 0) -> NetXNetwork:
         )
         shape = (width,)
     return NetXNetwork(layers=tuple(layers), input_shape=tuple(spec.input_shape))
+
+
+def random_residual_network(seed: int = 0, neuron: CubaNeuron | None = None) -> NetXNetwork:
+    """A small random residual network (the superset of NetX): input 2x8x8 -> stem conv4 ->
+    conv4 -> conv4 + identity shortcut from the stem (1x1, delay 1) -> conv6/s2 -> conv6 +
+    1x1 stride-2 shortcut from the third conv (delay 1) -> dense 10. Deterministic in ``seed``."""
+    rng = np.random.default_rng(seed)
+    neuron = neuron or CubaNeuron(i_decay=1024, v_decay=128, vth_mant=150)
+    same = RandomConv(4, padding=(1, 1))
+    spec = NetSpec((2, 8, 8), (same, same, same, RandomConv(6, stride=(2, 2), padding=(1, 1)),
+                   RandomConv(6, padding=(1, 1))), (10,), neuron, weight_range=(-80, 80))  # fmt: skip
+    layers = list(random_network(spec, seed=seed).layers)
+    identity = np.eye(4, dtype=np.int64)[:, :, None, None] * rng.integers(20, 90, size=(4, 1, 1, 1))
+    down = rng.integers(-80, 80, size=(6, 4, 1, 1))
+    layers[3] = dataclasses.replace(layers[3], shortcuts=(Shortcut(1, identity, delay=1),))
+    layers[5] = dataclasses.replace(
+        layers[5], shortcuts=(Shortcut(3, down, delay=1, stride=(2, 2)),)
+    )
+    return NetXNetwork(layers=tuple(layers), input_shape=(2, 8, 8))

@@ -81,6 +81,27 @@ def export_and_check(ckpt, model, out, x: torch.Tensor, accuracy_samples: int, *
     return report
 
 
+def trained_export_lava_parity(tmp_path, *overrides: str):
+    """Train a small digits run with ``overrides``, export it (no accuracy check) and compare
+    three images on Lava and the emulator (the ``parity`` command's comparison); the report
+    holds every layer's spikes equal. Returns it."""
+    import numpy as np
+    from train_helpers import digits_like_batch
+
+    from snn2loihi.deploy.parity import run_parity
+    from snn2loihi.train.trainer import train
+
+    torch.set_num_threads(1)
+    train(small_config(tmp_path, *overrides))
+    out = tmp_path / "trained.net"
+    report = export_checkpoint(tmp_path / "run" / "best.pt", out, accuracy=False)
+    x = np.repeat(digits_like_batch(3).numpy()[:, None], report["steps"], axis=1)
+    result = run_parity(out, x)
+    assert result.equal, result.table()
+    assert sum(ly.lava_spikes for ly in result.layers) > 0
+    return result
+
+
 def onnx_file(module, path, shape=(1, 1, 8, 8)):
     """Export a torch ``module`` (eval mode, input of ``shape``) to ONNX at ``path``."""
     from snn2loihi.export.onnx_export import OPSET

@@ -19,7 +19,7 @@ from snn2loihi.schema import CubaNeuron, DenseLayer, RecurrentDenseLayer
     ("convs", "words"),
     [
         (["8", "m16"], ["layer 1", "max pooling", "'p16'"]),
-        (["r16"], ["layer 0", "residual", "plain conv"]),
+        (["r16"], ["layer 0", "residual conv is written '16r'"]),
         (["8", "x16"], ["layer 1", "'x16'", "s64"]),
     ],
 )

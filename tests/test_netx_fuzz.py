@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from snn2loihi.errors import Snn2LoihiError
 from snn2loihi.netx_io import read_network, write_network
-from snn2loihi.testing.netgen import SMALL, random_network
+from snn2loihi.testing.netgen import SMALL, random_network, random_residual_network
 from snn2loihi.validate import validate_network
 
 
@@ -86,6 +86,12 @@ def _mutate(path: Path, good: bytes, mutation) -> None:
     except OSError:
         return  # an earlier byte mutation made it unopenable: nothing more to edit
     with f:
+        if kind == "format":  # the root attribute that versions the residual superset
+            try:
+                f.attrs["snn2loihi_format"] = value
+            except (TypeError, ValueError, OSError, RuntimeError):
+                pass
+            return
         try:
             if where in f:
                 del f[where]
@@ -101,6 +107,39 @@ def _mutate(path: Path, good: bytes, mutation) -> None:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(MUTATIONS, min_size=1, max_size=3))
 def test_mutated_files_load_or_raise_our_error(good, fuzz_dir, mutations):
+    _loads_or_raises_our_error(fuzz_dir, good, mutations)
+
+
+@pytest.fixture(scope="module")
+def good_residual(tmp_path_factory) -> bytes:
+    """The bytes of a valid residual file (the superset of NetX, format 2)."""
+    path = tmp_path_factory.mktemp("netx-fuzz") / "residual.net"
+    return write_network(random_residual_network(seed=0), path).read_bytes()
+
+
+RESIDUAL_FIELDS = [
+    f"layer/{i}/{name}"
+    for i in (3, 5)
+    for name in ("type", "main", "shortcut", "shortcut/0", "shortcut/1", "shortcut/0/source")
+    + ("shortcut/0/delay", "shortcut/0/weight", "shortcut/0/stride", "shortcut/0/groups")
+]
+RESIDUAL_MUTATIONS = st.one_of(
+    MUTATIONS,
+    st.tuples(st.just("drop"), st.sampled_from(RESIDUAL_FIELDS), st.none()),
+    st.tuples(st.just("retype"), st.sampled_from(RESIDUAL_FIELDS), VALUES),
+    st.tuples(st.just("format"), st.none(), VALUES),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(RESIDUAL_MUTATIONS, min_size=1, max_size=3))
+def test_mutated_residual_files_load_or_raise_our_error(good_residual, fuzz_dir, mutations):
+    _loads_or_raises_our_error(fuzz_dir, good_residual, mutations)
+
+
+def _loads_or_raises_our_error(fuzz_dir: Path, good: bytes, mutations) -> None:
+    """The file after ``mutations`` reads as a valid network that writes back to a file
+    reading the same, or fails with our one-line error naming it."""
     path = fuzz_dir / "fuzz.net"
     path.unlink(missing_ok=True)
     for m in mutations:

@@ -4,14 +4,12 @@ on the emulator (and on Lava), and bad settings are refused naming the field."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from test_export_helpers import export_and_check
+from test_export_helpers import export_and_check, trained_export_lava_parity
 from train_helpers import DIGITS_RUN, calibrated_model, digits_like_batch, small_config
 
 from snn2loihi.errors import ConfigError
-from snn2loihi.export.exporter import export_checkpoint
 from snn2loihi.export.loader import load_model
 from snn2loihi.quant import readout_max_steps
 from snn2loihi.train.checkpoint import load_checkpoint
@@ -76,13 +74,4 @@ def test_noise_route_trains_at_one_step_and_exports_exactly(tmp_path):
 
 @pytest.mark.lava
 def test_noise_route_export_matches_lava_spike_for_spike(tmp_path):
-    from snn2loihi.deploy.parity import run_parity
-
-    torch.set_num_threads(1)
-    train(small_config(tmp_path, *NOISE_RUN))
-    out = tmp_path / "noise.net"
-    report = export_checkpoint(tmp_path / "run" / "best.pt", out, accuracy=False)
-    x = np.repeat(digits_like_batch(3).numpy()[:, None], report["steps"], axis=1)
-    result = run_parity(out, x)
-    assert result.equal, result.table()
-    assert sum(ly.lava_spikes for ly in result.layers) > 0
+    trained_export_lava_parity(tmp_path, *NOISE_RUN)

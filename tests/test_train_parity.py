@@ -19,6 +19,8 @@ CASES = {
     "pool+stride": dict(arch="custom", convs=("8", "p16", "s16"), dense=(32,)),
     "dense-only": dict(arch="custom", convs=(), dense=(48, 24)),
     "lif-bptt": dict(arch="custom", convs=("8", "s16"), dense=(), step_divisor=1, v_decay=1024),
+    # identity shortcut (conv 0 -> conv 2), 1x1 stride-2 shortcut (conv 2 -> conv 4)
+    "residual": dict(arch="custom", convs=("8", "8", "8r", "s16", "16r"), dense=(24,)),
 }
 
 

@@ -348,6 +348,22 @@ def parse_override(text: str) -> dict:
     return {section: {key: value}}
 
 
+def _check_residual_method(config: Config) -> None:
+    """Residual convs (a trailing ``r``) are trained by SNN2ANN only: the BPTT and noise
+    forwards run plain stacks."""
+    from snn2loihi.train.model import ARCHITECTURES, ConvSpec
+
+    convs = config.model.convs
+    if not convs and config.model.arch in ARCHITECTURES:
+        convs = ARCHITECTURES[config.model.arch][0]
+    for i, spec in enumerate(convs):
+        if ConvSpec.parse(spec).residual and config.train.method != "snn2ann":
+            raise ConfigError(
+                f"model.convs[{i}] = {spec!r} (residual) with train.method = "
+                f"'{config.train.method}': residual blocks train with train.method = 'snn2ann'"
+            )
+
+
 def _check_cross(config: Config) -> None:
     """Checks spanning fields: conv specs, dense widths, a root for folder datasets."""
     from snn2loihi.train.model import CONV_SPEC_FORMS, ConvSpec
@@ -359,6 +375,7 @@ def _check_cross(config: Config) -> None:
             raise ConfigError(
                 f"model.convs[{i}] = {spec!r}: {exc}; accepted forms: {CONV_SPEC_FORMS}"
             ) from None
+    _check_residual_method(config)
     for width in config.model.dense:
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
             raise ConfigError(f"model.dense entry {width!r} must be a positive integer")

@@ -76,10 +76,22 @@ class StepLayer:
     padding: int = 0
     pool: int = 1
     row_scale: torch.Tensor | None = None
+    shortcut: StepShortcut | None = None
 
     @property
     def readout(self) -> bool:
         return self.thresholds is None
+
+
+@dataclass
+class StepShortcut:
+    """A residual layer's shortcut in the float SNN: ``weight`` (Cout, Csource, 1, 1) in the
+    layer's units (BN's factor folded, or left in the layer's ``row_scale``), reading the
+    spikes of layer ``source`` with ``stride``."""
+
+    source: int
+    weight: torch.Tensor
+    stride: int
 
 
 @torch.no_grad()
@@ -98,6 +110,8 @@ def step_layer(
     layer = model.layers[k]
     d = float(model.step_divisor)
     row_scale = None
+    if model.shortcut(k) is not None:
+        return _residual_step_layer(model, k, fold_weight)
     if layer.spiking and compact and k > 0:  # the compact kernel's / pool^2 folded with BN
         row_scale, b = batchnorm_affine(layer.bias, layer.bn, layer.repeat)
         w = layer.weight
@@ -113,6 +127,24 @@ def step_layer(
     th = layer.thresholds.clone() if layer.spiking else None
     pool = layer.pool if compact else 1
     return StepLayer(layer.kind, w.float(), (b / d).float(), th, stride, padding, pool, row_scale)
+
+
+def _residual_step_layer(model: SpikingNet, k: int, fold_weight: bool) -> StepLayer:
+    """A residual conv (k >= 2, no pooling) of the float SNN: one BN over the sum of its own
+    synapse and the shortcut, so BN's factor scales both kernels (with ``fold_weight=False``
+    and float32 weights it is left in ``row_scale`` for the quantizer, as for other layers)."""
+    layer, sc = model.layers[k], model.shortcut(k)
+    row_scale, b = batchnorm_affine(layer.bias, layer.bn)
+    w, w_sc = layer.weight, sc.kernel(layer.weight)
+    if fold_weight or w.dtype != torch.float32 or row_scale.dtype != torch.float32:
+        w, w_sc, row_scale = scale_rows(w, row_scale), scale_rows(w_sc, row_scale), None
+    stride, padding = layer.geometry
+    d = float(model.step_divisor)
+    shortcut = StepShortcut(sc.source, w_sc.float(), sc.stride)
+    th = layer.thresholds.clone()
+    return StepLayer(
+        "conv", w.float(), (b / d).float(), th, stride, padding, 1, row_scale, shortcut
+    )
 
 
 def step_layers(model: SpikingNet, compact: bool = False) -> list[StepLayer]:
@@ -144,6 +176,7 @@ class IntegerLayer:
     stride: int = 1
     padding: int = 0
     pool: int = 1
+    shortcut: StepShortcut | None = None  # integer weights (Cout, Csource, 1, 1)
 
     def kernel(self) -> torch.Tensor:
         """The integer weights as run: ``weight`` with each value repeated in a p x p block."""
@@ -173,8 +206,12 @@ def integer_layer(
                 "normalization --mean/--std too large to represent); nothing to quantize"
             )
     input_max = GRADED_INPUT_MAX if k == 0 else 1
+    weight = sl.weight
+    if sl.shortcut is not None:  # one grid for both synapses: their currents add in one v
+        n = weight.shape[0]
+        weight = torch.cat([weight.reshape(n, -1), sl.shortcut.weight.reshape(n, -1)], 1)
     weight, bias, th, scale = quant.quantize_layer(
-        sl.weight,
+        weight,
         sl.bias,
         sl.thresholds,
         weight_bits=weight_bits,
@@ -183,6 +220,12 @@ def integer_layer(
         repeat=sl.pool**2,
         row_scale=sl.row_scale,
     )
+    shortcut = None
+    if sl.shortcut is not None:
+        own = sl.weight[0].numel()
+        sc_weight = weight[:, own:].reshape(sl.shortcut.weight.shape)
+        weight = weight[:, :own].reshape(sl.weight.shape)
+        shortcut = StepShortcut(sl.shortcut.source, sc_weight.cpu(), sl.shortcut.stride)
     if sl.readout:
         neuron = CubaNeuron.integrate_and_fire(VTH_MAX)
     else:
@@ -199,4 +242,5 @@ def integer_layer(
         sl.stride,
         sl.padding,
         sl.pool,
+        shortcut,
     )

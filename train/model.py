@@ -7,7 +7,9 @@ The last layer is a non-spiking dense readout whose accumulated input current gi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ from snn2loihi.errors import ConfigError
 from snn2loihi.loihi import CONV_PARAM_MAX
 from snn2loihi.quant import fold_input_normalization
 from snn2loihi.synapse import expand_blocks
-from snn2loihi.train.layers import SynapticLayer, check_geometry
+from snn2loihi.train.layers import SynapticLayer, check_geometry, conv_out_size
 from snn2loihi.train.mapping import relu_mapped, stsu
 
 log = logging.getLogger(__name__)
@@ -41,15 +43,21 @@ ARCHITECTURES: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     "cifar_fast": (("64", "128p2", "128", "256p2", "256", "512p2"), (512,)),
     # The same network at half width (about 4x fewer operations): the CPU smoke of the recipe.
     "cifar_fast_half": (("32", "64p2", "64", "128p2", "128", "256p2"), (256,)),
+    # Residual networks (docs/training.md): a stem conv, then blocks of two convs whose second
+    # ("r") also receives the block's input through a shortcut (identity, or 1x1 stride 2 where
+    # the block halves the size and widens).
+    "resnet_digits": (("16", "16", "16r", "s32", "32r"), (64,)),
+    "resnet_cifar": (("64", "64", "64r", "s128", "128r", "s256", "256r", "s512", "512r"), (256,)),
 }
 
 CONV_SPEC_FORMS = (
     "'64' (3x3 conv), 's64' (stride 2), 'p64' (2x2 avg pool folded in), "
-    "'64k5s2pad0p2' (channels, then any of k<kernel> s<stride> pad<padding> p<pool>) or "
-    "{channels=64, kernel=5, stride=2, padding=2, pool=2}"
+    "'64k5s2pad0p2' (channels, then any of k<kernel> s<stride> pad<padding> p<pool>), "
+    "a trailing 'r' ('64r', 's64r': the conv closes a residual block of two convs) or "
+    "{channels=64, kernel=5, stride=2, padding=2, pool=2, residual=true}"
 )
 _OPTION = re.compile(r"(pad|k|s|p)(\d+)")
-_TABLE_KEYS = ("channels", "kernel", "stride", "padding", "pool")
+_TABLE_KEYS = ("channels", "kernel", "stride", "padding", "pool", "residual")
 
 
 class ConvFitError(ConfigError):
@@ -66,7 +74,9 @@ class ConvSpec:
 
     ``channels`` out; square ``kernel``; ``stride``; symmetric zero ``padding`` (None ->
     ``kernel // 2``); ``pool``: a ``pool x pool`` average pool with stride ``pool`` before the
-    conv, folded into it. ``legacy`` marks the short form ``"p64"``, which keeps its historical
+    conv, folded into it. ``residual``: the conv closes a residual block of two convs, its
+    neurons also receive the block's input (the spikes of the conv two before) through a
+    shortcut (:class:`ResidualShortcut`). ``legacy`` marks the short form ``"p64"``, which keeps its historical
     behaviour on input sizes where the fold is not exact (a warning instead of an error).
     """
 
@@ -75,6 +85,7 @@ class ConvSpec:
     pool: int = 1
     kernel: int = 3
     padding: int | None = None
+    residual: bool = False
     legacy: bool = field(default=False, compare=False, repr=False)
 
     def __post_init__(self):
@@ -82,6 +93,10 @@ class ConvSpec:
         if isinstance(c, bool) or not isinstance(c, int) or c < 1:
             raise ValueError(f"channels = {c!r} must be an integer >= 1")
         check_geometry("conv", self.kernel, self.stride, self.padding, self.pool)
+        if not isinstance(self.residual, bool):
+            raise ValueError(f"residual = {self.residual!r} must be true or false")
+        if self.residual and self.pool != 1:
+            raise ValueError("a residual conv cannot fold pooling (use a strided conv)")
         if self.padding is None:
             object.__setattr__(self, "padding", self.kernel // 2)
         for name, value in (("stride", self.stride), ("padding", self.padding)):
@@ -115,6 +130,8 @@ class ConvSpec:
 
     @classmethod
     def _from_text(cls, text: str) -> ConvSpec:
+        if text.endswith("r") and len(text) > 1:  # closes a residual block
+            return dataclasses.replace(cls._from_text(text[:-1]), residual=True)
         if text[:1] in ("s", "p") and text[1:].isdigit():  # the short forms
             n = int(text[1:])
             return cls(n, stride=2) if text[0] == "s" else cls(n, pool=2, legacy=True)
@@ -146,7 +163,44 @@ class ConvSpec:
             text += f"pad{self.padding}"
         if self.pool != 1:
             text += f"p{self.pool}"
-        return text
+        return text + ("r" if self.residual else "")
+
+
+class ResidualShortcut(nn.Module):
+    """The shortcut of a residual conv: the block input (the activations, in the SNN the
+    spikes, of conv layer ``source``) into the conv's synaptic input, before its BatchNorm.
+
+    Identity (``weight`` None) where the block keeps channels and size; else a trainable
+    1x1 conv with ``stride`` (the block's downsampling). Its kernel as run is :meth:`kernel`
+    (a 1x1 identity for the identity shortcut); BN's factor scales it with the layer's own.
+    """
+
+    def __init__(self, source: int, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        self.source = source
+        self.stride = stride
+        self.identity = in_channels == out_channels and stride == 1
+        self.weight = None
+        if not self.identity:
+            self.weight = nn.Parameter(torch.empty(out_channels, in_channels, 1, 1))
+            nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        self.channels = out_channels
+
+    def kernel(self, like: torch.Tensor) -> torch.Tensor:
+        """The (Cout, Csource, 1, 1) kernel, dtype and device of ``like``."""
+        if self.weight is not None:
+            return self.weight.to(like.dtype)
+        eye = torch.eye(self.channels, dtype=like.dtype, device=like.device)
+        return eye.view(self.channels, self.channels, 1, 1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """The shortcut's current for the source's activations ``h`` (B, Csource, H, W)."""
+        if self.weight is None:
+            return h
+        return F.conv2d(h, self.weight, stride=self.stride)
+
+    def extra_repr(self) -> str:
+        return f"source={self.source}, stride={self.stride}, identity={self.identity}"
 
 
 class SpikingNet(nn.Module):
@@ -190,6 +244,8 @@ class SpikingNet(nn.Module):
         self.step_divisor = step_divisor
         self.v_decay = v_decay
         layers: list[SynapticLayer] = []
+        shortcuts: dict[str, ResidualShortcut] = {}
+        shapes: list[tuple[int, int, int]] = []  # each conv's output (C, H, W)
         c, h, w = self.input_shape
         for i, entry in enumerate(convs):
             spec = _parse_entry(i, entry)
@@ -207,6 +263,10 @@ class SpikingNet(nn.Module):
             _check_fold(i, entry, spec, layer, (h, w))
             layers.append(layer)
             c, h, w = spec.channels, *layer.output_hw((h, w))
+            shapes.append((c, h, w))
+            if spec.residual:
+                shortcuts[str(i)] = _shortcut(i, entry, shapes)
+        self.shortcuts = nn.ModuleDict(shortcuts)
         self.flatten_index = len(layers)
         n = c * h * w
         for width in dense:
@@ -270,10 +330,15 @@ class SpikingNet(nn.Module):
         """
         h = x
         pre: list[torch.Tensor] = []
+        sources = self.shortcut_sources
+        block_inputs: dict[int, torch.Tensor] = {}  # activations of shortcut sources
         for k, layer in enumerate(self.layers):
             if k == self.flatten_index:
                 h = h.flatten(1)
             z = self.layer_synapse(k, h)
+            shortcut = self.shortcut(k)
+            if shortcut is not None:  # summed before BN, as the chip sums the two currents
+                z = z + shortcut(block_inputs.pop(shortcut.source))
             if not layer.spiking:
                 return z, pre
             a = layer.bn(z)
@@ -284,6 +349,8 @@ class SpikingNet(nn.Module):
                 if dropout > 0:
                     act = F.dropout(act, dropout, self.training)
                 h = act if counts is None else mapping(act, counts[k])
+            if k in sources:
+                block_inputs[k] = h
             if layer_hook is None:
                 pre.append(a)
                 continue
@@ -316,6 +383,15 @@ class SpikingNet(nn.Module):
             return bptt_forward(self, x, **bptt)
         return self.ann_forward(x, counts, mapping, dropout, layer_hook)
 
+    def shortcut(self, k: int) -> ResidualShortcut | None:
+        """Layer ``k``'s residual shortcut, or None."""
+        return self.shortcuts[str(k)] if str(k) in self.shortcuts else None
+
+    @property
+    def shortcut_sources(self) -> frozenset[int]:
+        """The layers whose outputs some shortcut reads."""
+        return frozenset(sc.source for sc in self.shortcuts.values())
+
     @property
     def spiking_layers(self) -> list[SynapticLayer]:
         return [ly for ly in self.layers if ly.spiking]
@@ -331,6 +407,28 @@ class SpikingNet(nn.Module):
             else:
                 shapes.append((layer.out_size,))
         return shapes
+
+
+def _shortcut(i: int, entry, shapes: list[tuple[int, int, int]]) -> ResidualShortcut:
+    """The shortcut of residual conv ``i`` from conv ``i - 2`` (the block's input), whose
+    output shapes (C, H, W) ``shapes`` holds: identity, or a 1x1 conv with the stride that
+    maps the source's size onto conv ``i``'s."""
+    entry = entry.to_text() if isinstance(entry, ConvSpec) else entry
+    if i < 2:
+        raise ConvFitError(
+            f"model.convs[{i}] = {entry!r}: a residual conv closes a block of two convs; the "
+            "block's input must be a conv two places before it (use it from model.convs[2] on)",
+            i,
+        )
+    (cs, hs, ws), (ct, ht, wt) = shapes[i - 2], shapes[i]
+    stride = max(1, hs // ht)
+    if conv_out_size(hs, 1, stride, 0) != ht or conv_out_size(ws, 1, stride, 0) != wt:
+        raise ConvFitError(
+            f"model.convs[{i}] = {entry!r}: the block's input {cs}x{hs}x{ws} (model.convs"
+            f"[{i - 2}]) cannot be added to its output {ct}x{ht}x{wt} by a 1x1 strided shortcut",
+            i,
+        )
+    return ResidualShortcut(i - 2, cs, ct, stride)
 
 
 def _parse_entry(i: int, entry) -> ConvSpec:

@@ -13,7 +13,14 @@ import math
 
 import torch
 
-from snn2loihi.schema import ConvLayer, DenseLayer, FlattenLayer, InputLayer, NetXNetwork
+from snn2loihi.schema import (
+    ConvLayer,
+    DenseLayer,
+    FlattenLayer,
+    InputLayer,
+    NetXNetwork,
+    Shortcut,
+)
 from snn2loihi.train.fold import IntegerLayer, integer_layers
 from snn2loihi.train.model import SpikingNet
 
@@ -25,13 +32,22 @@ def netx_records(
     steps: int | None = None,
 ) -> NetXNetwork:
     """Records for integer layers with output ``shapes`` (CHW for conv, (N,) for dense);
-    ``steps``: the time steps T the network was trained for (recorded in the file)."""
+    ``steps``: the time steps T the network was trained for (recorded in the file).
+    A residual conv's shortcut reads conv ``source``, file layer ``source + 1`` (the convs
+    follow the input layer), delayed ``k - source - 1`` steps so both paths arrive together
+    (docs/netx-format.md, the residual superset)."""
     records: list = [InputLayer(tuple(input_shape))]
     prev = tuple(input_shape)
     for ly, shape in zip(layers, shapes, strict=True):
         weight = ly.kernel().numpy().astype("int64")
         bias = ly.bias.numpy().astype("int64")
         if ly.kind == "conv":
+            shortcuts = ()
+            if ly.shortcut is not None:
+                sc, k = ly.shortcut, len(records) - 1  # this conv's model index
+                w_sc = sc.weight.numpy().astype("int64")
+                stride = (sc.stride, sc.stride)
+                shortcuts = (Shortcut(sc.source + 1, w_sc, k - sc.source - 1, stride),)
             records.append(
                 ConvLayer(
                     shape=tuple(shape),
@@ -40,6 +56,7 @@ def netx_records(
                     bias=bias,
                     stride=(ly.stride, ly.stride),
                     padding=(ly.padding, ly.padding),
+                    shortcuts=shortcuts,
                 )
             )
         else:

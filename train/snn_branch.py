@@ -82,12 +82,27 @@ class _IntegerRunner:
             frames=frames,
         )
         self.int32_safe = self._synapse.int32_safe  # int32 state, no int32 wraps needed
+        self._shortcut = None
+        if layer.shortcut is not None:  # the summed input: int64, as the emulator sums it
+            stride = (layer.shortcut.stride,) * 2
+            self._shortcut = IntegerSynapse(
+                "conv",
+                layer.shortcut.weight,
+                input_max=1,
+                geometry=ConvGeometry(stride, (0, 0), (1, 1), 1),
+                device=device,
+            )
+            self.int32_safe = False
         self.dtype = torch.int32 if self.int32_safe else torch.int64
         self.bias = layer.bias.to(device=device, dtype=self.dtype)
 
     def synapse(self, s: torch.Tensor) -> torch.Tensor:
         """Integer synaptic input for integer input ``s`` (B, Cin, H, W) or (B, Nin)."""
         return self._synapse(s).to(self.dtype)
+
+    def shortcut(self, s: torch.Tensor) -> torch.Tensor:
+        """The shortcut's integer current for the source's spikes ``s`` (B, Csource, H, W)."""
+        return self._shortcut(s).to(self.dtype)
 
     def _bias_for(self, a: torch.Tensor) -> torch.Tensor:
         """The bias broadcastable to one step of ``a`` (B, T, *shape)."""
@@ -134,6 +149,11 @@ class _FloatRunner:
             return F.linear(s, self.weight)
         return F.conv2d(s, self.weight, stride=self.layer.stride, padding=self.layer.padding)
 
+    def shortcut(self, s: torch.Tensor) -> torch.Tensor:
+        sc = self.layer.shortcut
+        w = sc.weight.to(self.weight.device)
+        return F.conv2d(s.to(w.dtype), w, stride=sc.stride)
+
     def _integrate(self, a: torch.Tensor):
         shape = tuple(a.shape[2:])
         bias = _channel_view(self.bias, shape)
@@ -174,6 +194,7 @@ def _run(
     steps: int,
     flatten_index: int,
     record: bool = False,
+    sources: frozenset[int] = frozenset(),
 ) -> SnnOutput:
     """Layer by layer from rest; ``runner_at(k, input_hw, frames)`` makes layer k's runner when
     it is reached (``input_hw``: its input's (H, W), None for dense; ``frames``: how many frames
@@ -181,10 +202,13 @@ def _run(
     temporaries are held at a time. Layer 0's input current is computed
     once (the image is the same every step); each later layer's synapse runs once on all
     (sample, step) pairs of the previous layer's spikes, then its neurons loop over the T steps.
-    ``record``: keep every layer's spikes and the readout's ``v`` trace (see :class:`SnnOutput`)."""
+    ``record``: keep every layer's spikes and the readout's ``v`` trace (see :class:`SnnOutput`).
+    ``sources``: layers whose spikes a later residual layer's shortcut reads in the same
+    step (kept until then)."""
     b = x.shape[0]
     counts: list[torch.Tensor] = []
     spikes: list[torch.Tensor] = []
+    kept: dict[int, torch.Tensor] = {}  # spikes of shortcut sources
     prev = None  # (B, T, *shape) bool spikes of the previous layer
     for k in range(n_layers):
         source = x if k == 0 else prev  # (B, C, H, W) or (B, T, C, H, W) for a conv layer
@@ -196,6 +220,9 @@ def _run(
         else:
             s = prev.reshape(b * steps, *prev.shape[2:])
             a = runner.synapse(s.reshape(b * steps, -1) if k >= flatten_index else s)
+            if runner.layer.shortcut is not None:
+                src = kept.pop(runner.layer.shortcut.source)
+                a = a + runner.shortcut(src.reshape(b * steps, *src.shape[2:]))
             a = a.reshape(b, steps, *a.shape[1:])
         if k == n_layers - 1:
             if not record:
@@ -205,6 +232,8 @@ def _run(
         prev, layer_counts = runner.spikes(a)
         del a, runner  # freed before the next layer's are made
         counts.append(layer_counts)
+        if k in sources:
+            kept[k] = prev
         if record:
             spikes.append(prev)
     raise AssertionError("a network ends with its readout layer")
@@ -223,7 +252,7 @@ def run_integer_snn(
     def runner_at(k: int, input_hw: tuple[int, int] | None, frames: int) -> _IntegerRunner:
         return _IntegerRunner(layers[k], x.device, compile_neuron, input_hw, frames)
 
-    return _run(len(layers), runner_at, x, steps, flatten_index, record)
+    return _run(len(layers), runner_at, x, steps, flatten_index, record, _sources(layers))
 
 
 def run_float_snn(
@@ -239,7 +268,13 @@ def run_float_snn(
     def runner_at(k: int, input_hw: tuple[int, int] | None, frames: int) -> _FloatRunner:
         return _FloatRunner(layers[k], x.device, leak)
 
-    return _run(len(layers), runner_at, x.float(), steps, flatten_index, record)
+    sources = _sources(layers)
+    return _run(len(layers), runner_at, x.float(), steps, flatten_index, record, sources)
+
+
+def _sources(layers: list[IntegerLayer] | list[StepLayer]) -> frozenset[int]:
+    """The layers whose spikes a residual layer's shortcut reads."""
+    return frozenset(ly.shortcut.source for ly in layers if ly.shortcut is not None)
 
 
 def run_snn(
@@ -263,6 +298,9 @@ def run_snn(
             layer = integer_layer(model, k, weight_bits)
             return _IntegerRunner(layer, x.device, compile_neuron, input_hw, frames)
 
-        return _run(len(model.layers), runner_at, x, model.steps, model.flatten_index, record)
+        sources = model.shortcut_sources
+        return _run(
+            len(model.layers), runner_at, x, model.steps, model.flatten_index, record, sources
+        )
     leak = 1.0 - model.v_decay / DECAY_UNITY
     return run_float_snn(step_layers(model), x, model.steps, model.flatten_index, leak, record)
