@@ -19,7 +19,7 @@ import numpy as np
 
 from snn2loihi.deploy.lava_compat import import_netx
 from snn2loihi.deploy.lava_conv import use_torch_conv
-from snn2loihi.deploy.lava_recorder import create_record, model_map, recorder_classes
+from snn2loihi.deploy.lava_recorder import attach_recorder, create_record, model_map
 from snn2loihi.errors import LavaRunError, LavaUnavailableError
 from snn2loihi.loihi import GRADED_MESSAGE_BITS
 from snn2loihi.netx_io import read_network
@@ -159,26 +159,24 @@ def _windows(
 
 
 def _lava_modules():
-    """(netx, RunSteps, lava.proc.io, Monitor), or :class:`LavaUnavailableError`."""
+    """(netx, RunSteps, lava.proc.io), or :class:`LavaUnavailableError`."""
     try:
         netx = import_netx()
         from lava.magma.core.run_conditions import RunSteps
         from lava.proc import io
-        from lava.proc.monitor.process import Monitor
     except ImportError as exc:
         raise LavaUnavailableError(
             f"Lava is not installed ({exc}); run `make setup` or install lava-nc and lava-dl"
         ) from None
-    return netx, RunSteps, io, Monitor
+    return netx, RunSteps, io
 
 
-def _lava_state_vars(neuron, name: str) -> list[tuple[str, object]]:
-    """(record name, Lava Var) of one built layer's neuron process for the requested states."""
-    return [
-        (r, getattr(neuron, r))
-        for r in ("u", "v", "sigma", "act", "residue")
-        if r in name and hasattr(neuron, r)
-    ]
+def _lava_state_names(neuron, name: str) -> tuple[str, ...]:
+    """The requested states (in ``name``: ``u``, ``v``, ``sigma``, ``act``, ``residue``) that one
+    built layer's neuron process has."""
+    return tuple(
+        r for r in ("u", "v", "sigma", "act", "residue") if r in name and hasattr(neuron, r)
+    )
 
 
 def _to_chw(data: np.ndarray, steps: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -188,18 +186,19 @@ def _to_chw(data: np.ndarray, steps: int, shape: tuple[int, ...]) -> np.ndarray:
     return np.asarray(data).reshape(steps, *shape)
 
 
-def _run_global_in_process(request: LavaRequest, x: np.ndarray) -> LavaResult:
-    """Each sample its own run of ``request.steps`` steps on a freshly built network."""
+def _run_global_in_process(request: LavaRequest, x: np.ndarray, scratch: Path) -> LavaResult:
+    """Each sample its own run of ``request.steps`` steps on a freshly built network; every
+    layer's spikes and the requested states recorded into files in ``scratch``."""
     from snn2loihi.deploy.timeline import built_layers, layer_shape
 
     path = Path(request.path)
     net_rec = read_network(path, input_shape=request.input_shape)
     built = built_layers(net_rec, request.drive, request.graded)
-    netx, RunSteps, io, Monitor = _lava_modules()
+    netx, RunSteps, io = _lava_modules()
     run_cfg = _run_config(request.backend)
     steps, in_shape = request.steps, net_rec.input_shape
     per_sample: list[dict[str, np.ndarray]] = []
-    for sample in x:
+    for i, sample in enumerate(x):
         lava_net = netx.hdf5.Network(
             net_config=str(path),
             skip_layers=1 if request.drive == "skip" else 0,
@@ -219,24 +218,23 @@ def _run_global_in_process(request: LavaRequest, x: np.ndarray) -> LavaResult:
             fed = fit_input_port(sample[None].astype(np.int64), lava_net.inp.shape, path)
             src = io.source.RingBuffer(data=to_lava_layout(fed, 0))
             src.s_out.connect(lava_net.inp)
-        monitors = []
-        for b, layer in zip(built, lava_net.layers, strict=True):
-            targets = [("s", layer.neuron.s_out)]
-            targets += _lava_state_vars(layer.neuron, "".join(request.record))
-            for name, target in targets:
-                mon = Monitor()
-                mon.probe(target, steps)
-                monitors.append((f"{name}{b.index}", b, mon, target))
+        probes = [
+            (k, layer.neuron, _lava_state_names(layer.neuron, "".join(request.record)))
+            for k, layer in enumerate(lava_net.layers)
+        ]
+        recorders, files = _recorders(probes, steps, scratch, tag=f"sample{i}_")
+        run_cfg.exception_proc_model_map.update(model_map(recorders))
         try:
             lava_net.run(condition=RunSteps(num_steps=steps), run_cfg=run_cfg)
-            records = {}
-            for key, b, mon, target in monitors:
-                data = mon.get_data()[target.process.name][target.name]
-                records[key] = _to_chw(data, steps, layer_shape(b.layer))
         except Exception as exc:  # Lava raises bare Exceptions from its runtime
             raise LavaRunError(f"{path}: Lava run failed: {type(exc).__name__}: {exc}") from exc
         finally:
             _stop(lava_net)
+        records = {}
+        for (k, name), file in files.items():
+            b = built[k]
+            records[f"{name}{b.index}"] = _to_chw(np.load(file), steps, layer_shape(b.layer))
+            file.unlink()
         per_sample.append(records)
     stacked = {k: np.stack([r[k] for r in per_sample]) for k in per_sample[0]}
     for b in built:
@@ -260,33 +258,26 @@ def xyz(sample: np.ndarray) -> np.ndarray:
 def run_in_process(request: LavaRequest, x: np.ndarray, scratch: Path | None = None) -> LavaResult:
     """Run Lava in this process (the child); see :func:`run_lava`. ``scratch``: a folder for
     the per-sample clock's step records (default: a temporary one)."""
-    if request.clock == "global":
-        return _run_global_in_process(request, x)
+    driver = _run_global_in_process if request.clock == "global" else _run_sample_clock
     if scratch is None:
         with tempfile.TemporaryDirectory(prefix="snn2loihi-records-") as tmp:
-            return _run_sample_clock(request, x, Path(tmp))
-    return _run_sample_clock(request, x, scratch)
+            return driver(request, x, Path(tmp))
+    return driver(request, x, scratch)
 
 
 def _recorders(
-    probes: list[tuple[int, object, bool]], steps: int, folder: Path
+    probes: list[tuple[int, object, tuple[str, ...]]], steps: int, folder: Path, tag: str = ""
 ) -> tuple[list, dict[tuple[int, str], Path]]:
-    """Recorder processes for ``probes`` (layer position, its Lava neuron, whether to record
-    ``u`` and ``v`` too), connected to the neurons, each writing ``steps`` rows into ``.npy``
-    files in ``folder``; and those files by ``(position, "s" | "u" | "v")``."""
-    spike_cls, state_cls, _, _ = recorder_classes()
+    """Recorder processes for ``probes`` (layer position, its Lava neuron, the Vars to record
+    besides its spikes), connected to the neurons, each writing ``steps`` rows into ``.npy``
+    files in ``folder`` (names prefixed by ``tag``); and those files by ``(position, name)``."""
     recorders, files = [], {}
-    for k, neuron, state in probes:
+    for k, neuron, states in probes:
         shape = tuple(neuron.s_out.shape)
-        mine = {name: folder / f"{name}{k}.npy" for name in ("s", "u", "v") if state or name == "s"}
+        mine = {name: folder / f"{tag}{name}{k}.npy" for name in ("s", *states)}
         for file in mine.values():
             create_record(file, steps, shape)
-        rec = (state_cls if state else spike_cls)(shape, {n: str(f) for n, f in mine.items()})
-        neuron.s_out.connect(rec.s_in)
-        if state:
-            rec.u_in.connect_var(neuron.u)
-            rec.v_in.connect_var(neuron.v)
-        recorders.append(rec)
+        recorders.append(attach_recorder(neuron, states, {n: str(f) for n, f in mine.items()}))
         files.update({(k, name): file for name, file in mine.items()})
     return recorders, files
 
@@ -299,7 +290,7 @@ def _run_sample_clock(request: LavaRequest, x: np.ndarray, scratch: Path) -> Lav
     syn_layers = net_rec.synaptic_layers
     depth = len(syn_layers)
     total = n * steps + depth
-    netx, RunSteps, io, Monitor = _lava_modules()
+    netx, RunSteps, io = _lava_modules()
     run_cfg = _run_config(request.backend)
     in_shape = net_rec.input_shape
     if net_rec.residual:  # netx cannot build it: the graph from lava.proc processes
@@ -328,7 +319,9 @@ def _run_sample_clock(request: LavaRequest, x: np.ndarray, scratch: Path) -> Lav
         return record_state is True or (record_state == "last" and k == depth - 1)
 
     recorders, files = _recorders(
-        [(k, lava_net.layers[k].neuron, with_state(k)) for k in probed], total, scratch
+        [(k, lava_net.layers[k].neuron, ("u", "v") if with_state(k) else ()) for k in probed],
+        total,
+        scratch,
     )
     run_cfg.exception_proc_model_map.update(model_map(recorders))
     try:

@@ -33,9 +33,10 @@ def create_record(path: Path, steps: int, shape: tuple[int, ...]) -> None:
 
 
 @functools.cache
-def recorder_classes() -> tuple[type, type, type, type]:
-    """``(SpikeRecorder, StateRecorder, their models)``: Lava processes that record an OutPort
-    (and, StateRecorder, the ``u`` and ``v`` Vars of its neuron) for every step of a run."""
+def recorder_classes(states: tuple[str, ...] = ()) -> tuple[type, type]:
+    """``(Recorder, its model)``: a Lava process that records an OutPort and, read through one
+    RefPort ``<name>_in`` per name in ``states`` (connected to a neuron's Var of that name, e.g.
+    ``u``, ``v``, ``sigma``), those Vars, every step of a run. One pair per ``states``."""
     install()
     from lava.magma.core.decorator import implements, requires
     from lava.magma.core.model.py.model import PyLoihiProcessModel
@@ -46,24 +47,18 @@ def recorder_classes() -> tuple[type, type, type, type]:
     from lava.magma.core.resources import CPU
     from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-    class SpikeRecorder(AbstractProcess):
+    class Recorder(AbstractProcess):
         """Writes what arrives on ``s_in`` (``shape``, Lava's XYZ order) at step t (1-based)
-        into row t-1 of the ``.npy`` file ``files["s"]`` (made by :func:`create_record`)."""
+        into row t-1 of the ``.npy`` file ``files["s"]`` (made by :func:`create_record`), and
+        each state read through ``<name>_in`` into ``files[name]``."""
 
         def __init__(self, shape: tuple[int, ...], files: dict[str, str]):
             super().__init__(shape=shape, files=files)
             self.s_in = InPort(shape=shape)
+            for name in states:
+                setattr(self, f"{name}_in", RefPort(shape=shape))
 
-    class StateRecorder(SpikeRecorder):
-        """A :class:`SpikeRecorder` that also writes the Vars read through ``u_in``/``v_in``
-        (connected to a neuron's ``u``/``v``) into ``files["u"]``/``files["v"]``."""
-
-        def __init__(self, shape: tuple[int, ...], files: dict[str, str]):
-            super().__init__(shape, files)
-            self.u_in = RefPort(shape=shape)
-            self.v_in = RefPort(shape=shape)
-
-    class AbstractRecorderModel(PyLoihiProcessModel):
+    class RecorderModel(PyLoihiProcessModel):
         s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
 
         def __init__(self, proc_params):
@@ -79,28 +74,37 @@ def recorder_classes() -> tuple[type, type, type, type]:
         def run_spk(self) -> None:
             self.record("s")[self.time_step - 1] = self.s_in.recv()
 
-    @implements(proc=SpikeRecorder, protocol=LoihiProtocol)
-    @requires(CPU)
-    class PySpikeRecorderModel(AbstractRecorderModel):
-        pass
-
-    @implements(proc=StateRecorder, protocol=LoihiProtocol)
-    @requires(CPU)
-    class PyStateRecorderModel(AbstractRecorderModel):
-        u_in: PyRefPort = LavaPyType(PyRefPort.VEC_DENSE, np.int32, precision=24)
-        v_in: PyRefPort = LavaPyType(PyRefPort.VEC_DENSE, np.int32, precision=24)
-
         def post_guard(self) -> bool:
-            return True
+            return bool(states)
 
         def run_post_mgmt(self) -> None:
-            self.record("u")[self.time_step - 1] = self.u_in.read()
-            self.record("v")[self.time_step - 1] = self.v_in.read()
+            for name in states:
+                self.record(name)[self.time_step - 1] = getattr(self, f"{name}_in").read()
 
-    return SpikeRecorder, StateRecorder, PySpikeRecorderModel, PyStateRecorderModel
+    for name in states:  # the model's ports are its class attributes
+        setattr(
+            RecorderModel, f"{name}_in", LavaPyType(PyRefPort.VEC_DENSE, np.int32, precision=24)
+        )
+    suffix = "".join(f"_{n}" for n in states)
+    Recorder.__name__ = Recorder.__qualname__ = f"Recorder{suffix}"
+    RecorderModel.__name__ = RecorderModel.__qualname__ = f"PyRecorderModel{suffix}"
+    model = requires(CPU)(implements(proc=Recorder, protocol=LoihiProtocol)(RecorderModel))
+    Recorder.model = model  # for model_map
+    return Recorder, model
+
+
+def attach_recorder(neuron, states: tuple[str, ...], files: dict[str, str], spikes_from=None):
+    """A recorder of ``neuron``'s spikes (or of the OutPort ``spikes_from``) and of its Vars
+    ``states``, writing into ``files`` (by name: ``s`` and each state); returns the process."""
+    proc_cls, _ = recorder_classes(tuple(states))
+    port = neuron.s_out if spikes_from is None else spikes_from
+    rec = proc_cls(tuple(port.shape), files)
+    port.connect(rec.s_in)
+    for name in states:
+        getattr(rec, f"{name}_in").connect_var(getattr(neuron, name))
+    return rec
 
 
 def model_map(recorders: list) -> dict:
     """``exception_proc_model_map`` entries (per instance) for ``recorders``."""
-    spike_cls, state_cls, spike_model, state_model = recorder_classes()
-    return {r: state_model if isinstance(r, state_cls) else spike_model for r in recorders}
+    return {r: type(r).model for r in recorders}
