@@ -312,7 +312,7 @@ def convert_nir(
         "readout": rule,
         "changes": changes,
         # a recurrent network runs only on Lava's global clock (None: the per-sample clock)
-        "global_clock": None if net.plain else clock_report(global_clock(net, steps)),
+        "global_clock": None if net.plain else global_clock(net, steps).settings(),
     }
     measure = None
     if data is not None:
@@ -366,7 +366,7 @@ def nir_accuracy(path, lowered, data, steps: int, source: str, rule: str = MEMBR
         # spike-count readout: output spikes per sample on the emulator (None: read by v)
         "output_spikes_per_sample": None if out_spikes is None else out_spikes / len(data),
         # recurrence runs only on Lava's global clock: how the emulator figure was run
-        "clock": "sample" if clock is None else clock_report(clock),
+        "clock": "sample" if clock is None else clock.settings(),
     }
 
 
@@ -394,8 +394,3 @@ def global_clock(net, steps: int):
 
     run = steps + net.num_synaptic_layers
     return GlobalClock("input", run, Timeline(run, 1))
-
-
-def clock_report(clock) -> dict:
-    """The report's fields of a :class:`~snn2loihi.deploy.runner.GlobalClock`."""
-    return {k: v for k, v in clock.lava_request().items() if k != "record"}
