@@ -135,11 +135,15 @@ def evaluate_network(
         if images.ndim == 2 + len(shape):
             encoding = "stream"
             check_values(images, data)
-            check_labels(labels, len(images), int(np.prod(net.output_shape)), data)
+            labels = check_labels(labels, len(images), int(np.prod(net.output_shape)), data)
         else:
             check_images(images, labels, net, data)
     time_axis = encoding != "graded"
     steps = int(images.shape[1]) if time_axis else steps
+    if clock is not None and clock.steps != steps:
+        raise InputDataError(
+            f"{name}: the global clock runs {clock.steps} steps per sample, the input {steps}"
+        )
     chunk = max(batch_size, lava_chunk if backend != "emulator" else 0)
     per_run = min(len(images), chunk)
     what = "images" if encoding != "stream" else "samples"
