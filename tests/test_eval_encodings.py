@@ -110,13 +110,14 @@ def test_eval_runs_any_network_on_its_clock(which, data, drive, write_net, tmp_p
     np.savez(tmp_path / "d.npz", x=x if data == "stream" else images, y=labels)
     argv = ["eval", path, "--data", tmp_path / "d.npz", "--json", tmp_path / "e.json"]
     argv += ["--no-progress", "--batch-size", 4]
-    argv += [] if data == "stream" else ["--steps", steps]
+    argv += ["--samples", 7] if data == "stream" else ["--steps", steps]
     argv += ["--encoding", "rate"] if data == "rate" else []
     assert main([str(a) for a in argv]) == 0
     out = json.loads((tmp_path / "e.json").read_text())
     assert out["clock"]["drive"] == drive and out["clock"]["steps"] == steps
     assert out["encoding"] == {"graded": "graded", "rate": "rate", "stream": "stream"}[data]
     fed = flat if drive == "bias" else x
+    fed = fed[:7] if data == "stream" else fed  # --samples 7
     assert out["scores"]["emulator"]["predictions"] == _expected(net, fed, drive, steps)
     assert f"global clock (drive '{drive}'" in capsys.readouterr().out
 
@@ -168,3 +169,20 @@ def test_clock_options_a_network_cannot_take_are_one_line(write_net, tmp_path, c
     data = ["--data", tmp_path / "d.npz", "--steps", 4]
     cli_refusal(["eval", write_net(_recurrent()), *data, "--clock", "sample"], "global clock")
     cli_refusal(["eval", write_net(_recurrent()), *data, "--reset-offset", 1], "--reset-interval")
+
+
+@pytest.mark.lava
+@pytest.mark.slow  # about 90 s per case on the busy 2-core CPU: one Lava run per sample
+@pytest.mark.parametrize(("which", "data"), [("recurrent", "rate"), ("input_neuron", "graded")])
+def test_eval_on_both_back_ends_on_the_global_clock(which, data, write_net, tmp_path, capsys):
+    """Lava through the same runner: equal spikes and predictions on the global clock."""
+    path = write_net({"recurrent": _recurrent, "input_neuron": _input_neuron}[which]())
+    rng = np.random.default_rng(4)
+    np.savez(tmp_path / "d.npz", x=rng.integers(0, 256, (3, 2, 3), np.uint8), y=np.arange(3))
+    argv = ["eval", path, "--data", tmp_path / "d.npz", "--steps", 8, "--backend", "both"]
+    argv += ["--json", tmp_path / "e.json", "--no-progress", "--encoding", data]
+    assert main([str(a) for a in argv]) == 0
+    out = json.loads((tmp_path / "e.json").read_text())
+    assert out["agreement"]["equal"] and out["agreement"]["output_spikes_equal"]
+    assert out["clock"]["drive"] == {"recurrent": "input", "input_neuron": "bias"}[which]
+    assert "parity    predictions equal 3/3" in capsys.readouterr().out
