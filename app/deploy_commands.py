@@ -55,33 +55,18 @@ def check_clock_options(args) -> None:
 def _clock(args, net, x):
     """The global clock (a GlobalClock) when the network or the options need it, else None:
     the per-sample convention of snn2loihi's own networks."""
-    from snn2loihi.deploy.runner import GlobalClock
-    from snn2loihi.deploy.timeline import Timeline, drive_for
+    from snn2loihi.deploy.runner import choose_clock
+    from snn2loihi.deploy.timeline import Timeline
 
     time_axis = x.ndim == 2 + len(net.input_shape)
-    wanted = (
-        not net.plain
-        or not time_axis
-        or args.reset_interval is not None
-        or getattr(args, "record", None)
-    )
-    if args.clock == "sample" and not net.plain:
-        raise InputDataError(
-            f"{args.net}: --clock sample needs a network without input neuron, SDNN, delays or "
-            "recurrence; this one runs on the global clock"
-        )
-    if args.clock == "sample" or (args.clock == "auto" and not wanted):
-        return None
-    drive = drive_for(net, time_axis)
-    if drive == "bias" and args.steps is None:
-        raise InputDataError(
-            f"{args.input}: images drive the input neuron's bias; give --steps T (steps per run)"
-        )
-    steps = args.steps if drive == "bias" else int(x.shape[1])
-    timeline = Timeline(args.reset_interval, args.reset_offset or 0)
-    record = tuple(getattr(args, "record", None) or ())
-    log.info("global clock: drive '%s', %d steps per run, %s", drive, steps, timeline)
-    return GlobalClock(drive, steps, timeline, record)
+    clock = choose_clock(
+        net, time_axis, int(x.shape[1]) if time_axis else args.steps, choice=args.clock,
+        timeline=Timeline(args.reset_interval, args.reset_offset or 0),
+        record=tuple(getattr(args, "record", None) or ()), name=args.net, images=args.input,
+    )  # fmt: skip
+    if clock is not None:
+        log.info("global clock: %s", clock.settings())
+    return clock
 
 
 def cmd_parity(args) -> int:
@@ -298,7 +283,7 @@ def record_names(text: str) -> tuple[str, ...]:
     return names
 
 
-def _clock_options(p: argparse.ArgumentParser) -> None:
+def add_clock_options(p: argparse.ArgumentParser) -> None:
     from snn2loihi.app.arg_types import positive
 
     p.add_argument(
@@ -366,7 +351,7 @@ def add_commands(sub) -> None:
         "--timeout", type=seconds, default=None, help="seconds allowed for the whole command"
     )
     p.add_argument("--json", help="write the figures as JSON here")
-    _clock_options(p)
+    add_clock_options(p)
     p.set_defaults(func=cmd_parity)
 
     p = sub.add_parser(
@@ -422,7 +407,7 @@ def add_commands(sub) -> None:
         "v{i} (CUBA), sigma{i}, act{i}, residue{i} (SDNN) with i the layer's index in the file, "
         "arrays (samples, steps, *shape) in CHW order",
     )
-    _clock_options(p)
+    add_clock_options(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(

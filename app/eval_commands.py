@@ -18,6 +18,11 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("test", "val", "train")
 FOLDER_DATASETS = ("mnist", "cifar10", "cifar100", "imagefolder")  # read from --data as root
+INPUT_WORDS = {
+    "graded": "pixels as graded input at every step",
+    "rate": "rate coded (lava-dl NetX MNIST tutorial's IF encoder, threshold 1 on pixel/255)",
+    "stream": "the file's streams, frame t at step t",
+}
 
 
 def deployed(source: Path, input_shape=None) -> tuple:
@@ -119,11 +124,13 @@ def cmd_eval(args) -> int:
 
 
 def _eval(args) -> int:
+    from snn2loihi.app.deploy_commands import check_clock_options
     from snn2loihi.deploy.evaluate import evaluate_network
     from snn2loihi.outputs import check_outputs
     from snn2loihi.train.checkpoint import checkpoint_input, data_inputs
 
     source = Path(args.network)
+    check_clock_options(args)
     check_outputs(
         {"--json": args.json, "--plot": args.plot},
         {**checkpoint_input(source, "network"), "--data": args.data},
@@ -133,20 +140,16 @@ def _eval(args) -> int:
     if args.data is None:  # the checkpoint's own data files are read
         outputs = {"--json": args.json, "--plot": args.plot}
         check_outputs(outputs, data_inputs(data_cfg, "network"), force=True)
-    steps = args.steps or steps
-    if steps is None:
-        raise InputDataError(
-            f"{source}: give --steps T (the file does not record the T it was trained for)"
-        )
-    check_npz_fits(args, net)
-    images, labels, what = load_images(args, data_cfg)
+    x, labels, what, steps = eval_inputs(args, net, data_cfg, args.steps or steps)
+    clock = eval_clock(args, net, x, steps, what)
     ev = evaluate_network(
         net,
         path,
-        images,
+        x,
         labels,
         steps,
         args.backend,
+        clock=clock,
         device=args.device,
         batch_size=args.batch_size,
         timeout=args.timeout,
@@ -170,12 +173,69 @@ def _eval(args) -> int:
     return 1 if ev.agreement is not None and not ev.agreement["equal"] else 0
 
 
+def eval_inputs(args, net, data_cfg, steps: int | None):
+    """``(x, labels, description, T)``: the streams of a ``--data`` npz whose ``x`` has a time
+    axis (T: theirs, or the first ``--steps``), else the images (T: ``steps``) shown as graded
+    input or rate coded (``--encoding``)."""
+    from snn2loihi.deploy.encoding import RateEncoded, load_stream, stream_header
+    from snn2loihi.deploy.inputs import as_network_images
+
+    shape = tuple(net.input_shape)
+    npz = args.data is not None and args.dataset is None and str(args.data).endswith(".npz")
+    if npz and stream_header(args.data, shape) is not None:
+        if args.encoding is not None:
+            raise InputDataError(
+                f"--encoding {args.encoding}: {args.data} holds streams (samples, steps, "
+                f"{', '.join(map(str, shape))}), which are fed as they are; drop --encoding"
+            )
+        classes = int(np.prod(net.output_shape))
+        stream = load_stream(args.data, shape, classes, args.steps, args.samples)
+        return stream.x, stream.y, f"{args.data} (streams)", stream.steps
+    if steps is None:
+        raise InputDataError(
+            f"{args.network}: give --steps T (the file does not record the T it was trained for)"
+        )
+    check_npz_fits(args, net)
+    images, labels, what = load_images(args, data_cfg)
+    if args.encoding == "rate":
+        return RateEncoded(as_network_images(images, shape), steps), labels, what, steps
+    return images, labels, what, steps
+
+
+def eval_clock(args, net, x, steps: int, what: str):
+    """The clock of ``eval`` (None: per-sample; see :func:`~snn2loihi.deploy.runner.
+    choose_clock`): images drive a CUBA input neuron's bias; anything else goes to the first
+    synapse layer with a time axis (images shown for T steps)."""
+    from snn2loihi.deploy.runner import choose_clock
+    from snn2loihi.deploy.timeline import Timeline
+    from snn2loihi.schema import CubaNeuron
+
+    time_axis = x.ndim == 2 + len(net.input_shape) or not isinstance(net.input_neuron, CubaNeuron)
+    return choose_clock(
+        net, time_axis, steps, choice=args.clock,
+        timeline=Timeline(args.reset_interval, args.reset_offset or 0),
+        name=args.network, images=what,
+    )  # fmt: skip
+
+
 def summary(ev, what: str) -> str:
     """The printed result: accuracy per back end, parity, and the confusion matrix."""
     from snn2loihi.readout import DESCRIPTIONS
 
     rule = DESCRIPTIONS[ev.rule]
-    lines = [f"eval {ev.net}: {ev.samples} samples ({what}), T={ev.steps}, prediction: {rule}"]
+    clock = "per-sample clock"
+    if ev.clock is not None:
+        c = ev.clock
+        resets = (
+            "no resets"
+            if c["reset_interval"] is None
+            else (f"reset interval {c['reset_interval']}, offset {c['reset_offset']}")
+        )
+        clock = f"global clock (drive '{c['drive']}', {c['steps']} steps per run, {resets})"
+    lines = [
+        f"eval {ev.net}: {ev.samples} samples ({what}), T={ev.steps}, input: "
+        f"{INPUT_WORDS[ev.encoding]}, {clock}, prediction: {rule}"
+    ]
     for s in ev.scores.values():
         lines.append(
             f"  {s.backend:<9} accuracy {s.accuracy:.2%} ({s.correct}/{ev.samples}), "
@@ -200,17 +260,26 @@ def summary(ev, what: str) -> str:
 
 def add_commands(sub) -> None:
     """Register ``snn2loihi eval``."""
+    from snn2loihi.app.deploy_commands import add_clock_options
+    from snn2loihi.deploy.encoding import ENCODINGS
+
     p = sub.add_parser(
         "eval",
-        help="accuracy of a .net or checkpoint on labelled images (emulator, Lava or both)",
+        help="accuracy of a .net or checkpoint on labelled images or streams (emulator, Lava "
+        "or both)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Evaluate a deployed network on labelled images: pixels shown as graded "
-        "input for T steps (as training encodes them), predictions by the network's rule. A "
+        description="Evaluate a deployed network on labelled data: images shown for T steps "
+        "(graded input, as training encodes them, or --encoding rate), or the streams of an "
+        ".npz whose x is (N, T, *input_shape); predictions by the network's rule. Any network "
+        "runs: networks with an input neuron, SDNN, delays or recurrence on Lava's global "
+        "clock (each sample its own run; images drive a CUBA input neuron's bias). A "
         "checkpoint is exported in memory first, so the figure is the deployed network's. "
         "--backend both also checks that Lava and the emulator agree (exit 1 if not).\n\n"
         "examples:\n  snn2loihi eval runs/demo/train/best.pt --backend both\n"
         "  snn2loihi eval model.net --data test.npz --steps 4 --json eval.json --plot cm.png\n"
-        "  snn2loihi eval model.net --dataset mnist --data ../data/mnist --steps 4 --samples 500",
+        "  snn2loihi eval model.net --dataset mnist --data ../data/mnist --steps 4 --samples 500\n"
+        "  snn2loihi eval netx_mnist.net --data mnist_test.npz --steps 20 --encoding rate\n"
+        "  snn2loihi eval model.net --data events.npz   # x (N, T, C, H, W), y (N,)",
     )
     p.add_argument("network", help=".net file, checkpoint (.pt) or run folder")
     p.add_argument("--data", help=".npz (x, y), or a dataset folder (with --dataset)")
@@ -223,6 +292,15 @@ def add_commands(sub) -> None:
         help="time steps T (default: the T the checkpoint or .net records)",
     )
     p.add_argument("--samples", type=positive, help="the first N samples of the split")
+    p.add_argument(
+        "--encoding",
+        choices=ENCODINGS,
+        help="images: graded (default: each pixel the graded input of every step, as training "
+        "encodes them) or rate (lava-dl's NetX MNIST tutorial: an integrate-and-fire encoder "
+        "per pixel, v += pixel/255 from the second step, a spike and v = 0 where v > 1). An "
+        ".npz whose x is (N, T, *input_shape) holds streams, fed as they are",
+    )
+    add_clock_options(p)
     p.add_argument("--device", default="cpu", help="emulator device: cpu or cuda")
     p.add_argument("--batch-size", type=positive, default=256, help="emulator batch")
     p.add_argument(

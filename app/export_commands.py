@@ -108,10 +108,14 @@ def cmd_convert_nir(args) -> int:
         )
     acc = report["accuracy"]
     if acc is not None:
+        a = acc["agreement"]
         print(
-            f"calibration accuracy ({acc['samples']} samples): NIR float reference "
-            f"{acc['nir_reference_acc']:.4f}, Loihi form (float) {acc['loihi_form_float_acc']:.4f}, "
-            f"emulator {acc['emulator_acc']:.4f}"
+            f"calibration accuracy ({acc['samples']} samples, {acc['input']}): NIR float "
+            f"reference {acc['nir_reference_acc']:.4f}, Loihi form (float) "
+            f"{acc['loihi_form_float_acc']:.4f}, emulator {acc['emulator_acc']:.4f}; same "
+            f"prediction: reference/Loihi form {a['nir_reference_vs_loihi_form']:.4f}, "
+            f"reference/emulator {a['nir_reference_vs_emulator']:.4f}, Loihi form/emulator "
+            f"{a['loihi_form_vs_emulator']:.4f}"
         )
     return 0
 
@@ -206,10 +210,13 @@ def add_commands(sub) -> None:
         "A NIR graph (.nir: snnTorch, Norse, ... or snn2loihi export --nir) is read as IF/LIF/"
         "CubaLIF neurons after Affine/Linear/Conv2d (Scale and Sum/AvgPool2d folded; I/LI/CubaLI "
         "readout), put on the same integer grid (a graph of Loihi integers is kept exactly) and "
-        "reported with what was changed and, with --calib, the float NIR reference accuracy next "
-        "to the emulator's (docs/nir.md).\n\n"
+        "reported with what was changed and, with --calib, the float NIR reference, the float "
+        "Loihi form and the emulator side by side (accuracy and per-sample prediction "
+        "agreement) on images or on streams: an .npz whose x is (N, T, *input_shape), spikes "
+        "or integers 0..255, frame t at step t (docs/nir.md).\n\n"
         "example:\n  snn2loihi convert model.onnx --calib calib.npz --out model.net --steps 16\n"
-        "  snn2loihi convert model.nir --calib calib.npz --out model.net --steps 16",
+        "  snn2loihi convert model.nir --calib calib.npz --out model.net --steps 16\n"
+        "  snn2loihi convert events.nir --calib streams.npz --out model.net --input-scale 1",
     )
     p.add_argument(
         "onnx",
@@ -218,7 +225,8 @@ def add_commands(sub) -> None:
     )
     p.add_argument(
         "--calib",
-        help=".npz with x (uint8 NHWC/NHW) and y labels (required for ONNX; NIR: accuracy)",
+        help=".npz with x (uint8 NHWC/NHW images, or NIR: streams (N, T, *input_shape)) and y "
+        "labels (required for ONNX; NIR: accuracy)",
     )
     p.add_argument("--out", "-o", required=True, help="NetX file to write (.net)")
     p.add_argument(
@@ -226,7 +234,8 @@ def add_commands(sub) -> None:
         "-T",
         type=positive,
         default=None,
-        help="time steps T (default 16; NIR: the graph's snn2loihi_steps if written by export)",
+        help="time steps T (default 16; NIR: the graph's snn2loihi_steps if written by export, "
+        "else the T of --calib streams)",
     )
     p.add_argument("--percentile", type=float, default=99.9, help="activation percentile")
     p.add_argument("--weight-bits", type=int, default=8, choices=range(2, 10), metavar="2..9")

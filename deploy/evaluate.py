@@ -1,9 +1,11 @@
-"""Accuracy of a NetX network on labelled images, on the emulator, on Lava, or on both.
+"""Accuracy of a NetX network on labelled data, on the emulator, on Lava, or on both.
 
-Images are encoded as training encodes them: uint8 pixels shown as graded input at every one of
-the T steps. Predictions follow the network's own rule (:mod:`snn2loihi.readout`). The emulator
-runs in batches, Lava in chunks (one compiled run each); with both, every output spike and the
-readout ``v`` are compared sample by sample.
+The data: images shown for T steps, as graded input (as training encodes them) or rate coded,
+or the user's streams (:mod:`snn2loihi.deploy.encoding`). Predictions follow the network's own
+rule (:mod:`snn2loihi.readout`). Any network runs: on the per-sample clock, or on Lava's global
+clock (a :class:`~snn2loihi.deploy.runner.GlobalClock`: input neurons, SDNN, delays,
+recurrence). The emulator runs in batches, Lava in chunks; with both, every output spike and
+the readout ``v`` are compared sample by sample.
 """
 
 from __future__ import annotations
@@ -15,8 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from snn2loihi.deploy.inputs import as_network_images, check_input_budget, check_labels
-from snn2loihi.deploy.runner import Deadline, Runner, RunResult
+from snn2loihi.deploy.encoding import RateEncoded
+from snn2loihi.deploy.inputs import (
+    as_network_images,
+    check_input_budget,
+    check_labels,
+    check_values,
+)
+from snn2loihi.deploy.runner import Deadline, GlobalClock, Runner, RunResult
 from snn2loihi.errors import InputDataError
 from snn2loihi.schema import NetXNetwork
 
@@ -40,8 +48,10 @@ class BackendScore:
 
 @dataclass
 class Evaluation:
-    """An evaluation of ``samples`` images at ``steps`` steps; ``agreement`` (with both back
-    ends): equal predictions, and whether every output spike and readout ``v`` is equal."""
+    """An evaluation of ``samples`` samples at ``steps`` steps; ``agreement`` (with both back
+    ends): equal predictions, and whether every output spike and readout ``v`` is equal.
+    ``encoding``: ``graded``, ``rate`` or ``stream``; ``clock``: the global clock's settings
+    (None: the per-sample clock)."""
 
     net: str
     samples: int
@@ -49,6 +59,8 @@ class Evaluation:
     rule: str
     scores: dict[str, BackendScore]
     agreement: dict | None = None
+    encoding: str = "graded"
+    clock: dict | None = None
     runs: dict[str, RunResult] = field(default_factory=dict, repr=False)  # not serialised
 
     def to_dict(self, with_predictions: bool = False) -> dict:
@@ -82,11 +94,12 @@ def accuracy(predictions, labels) -> tuple[int, float]:
 def evaluate_network(
     net: NetXNetwork,
     path: str | Path | None,
-    images: np.ndarray,
+    images: np.ndarray | RateEncoded,
     labels: np.ndarray,
     steps: int,
     backend: str = "emulator",
     *,
+    clock: GlobalClock | None = None,
     device: str = "cpu",
     batch_size: int = 256,
     lava_chunk: int = 100,
@@ -97,8 +110,12 @@ def evaluate_network(
     name: str | None = None,
     traces: bool = False,
 ) -> Evaluation:
-    """Evaluate ``net`` (the file ``path``) on ``images`` (N, *input_shape) uint8 pixels with
-    ``labels`` (N,) over ``steps`` steps on ``backend`` (emulator, lava or both).
+    """Evaluate ``net`` (the file ``path``) with ``labels`` (N,) on ``backend`` (emulator, lava
+    or both). ``images``: uint8 pixels (N, *input_shape) shown as graded input at each of
+    ``steps`` steps (an input neuron's bias on the global clock's ``bias`` drive), images rate
+    coded (:class:`~snn2loihi.deploy.encoding.RateEncoded`), or streams (N, T, *input_shape) of
+    spikes or 8-bit integers (``steps`` is then their T). ``clock``: Lava's global clock (None:
+    the per-sample clock, for networks that run on it).
 
     ``progress``: a bar per back end (a logged line per chunk off a terminal); ``data`` names
     the images in errors. ``compiled``: the emulator's neurons as fused kernels (see
@@ -109,25 +126,45 @@ def evaluate_network(
     name = name or str(path)
     if backend not in EVAL_BACKENDS:
         raise InputDataError(f"--backend {backend}: choose from {', '.join(EVAL_BACKENDS)}")
-    images = as_network_images(images, tuple(net.input_shape))
-    check_images(images, labels, net, data)
+    shape = tuple(net.input_shape)
+    encoding = "rate" if isinstance(images, RateEncoded) else "graded"
+    if encoding == "rate":
+        check_images(images.images, labels, net, data)
+    else:
+        images = as_network_images(images, shape)
+        if images.ndim == 2 + len(shape):
+            encoding = "stream"
+            check_values(images, data)
+            labels = check_labels(labels, len(images), int(np.prod(net.output_shape)), data)
+        else:
+            check_images(images, labels, net, data)
+    time_axis = encoding != "graded"
+    steps = int(images.shape[1]) if time_axis else steps
+    if clock is not None and clock.steps != steps:
+        raise InputDataError(
+            f"{name}: the global clock runs {clock.steps} steps per sample, the input {steps}"
+        )
     chunk = max(batch_size, lava_chunk if backend != "emulator" else 0)
     per_run = min(len(images), chunk)
-    check_input_budget(per_run, steps, tuple(net.input_shape), f"{data}: {per_run} images")
+    what = "images" if encoding != "stream" else "samples"
+    check_input_budget(per_run, steps, shape, f"{data}: {per_run} {what}")
+    # images are shown for T steps by the runner, except as the bias of an input neuron
+    shown = None if time_axis or (clock is not None and clock.drive == "bias") else steps
     classes = int(np.prod(net.output_shape))
     deadline = Deadline(timeout, name, "eval")
     runs: dict[str, RunResult] = {}
     for which in ("emulator", "lava") if backend == "both" else (backend,):
         runner = Runner(
-            net, path, which, device=device, batch_size=batch_size, compiled=compiled,
-            deadline=deadline, name=name, traces=traces,
+            net, path, which, clock=clock, device=device, batch_size=batch_size,
+            compiled=compiled, deadline=deadline, name=name, traces=traces,
         )  # fmt: skip
         size = batch_size if which == "emulator" else lava_chunk
-        runs[which] = runner.run(images, steps, chunk=size, progress=progress, desc=which)
+        runs[which] = runner.run(images, shown, chunk=size, progress=progress, desc=which)
     scores = {which: _score(which, run, labels, classes) for which, run in runs.items()}
     agreement = _agreement(runs["emulator"], runs["lava"]) if backend == "both" else None
     rule = next(iter(runs.values())).rule
-    return Evaluation(name, len(images), steps, rule, scores, agreement, runs)
+    settings = None if clock is None else clock.settings()
+    return Evaluation(name, len(images), steps, rule, scores, agreement, encoding, settings, runs)
 
 
 def _score(name: str, run: RunResult, labels: np.ndarray, classes: int) -> BackendScore:

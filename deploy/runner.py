@@ -20,7 +20,7 @@ import numpy as np
 from snn2loihi.arrays import memory_budget
 from snn2loihi.deploy.emulator import Emulator, check_input
 from snn2loihi.deploy.lava_runner import run_lava
-from snn2loihi.deploy.timeline import Timeline, check_timeline_input
+from snn2loihi.deploy.timeline import Timeline, check_timeline_input, drive_for
 from snn2loihi.errors import InputDataError, LavaRunError
 from snn2loihi.progress import progress as progress_bar
 from snn2loihi.readout import READOUT_V, predict, prediction_rule
@@ -50,6 +50,49 @@ class GlobalClock:
             "drive": self.drive,
             "record": self.record if record is None else record,
         }
+
+    def settings(self) -> dict:
+        """What a report shows of this clock: steps, netx's resets and the drive."""
+        return {k: v for k, v in self.lava_request().items() if k != "record"}
+
+
+CLOCKS = ("auto", "sample", "global")
+
+
+def choose_clock(
+    net: NetXNetwork,
+    time_axis: bool,
+    steps: int | None,
+    *,
+    choice: str = "auto",
+    timeline: Timeline | None = None,
+    record: tuple[str, ...] = (),
+    name: object = "network",
+    images: object = "images",
+) -> GlobalClock | None:
+    """The clock of a run: None for the per-sample clock, else a :class:`GlobalClock`.
+
+    ``time_axis``: the input is (N, T, *input_shape) (else images, which drive an input
+    neuron's bias for ``steps`` steps, or are shown for them). ``choice``: ``auto`` takes the
+    global clock where the network (input neuron, SDNN, delays, recurrence), images without
+    a time axis, resets (``timeline``, default none) or records need it; ``sample`` refuses a
+    network that needs it.
+    ``name`` (the file) and ``images`` (the input's source) start the refusals."""
+    timeline = timeline or Timeline()
+    wanted = not net.plain or not time_axis or timeline.reset_interval is not None or record
+    if choice == "sample" and not net.plain:
+        raise InputDataError(
+            f"{name}: --clock sample needs a network without input neuron, SDNN, delays or "
+            "recurrence; this one runs on the global clock"
+        )
+    if choice == "sample" or (choice == "auto" and not wanted):
+        return None
+    drive = drive_for(net, time_axis)
+    if drive == "bias" and steps is None:
+        raise InputDataError(
+            f"{images}: images drive the input neuron's bias; give --steps T (steps per run)"
+        )
+    return GlobalClock(drive, steps, timeline, tuple(record))
 
 
 @dataclass

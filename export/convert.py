@@ -223,6 +223,7 @@ def convert_onnx(
     force: bool = False,
 ) -> dict:
     """Convert ``onnx_path`` with calibration images ``calib`` (.npz x, y) to ``out``; report."""
+    from snn2loihi.deploy.encoding import stream_header
     from snn2loihi.export.accuracy import load_eval_data
     from snn2loihi.export.exporter import check_export_outputs
     from snn2loihi.export.onnx_import import read_onnx
@@ -237,6 +238,12 @@ def convert_onnx(
     check_export_outputs(out, {"ONNX": onnx_path, "--calib": calib}, force)
     with _naming(onnx_path):
         net = read_onnx(onnx_path)
+    stream = stream_header(calib, net.input_shape)
+    if stream is not None:
+        raise InputDataError(
+            f"{calib}[x]: streams of shape {stream} (samples, steps, ...); converting ONNX "
+            "balances thresholds on images (x (N, H, W[, C]) uint8); streams calibrate NIR graphs"
+        )
     header_shape = npz_image_shape(calib)  # checked before the images are decompressed
     if header_shape is not None:
         check_options(percentile, mean, std, header_shape[0])

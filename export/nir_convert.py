@@ -247,7 +247,9 @@ def convert_nir(
     ``steps``: T (default: the graph's ``snn2loihi_steps`` metadata, else 16). ``dt``: the Euler
     step (default: the graph's ``snn2loihi_dt``, else 1e-4 (snnTorch's) or 1e-3 for
     ``dialect='norse'``). ``input_scale``: the graph's input is ``pixel * input_scale`` (default
-    1/255). ``calib``: ``.npz`` images (x uint8, y) for the accuracy comparison. ``readout``:
+    1/255). ``calib``: ``.npz`` for the accuracy comparison: images (x uint8 NHWC/NHW, y), or
+    streams (x (N, T, *input shape) spikes or integers 0..255, frame t at step t; T: the
+    default ``steps``). ``readout``:
     ``auto`` (a spiking last neuron node predicts by its spike count, a non-spiking one by its
     ``v``), ``count`` or ``v`` (read a spiking last layer by its membrane; :func:`readout_of`).
     """
@@ -278,13 +280,20 @@ def convert_nir(
             else f"graph metadata snn2loihi_steps = {meta_steps:g}"
         )
         raise InputDataError(f"{nir_path}: {what} must be in 1..{MAX_STEPS} (the T a .net records)")
-    data = None
+    data, stream = None, None
     if calib is not None:
+        from snn2loihi.deploy.encoding import stream_header
         from snn2loihi.export.accuracy import load_eval_data
+        from snn2loihi.export.nir_lower import graph_input_shape
         from snn2loihi.train.config import default_config
 
-        data = load_eval_data(default_config().data, "train", calib)
+        stream = stream_header(calib, graph_input_shape(g) or ())
+        if stream is None:
+            data = load_eval_data(default_config().data, "train", calib)
+    if stream is not None and not from_option and meta_steps is None:
+        steps = min(stream[1], MAX_STEPS)  # the streams' own T
     image_shape = None if data is None else tuple(int(v) for v in data.x.shape[1:])
+    image_shape = image_shape if stream is None else stream[2:]
     try:
         with np.errstate(over="ignore", invalid="ignore"):  # checked just below
             lowered = lower(
@@ -301,6 +310,10 @@ def convert_nir(
             text = f"{text} ({calib})"
         raise NotDeployableError(text if text.startswith(g.path) else f"{g.path}: {text}") from None
     check_deployable(net, str(nir_path))
+    if stream is not None:
+        from snn2loihi.deploy.encoding import load_stream
+
+        data = load_stream(calib, stream[2:], math.prod(net.output_shape), steps)
     report = {
         "nir": str(nir_path),
         "net": str(out),
@@ -312,7 +325,7 @@ def convert_nir(
         "readout": rule,
         "changes": changes,
         # a recurrent network runs only on Lava's global clock (None: the per-sample clock)
-        "global_clock": None if net.plain else clock_report(global_clock(net, steps)),
+        "global_clock": None if net.plain else global_clock(net, steps).settings(),
     }
     measure = None
     if data is not None:
@@ -337,37 +350,66 @@ def convert_nir(
 
 
 def nir_accuracy(path, lowered, data, steps: int, source: str, rule: str = MEMBRANE) -> dict:
-    """Float NIR reference, float Loihi form and emulator accuracy on ``data``, side by side;
-    the float models predict by ``rule`` (:func:`readout_of`) as the ``.net`` does."""
+    """Float NIR reference, float Loihi form and emulator accuracy on ``data`` side by side,
+    with their per-sample prediction agreement; the float models predict by ``rule``
+    (:func:`readout_of`) as the ``.net`` does. ``data``: images (:class:`ImageData`, shown as
+    graded input at every step) or :class:`~snn2loihi.deploy.encoding.Stream` (frame t at
+    step t, the first ``steps`` steps)."""
+    from snn2loihi.deploy.encoding import Stream
     from snn2loihi.deploy.evaluate import accuracy
-    from snn2loihi.export.accuracy import emulator_run
     from snn2loihi.export.nir_reference import reference_predictions
 
     if len(data) == 0:
         raise DataUnavailableError(f"{source}: no calibration images")
-    ref = np.asarray(reference_predictions(lowered.reference, data.x, steps, rule))
-    flt = reference_predictions(lowered.loihi, data.x, steps, rule)
-    images = data.x.reshape(len(data), *lowered.input_shape)
-    recurrent = any(ly.weight_rec is not None for ly in lowered.loihi)
-    clock = global_clock(read_network(path), steps) if recurrent else None
-    run_steps = steps if clock is None else clock.steps
-    res = emulator_run(path, images, run_steps, clock)
+    stream = isinstance(data, Stream)
+    x = data.x[:, :steps] if stream else data.x
+    labels = np.asarray(data.y)
+    ref = np.asarray(reference_predictions(lowered.reference, x, steps, rule, stream=stream))
+    flt = np.asarray(reference_predictions(lowered.loihi, x, steps, rule, stream=stream))
+    if not stream:
+        x = np.asarray(x).reshape(len(data), *lowered.input_shape)
+    res, clock = emulator_result(path, x, steps, stream)
     emu = res.predictions
     out_spikes = int(np.count_nonzero(res.spikes)) if rule == COUNT else None
     return {
         "split": "calibration",
         "data": source,
+        "input": f"streams, T = {data.steps}" if stream else "images (graded, every step)",
         "samples": len(data),
-        "nir_reference_acc": accuracy(ref, data.y)[1],
-        "loihi_form_float_acc": accuracy(flt, data.y)[1],
-        "emulator_acc": accuracy(emu, data.y)[1],
+        "nir_reference_acc": accuracy(ref, labels)[1],
+        "loihi_form_float_acc": accuracy(flt, labels)[1],
+        "emulator_acc": accuracy(emu, labels)[1],
         "prediction_mismatches": int((emu != ref).sum()),
         "equal": bool((emu == ref).all()),
+        # per-sample prediction agreement, pair by pair (share of the samples)
+        "agreement": {
+            "nir_reference_vs_loihi_form": float((ref == flt).mean()),
+            "nir_reference_vs_emulator": float((ref == emu).mean()),
+            "loihi_form_vs_emulator": float((flt == emu).mean()),
+        },
         # spike-count readout: output spikes per sample on the emulator (None: read by v)
         "output_spikes_per_sample": None if out_spikes is None else out_spikes / len(data),
         # recurrence runs only on Lava's global clock: how the emulator figure was run
-        "clock": "sample" if clock is None else clock_report(clock),
+        "clock": "sample" if clock is None else clock.settings(),
     }
+
+
+def emulator_result(path, x: np.ndarray, steps: int, stream: bool):
+    """``(RunResult, clock)`` of the emulator on the ``.net`` ``path``: images ``x`` (N,
+    *input_shape) shown for ``steps`` steps, or (``stream``) frames (N, steps, *input_shape).
+    A network that runs only on the global clock runs on :func:`global_clock`: images for its
+    steps, streams padded with zero frames for the pipeline's depth (clock None: the
+    per-sample clock)."""
+    from snn2loihi.export.accuracy import emulator_run
+
+    net = read_network(path)
+    clock = None if net.plain else global_clock(net, steps)
+    if not stream:
+        return emulator_run(path, x, steps if clock is None else clock.steps, clock), clock
+    if clock is not None:
+        pad = np.zeros((len(x), clock.steps - steps, *x.shape[2:]), x.dtype)
+        x = np.concatenate([x, pad], 1)
+    return emulator_run(path, x, None, clock), clock
 
 
 def silent_output_warning(path, samples: int) -> str:
@@ -394,8 +436,3 @@ def global_clock(net, steps: int):
 
     run = steps + net.num_synaptic_layers
     return GlobalClock("input", run, Timeline(run, 1))
-
-
-def clock_report(clock) -> dict:
-    """The report's fields of a :class:`~snn2loihi.deploy.runner.GlobalClock`."""
-    return {k: v for k, v in clock.lava_request().items() if k != "record"}

@@ -464,6 +464,15 @@ def _input_shape(node: NirNode, image_shape) -> tuple[int, ...]:
     return shape
 
 
+def graph_input_shape(g: NirGraphFile) -> tuple[int, ...] | None:
+    """The (C, H, W) or (N,) shape the graph's Input node declares, or None where it declares
+    none of them (lowering then says why)."""
+    try:
+        return _input_shape(_chain(g)[0][0], None)
+    except NotDeployableError:
+        return None
+
+
 def lower(
     g: NirGraphFile, *, image_shape=None, input_scale=1 / 255, dt=1e-4, dialect="euler"
 ) -> LoweredGraph:

@@ -76,12 +76,25 @@ def to_markdown(report: dict) -> str:
             ("ann_acc", "ONNX ANN"),
         )
         lines.append(f"- split: {acc['split']} ({acc['samples']} samples)")
+        if "input" in acc:
+            lines.append(f"- input: {acc['input']}")
         lines += [f"- {label}: {acc[key]:.4f}" for key, label in named if key in acc]
         vs = "NIR float reference" if "nir_reference_acc" in acc else "integer SNN"
         lines.append(
             f"- prediction mismatches (emulator vs {vs}): {acc['prediction_mismatches']} "
             f"({'equal' if acc['equal'] else 'NOT EQUAL'})"
         )
+        pairs = (
+            ("nir_reference_vs_loihi_form", "NIR float reference / Loihi form (float)"),
+            ("nir_reference_vs_emulator", "NIR float reference / emulator"),
+            ("loihi_form_vs_emulator", "Loihi form (float) / emulator"),
+        )
+        agreement = acc.get("agreement", {})
+        lines += [
+            f"- same prediction, {label}: {agreement[key]:.4f}"
+            for key, label in pairs
+            if key in agreement
+        ]
     if "changes" in report:
         lines += ["", "## What the conversion changed", ""]
         lines += [f"- {c}" for c in report["changes"]] or [

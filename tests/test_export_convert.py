@@ -113,3 +113,12 @@ def test_unsupported_onnx_ops_are_refused_by_name_and_node(tmp_path, capsys, mod
     assert main(args) == 2
     assert capsys.readouterr().err.count("\n") == 1
     assert not (tmp_path / "o.net").exists()
+
+
+def test_onnx_calibration_streams_are_refused_in_one_line(onnx_and_calib, cli_refusal):
+    tmp, onnx, _ = onnx_and_calib
+    np.savez(tmp / "s.npz", x=np.zeros((3, 4, 1, 8, 8), np.uint8), y=np.zeros(3, np.int64))
+    cli_refusal(
+        ["convert", onnx, "--calib", tmp / "s.npz", "--out", tmp / "s.net"],
+        "s.npz[x]", "streams of shape (3, 4, 1, 8, 8)", "images",
+    )  # fmt: skip

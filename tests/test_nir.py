@@ -12,7 +12,7 @@ import torch
 from cli_helpers import run_cli
 
 from snn2loihi.export.errors import NirFormatError, NotDeployableError
-from snn2loihi.export.nir_convert import convert_nir
+from snn2loihi.export.nir_convert import convert_nir, emulator_result
 from snn2loihi.export.nir_export import write_nir
 from snn2loihi.export.pipeline import deployable_network
 from snn2loihi.netx_io import read_network, write_network
@@ -690,21 +690,6 @@ def _spike_streams(n, steps, channels, seed):
     return (rng.random((n, steps, channels)) < rates).astype(np.uint8)
 
 
-def _emulator_on_streams(net_path, x, steps):
-    """The emulator's RunResult of spike streams ``x`` (N, steps, ...): on the per-sample
-    clock, or on the global clock convert reports (the stream padded with zeros for the
-    pipeline's depth)."""
-    from snn2loihi.export.accuracy import emulator_run
-    from snn2loihi.export.nir_convert import global_clock
-
-    net = read_network(net_path)
-    if net.plain:
-        return emulator_run(net_path, x, None)
-    clock = global_clock(net, steps)
-    pad = np.zeros((len(x), clock.steps - steps, *x.shape[2:]), x.dtype)
-    return emulator_run(net_path, np.concatenate([x, pad], 1), None, clock)
-
-
 def _agreement(tmp_path, seed, steps, samples, readout):
     """(share of samples where the converted network's emulator predictions equal the float
     reference of the graph as written, predicting by spike count; the emulator's run; report)."""
@@ -718,7 +703,7 @@ def _agreement(tmp_path, seed, steps, samples, readout):
     x = _spike_streams(samples, steps, 12, seed)
     graph = lower(read_nir(path), input_scale=1.0, dt=DT).reference
     ref = reference_predictions(graph, x, steps, "count", stream=True).numpy()
-    res = _emulator_on_streams(out, x, steps)
+    res = emulator_result(out, x, steps, stream=True)[0]
     return float((res.predictions == ref).mean()), res, report
 
 
@@ -743,6 +728,69 @@ def test_spiking_leaky_output_converts_with_the_spike_count_readout(tmp_path):
     assert report_v["readout"] == "v" and report_v["prediction"] == "readout_v"
     assert any("read out by its membrane" in c for c in report_v["changes"])
     assert count >= 0.85 and count > v
+
+
+@pytest.mark.parametrize("recurrent", [True, False])
+def test_convert_calibrates_on_streams_side_by_side(tmp_path, recurrent, capsys):
+    """``--calib`` with streams (N, T, 12): the report puts the float NIR reference, the float
+    Loihi form and the emulator side by side, accuracy and per-sample agreement, on the
+    streams' own T; a recurrent network's emulator figure runs on the global clock."""
+    from snn2loihi.app.cli import main
+    from snn2loihi.export.nir_lower import lower
+    from snn2loihi.export.nir_read import read_nir
+    from snn2loihi.export.nir_reference import reference_predictions
+
+    steps, n = 48, 40
+    path, out = tmp_path / "s.nir", tmp_path / "s.net"
+    nir.write(path, _leaky_output_graph(2, recurrent=recurrent))
+    x = _spike_streams(n, steps, 12, 2)
+    y = np.random.default_rng(2).integers(0, 5, n)
+    np.savez(tmp_path / "s.npz", x=x, y=y)
+    argv = ["convert", path, "--out", out, "--calib", tmp_path / "s.npz", "--input-scale", 1]
+    assert main([str(a) for a in argv]) == 0
+    printed = capsys.readouterr().out
+    acc = json.loads((tmp_path / "s.report.json").read_text())["accuracy"]
+    assert read_network(out).steps == steps and acc["input"] == f"streams, T = {steps}"
+    lowered = lower(read_nir(path), input_scale=1.0, dt=DT)
+    ref = reference_predictions(lowered.reference, x, steps, "count", stream=True).numpy()
+    flt = reference_predictions(lowered.loihi, x, steps, "count", stream=True).numpy()
+    emu, clock = emulator_result(out, x, steps, stream=True)
+    assert (clock is not None) == recurrent and (acc["clock"] == "sample") != recurrent
+    assert acc["nir_reference_acc"] == float((ref == y).mean())
+    assert acc["loihi_form_float_acc"] == float((flt == y).mean())
+    assert acc["emulator_acc"] == float((emu.predictions == y).mean())
+    assert acc["agreement"] == {
+        "nir_reference_vs_loihi_form": float((ref == flt).mean()),
+        "nir_reference_vs_emulator": float((ref == emu.predictions).mean()),
+        "loihi_form_vs_emulator": float((flt == emu.predictions).mean()),
+    }
+    assert f"streams, T = {steps}" in printed and "same prediction: reference/Loihi form" in printed
+    assert (
+        "- same prediction, NIR float reference / emulator:"
+        in (tmp_path / "s.report.md").read_text()
+    )
+
+
+STREAM_CALIB_CASES = {
+    "frame_shape": (lambda x, y: (x[..., :11], y), [], ("s.npz", "(11,)")),
+    "too_few_steps": (lambda x, y: (x, y), ["--steps", 40], ("s.npz[x]", "T = 32", "40")),
+    "fraction": (
+        lambda x, y: (np.where(np.arange(12) == 3, 0.5, x), y), [],
+        ("s.npz[x]", "value 0.5", "[0, 0, 3]"),
+    ),
+    "label": (lambda x, y: (x, np.where(y == 1, 7, y)), [], ("s.npz[y]", "label 7", "5 classes")),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(STREAM_CALIB_CASES))
+def test_bad_calibration_streams_are_one_line(tmp_path, case, cli_refusal):
+    make, extra, words = STREAM_CALIB_CASES[case]
+    nir.write(tmp_path / "s.nir", _leaky_output_graph(0, recurrent=False))
+    x, y = make(_spike_streams(6, 32, 12, 0).astype(np.float64), np.arange(6) % 5)
+    np.savez(tmp_path / "s.npz", x=x, y=y)
+    argv = ["convert", tmp_path / "s.nir", "--out", tmp_path / "s.net", "--input-scale", 1]
+    cli_refusal([*argv, "--calib", tmp_path / "s.npz", *extra], *words)
+    assert not (tmp_path / "s.net").exists()
 
 
 def test_readout_option_cli(tmp_path, cli_refusal, capsys):
