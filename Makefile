@@ -32,17 +32,18 @@ format: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# The whole suite: slow, Lava and multi-process tests included (CI runs this). Target: 8 min on
-# a quiet 2-core CPU; measured times and the slowest tests: docs/testing.md.
+# The whole suite: slow, Lava and multi-process tests included (CI runs this), one pytest-xdist
+# worker per core (at most 4). Target: 8 min on a quiet 2-core CPU; measured times and the
+# slowest tests: docs/testing.md.
 test: setup lint
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n auto --maxprocesses 4
 
 # In-process tests only: no slow tests (digits accuracy targets, torch.compile), no Lava
 # simulator (marker lava; tests/conftest.py fails an unmarked test that starts it) and no other
 # processes (marker multiprocess: DDP, SIGKILL/resume, `python -m snn2loihi`; tests/test_markers.py
 # checks both ways). Target: 60 s on a 2-core CPU; measured: docs/testing.md.
 test-fast: setup lint
-	$(VENV)/bin/pytest -q -m "not slow and not lava and not multiprocess"
+	$(VENV)/bin/pytest -q -n auto --maxprocesses 4 -m "not slow and not lava and not multiprocess"
 
 bench: setup
 	$(PY) bench/emulator_vs_lava.py
