@@ -48,13 +48,15 @@ def use_torch_conv(lava_net) -> bool:
         for syn in synapses
         if hasattr(syn, "kernel_size")  # a conv (input layers have no synapse)
     ]
+    from lava.proc.conv import utils
+
     if not bounds or max(bounds) > FLOAT32_EXACT:
         if bounds:
             log.info("Lava conv stays on SciPy: a sum may reach %d > 2**24", max(bounds))
+        utils.TORCH_IS_AVAILABLE = False  # Lava's default, also after an earlier run here
         return False
     import torch
     import torch.nn.functional as F
-    from lava.proc.conv import utils
 
     torch.set_num_threads(1)
     torch.set_float32_matmul_precision("highest")

@@ -37,3 +37,32 @@ def test_torch_branch_equals_scipy_branch_at_the_bound(monkeypatch):
     torch_out = utils.conv(x, w, *args)
     assert np.abs(scipy_out).max() > 2**20  # large sums, not a trivially exact case
     np.testing.assert_array_equal(torch_out, scipy_out)
+
+
+def test_the_switch_follows_each_network_s_bound(monkeypatch):
+    """A network whose sums may pass 2**24 gets Lava's SciPy branch back even after an exact
+    network switched the torch branch on in the same process."""
+    install()
+    from types import SimpleNamespace
+
+    import torch
+    from lava.proc.conv import utils
+
+    from snn2loihi.deploy.lava_conv import use_torch_conv
+
+    monkeypatch.setattr(utils, "TORCH_IS_AVAILABLE", utils.TORCH_IS_AVAILABLE)
+    monkeypatch.setattr(utils, "torch", getattr(utils, "torch", None), raising=False)
+    monkeypatch.setattr(utils, "F", getattr(utils, "F", None), raising=False)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # keep the test process's
+
+    def net(weight_magnitude: int):
+        w = np.full((2, 3, 3, 4), weight_magnitude)
+        syn = SimpleNamespace(
+            weight=SimpleNamespace(init=w),
+            num_message_bits=SimpleNamespace(init=np.array([8])),
+            kernel_size=SimpleNamespace(init=np.array([3, 3])),
+        )
+        return SimpleNamespace(layers=[SimpleNamespace(synapse=syn)])
+
+    assert use_torch_conv(net(255)) and utils.TORCH_IS_AVAILABLE  # 36 * 255 * 256 < 2**24
+    assert not use_torch_conv(net(2**12)) and not utils.TORCH_IS_AVAILABLE  # 36 * 2**20 > 2**24
