@@ -171,11 +171,11 @@ def _lava_modules():
     return netx, RunSteps, io
 
 
-def _lava_state_names(neuron, name: str) -> tuple[str, ...]:
-    """The requested states (in ``name``: ``u``, ``v``, ``sigma``, ``act``, ``residue``) that one
-    built layer's neuron process has."""
+def _lava_state_names(neuron, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The requested states (``names`` among ``u``, ``v``, ``sigma``, ``act``, ``residue``) that
+    one built layer's neuron process has."""
     return tuple(
-        r for r in ("u", "v", "sigma", "act", "residue") if r in name and hasattr(neuron, r)
+        r for r in ("u", "v", "sigma", "act", "residue") if r in names and hasattr(neuron, r)
     )
 
 
@@ -211,7 +211,8 @@ def _run_global_in_process(request: LavaRequest, x: np.ndarray, scratch: Path) -
             raise LavaRunError(
                 f"{path}: Lava built {len(lava_net.layers)} layers, expected {len(built)}"
             )
-        use_torch_conv(lava_net)
+        if i == 0:  # the same file every sample: one switch serves the whole run
+            use_torch_conv(lava_net)
         if request.drive == "bias":
             lava_net.in_layer.neuron.bias_mant.init = xyz(sample).astype(np.int32)
         else:
@@ -219,7 +220,7 @@ def _run_global_in_process(request: LavaRequest, x: np.ndarray, scratch: Path) -
             src = io.source.RingBuffer(data=to_lava_layout(fed, 0))
             src.s_out.connect(lava_net.inp)
         probes = [
-            (k, layer.neuron, _lava_state_names(layer.neuron, "".join(request.record)))
+            (k, layer.neuron, _lava_state_names(layer.neuron, request.record))
             for k, layer in enumerate(lava_net.layers)
         ]
         recorders, files = _recorders(probes, steps, scratch, tag=f"sample{i}_")
@@ -257,7 +258,7 @@ def xyz(sample: np.ndarray) -> np.ndarray:
 
 def run_in_process(request: LavaRequest, x: np.ndarray, scratch: Path | None = None) -> LavaResult:
     """Run Lava in this process (the child); see :func:`run_lava`. ``scratch``: a folder for
-    the per-sample clock's step records (default: a temporary one)."""
+    the recorders' step files (default: a temporary one)."""
     driver = _run_global_in_process if request.clock == "global" else _run_sample_clock
     if scratch is None:
         with tempfile.TemporaryDirectory(prefix="snn2loihi-records-") as tmp:
