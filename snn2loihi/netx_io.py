@@ -8,6 +8,7 @@ and files written by lava-dl's slayer ``export_hdf5``. ``read_network(write_netw
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 from collections.abc import Callable
@@ -54,7 +55,10 @@ _T = TypeVar("_T")
 MAX_LAYERS = 4096
 MAX_ELEMENTS = 2**27  # refuse datasets larger than this (hostile files)
 MAX_STRING_BYTES = 256  # layer and neuron type names are a few characters
+log = logging.getLogger(__name__)
+
 STEPS_ATTR = "steps"  # root attribute: the time steps T the network was trained for
+SIMULATION_GROUP = "simulation"  # slayer's export: Ts (time step) and tSample (sample length)
 MAX_STEPS = 4096  # train.steps' upper bound
 
 
@@ -180,13 +184,37 @@ def _check_steps(steps, path: Path) -> int:
 
 
 def _read_steps(f: h5py.File, path: Path) -> int | None:
-    """The root attribute ``steps`` (None when absent)."""
+    """The root attribute ``steps``, else slayer's ``simulation/tSample`` (the sample length
+    its ``export_hdf5`` writes, in steps of ``Ts = 1``); None when the file records neither."""
     if STEPS_ATTR not in f.attrs:
-        return None
+        return _slayer_sample_steps(f, path)
     value = f.attrs[STEPS_ATTR]
     if isinstance(value, np.ndarray):
         value = value.item() if value.size == 1 else value
     return _check_steps(value, path)
+
+
+def _slayer_sample_steps(f: h5py.File, path: Path) -> int | None:
+    """``simulation/tSample`` of a slayer/bootstrap export as T, when its time step ``Ts`` is 1
+    and it is an integer in [1, :data:`MAX_STEPS`]; anything else is logged and ignored (NetX
+    itself never reads the group, so it cannot make the file unusable)."""
+    sim = f.get(SIMULATION_GROUP)
+    if not isinstance(sim, h5py.Group) or "tSample" not in sim:
+        return None
+    try:
+        t_sample = np.asarray(sim["tSample"][()]).item()
+        ts = np.asarray(sim["Ts"][()]).item() if "Ts" in sim else 1
+    except (TypeError, ValueError, AttributeError) as exc:
+        log.warning("%s: simulation/tSample unreadable (%s): T not taken from it", path, exc)
+        return None
+    whole = isinstance(t_sample, int | float) and float(t_sample).is_integer()
+    if ts != 1 or not whole or not 1 <= t_sample <= MAX_STEPS:
+        log.warning(
+            "%s: simulation/tSample = %r with Ts = %r is not a T in [1, %d] steps of 1: "
+            "T not taken from it (give --steps)", path, t_sample, ts, MAX_STEPS,
+        )  # fmt: skip
+        return None
+    return int(t_sample)
 
 
 def _read_format(f: h5py.File, path: Path) -> int | None:

@@ -1,8 +1,10 @@
 """The prediction rule of a NetX network: one rule per network, used by every back end.
 
 - ``readout_v``: the output layer never spikes (``vThMant = 2^17 - 1``, as in the networks that
-  snn2loihi exports, whose scale provably keeps ``v`` below it): the class is
-  ``argmax(v >> 6)`` of the output layer after the sample's last step.
+  snn2loihi exports, whose scale provably keeps ``v`` below it), or it is NetX's default neuron
+  (a layer without a neuron group: a current integrator, ``v = u``, as slayer and bootstrap write
+  an ``Affine`` readout block): the class is ``argmax(v >> 6)`` of the output layer after the
+  sample's last step.
 - ``spike_count``: the output layer spikes (lava-dl's networks): the class is the output neuron
   with the most spikes over the sample's T steps.
 - ``sigma_last``: an SDNN network with a ``sigma_output`` readout (it sends its running sum):
@@ -42,7 +44,8 @@ def prediction_rule(net: NetXNetwork) -> str:
     _, last = net.synaptic_layers[-1]
     if isinstance(last.neuron, SigmaDeltaNeuron):
         return SIGMA_LAST if last.neuron.sigma_output else MESSAGE_SUM
-    return READOUT_V if last.neuron.vth_mant == VTH_MAX else SPIKE_COUNT
+    v_readout = last.neuron.vth_mant == VTH_MAX or last.neuron.netx_default
+    return READOUT_V if v_readout else SPIKE_COUNT
 
 
 def readout_logits(v_last: torch.Tensor | np.ndarray) -> torch.Tensor:

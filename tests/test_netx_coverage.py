@@ -4,6 +4,7 @@ netx's delay mapping and reset schedule, the sigma-delta steps, the global-clock
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import h5py
@@ -15,6 +16,7 @@ from snn2loihi.deploy.emulator import Emulator
 from snn2loihi.deploy.timeline import Timeline, built_layers, drive_for
 from snn2loihi.errors import InputDataError, UnsupportedLayerError
 from snn2loihi.netx_io import describe_layers, read_network
+from snn2loihi.readout import READOUT_V, prediction_rule
 from snn2loihi.schema import (
     CubaNeuron,
     DenseLayer,
@@ -169,6 +171,27 @@ def test_every_lava_dl_network_reads_and_round_trips(name, write_net):
         assert again == net
     else:  # the writer adds the input layer that slayer's files leave out
         assert again.layers[1:] == net.layers and again.input_shape == net.input_shape
+
+
+MNIST_TEST = LAVADL.parent / "mnist" / "mnist_test.npz"
+
+
+@needs_corpus
+@pytest.mark.skipif(not MNIST_TEST.is_file(), reason="../shared/data/mnist absent")
+def test_bootstrap_mnist_reads_out_by_v_at_its_sample_length(tmp_path, capsys):
+    """bootstrap's readout is an Affine block (no neuron group: NetX's default current
+    integrator, never spiking): the rule is its v, T its tSample (16). Read by spike count it
+    predicted class 0 for every image (about 10%); by v it scores as its tutorial reports."""
+    from snn2loihi.app.cli import main
+
+    net = read_network(LAVADL / "bootstrap_mnist.net")
+    assert prediction_rule(net) == READOUT_V and net.steps == 16
+    out = tmp_path / "e.json"
+    argv = ["eval", str(LAVADL / "bootstrap_mnist.net"), "--data", str(MNIST_TEST)]
+    assert main([*argv, "--samples", "200", "--json", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    score = json.loads(out.read_text())["scores"]["emulator"]
+    assert score["correct"] >= 196  # 98.99% on all 10,000 (docs/deploy.md)
 
 
 def _write_pool_layer(path: Path) -> None:

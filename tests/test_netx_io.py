@@ -61,6 +61,29 @@ def test_steps_round_trip_and_bad_values_are_refused(tmp_path, write_net):
     assert not (tmp_path / "zero.net").exists()
 
 
+def test_slayer_sample_length_is_t_when_the_file_has_no_steps(write_net, caplog):
+    """slayer's ``simulation/tSample`` (steps of ``Ts = 1``) gives T where ``steps`` is absent;
+    ``steps`` wins; a tSample that is not a whole T of unit steps is ignored with a warning."""
+    path = write_net(random_network(SMALL, seed=0))
+
+    def with_simulation(t_sample, ts=1):
+        with h5py.File(path, "a") as f:
+            if "simulation" in f:
+                del f["simulation"]
+            f.create_dataset("simulation/Ts", data=ts)
+            f.create_dataset("simulation/tSample", data=t_sample)
+        return read_network(path).steps
+
+    assert with_simulation(16) == 16 and with_simulation(np.float64(64.0)) == 64
+    for t_sample, ts in ((2.5, 1), (0, 1), (5000, 1), (16, 0.5)):
+        caplog.clear()
+        assert with_simulation(t_sample, ts) is None
+        assert "simulation/tSample" in caplog.text and "--steps" in caplog.text
+    with h5py.File(path, "a") as f:
+        f.attrs["steps"] = 4
+    assert with_simulation(16) == 4
+
+
 def test_written_file_loads_in_netx(write_net):
     from snn2loihi.deploy.lava_compat import import_netx
 
