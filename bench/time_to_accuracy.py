@@ -34,7 +34,9 @@ def plot(results: dict[str, dict], out: Path, title: str) -> None:
         test = r.get("emulator_test_acc")
         if test is not None:
             ax.plot([minutes[-1]], [100 * test], marker="*", markersize=12, linestyle="none",
-                    color=line.get_color(), label="test accuracy of the selected epoch")  # fmt: skip
+                    color=line.get_color())  # fmt: skip
+    ax.plot([], [], marker="*", markersize=12, linestyle="none", color="gray",
+            label="test accuracy of the selected epoch (run's colour)")  # fmt: skip
     ax.set_xlabel("training minutes (validation after each epoch included)")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(title)
