@@ -93,6 +93,7 @@ def cmd_convert_nir(args) -> int:
         dialect=args.dialect,
         input_scale=args.input_scale,
         readout=args.readout,
+        spike_input=args.spike_input,
         force=args.force,
     )
     for c in report["changes"]:
@@ -135,6 +136,8 @@ def cmd_convert(args) -> int:
         return cmd_convert_nir(args)
     if args.calib is None:
         raise InputDataError("converting ONNX needs --calib calib.npz (threshold balancing)")
+    if args.spike_input:
+        raise InputDataError("--spike-input is for NIR graphs; an ONNX network takes images")
 
     report = convert_onnx(
         args.onnx,
@@ -268,6 +271,12 @@ def add_commands(sub) -> None:
         "and predicts by its spike count over T steps, a non-spiking one (I, LI, CubaLI) by "
         "its v after the last step; count: insist on spike counts; v: read a spiking last "
         "layer by its v (threshold and reset dropped: for a network trained on its membrane)",
+    )
+    p.add_argument(
+        "--spike-input",
+        action="store_true",
+        help="NIR: the network's inputs are spikes (0 or 1 per step), not graded values up to "
+        "255: the first layer gets a finer grid (larger graded inputs could then wrap u)",
     )
     p.add_argument("--force", "-f", action="store_true", help="overwrite an existing output")
     p.set_defaults(func=cmd_convert)

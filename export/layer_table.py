@@ -6,7 +6,9 @@ import torch
 
 from snn2loihi import quant
 from snn2loihi.export.headroom import LayerHeadroom
-from snn2loihi.schema import ConvLayer, DenseLayer, NetXNetwork
+from snn2loihi.schema import ConvLayer, DenseLayer, NetXNetwork, RecurrentDenseLayer
+
+COARSE_VTH_MANT = 64  # a threshold below 64 mantissa units: one weight unit is > 1/64 of it
 
 
 @torch.no_grad()
@@ -59,3 +61,30 @@ def layer_rows(
             k += 1
         rows.append(row)
     return rows
+
+
+def coarse_grid_layers(net: NetXNetwork, weight_bits: int) -> list[dict]:
+    """The layers of ``net`` whose threshold mantissa is below :data:`COARSE_VTH_MANT`: their
+    ``v`` moves in steps of at least 1/vThMant of the threshold, so small differences of the
+    float network's currents vanish or grow into whole spikes. ``weights_set_scale``: the
+    largest weight (recurrent ones included) sits at the ``weight_bits`` limit, so more bits
+    refine the grid; otherwise the bias or the bound on one step's input set the scale
+    (``first``: the first synaptic layer, whose input bound counts graded inputs up to 255).
+    ``[{"layer", "vth_mant", "weights_set_scale", "first"}]``."""
+    _, qmax = quant.weight_limits(weight_bits)
+    out = []
+    for k, (i, ly) in enumerate(net.synaptic_layers):
+        if ly.neuron.vth_mant >= COARSE_VTH_MANT:
+            continue
+        w_max = int(abs(ly.weight).max())
+        if isinstance(ly, RecurrentDenseLayer) and ly.weight_rec is not None:
+            w_max = max(w_max, int(abs(ly.weight_rec).max()))
+        out.append(
+            {
+                "layer": i,
+                "vth_mant": ly.neuron.vth_mant,
+                "weights_set_scale": w_max >= qmax,
+                "first": k == 0,
+            }
+        )
+    return out

@@ -84,17 +84,36 @@ def exact_layer(ly):
     return w, b, int(np.asarray(th).reshape(-1)[0]), w_rec
 
 
-def quantize_layer(ly, k: int, steps: int, weight_bits: int, spike_count: bool = False):
+def _refuse_graded(x, calib) -> None:
+    """``--spike-input`` with calibration data that hold more than spikes: exit 2 naming the
+    file, the first value above 1 and its index."""
+    from snn2loihi.errors import InputDataError
+
+    x = np.asarray(x)
+    above = np.argwhere(x > 1)
+    if len(above):
+        idx = tuple(int(i) for i in above[0])
+        raise InputDataError(
+            f"{calib}[x]: value {x[idx]} at index {list(idx)} is not a spike (0 or 1), but "
+            "--spike-input was given: leave it out for graded inputs up to 255"
+        )
+
+
+def quantize_layer(
+    ly, k: int, steps: int, weight_bits: int, spike_count: bool = False, spike_input: bool = False
+):
     """``(weight, bias, vth, weight_rec, scale, clipped)`` of float Loihi-form layer ``ly`` on
     the grid. A recurrent layer's ``weight_rec`` shares the scale (both feed the same ``u``);
     the scale's input bound counts its columns as further inputs (spikes, 0 or 1).
     ``spike_count``: a spiking output layer, whose ``vThMant`` must stay below ``2^17 - 1``
-    (that value marks a readout read by ``v``): the scale grows until it does."""
+    (that value marks a readout read by ``v``): the scale grows until it does. ``spike_input``:
+    the first layer's inputs are spikes (0 or 1), not graded values up to 255."""
     w = torch.as_tensor(ly.weight, dtype=torch.float64)
     b = torch.as_tensor(ly.bias, dtype=torch.float64)
     w_rec = None if ly.weight_rec is None else torch.as_tensor(ly.weight_rec, dtype=torch.float64)
     both = w if w_rec is None else torch.cat([w.reshape(w.shape[0], -1), w_rec], 1)
-    grid = dict(weight_bits=weight_bits, input_max=GRADED_INPUT_MAX if k == 0 else 1)
+    first_max = 1 if spike_input else GRADED_INPUT_MAX
+    grid = dict(weight_bits=weight_bits, input_max=first_max if k == 0 else 1)
     if ly.threshold is None:
         scale = quant.choose_scale(both, b, readout_steps=steps, **grid)
         vth = VTH_MAX
@@ -146,12 +165,18 @@ def readout_of(lowered, readout: str, path) -> str:
 
 
 def integer_network(
-    lowered, steps: int, weight_bits: int, changes: list[str], readout: str = MEMBRANE
+    lowered,
+    steps: int,
+    weight_bits: int,
+    changes: list[str],
+    readout: str = MEMBRANE,
+    spike_input: bool = False,
 ):
     """``(NetXNetwork, scales, clipped, exact)`` of the Loihi-form layers. ``readout``
     (:func:`readout_of`): :data:`MEMBRANE` makes a spiking last layer a non-spiking readout
     (``vThMant = 2^17 - 1``, within its no-spike budget); :data:`COUNT` keeps it spiking with a
-    ``vThMant`` below ``2^17 - 1`` (the file's rule: :mod:`snn2loihi.readout`)."""
+    ``vThMant`` below ``2^17 - 1`` (the file's rule: :mod:`snn2loihi.readout`).
+    ``spike_input``: :func:`quantize_layer`'s."""
     from snn2loihi.export.nir_lower import as_readout
 
     layers = list(lowered.loihi)
@@ -170,8 +195,9 @@ def integer_network(
             w, b, vth, w_rec = exact[k]
             scale, clip = 1.0, 0
         else:
+            last = k == len(layers) - 1
             w, b, vth, w_rec, scale, clip = quantize_layer(
-                ly, k, steps, weight_bits, spike_count=k == len(layers) - 1
+                ly, k, steps, weight_bits, spike_count=last, spike_input=spike_input
             )
             if w_rec is not None and not np.any(w):
                 raise NotDeployableError(
@@ -240,6 +266,7 @@ def convert_nir(
     dialect: str = "euler",
     input_scale: float | None = None,
     readout: str = "auto",
+    spike_input: bool = False,
     force: bool = False,
 ) -> dict:
     """Convert the NIR file ``nir_path`` to ``out``; return the report (also written beside it).
@@ -252,6 +279,9 @@ def convert_nir(
     default ``steps``). ``readout``:
     ``auto`` (a spiking last neuron node predicts by its spike count, a non-spiking one by its
     ``v``), ``count`` or ``v`` (read a spiking last layer by its membrane; :func:`readout_of`).
+    ``spike_input``: the network's inputs are spikes (0 or 1 per step): the first layer's grid
+    bounds one step's input for those instead of graded values up to 255 (a finer grid);
+    calibration data with larger values are refused.
     """
     from snn2loihi.errors import InputDataError
     from snn2loihi.export.exporter import check_export_outputs
@@ -302,7 +332,9 @@ def convert_nir(
         _refuse_non_finite(lowered, dt, input_scale)
         changes = lowered.changes
         rule = readout_of(lowered, readout, nir_path)
-        net, scales, clipped, exact = integer_network(lowered, steps, weight_bits, changes, rule)
+        net, scales, clipped, exact = integer_network(
+            lowered, steps, weight_bits, changes, rule, spike_input
+        )
         net = dataclasses.replace(net, steps=steps)  # the T its integers were made for
     except NotDeployableError as exc:  # every refusal names the file first
         text = str(exc)
@@ -314,6 +346,8 @@ def convert_nir(
         from snn2loihi.deploy.encoding import load_stream
 
         data = load_stream(calib, stream[2:], math.prod(net.output_shape), steps)
+    if spike_input and data is not None:
+        _refuse_graded(data.x, calib)
     report = {
         "nir": str(nir_path),
         "net": str(out),
@@ -323,6 +357,7 @@ def convert_nir(
         "input_scale": input_scale,
         "integer_graph_kept": exact,
         "readout": rule,
+        "spike_input": spike_input,
         "changes": changes,
         # a recurrent network runs only on Lava's global clock (None: the per-sample clock)
         "global_clock": None if net.plain else global_clock(net, steps).settings(),
@@ -339,6 +374,7 @@ def convert_nir(
     return finish_deployable(
         net,
         out,
+        graded_input=not spike_input,
         steps=steps,
         weight_bits=weight_bits,
         report=report,

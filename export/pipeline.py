@@ -100,19 +100,21 @@ def finish_deployable(
     clipped: list[int] | None = None,
     measure=None,
     force: bool = False,
+    graded_input: bool = True,
 ) -> dict:
     """The shared tail of every export: headroom -> atomic write -> accuracy -> report.
 
     ``net`` is already checked deployable. ``measure(out)`` returns the report's accuracy
-    dict (or None: not measured). Returns the report, also written beside ``out``.
+    dict (or None: not measured). ``graded_input``: the first layer's inputs reach 255 (False:
+    spikes). Returns the report, also written beside ``out``.
     """
     from snn2loihi.export.headroom import network_headroom
-    from snn2loihi.export.layer_table import layer_rows
+    from snn2loihi.export.layer_table import coarse_grid_layers, layer_rows
     from snn2loihi.export.report import write_report
     from snn2loihi.netx_io import write_network
     from snn2loihi.readout import prediction_rule
 
-    headroom = network_headroom(net, steps)
+    headroom = network_headroom(net, steps, graded_input=graded_input)
     warnings = [w for h in headroom for w in h.warnings]
     for w in warnings:
         log.warning("%s", w)
@@ -127,6 +129,9 @@ def finish_deployable(
         warnings=warnings,
         accuracy=None,
     )
+    report["coarse_grid"] = coarse_grid_layers(net, weight_bits)
+    for c in report["coarse_grid"]:
+        log.info("layer %d: vThMant %d is a coarse threshold grid", c["layer"], c["vth_mant"])
     if measure is not None:
         report["accuracy"] = measure(out)
     write_report(report, out)

@@ -63,6 +63,7 @@ def to_markdown(report: dict) -> str:
     lines += ["", "## Headroom (24-bit u/v, limit 2^23)", ""]
     warnings = report["warnings"]
     lines += [f"- WARNING: {w}" for w in warnings] or ["- no layer can wrap u or saturate v"]
+    lines += _coarse_grid_lines(report)
     lines += ["", "## Accuracy", ""]
     acc = report.get("accuracy")
     if acc is None:
@@ -101,6 +102,42 @@ def to_markdown(report: dict) -> str:
             "- nothing: every neuron has its exact Loihi form"
         ]
     return "\n".join(lines) + "\n"
+
+
+def _coarse_grid_lines(report: dict) -> list[str]:
+    """The "Threshold grid" section: coarse layers, the measured agreement, what may help."""
+    from snn2loihi.export.layer_table import COARSE_VTH_MANT
+
+    coarse = report.get("coarse_grid") or []
+    if not coarse:
+        return []
+    lines = ["", f"## Threshold grid (vThMant < {COARSE_VTH_MANT})", ""]
+    for c in coarse:
+        lines.append(
+            f"- layer {c['layer']}: vThMant {c['vth_mant']}: one weight unit is "
+            f"1/{c['vth_mant']} of the threshold, so its spikes follow the float network's only "
+            f"as closely as that grid allows; {_grid_hint(c, report)}"
+        )
+    agreement = ((report.get("accuracy") or {}).get("agreement") or {}).get(
+        "nir_reference_vs_emulator"
+    )
+    if agreement is not None:
+        lines.append(f"- measured: same prediction as the float reference on {agreement:.4f}")
+    return lines
+
+
+def _grid_hint(coarse: dict, report: dict) -> str:
+    """What sets a coarse layer's scale, and the option that refines it where there is one."""
+    if coarse["weights_set_scale"]:
+        if report["weight_bits"] < 9:
+            return "its largest weight sets its scale: --weight-bits 9 doubles the grid"
+        return "its largest weight sets its scale, at the 9-bit limit already"
+    if coarse.get("first") and "nir" in report and not report.get("spike_input"):
+        return (
+            "its scale is set by its bias (13 bits) or by the bound on one step's input for "
+            "graded inputs up to 255: --spike-input if the network takes spikes (0 or 1)"
+        )
+    return "its scale is set by its bias (13 bits) or its input bound, not by --weight-bits"
 
 
 def write_report(

@@ -17,6 +17,9 @@ from snn2loihi.export.nir_export import write_nir
 from snn2loihi.export.pipeline import deployable_network
 from snn2loihi.netx_io import read_network, write_network
 from snn2loihi.testing.netgen import SMALL, NetSpec, random_network
+from snn2loihi.testing.nirgen import DT
+from snn2loihi.testing.nirgen import leaky_output_graph as _leaky_output_graph
+from snn2loihi.testing.nirgen import spike_streams as _spike_streams
 
 nir = pytest.importorskip("nir")
 
@@ -648,47 +651,6 @@ def test_a_dt_that_overflows_the_float_layers_is_refused(tmp_path, cli_refusal):
 
 # -- readouts: a spiking output keeps spiking and predicts by its spike count (issue #32) ------
 
-DT = 1e-4  # snnTorch's step: r = tau_mem/dt and w_in = tau_syn/dt give unit gains
-
-
-def _cuba_lif(n, alpha, beta, threshold=1.0):
-    """snnTorch's ``Synaptic(alpha, beta)`` as its exporter writes it: ``I = alpha I + W.s``,
-    ``v = beta v + I``, spike above ``threshold``, reset to 0."""
-    tau_syn, tau_mem = DT / (1 - alpha), DT / (1 - beta)
-    return nir.CubaLIF(
-        tau_syn=np.full(n, tau_syn), tau_mem=np.full(n, tau_mem), r=np.full(n, tau_mem / DT),
-        v_leak=np.zeros(n), v_threshold=np.full(n, threshold), w_in=np.full(n, tau_syn / DT),
-        v_reset=np.zeros(n),
-    )  # fmt: skip
-
-
-def _leaky_output_graph(seed, n_in=12, hidden=32, classes=5, recurrent=True):
-    """The issue's kind of network: spike input (12 channels) -> Affine -> CubaLIF (alpha 0.8,
-    beta 0.9, with a recurrent Linear onto it) -> Affine -> CubaLIF output (alpha 0.5, beta
-    0.55) whose spike counts are the class scores. Random weights that keep both layers firing
-    on random input spikes."""
-    rng = np.random.default_rng(seed)
-    nodes = {
-        "input": nir.Input(input_type=np.array([n_in])),
-        "fc1": nir.Affine(weight=rng.normal(0.1, 0.5, (hidden, n_in)), bias=np.zeros(hidden)),
-        "lif1": _cuba_lif(hidden, 0.8, 0.9),
-        "fc2": nir.Affine(weight=rng.normal(0, 0.25, (classes, hidden)), bias=np.zeros(classes)),
-        "out": _cuba_lif(classes, 0.5, 0.55),
-        "output": nir.Output(output_type=np.array([classes])),
-    }
-    edges = [("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "out"), ("out", "output")]
-    if recurrent:
-        nodes["rec"] = nir.Linear(weight=rng.normal(0, 0.2, (hidden, hidden)))
-        edges += [("lif1", "rec"), ("rec", "lif1")]
-    return _graph(nodes, edges)
-
-
-def _spike_streams(n, steps, channels, seed):
-    """(n, steps, channels) 0/1 spikes, each sample with its own rate per channel."""
-    rng = np.random.default_rng(seed)
-    rates = rng.uniform(0.02, 0.3, (n, 1, channels))
-    return (rng.random((n, steps, channels)) < rates).astype(np.uint8)
-
 
 def _agreement(tmp_path, seed, steps, samples, readout):
     """(share of samples where the converted network's emulator predictions equal the float
@@ -728,6 +690,65 @@ def test_spiking_leaky_output_converts_with_the_spike_count_readout(tmp_path):
     assert report_v["readout"] == "v" and report_v["prediction"] == "readout_v"
     assert any("read out by its membrane" in c for c in report_v["changes"])
     assert count >= 0.85 and count > v
+
+
+def test_the_report_names_layers_on_a_coarse_threshold_grid(tmp_path, cli_refusal):
+    """A layer whose vThMant lands below 64 is named in the report with the measured agreement
+    and what sets its scale: here the bound on one step's graded input (up to 255), so 9 weight
+    bits change nothing and ``--spike-input`` (the network takes spikes) gives a finer grid."""
+    from snn2loihi.export.layer_table import COARSE_VTH_MANT
+
+    path, calib = tmp_path / "r.nir", tmp_path / "s.npz"
+    nir.write(path, _leaky_output_graph(0, recurrent=True))
+    x = _spike_streams(20, 48, 12, 0)
+    np.savez(calib, x=x, y=np.arange(20) % 5)
+    out = tmp_path / "r.net"
+    report = convert_nir(path, out, calib=calib, input_scale=1.0)
+    net = read_network(out)
+    vth = {i: ly.neuron.vth_mant for i, ly in net.synaptic_layers}
+    assert (
+        [c["layer"] for c in report["coarse_grid"]]
+        == [i for i, v in vth.items() if v < COARSE_VTH_MANT]
+        == [1]
+    )
+    w = max(abs(net.layers[1].weight).max(), abs(net.layers[1].weight_rec).max())
+    assert report["coarse_grid"][0]["weights_set_scale"] is bool(w >= 127) is False
+    md = (tmp_path / "r.report.md").read_text()
+    assert f"- layer 1: vThMant {vth[1]}: one weight unit is 1/{vth[1]}" in md
+    assert "--spike-input if the network takes spikes" in md
+    agreement = report["accuracy"]["agreement"]["nir_reference_vs_emulator"]
+    assert f"- measured: same prediction as the float reference on {agreement:.4f}" in md
+    nine = convert_nir(path, tmp_path / "r9.net", calib=calib, input_scale=1.0, weight_bits=9)
+    assert nine["coarse_grid"] == report["coarse_grid"]
+    spikes = convert_nir(path, tmp_path / "rs.net", calib=calib, input_scale=1.0, spike_input=True)
+    assert spikes["spike_input"] and not spikes["coarse_grid"]
+    assert read_network(tmp_path / "rs.net").layers[1].neuron.vth_mant > vth[1]
+    x[3, 7, 5] = 2
+    np.savez(tmp_path / "g.npz", x=x, y=np.arange(20) % 5)
+    argv = ["convert", path, "--out", tmp_path / "g.net", "--calib", tmp_path / "g.npz"]
+    cli_refusal(
+        [*argv, "--input-scale", 1, "--spike-input"], "g.npz[x]", "value 2 at index [3, 7, 5]"
+    )
+    assert not (tmp_path / "g.net").exists()
+
+
+def test_a_coarse_layer_whose_weights_set_its_scale_gets_the_weight_bits_hint():
+    from snn2loihi.export.layer_table import coarse_grid_layers
+    from snn2loihi.export.report import to_markdown
+    from snn2loihi.schema import CubaNeuron, DenseLayer, InputLayer, NetXNetwork
+
+    w = np.arange(-128, 128).reshape(8, 32)  # the 8-bit range, below the 9-bit one
+    dense = DenseLayer(shape=(8,), weight=w, neuron=CubaNeuron(4096, 0, 40))
+    net = NetXNetwork((InputLayer((32,)), dense), (32,))
+    coarse = {"layer": 1, "vth_mant": 40, "weights_set_scale": True, "first": True}
+    assert coarse_grid_layers(net, 8) == [coarse]
+    assert coarse_grid_layers(net, 9)[0]["weights_set_scale"] is False
+    report = {"net": "n.net", "steps": 4, "weight_bits": 8, "input_shape": [32],
+              "output_shape": [8], "layers": [], "warnings": [],
+              "coarse_grid": coarse_grid_layers(net, 8)}  # fmt: skip
+    assert "its largest weight sets its scale: --weight-bits 9 doubles the grid" in to_markdown(
+        report
+    )
 
 
 @pytest.mark.parametrize("recurrent", [True, False])
