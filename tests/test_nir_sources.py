@@ -24,7 +24,11 @@ def spikingjelly_digits(tmp_path):
     (tau 2, hard reset to 0), trained on the output's spike counts over T steps, exported by
     ``spikingjelly.activation_based.nir_exchange.export_to_nir`` (IF ``r = 1/dt``, LIF
     ``tau = 2 dt``, ``dt = 1e-4``: forward Euler, convert's default dialect)."""
-    pytest.importorskip("spikingjelly.activation_based.nir_exchange")
+    pytest.importorskip(
+        "spikingjelly.activation_based.nir_exchange",
+        reason="SpikingJelly is not installed (not in requirements.txt, docs/nir.md: "
+        "pip install --no-deps spikingjelly==2.0.0 loguru)",
+    )
     from spikingjelly.activation_based import functional, layer, neuron
     from spikingjelly.activation_based.nir_exchange import export_to_nir
 
@@ -57,7 +61,11 @@ def sinabs_digits(tmp_path):
     ``sinabs.nir.to_nir`` (``IF(r = 1)``: Sinabs' step is ``dt = 1``). Sinabs 3.1.3 leaves the
     Conv2d's ``input_shape`` and the types after it unset, which nir 1.0.8 cannot write: set the
     shape and ``infer_types()`` first."""
-    sl = pytest.importorskip("sinabs.layers")
+    sl = pytest.importorskip(
+        "sinabs.layers",
+        reason="Sinabs is not installed (not in requirements.txt, docs/nir.md: "
+        "pip install --no-deps sinabs==3.1.3 pbr)",
+    )
     from sinabs.activation import MembraneReset, SingleSpike
     from sinabs.nir import to_nir
 
@@ -166,12 +174,12 @@ def test_rockpool_graph_converts_as_nir_defines_it(tmp_path):
     states holds: Rockpool's LIFTorch integrates a constant input to a v 4.87 times the one its
     exported CubaLIF reaches (``w_in`` left at 1 while Rockpool adds the whole input to its
     current every step; ``r = tau_mem exp(-dt/tau_mem) / dt``)."""
-    from rockpool.nn.modules import LIFTorch
-
     from snn2loihi.export.nir_lower import lower
     from snn2loihi.export.nir_read import read_nir
 
-    path = rockpool_graph(tmp_path)
+    path = rockpool_graph(tmp_path)  # skips without Rockpool
+    from rockpool.nn.modules import LIFTorch
+
     report = convert_nir(path, tmp_path / "rp.net", steps=STEPS, dt=RP_DT)
     assert report["readout"] == "v"
     net = read_network(tmp_path / "rp.net")
