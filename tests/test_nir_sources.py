@@ -132,7 +132,7 @@ def test_library_network_converts_as_the_library_computes(tmp_path, library_net)
 
 @pytest.mark.lava
 @pytest.mark.multiprocess
-@pytest.mark.slow  # about 20 s per library: training, convert, one Lava run
+@pytest.mark.slow  # 90-100 s per library on a busy 2-core CPU: training, convert, one Lava run
 def test_library_network_passes_parity_on_lava(tmp_path, library_net):
     library, path, _, options = library_net
     calib, _ = digits_npz(tmp_path, 10**6)
@@ -196,7 +196,7 @@ def test_rockpool_graph_converts_as_nir_defines_it(tmp_path):
 
 @pytest.mark.lava
 @pytest.mark.multiprocess
-@pytest.mark.slow  # about 20 s: convert, one Lava run
+@pytest.mark.slow  # about 90 s on a busy 2-core CPU: convert, one Lava run
 def test_rockpool_graph_passes_parity_on_lava(tmp_path):
     path = rockpool_graph(tmp_path)
     calib, _ = digits_npz(tmp_path, 10**6)
