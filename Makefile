@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml requirements.txt Makefile
 	# requirements.txt, and snn2loihi.deploy.lava_compat fixes the one Python 3.11 issue at import time.
 	$(PIP) install --no-deps --ignore-requires-python $(LAVA_SPEC)
 	$(PIP) install --no-deps --no-build-isolation -e .
-	$(PY) -c "import snn2loihi, torch, h5py, onnxruntime, nir, snntorch, norse; print('snn2loihi setup ok, torch', torch.__version__)"
+	$(PY) -c "import snn2loihi, torch, h5py, onnxruntime, nir, snntorch, norse, rockpool; print('snn2loihi setup ok, torch', torch.__version__)"
 	touch $(STAMP)
 
 lint: setup

@@ -18,8 +18,17 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).resolve().parent
-# names whose use starts another process: the CLI helpers, subprocess, multiprocessing/DDP
-STARTS_A_PROCESS = {"run_cli", "subprocess", "Popen", "spawn", "start_processes", "executable"}
+# names whose use starts another process: the CLI helpers (cli_helpers.run_cli,
+# nir_library_helpers.convert_and_parity_cli), subprocess, multiprocessing/DDP
+STARTS_A_PROCESS = {
+    "run_cli",
+    "convert_and_parity_cli",
+    "subprocess",
+    "Popen",
+    "spawn",
+    "start_processes",
+    "executable",
+}
 
 
 def _mark_names(node: ast.expr) -> set[str]:

@@ -9,7 +9,13 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from cli_helpers import run_cli
+from nir_library_helpers import (
+    accuracy,
+    convert_and_parity_cli,
+    digits,
+    digits_npz,
+    train_digits,
+)
 
 from snn2loihi.export.errors import NirFormatError, NotDeployableError
 from snn2loihi.export.nir_convert import convert_nir, emulator_result
@@ -28,17 +34,6 @@ SPECS = {
     "small-readout": dataclasses.replace(SMALL, readout=True),
     "dense-only": NetSpec((40,), (), (12, 5), weight_range=(-90, 120)),
 }
-
-
-def _digits_npz(tmp_path, n=200):
-    from snn2loihi.train.config import default_config
-    from snn2loihi.train.data import load_datasets
-
-    data = load_datasets(default_config().data).val
-    x, y = data.x[:n].numpy(), data.y[:n].numpy()
-    path = tmp_path / "calib.npz"
-    np.savez(path, x=x[:, 0], y=y)
-    return path, data
 
 
 @pytest.mark.parametrize("name", list(SPECS))
@@ -64,7 +59,7 @@ def test_round_trip_trained_model_exact_and_cli(tmp_path):
     model = calibrated_model("digits", steps=4)
     net = deployable_network(model, 8, "model")
     write_nir(net, tmp_path / "m.nir", steps=4)
-    calib, _ = _digits_npz(tmp_path, 60)
+    calib, _ = digits_npz(tmp_path, 60)
     rc = main(
         [
             "convert",
@@ -110,7 +105,7 @@ def test_float_graph_changes_are_reported(tmp_path):
         v_reset=np.full(16, 0.1),
     )
     nir.write(tmp_path / "f.nir", _float_graph(lif))
-    calib, _ = _digits_npz(tmp_path, 50)
+    calib, _ = digits_npz(tmp_path, 50)
     report = convert_nir(tmp_path / "f.nir", tmp_path / "f.net", calib=calib, steps=8)
     text = " ".join(report["changes"])
     assert "per-neuron membrane retention" in text and "v_reset" in text
@@ -195,7 +190,7 @@ def test_pooling_and_scale_fold(tmp_path):
         ],
     )
     nir.write(tmp_path / "p.nir", g)
-    calib, _ = _digits_npz(tmp_path, 40)
+    calib, _ = digits_npz(tmp_path, 40)
     report = convert_nir(tmp_path / "p.nir", tmp_path / "p.net", calib=calib, steps=8)
     net = read_network(tmp_path / "p.net")
     conv = net.layers[1]
@@ -266,32 +261,6 @@ def test_a_graph_with_valid_metadata_converts(tmp_path):
 # -- real libraries -----------------------------------------------------------------------------
 
 
-def _train_digits(net_step, params, data, steps, epochs=30):
-    x = data.x.flatten(1).float() / 255.0
-    y = data.y
-    opt = torch.optim.Adam(params, lr=5e-3)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=g).split(128):
-            loss = torch.nn.functional.cross_entropy(net_step(x[idx], steps), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-
-def _digits():
-    from snn2loihi.train.config import default_config
-    from snn2loihi.train.data import load_datasets
-
-    return load_datasets(default_config().data)
-
-
-def _accuracy(run, data, steps) -> float:
-    with torch.no_grad():
-        pred = run(data.x.flatten(1).float() / 255, steps).argmax(1)
-    return float((pred == data.y).double().mean())
-
-
 def snntorch_digits(tmp_path, steps=8):
     """A 64-32-10 snnTorch Leaky net trained on digits, exported by snnTorch's export_to_nir."""
     snn = pytest.importorskip("snntorch")
@@ -299,7 +268,7 @@ def snntorch_digits(tmp_path, steps=8):
     from snntorch.export_nir import export_to_nir
 
     torch.manual_seed(0)
-    ds = _digits()
+    ds = digits()
     lif1 = snn.Leaky(
         beta=torch.full((32,), 0.9),
         threshold=torch.ones(32),
@@ -321,17 +290,17 @@ def snntorch_digits(tmp_path, steps=8):
             _, mem = net(x)
         return mem
 
-    _train_digits(run, net.parameters(), ds.train, steps)
+    train_digits(run, net.parameters(), ds.train, steps)
     path = tmp_path / "snntorch.nir"
     nir.write(path, export_to_nir(net, torch.rand(64)))
-    return path, _accuracy(run, ds.val, steps)
+    return path, accuracy(run, ds.val, steps)
 
 
 def norse_digits(tmp_path, steps=8):
     """A 64-32-10 Norse LIFCell (CubaLIF) net with an LI readout, exported by norse.to_nir."""
     norse = pytest.importorskip("norse.torch")
     torch.manual_seed(0)
-    ds = _digits()
+    ds = digits()
     net = norse.SequentialState(
         torch.nn.Linear(64, 32), norse.LIFCell(), torch.nn.Linear(32, 10), norse.LIBoxCell()
     )
@@ -342,11 +311,11 @@ def norse_digits(tmp_path, steps=8):
             out, state = net(x * 10, state)  # Norse's LIF (dt 1e-3) wants larger currents
         return out
 
-    _train_digits(run, net.parameters(), ds.train, steps)
+    train_digits(run, net.parameters(), ds.train, steps)
     path = tmp_path / "norse.nir"
     # Norse writes 0-d parameters, which nir.write can only store uncompressed
     nir.write(path, norse.to_nir(net, torch.rand(1, 64)), compression=None)
-    return path, _accuracy(run, ds.val, steps)
+    return path, accuracy(run, ds.val, steps)
 
 
 @pytest.mark.parametrize("library", ["snntorch", "norse"])
@@ -357,41 +326,12 @@ def test_library_trained_on_digits_converts(tmp_path, library):
         "norse": (norse_digits, {"dialect": "norse", "input_scale": 10 / 255}),
     }[library]
     path, lib_acc = make(tmp_path, steps)
-    calib, data = _digits_npz(tmp_path, 10**6)
+    calib, data = digits_npz(tmp_path, 10**6)
     report = convert_nir(path, tmp_path / "m.net", calib=calib, steps=steps, **kw)
     a = report["accuracy"]
     print(library, lib_acc, a, report["changes"])
     assert lib_acc > 0.8 and a["nir_reference_acc"] > 0.8 and a["emulator_acc"] > 0.8
     assert abs(a["emulator_acc"] - a["nir_reference_acc"]) < 0.05
-
-
-def _convert_and_parity_cli(tmp_path, name, path, calib, steps, *flags, samples=4) -> dict:
-    """``convert model.nir --out m.net``, then ``parity m.net --input digits.npy --samples 4``, as
-    a user runs them; both exit 0 and the report is equal with spikes. A recurrent network runs
-    on the global clock as convert says (its report's ``global_clock``). Returns the parity
-    JSON and convert's report."""
-    out, report = tmp_path / f"{name}.net", tmp_path / f"{name}.parity.json"
-    res = run_cli("convert", path, "--out", out, "--calib", calib, "--steps", steps, *flags)
-    assert res.returncode == 0, res.stderr[-3000:]
-    converted = json.loads((tmp_path / f"{name}.report.json").read_text())
-    clock, run = converted["global_clock"], ["--steps", steps]
-    if clock is not None:
-        steps = clock["steps"]
-        run = ["--clock", "global", "--reset-interval", clock["reset_interval"],
-               "--reset-offset", clock["reset_offset"]]  # fmt: skip
-        assert f"--reset-interval {clock['reset_interval']}" in res.stdout
-    # digits shown as graded pixels: random 0/1 spikes are too weak to drive a net that was
-    # quantized for 0..255 pixels (no spikes to compare)
-    x = np.load(calib)["x"][:samples].reshape(samples, 1, *read_network(out).input_shape)
-    np.save(tmp_path / f"{name}.x.npy", np.repeat(x, steps, axis=1))
-    res = run_cli("parity", out, "--input", tmp_path / f"{name}.x.npy", "--samples", samples,
-                  *run, "--json", report)  # fmt: skip
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert "PARITY OK" in res.stdout, res.stdout
-    figures = json.loads(report.read_text())
-    assert figures["equal"], f"{name}: {figures}"
-    assert sum(ly["emulator_spikes"] for ly in figures["layers"]) > 0
-    return figures, converted
 
 
 @pytest.mark.lava
@@ -400,14 +340,14 @@ def _convert_and_parity_cli(tmp_path, name, path, calib, steps, *flags, samples=
 def test_library_networks_pass_parity_on_lava(tmp_path):
     """snnTorch's and Norse's digits nets, converted from their NIR files by ``convert``, pass
     ``parity`` on Lava (issue #13's done criterion), through the CLI."""
-    calib, _ = _digits_npz(tmp_path, 10**6)
+    calib, _ = digits_npz(tmp_path, 10**6)
     steps = 8
     for name, make, flags in (
         ("snntorch", snntorch_digits, ("--readout", "v")),
         ("norse", norse_digits, ("--dialect", "norse", "--input-scale", 10 / 255)),
     ):
         path, _ = make(tmp_path, steps)
-        _convert_and_parity_cli(tmp_path, name, path, calib, steps, *flags)
+        convert_and_parity_cli(tmp_path, name, path, calib, steps, *flags)
 
 
 def snntorch_conv_digits(tmp_path, steps=4, channels=4, epochs=3):
@@ -419,7 +359,7 @@ def snntorch_conv_digits(tmp_path, steps=4, channels=4, epochs=3):
     from snntorch.export_nir import export_to_nir
 
     torch.manual_seed(0)
-    ds = _digits()
+    ds = digits()
     shape = (channels, 8, 8)
     lif1 = snn.Leaky(
         beta=torch.full(shape, 0.9),
@@ -448,10 +388,10 @@ def snntorch_conv_digits(tmp_path, steps=4, channels=4, epochs=3):
             _, mem = net(x.view(-1, 1, 8, 8))
         return mem
 
-    _train_digits(run, net.parameters(), ds.train, steps, epochs=epochs)
+    train_digits(run, net.parameters(), ds.train, steps, epochs=epochs)
     path = tmp_path / "snntorch_conv.nir"
     nir.write(path, export_to_nir(net, torch.rand(1, 8, 8)))
-    return path, _accuracy(run, ds.val, steps)
+    return path, accuracy(run, ds.val, steps)
 
 
 @pytest.mark.lava
@@ -460,8 +400,8 @@ def snntorch_conv_digits(tmp_path, steps=4, channels=4, epochs=3):
 def test_snntorch_conv_network_converts_and_passes_parity_on_lava(tmp_path):
     steps = 4
     path, lib_acc = snntorch_conv_digits(tmp_path, steps)
-    calib, _ = _digits_npz(tmp_path, 10**6)
-    figures, _ = _convert_and_parity_cli(tmp_path, "conv", path, calib, steps, "--readout", "v")
+    calib, _ = digits_npz(tmp_path, 10**6)
+    figures, _ = convert_and_parity_cli(tmp_path, "conv", path, calib, steps, "--readout", "v")
     assert [ly["kind"] for ly in figures["layers"]] == ["conv", "dense"]
     net = read_network(tmp_path / "conv.net")
     assert net.input_shape == (1, 8, 8) and net.layers[1].weight.shape == (4, 1, 3, 3)
@@ -481,7 +421,7 @@ def snntorch_recurrent_digits(tmp_path, steps=8, epochs=10):
     from snntorch.export_nir import export_to_nir
 
     torch.manual_seed(0)
-    ds = _digits()
+    ds = digits()
 
     def leaky(n, cls=snn.Leaky, **kw):
         return cls(beta=torch.full((n,), 0.9), threshold=torch.ones(n), init_hidden=True, **kw)
@@ -507,10 +447,10 @@ def snntorch_recurrent_digits(tmp_path, steps=8, epochs=10):
             _, mem = net(x)
         return mem
 
-    _train_digits(run, net.parameters(), ds.train, steps, epochs=epochs)
+    train_digits(run, net.parameters(), ds.train, steps, epochs=epochs)
     path = tmp_path / "snntorch_rec.nir"
     nir.write(path, export_to_nir(net, torch.rand(64)))
-    return path, _accuracy(run, ds.val, steps)
+    return path, accuracy(run, ds.val, steps)
 
 
 @pytest.mark.lava
@@ -519,8 +459,8 @@ def snntorch_recurrent_digits(tmp_path, steps=8, epochs=10):
 def test_snntorch_recurrent_network_converts_to_dense_rec_and_passes_parity_on_lava(tmp_path):
     steps = 8
     path, lib_acc = snntorch_recurrent_digits(tmp_path, steps)
-    calib, _ = _digits_npz(tmp_path, 10**6)
-    figures, report = _convert_and_parity_cli(
+    calib, _ = digits_npz(tmp_path, 10**6)
+    figures, report = convert_and_parity_cli(
         tmp_path, "rec", path, calib, steps, "--readout", "v", samples=2
     )
     net = read_network(tmp_path / "rec.net")
@@ -572,7 +512,7 @@ def test_recurrent_linear_onto_a_neuron_becomes_dense_rec(tmp_path):
     w_rec = rng.integers(-60, 60, (16, 16)).astype(float)
     w_out = rng.integers(-40, 60, (10, 16)).astype(float)
     nir.write(tmp_path / "r.nir", _recurrent_graph(w_in, w_rec, w_out))
-    calib, _ = _digits_npz(tmp_path, 60)
+    calib, _ = digits_npz(tmp_path, 60)
     report = convert_nir(
         tmp_path / "r.nir", tmp_path / "r.net", calib=calib, steps=6, input_scale=1.0
     )
@@ -592,7 +532,7 @@ def test_recurrent_linear_onto_a_neuron_becomes_dense_rec(tmp_path):
 def test_recurrence_refusals_name_the_nodes(tmp_path):
     rng = np.random.default_rng(0)
     w_in, w_out = rng.normal(0, 0.3, (16, 64)), rng.normal(0, 0.3, (10, 16))
-    calib, _ = _digits_npz(tmp_path, 20)
+    calib, _ = digits_npz(tmp_path, 20)
     # float weights on graded pixels (x 1/255) next to recurrent weights: no input weight left
     nir.write(tmp_path / "z.nir", _recurrent_graph(w_in, np.eye(16) * 50, w_out))
     with pytest.raises(NotDeployableError, match="fc1 -> if1'.*rounds to 0"):
@@ -632,7 +572,7 @@ def test_export_nir_cli_round_trip_checkpoints(tmp_path, shape, capsys):
 def test_threshold_node_is_a_neuron_without_memory(tmp_path):
     g = _float_graph(nir.Threshold(threshold=np.full(16, 0.5)))
     nir.write(tmp_path / "t.nir", g)
-    calib, _ = _digits_npz(tmp_path, 40)
+    calib, _ = digits_npz(tmp_path, 40)
     report = convert_nir(tmp_path / "t.nir", tmp_path / "t.net", calib=calib, steps=6)
     first = read_network(tmp_path / "t.net").synaptic_layers[0][1].neuron
     assert (first.i_decay, first.v_decay) == (4096, 4096)
@@ -844,7 +784,7 @@ def test_a_silent_spiking_output_is_warned_about(tmp_path):
     g.nodes["li"] = nir.LIF(tau=np.full(10, 1e-3), r=np.full(10, 10.0), v_leak=np.zeros(10),
                             v_threshold=np.full(10, 1e3))  # fmt: skip
     nir.write(tmp_path / "m.nir", g)
-    calib, _ = _digits_npz(tmp_path, 30)
+    calib, _ = digits_npz(tmp_path, 30)
     report = convert_nir(tmp_path / "m.nir", tmp_path / "m.net", calib=calib, steps=8)
     assert report["readout"] == "count" and report["accuracy"]["output_spikes_per_sample"] == 0
     assert any("never spiked" in w and "--readout v" in w for w in report["warnings"])
