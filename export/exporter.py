@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from snn2loihi.export.errors import DataUnavailableError, NotDeployableError
+from snn2loihi.export.errors import DataUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +59,6 @@ def export_checkpoint(
     inputs = {**checkpoint_input(checkpoint), "--data": data_file}
     check_export_outputs(out, inputs, force, onnx, nir)
     model, state = load_model(checkpoint)
-    if len(model.shortcuts) and nir is not None:  # refused before anything is written
-        raise NotDeployableError(
-            f"{checkpoint}: --nir writes plain networks; this model has residual shortcuts "
-            f"(layers {', '.join(sorted(model.shortcuts))}): export without --nir"
-        )
     config = checkpoint_config(state)
     if data_file is None and accuracy:  # the accuracy check reads the config's data files
         check_export_outputs(out, data_inputs(config.data), force, onnx, nir)

@@ -40,6 +40,7 @@ from snn2loihi.schema import (
     InputLayer,
     NetXNetwork,
     RecurrentDenseLayer,
+    Shortcut,
 )
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,9 @@ def _integers(a: np.ndarray, lo: int, hi: int) -> np.ndarray | None:
 
 
 def exact_layer(ly):
-    """``(weight, bias, vth, weight_rec)`` when ``ly`` already is on Loihi's integer grid
-    (scale 1), else None (``weight_rec`` None for a layer without recurrence)."""
+    """``(weight, bias, vth, weight_rec, shortcut_weights)`` when ``ly`` already is on Loihi's
+    integer grid (scale 1), else None (``weight_rec`` None for a layer without recurrence;
+    ``shortcut_weights`` one per shortcut)."""
     w = _integers(ly.weight, WEIGHT_MIN, WEIGHT_MAX)  # as Loihi holds them (9-bit)
     b = _integers(ly.bias, BIAS_MIN, BIAS_MAX)
     th = VTH_MAX if ly.threshold is None else _integers(ly.threshold[:1], 0, VTH_MAX)
@@ -79,9 +81,10 @@ def exact_layer(ly):
         w_rec = _integers(ly.weight_rec, WEIGHT_MIN, WEIGHT_MAX)
         if w_rec is None:
             return None
-    if w is None or b is None or th is None:
+    w_sc = [_integers(sc.weight, WEIGHT_MIN, WEIGHT_MAX) for sc in ly.shortcuts]
+    if w is None or b is None or th is None or any(q is None for q in w_sc):
         return None
-    return w, b, int(np.asarray(th).reshape(-1)[0]), w_rec
+    return w, b, int(np.asarray(th).reshape(-1)[0]), w_rec, w_sc
 
 
 def _refuse_graded(x, calib) -> None:
@@ -102,16 +105,19 @@ def _refuse_graded(x, calib) -> None:
 def quantize_layer(
     ly, k: int, steps: int, weight_bits: int, spike_count: bool = False, spike_input: bool = False
 ):
-    """``(weight, bias, vth, weight_rec, scale, clipped)`` of float Loihi-form layer ``ly`` on
-    the grid. A recurrent layer's ``weight_rec`` shares the scale (both feed the same ``u``);
-    the scale's input bound counts its columns as further inputs (spikes, 0 or 1).
+    """``(weight, bias, vth, weight_rec, shortcut_weights, scale, clipped)`` of float Loihi-form
+    layer ``ly`` on the grid. A recurrent layer's ``weight_rec`` and a residual layer's
+    shortcut weights share the scale (all feed the same ``u``); the scale's input bound counts
+    their columns as further inputs (spikes, 0 or 1).
     ``spike_count``: a spiking output layer, whose ``vThMant`` must stay below ``2^17 - 1``
     (that value marks a readout read by ``v``): the scale grows until it does. ``spike_input``:
     the first layer's inputs are spikes (0 or 1), not graded values up to 255."""
     w = torch.as_tensor(ly.weight, dtype=torch.float64)
     b = torch.as_tensor(ly.bias, dtype=torch.float64)
     w_rec = None if ly.weight_rec is None else torch.as_tensor(ly.weight_rec, dtype=torch.float64)
-    both = w if w_rec is None else torch.cat([w.reshape(w.shape[0], -1), w_rec], 1)
+    w_sc = [torch.as_tensor(sc.weight, dtype=torch.float64) for sc in ly.shortcuts]
+    extra = ([] if w_rec is None else [w_rec]) + [v.reshape(w.shape[0], -1) for v in w_sc]
+    both = torch.cat([w.reshape(w.shape[0], -1), *extra], 1) if extra else w
     first_max = 1 if spike_input else GRADED_INPUT_MAX
     grid = dict(weight_bits=weight_bits, input_max=first_max if k == 0 else 1)
     if ly.threshold is None:
@@ -128,7 +134,8 @@ def quantize_layer(
     clipped = int(((q < qmin) | (q > qmax)).sum())
     qw = quant.quantize_weight(w, scale, weight_bits).numpy()
     qr = None if w_rec is None else quant.quantize_weight(w_rec, scale, weight_bits).numpy()
-    return qw, quant.quantize_bias(b, scale).numpy(), vth, qr, scale, clipped
+    qs = [quant.quantize_weight(v, scale, weight_bits).numpy() for v in w_sc]
+    return qw, quant.quantize_bias(b, scale).numpy(), vth, qr, qs, scale, clipped
 
 
 def _refuse_non_finite(lowered, dt: float, input_scale: float) -> None:
@@ -190,13 +197,14 @@ def integer_network(
     records: list = [InputLayer(tuple(lowered.input_shape))]
     prev = tuple(lowered.input_shape)
     scales, clipped = [], []
+    file_index: list[int] = []  # each layer's index in the file (a shortcut's source)
     for k, ly in enumerate(layers):
         if is_exact:
-            w, b, vth, w_rec = exact[k]
+            w, b, vth, w_rec, w_sc = exact[k]
             scale, clip = 1.0, 0
         else:
             last = k == len(layers) - 1
-            w, b, vth, w_rec, scale, clip = quantize_layer(
+            w, b, vth, w_rec, w_sc, scale, clip = quantize_layer(
                 ly, k, steps, weight_bits, spike_count=last, spike_input=spike_input
             )
             if w_rec is not None and not np.any(w):
@@ -214,6 +222,7 @@ def integer_network(
             vth_mant=vth,
         )
         if ly.kind == "conv":
+            file_index.append(len(records))
             records.append(
                 ConvLayer(
                     shape=tuple(ly.shape),
@@ -224,11 +233,13 @@ def integer_network(
                     padding=ly.padding,
                     dilation=ly.dilation,
                     groups=ly.groups,
+                    shortcuts=_shortcut_records(ly, k, w_sc, file_index),
                 )
             )
         else:
             if len(prev) == 3:
                 records.append(FlattenLayer((math.prod(prev), 1, 1)))
+            file_index.append(len(records))
             dense = dict(shape=tuple(ly.shape), weight=w, neuron=neuron, bias=b)
             if w_rec is None:
                 records.append(DenseLayer(**dense))
@@ -237,6 +248,24 @@ def integer_network(
         prev = tuple(ly.shape)
     net = NetXNetwork(layers=tuple(records), input_shape=tuple(lowered.input_shape))
     return net, scales, clipped, is_exact
+
+
+def _shortcut_records(ly, k: int, weights, file_index: list[int]) -> tuple[Shortcut, ...]:
+    """The :class:`Shortcut` records of float layer ``k`` (integer ``weights``, one per
+    shortcut). NIR sums a shortcut's spikes of the same step; on Lava every synapse of the
+    chain delays by one step, so a shortcut from layer ``p`` waits ``k - p - 1`` steps more."""
+    return tuple(
+        Shortcut(
+            source=file_index[sc.source],
+            weight=q,
+            delay=k - sc.source - 1,
+            stride=sc.stride,
+            padding=sc.padding,
+            dilation=sc.dilation,
+            groups=sc.groups,
+        )
+        for sc, q in zip(ly.shortcuts, weights, strict=True)
+    )
 
 
 def _metadata_number(meta: dict, name: str, path) -> float | None:

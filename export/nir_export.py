@@ -6,7 +6,9 @@ IF (``iDecay=4096, vDecay=0``: ``r = 1/dt``), LIF (``iDecay=4096``: ``tau = 4096
 ``r = tau/dt``) or CubaLIF (``tau_syn = 4096 dt / iDecay``, ``w_in = tau_syn/dt``, bias as
 ``v_leak = bias * 4096 / vDecay``); the readout (``vThMant = 2^17-1`` on the last layer) as I or
 LI. Thresholds are ``vThMant`` (all in mantissa units). The graph starts with ``Scale(255)``: its
-input is ``pixel / 255``. It is the float description; the ``.net`` remains the exact one
+input is ``pixel / 255``. A residual layer's shortcut is a ``Conv2d`` node from its source's
+neuron node into the layer's neuron node (two edges into one node, summed). It is the float
+description; the ``.net`` remains the exact one
 (rounding toward zero of the decays and the 24-bit wrap are not expressible in NIR).
 """
 
@@ -60,14 +62,30 @@ def _neuron(nir, ly, k: int, last: bool, dt: float, where: str):
     return nir.CubaLIF(**p, v_threshold=th, v_reset=full(0)), np.zeros(c)
 
 
+def _conv(nir, syn, in_shape, bias: np.ndarray):
+    """``nir.Conv2d`` of a conv layer or shortcut ``syn`` reading ``in_shape`` (C, H, W)."""
+    return nir.Conv2d(
+        input_shape=tuple(int(v) for v in in_shape[1:]),
+        weight=np.asarray(syn.weight, dtype=np.float64),
+        stride=tuple(syn.stride),
+        padding=tuple(syn.padding),
+        dilation=tuple(syn.dilation),
+        groups=int(syn.groups),
+        bias=bias,
+    )
+
+
 def network_to_nir(net: NetXNetwork, steps: int, dt: float = DT, where: str = "network"):
-    """The NIR graph (``nir.NIRGraph``) of a plain snn2loihi network."""
+    """The NIR graph (``nir.NIRGraph``) of a plain snn2loihi network. A residual layer's
+    shortcuts are ``Conv2d`` nodes from their source's neuron node into the layer's neuron node
+    (two edges into one node: NIR sums them). NIR's edges do not delay, so the shortcut's
+    ``delay`` (the layers it skips, on Lava's one-step synapses) is implied by the graph."""
     import nir
 
-    if not net.plain or net.residual:
+    if not net.plain:
         raise NotDeployableError(
-            f"{where}: only plain CUBA networks (no input neuron, delays, recurrence or residual "
-            "shortcuts) have a NIR form here"
+            f"{where}: only plain CUBA networks (no input neuron, delays or recurrence) have a "
+            "NIR form here"
         )
     shape = tuple(net.input_shape)
     nodes = {
@@ -87,21 +105,21 @@ def network_to_nir(net: NetXNetwork, steps: int, dt: float = DT, where: str = "n
         neuron, bias = _neuron(nir, ly, k, j == len(syn) - 1, dt, where)
         w = np.asarray(ly.weight, dtype=np.float64)
         if isinstance(ly, ConvLayer):
-            nodes[f"conv{k}"] = nir.Conv2d(
-                input_shape=tuple(int(v) for v in shape[1:]),
-                weight=w,
-                stride=tuple(ly.stride),
-                padding=tuple(ly.padding),
-                dilation=tuple(ly.dilation),
-                groups=int(ly.groups),
-                bias=bias,
-            )
+            nodes[f"conv{k}"] = _conv(nir, ly, shape, bias)
             name = f"conv{k}"
         else:
             nodes[f"affine{k}"] = nir.Affine(weight=w, bias=bias)
             name = f"affine{k}"
         nodes[f"neuron{k}"] = neuron
         edges += [(prev, name), (name, f"neuron{k}")]
+        if isinstance(ly, ConvLayer):
+            for s, sc in enumerate(ly.shortcuts):
+                src = net.layers[sc.source].shape
+                nodes[f"shortcut{k}_{s}"] = _conv(nir, sc, src, np.zeros(ly.shape[0]))
+                edges += [
+                    (f"neuron{sc.source}", f"shortcut{k}_{s}"),
+                    (f"shortcut{k}_{s}", f"neuron{k}"),
+                ]
         prev = f"neuron{k}"
         shape = tuple(ly.shape)
     nodes["output"] = nir.Output(output_type=np.array(shape))

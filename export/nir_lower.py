@@ -1,4 +1,5 @@
-"""A NIR graph (one chain) -> float layers in two forms: the NIR semantics and Loihi's form.
+"""A NIR graph (one chain with its side edges, :mod:`.nir_graph`) -> float layers in two forms:
+the NIR semantics and Loihi's form.
 
 Each synapse (Affine/Linear/Conv2d, with Scale and pooling folded in) is followed by one neuron
 node. Discretization (forward Euler with step ``dt``; ``dialect='norse'``: Norse's current jump
@@ -12,7 +13,9 @@ every ``tau`` read as ``tau / dt``: Norse's exporter writes ``dt / tau_inv``),
 without current state (``a_u = 0, g_u = 1``); IF/I ``a_v = 1, g_v = dt r, c = 0``; Threshold
 ``a_v = 0``. Loihi's CUBA neuron is ``u = a_u u + W'.s; v = a_v v + u + bias``: ``W' = g_u g_v W``,
 per-channel thresholds folded into the weights, one decay per layer, reset to 0. What has no
-exact Loihi form is changed and listed in ``changes``.
+exact Loihi form is changed and listed in ``changes``. A neuron node with several inputs sums
+them: its shortcuts (#33, identity or one Conv2d from an earlier spiking layer's spikes of the
+same step) enter ``W.s`` with the same gains and threshold folding as ``W``.
 """
 
 from __future__ import annotations
@@ -23,13 +26,27 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from snn2loihi.export.errors import NotDeployableError
+from snn2loihi.export.nir_graph import NEURONS, READOUTS, SYNAPSES, GraphShortcut, topology
 from snn2loihi.export.nir_read import NirGraphFile, NirNode
+from snn2loihi.schema import conv_output_hw
 
-SYNAPSES = ("Affine", "Linear", "Conv2d")
-NEURONS = ("IF", "LIF", "CubaLIF", "I", "LI", "CubaLI", "Threshold")
-READOUTS = ("I", "LI", "CubaLI")
 POOLS = ("SumPool2d", "AvgPool2d")
 DIALECTS = ("euler", "norse")
+
+
+@dataclass
+class FloatShortcut:
+    """A residual synapse into a conv layer: the spikes of the earlier float layer ``source``
+    (index in the layer list) of the same step through a convolution, summed with the layer's
+    own synaptic input. ``weight``: (Cout, Csource/groups, kH, kW), gains as the main weight."""
+
+    name: str  # the synapse node, or "<source> (identity)"
+    source: int
+    weight: np.ndarray
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
 
 
 @dataclass
@@ -55,6 +72,8 @@ class FloatLayer:
     bias_in_current: bool = True
     # (Nout, Nout): the layer's own spikes of the previous step into its current (NetX dense_rec)
     weight_rec: np.ndarray | None = None
+    # residual synapses: earlier layers' spikes of the same step into the current (#33)
+    shortcuts: tuple[FloatShortcut, ...] = ()
 
 
 @dataclass
@@ -65,91 +84,6 @@ class LoweredGraph:
     reference: list[FloatLayer]
     loihi: list[FloatLayer]
     changes: list[str] = field(default_factory=list)
-
-
-def _recurrent_synapses(g: NirGraphFile, outs, ins) -> dict[str, NirNode]:
-    """{neuron name: its recurrent synapse}: an Affine/Linear ``R`` whose only input and only
-    output is one spiking neuron node ``N`` (``N -> R -> N``, how snnTorch exports ``RLeaky``
-    with ``all_to_all``). The pair's edges are taken out of ``outs``/``ins``."""
-    found: dict[str, NirNode] = {}
-    for name, node in g.nodes.items():
-        if node.kind not in ("Affine", "Linear") or len(ins[name]) != 1 or outs[name] != ins[name]:
-            continue
-        neuron = ins[name][0]
-        if g.nodes[neuron].kind not in NEURONS or g.nodes[neuron].kind in READOUTS:
-            continue
-        if neuron in found:
-            raise NotDeployableError(
-                f"{g.path}: node '{neuron}' ({g.nodes[neuron].kind}): two recurrent synapses "
-                f"('{found[neuron].name}', '{name}'); NetX's dense_rec has one"
-            )
-        found[neuron] = node
-        outs[neuron].remove(name)
-        ins[neuron].remove(name)
-        outs[name], ins[name] = [], []
-    return found
-
-
-def _chain(g: NirGraphFile) -> tuple[list[NirNode], dict[str, NirNode]]:
-    """The nodes from Input to Output and {neuron: recurrent synapse} (see
-    :func:`_recurrent_synapses`); refuses branches and other cycles naming the node."""
-    outs: dict[str, list[str]] = {n: [] for n in g.nodes}
-    ins: dict[str, list[str]] = {n: [] for n in g.nodes}
-    for a, b in g.edges:
-        outs[a].append(b)
-        ins[b].append(a)
-    recurrent = _recurrent_synapses(g, outs, ins)
-    inputs = [n for n, node in g.nodes.items() if node.kind == "Input"]
-    if len(inputs) != 1:
-        raise NotDeployableError(
-            f"{g.path}: the graph needs exactly one Input node, has {len(inputs)}"
-        )
-    chain, seen, cur = [], set(), inputs[0]
-    while True:
-        node = g.nodes[cur]
-        seen.add(cur)
-        chain.append(node)
-        if len(ins[cur]) > 1 or (node.kind == "Input" and ins[cur]):
-            loops = [i for i in ins[cur] if _reaches(outs, cur, i)]
-            if loops:
-                raise NotDeployableError(
-                    f"{g.path}: node '{cur}' ({node.kind}): recurrent edge into it from "
-                    f"'{loops[0]}' (a cycle); only a recurrent Affine/Linear from a spiking "
-                    "neuron onto itself converts (NetX dense_rec; docs/nir.md)"
-                )
-            raise NotDeployableError(
-                f"{g.path}: node '{cur}' ({node.kind}): several inputs into it "
-                f"({', '.join(ins[cur])}); NetX runs chains without branches only"
-            )
-        if node.kind == "Output":
-            break
-        if len(outs[cur]) != 1:
-            raise NotDeployableError(
-                f"{g.path}: node '{cur}' ({node.kind}) has {len(outs[cur])} outgoing edges; "
-                "only a single chain Input -> ... -> Output converts"
-            )
-        cur = outs[cur][0]
-        if cur in seen:
-            raise NotDeployableError(f"{g.path}: node '{cur}': recurrent edge (a cycle)")
-    unused = sorted(set(g.nodes) - seen - {r.name for r in recurrent.values()})
-    if unused:
-        raise NotDeployableError(
-            f"{g.path}: node '{unused[0]}' is not on the Input -> Output chain"
-        )
-    return chain, recurrent
-
-
-def _reaches(outs: dict[str, list[str]], src: str, dst: str) -> bool:
-    """Whether a path of edges leads from node ``src`` to node ``dst``."""
-    stack, seen = [src], {src}
-    while stack:
-        for nxt in outs[stack.pop()]:
-            if nxt == dst:
-                return True
-            if nxt not in seen:
-                seen.add(nxt)
-                stack.append(nxt)
-    return False
 
 
 _ZERO_ALLOWED = ("padding",)  # every other pair (stride, dilation, kernel, groups) is >= 1
@@ -186,6 +120,45 @@ def _per_channel(v: np.ndarray, n: int, node: NirNode, name: str) -> np.ndarray:
     )
 
 
+def _conv_fields(node: NirNode, shape: tuple[int, ...]):
+    """``(weight, stride, padding, dilation, groups)`` of Conv2d ``node`` on input ``shape``
+    (C, H, W), checked ('same' padding only where it is symmetric)."""
+    f = node.fields
+    w = f["weight"]
+    if w.ndim != 4 or len(shape) != 3:
+        raise NotDeployableError(
+            f"node '{node.name}' ({node.kind}): weight {w.shape} on input {shape}: a 2-D conv "
+            "on (C, H, W) expected"
+        )
+    stride = _pair(f.get("stride"), "stride", node, 1)
+    dilation = _pair(f.get("dilation"), "dilation", node, 1)
+    groups = _pair(f.get("groups"), "groups", node, 1)
+    if groups[0] != groups[1]:
+        raise NotDeployableError(
+            f"node '{node.name}' ({node.kind}): groups {list(groups)} is not one integer"
+        )
+    groups = groups[0]
+    pad = f.get("padding")
+    if pad is not None and pad.dtype.kind == "U":
+        if str(pad) == "valid":
+            padding = (0, 0)
+        elif str(pad) == "same" and stride == (1, 1) and all(k % 2 for k in w.shape[2:]):
+            padding = tuple(dilation[i] * (w.shape[2 + i] - 1) // 2 for i in range(2))
+        else:
+            raise NotDeployableError(
+                f"node '{node.name}' ({node.kind}): padding '{pad}' has no symmetric zero "
+                "padding form"
+            )
+    else:
+        padding = _pair(pad, "padding", node, 0)
+    if groups < 1 or shape[0] % groups or w.shape[1] * groups != shape[0]:
+        raise NotDeployableError(
+            f"node '{node.name}' ({node.kind}): weight {w.shape} with groups {groups} does not "
+            f"fit input channels {shape[0]}"
+        )
+    return w, stride, padding, dilation, groups
+
+
 class _Lowering:
     def __init__(self, g: NirGraphFile, image_shape, input_scale: float, dt: float, dialect: str):
         self.g, self.dt, self.dialect = g, dt, dialect
@@ -197,6 +170,7 @@ class _Lowering:
         self.in_scale: np.ndarray | float = input_scale  # multiplies the next synapse's input
         self.pool: tuple[NirNode, int, float] | None = None
         self.pending: dict | None = None  # synapse waiting for its neuron
+        self.layer_of: dict[str, int] = {}  # neuron node name -> its layer's index
 
     def where(self, node: NirNode) -> str:
         return f"{self.g.path}: node '{node.name}' ({node.kind})"
@@ -244,33 +218,7 @@ class _Lowering:
         return w4.reshape(w.shape[0], -1)
 
     def conv(self, node: NirNode):
-        f = node.fields
-        w = f["weight"]
-        if w.ndim != 4 or len(self.shape) != 3:
-            self.refuse(
-                node, f"weight {w.shape} on input {self.shape}: a 2-D conv on (C, H, W) expected"
-            )
-        stride = _pair(f.get("stride"), "stride", node, 1)
-        dilation = _pair(f.get("dilation"), "dilation", node, 1)
-        groups = _pair(f.get("groups"), "groups", node, 1)
-        if groups[0] != groups[1]:
-            self.refuse(node, f"groups {list(groups)} is not one integer")
-        groups = groups[0]
-        pad = f.get("padding")
-        if pad is not None and pad.dtype.kind == "U":
-            if str(pad) == "valid":
-                padding = (0, 0)
-            elif str(pad) == "same" and stride == (1, 1) and all(k % 2 for k in w.shape[2:]):
-                padding = tuple(dilation[i] * (w.shape[2 + i] - 1) // 2 for i in range(2))
-            else:
-                self.refuse(node, f"padding '{pad}' has no symmetric zero padding form")
-        else:
-            padding = _pair(pad, "padding", node, 0)
-        if groups < 1 or self.shape[0] % groups or w.shape[1] * groups != self.shape[0]:
-            self.refuse(
-                node,
-                f"weight {w.shape} with groups {groups} does not fit input channels {self.shape[0]}",
-            )
+        w, stride, padding, dilation, groups = _conv_fields(node, self.shape)
         s = np.asarray(self.in_scale, dtype=np.float64)
         if s.size not in (1, self.shape[0]):
             if s.size == math.prod(self.shape) and np.all(
@@ -297,12 +245,10 @@ class _Lowering:
             padding = (padding[0] * p, padding[1] * p)
             self.shape = self.pool_in
             self.pool = None
-        from snn2loihi.schema import conv_output_hw
-
         hw = conv_output_hw(self.shape[1:], tuple(w.shape[2:]), stride, padding, dilation)
         if min(hw) < 1:
             self.refuse(node, f"input {self.shape} is too small for this conv")
-        b = _per_channel(f.get("bias", np.zeros(w.shape[0])), w.shape[0], node, "bias")
+        b = _per_channel(node.fields.get("bias", np.zeros(w.shape[0])), w.shape[0], node, "bias")
         self._synapse(
             node,
             "conv",
@@ -371,13 +317,60 @@ class _Lowering:
         b = _per_channel(rec.fields.get("bias", np.zeros(n)), n, rec, "bias")
         return w, b
 
-    def neuron(self, node: NirNode, last: bool, rec: NirNode | None = None):
+    def shortcut(self, node: NirNode, sc: GraphShortcut) -> FloatShortcut:
+        """Shortcut ``sc`` onto neuron ``node`` (whose synapse is pending) as a float synapse;
+        its bias adds to the pending synapse's bias (both enter the same current)."""
+        syn = self.pending
+        src = self.layer_of.get(sc.source)
+        if src is None:
+            self.refuse(node, f"shortcut source '{sc.source}' is not an earlier neuron layer")
+        source = self.layers[src]
+        if syn["kind"] != "conv" or source.kind != "conv":
+            self.refuse(
+                node,
+                f"shortcut from '{sc.source}' ({source.kind} layer) into a {syn['kind']} layer: "
+                "the residual superset carries shortcuts between conv layers only",
+            )
+        if sc.synapse is None:
+            if tuple(source.shape) != tuple(syn["shape"]):
+                self.refuse(
+                    node,
+                    f"identity shortcut from '{sc.source}' of shape {tuple(source.shape)} into "
+                    f"shape {tuple(syn['shape'])}: the two inputs do not add",
+                )
+            c = source.shape[0]
+            return FloatShortcut(f"{sc.source} (identity)", src, np.eye(c)[:, :, None, None])
+        s = sc.synapse
+        if s.kind != "Conv2d":
+            self.refuse(s, "a shortcut into a conv layer must be a Conv2d (or an identity edge)")
+        w, stride, padding, dilation, groups = _conv_fields(s, tuple(source.shape))
+        hw = conv_output_hw(source.shape[1:], tuple(w.shape[2:]), stride, padding, dilation)
+        if (w.shape[0], *hw) != tuple(syn["shape"]):
+            self.refuse(
+                s,
+                f"field 'weight' {w.shape} (stride {list(stride)}, padding {list(padding)}) "
+                f"gives shape {(w.shape[0], *hw)} from '{sc.source}', but '{node.name}' has "
+                f"{tuple(syn['shape'])}: the two inputs do not add",
+            )
+        syn["bias"] = syn["bias"] + _per_channel(
+            s.fields.get("bias", np.zeros(w.shape[0])), w.shape[0], s, "bias"
+        )
+        return FloatShortcut(s.name, src, w, stride, padding, dilation, groups)
+
+    def neuron(
+        self,
+        node: NirNode,
+        last: bool,
+        rec: NirNode | None = None,
+        shortcuts: list[GraphShortcut] = (),
+    ):
+        if self.pending is None:
+            self.refuse(node, "a neuron needs a synapse (Affine, Linear or Conv2d) before it")
         weight_rec = None
         if rec is not None:
             weight_rec, bias_rec = self.recurrent(node, rec, last)
             self.pending["bias"] = self.pending["bias"] + bias_rec
-        if self.pending is None:
-            self.refuse(node, "a neuron needs a synapse (Affine, Linear or Conv2d) before it")
+        float_shortcuts = tuple(self.shortcut(node, sc) for sc in shortcuts)
         syn, self.pending = self.pending, None
         f, n, dt = node.fields, syn["weight"].shape[0], self.dt
 
@@ -432,8 +425,10 @@ class _Lowering:
                 v_reset,
                 **geometry,
                 weight_rec=weight_rec,
+                shortcuts=float_shortcuts,
             )
         )
+        self.layer_of[node.name] = len(self.layers) - 1
 
 
 def _input_shape(node: NirNode, image_shape) -> tuple[int, ...]:
@@ -468,7 +463,7 @@ def graph_input_shape(g: NirGraphFile) -> tuple[int, ...] | None:
     """The (C, H, W) or (N,) shape the graph's Input node declares, or None where it declares
     none of them (lowering then says why)."""
     try:
-        return _input_shape(_chain(g)[0][0], None)
+        return _input_shape(topology(g).chain[0], None)
     except NotDeployableError:
         return None
 
@@ -479,7 +474,8 @@ def lower(
     """The chain of ``g`` as NIR float layers and Loihi-form float layers."""
     if dialect not in DIALECTS:
         raise ValueError(f"dialect {dialect!r} not in {DIALECTS}")
-    chain, recurrent = _chain(g)
+    graph = topology(g)
+    chain, recurrent = graph.chain, graph.recurrent
     shape = _input_shape(chain[0], image_shape)
     lw = _Lowering(g, shape, input_scale, dt, dialect)
     body = chain[1:-1]
@@ -493,7 +489,9 @@ def lower(
                     node,
                     "a non-spiking neuron (I, LI, CubaLI) converts only as the readout (last neuron)",
                 )
-            lw.neuron(node, i == neurons[-1], recurrent.get(node.name))
+            lw.neuron(
+                node, i == neurons[-1], recurrent.get(node.name), graph.shortcuts.get(node.name, [])
+            )
         elif node.kind in POOLS:
             lw.pool_node(node)
         elif node.kind == "Scale":
@@ -503,6 +501,13 @@ def lower(
                 lw.shape = (math.prod(lw.shape),)
         else:
             lw.refuse(node, "has no Loihi form here")
+    recurrent_layer = next((ly for ly in lw.layers if ly.weight_rec is not None), None)
+    if recurrent_layer is not None and any(ly.shortcuts for ly in lw.layers):
+        raise NotDeployableError(
+            f"{g.path}: nodes '{recurrent_layer.name}': a recurrent layer and residual shortcuts "
+            "in one graph (residual networks run on the per-sample clock only, recurrent ones "
+            "on the global clock only)"
+        )
     if lw.pending is not None or not lw.layers:
         raise NotDeployableError(
             f"{g.path}: the graph must end with a neuron node before Output (found none after '{lw.pending['name'] if lw.pending else 'Input'}')"
@@ -521,6 +526,11 @@ def _one(a: np.ndarray, what: str, ly: FloatLayer, changes: list[str]) -> float:
     return float(a.mean())
 
 
+def _rows(sc: FloatShortcut, factor: np.ndarray) -> FloatShortcut:
+    """Shortcut ``sc`` with its output rows (the target layer's neurons) times ``factor``."""
+    return replace(sc, weight=sc.weight * factor.reshape(-1, 1, 1, 1))
+
+
 def loihi_form(ly: FloatLayer, changes: list[str], last: bool) -> FloatLayer:
     """``ly`` in Loihi's form (scalar decays, current gain 1, bias into v, reset to 0)."""
     n = ly.weight.shape[0]
@@ -530,6 +540,7 @@ def loihi_form(ly: FloatLayer, changes: list[str], last: bool) -> FloatLayer:
     shape = (-1,) + (1,) * (ly.weight.ndim - 1)
     w = ly.weight * gain.reshape(shape)
     w_rec = None if ly.weight_rec is None else ly.weight_rec * gain[:, None]
+    shortcuts = [_rows(sc, gain) for sc in ly.shortcuts]
     b = ly.bias * gain
     if a_u > 0 and np.any(ly.bias != 0):
         b = b / (1 - a_u) if a_u < 1 else b
@@ -551,12 +562,14 @@ def loihi_form(ly: FloatLayer, changes: list[str], last: bool) -> FloatLayer:
         ratio = top / th
         w, b = w * ratio.reshape(shape), b * ratio
         w_rec = None if w_rec is None else w_rec * ratio[:, None]
+        shortcuts = [_rows(sc, ratio) for sc in shortcuts]
         th = np.full(n, top)
     one = np.ones(n)
     return replace(
         ly,
         weight=w,
         weight_rec=w_rec,
+        shortcuts=tuple(shortcuts),
         bias=b,
         a_u=one * a_u,
         g_u=one,

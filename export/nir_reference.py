@@ -7,7 +7,9 @@ step; streams (N, T, *shape) give step t its own frame (spikes or graded values)
 Prediction by the converted network's rule (``convert --readout``): ``count``: the most spikes
 of the last layer over the T steps; ``v``: argmax of its ``v`` after the last step (before its
 reset if it spikes). Ties go to the first index, as in :mod:`snn2loihi.readout`.
-A recurrent layer (``weight_rec``) adds ``W_rec . s(t - 1)`` of its own spikes to its input.
+A recurrent layer (``weight_rec``) adds ``W_rec . s(t - 1)`` of its own spikes to its input; a
+residual layer (``shortcuts``) adds each shortcut's convolution of its source layer's spikes of
+the same step (NIR's sum of the edges into one node).
 """
 
 from __future__ import annotations
@@ -47,6 +49,16 @@ def _synapse(ly, s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return s.flatten(1) @ w.T
 
 
+def _shortcuts(ly, spikes: list) -> torch.Tensor | float:
+    """The sum of ``ly``'s shortcut synapses of this step's spikes (``spikes[k]``: layer k's)."""
+    a = 0.0
+    for sc in ly.shortcuts:
+        a = a + F.conv2d(
+            spikes[sc.source], _t(sc.weight), None, sc.stride, sc.padding, sc.dilation, sc.groups
+        )
+    return a
+
+
 def _run(layers, x: torch.Tensor, steps: int, stream: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """The last layer's ``v`` after the last step (N, n) and its spike counts (N, n)."""
     if stream and x.shape[1] < steps:
@@ -62,8 +74,9 @@ def _run(layers, x: torch.Tensor, steps: int, stream: bool) -> tuple[torch.Tenso
     out, counts = None, 0.0
     for t in range(steps):
         s = x[:, t] if stream else x
+        spikes: list = []  # each layer's output of this step (a shortcut's input)
         for k, (ly, w, p, th, reset, uv) in enumerate(state):
-            a = _synapse(ly, s, w)
+            a = _synapse(ly, s, w) + _shortcuts(ly, spikes)
             if ly.weight_rec is not None and torch.is_tensor(uv[2]):  # no spikes before step 1
                 a = a + uv[2] @ _t(ly.weight_rec).T
             if ly.bias_in_current:
@@ -77,10 +90,12 @@ def _run(layers, x: torch.Tensor, steps: int, stream: bool) -> tuple[torch.Tenso
                 out = v.flatten(1)
             if th is None:
                 s = v
+                spikes.append(s)
                 continue
-            spikes = v > th
-            uv[1] = torch.where(spikes, reset.expand_as(v), v)
-            s = uv[2] = spikes.double()
+            fired = v > th
+            uv[1] = torch.where(fired, reset.expand_as(v), v)
+            s = uv[2] = fired.double()
+            spikes.append(s)
             if k == len(state) - 1:
                 counts = counts + s.flatten(1)
     return out, counts
