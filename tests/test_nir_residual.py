@@ -210,9 +210,11 @@ def snntorch_residual_graph(tmp_path, steps=4, epochs=0):
     the library's accuracy on the digits validation split (None untrained)."""
     snn = pytest.importorskip("snntorch")
     nirtorch = pytest.importorskip("nirtorch")
+    from nir_library_helpers import accuracy as _accuracy
+    from nir_library_helpers import digits as _digits
+    from nir_library_helpers import train_digits as _train_digits
     from snntorch import utils
     from snntorch.export_nir import _extract_snntorch_module
-    from test_nir import _accuracy, _digits, _train_digits
 
     torch.manual_seed(0)
     net = _SnnTorchResNet(snn)
@@ -329,7 +331,7 @@ def test_library_residual_graph_converts_with_shortcuts_and_delays(tmp_path, lib
 
 
 def _digits_calib(tmp_path, n):
-    from test_nir import _digits_npz
+    from nir_library_helpers import digits_npz as _digits_npz
 
     return _digits_npz(tmp_path, n)
 
@@ -393,7 +395,7 @@ def test_snntorch_residual_network_converts_and_passes_parity_on_lava(tmp_path):
     """Trained on digits, traced to NIR, ``convert`` then ``parity`` as a user runs them: the
     residual file runs on Lava with every spike equal to the emulator's, and the emulator
     predicts as the float graph does."""
-    from test_nir import _convert_and_parity_cli
+    from nir_library_helpers import convert_and_parity_cli as _convert_and_parity_cli
 
     steps = 4
     path, lib_acc = snntorch_residual_graph(tmp_path, steps, epochs=8)
