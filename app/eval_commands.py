@@ -157,6 +157,7 @@ def _eval(args) -> int:
         data=what,
         compiled=args.compile,
         name=str(source),
+        count_window=args.count_window,
     )
     print(summary(ev, what))
     if args.json:
@@ -232,6 +233,8 @@ def summary(ev, what: str) -> str:
             else (f"reset interval {c['reset_interval']}, offset {c['reset_offset']}")
         )
         clock = f"global clock (drive '{c['drive']}', {c['steps']} steps per run, {resets})"
+    if ev.count_window == "input":
+        rule += " over the T steps aligned with each input in one stream"
     lines = [
         f"eval {ev.net}: {ev.samples} samples ({what}), T={ev.steps}, input: "
         f"{INPUT_WORDS[ev.encoding]}, {clock}, prediction: {rule}"
@@ -262,6 +265,7 @@ def add_commands(sub) -> None:
     """Register ``snn2loihi eval``."""
     from snn2loihi.app.deploy_commands import add_clock_options
     from snn2loihi.deploy.encoding import ENCODINGS
+    from snn2loihi.readout import COUNT_WINDOWS
 
     p = sub.add_parser(
         "eval",
@@ -292,6 +296,15 @@ def add_commands(sub) -> None:
         help="time steps T (default: the T the checkpoint or .net records)",
     )
     p.add_argument("--samples", type=positive, help="the first N samples of the split")
+    p.add_argument(
+        "--count-window",
+        choices=COUNT_WINDOWS,
+        default="sample",
+        help="spike-count networks, per-sample clock: sample (default: each sample's own T "
+        "output steps, after the pipeline delay) or input (the T steps aligned with its input "
+        "in one continuous stream, as lava-dl's NetX MNIST tutorial counts: the previous "
+        "sample's last output steps included)",
+    )
     p.add_argument(
         "--encoding",
         choices=ENCODINGS,

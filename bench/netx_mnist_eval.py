@@ -57,16 +57,13 @@ def tutorial_window_accuracy(net_path: Path, mnist: Path) -> dict:
     from snn2loihi.deploy.encoding import RateEncoded
     from snn2loihi.deploy.runner import Runner
     from snn2loihi.netx_io import read_network
+    from snn2loihi.readout import input_window_predictions
 
     data = np.load(mnist)
     images, labels = data["x"].reshape(len(data["x"]), 784), data["y"].astype(np.int64)
     net = read_network(net_path)
     res = Runner(net, net_path, "emulator").run(RateEncoded(images, STEPS), None, chunk=1000)
-    flat = res.spikes.reshape(-1, res.spikes.shape[-1]).astype(np.int64)
-    delay = net.num_synaptic_layers  # the output layer's window starts this many steps late
-    stream = np.concatenate([np.zeros((delay, flat.shape[1]), np.int64), flat])
-    counts = stream[: len(images) * STEPS].reshape(len(images), STEPS, -1).sum(1)
-    predictions = counts.argmax(1)
+    predictions = input_window_predictions(res.spikes, net.num_synaptic_layers)
     same = float((predictions == res.predictions).mean())
     return {
         "samples": len(images),

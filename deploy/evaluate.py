@@ -26,6 +26,7 @@ from snn2loihi.deploy.inputs import (
 )
 from snn2loihi.deploy.runner import Deadline, GlobalClock, Runner, RunResult
 from snn2loihi.errors import InputDataError
+from snn2loihi.readout import input_window_predictions
 from snn2loihi.schema import NetXNetwork
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ class Evaluation:
     """An evaluation of ``samples`` samples at ``steps`` steps; ``agreement`` (with both back
     ends): equal predictions, and whether every output spike and readout ``v`` is equal.
     ``encoding``: ``graded``, ``rate`` or ``stream``; ``clock``: the global clock's settings
-    (None: the per-sample clock)."""
+    (None: the per-sample clock); ``count_window``: whose output steps a spike count counts
+    (:data:`~snn2loihi.readout.COUNT_WINDOWS`)."""
 
     net: str
     samples: int
@@ -62,6 +64,7 @@ class Evaluation:
     encoding: str = "graded"
     clock: dict | None = None
     runs: dict[str, RunResult] = field(default_factory=dict, repr=False)  # not serialised
+    count_window: str = "sample"
 
     def to_dict(self, with_predictions: bool = False) -> dict:
         out = asdict(dataclasses.replace(self, runs={}))
@@ -109,6 +112,7 @@ def evaluate_network(
     compiled: bool = False,
     name: str | None = None,
     traces: bool = False,
+    count_window: str = "sample",
 ) -> Evaluation:
     """Evaluate ``net`` (the file ``path``) with ``labels`` (N,) on ``backend`` (emulator, lava
     or both). ``images``: uint8 pixels (N, *input_shape) shown as graded input at each of
@@ -126,6 +130,7 @@ def evaluate_network(
     name = name or str(path)
     if backend not in EVAL_BACKENDS:
         raise InputDataError(f"--backend {backend}: choose from {', '.join(EVAL_BACKENDS)}")
+    _check_count_window(count_window, net, clock, name)
     shape = tuple(net.input_shape)
     encoding = "rate" if isinstance(images, RateEncoded) else "graded"
     if encoding == "rate":
@@ -160,11 +165,43 @@ def evaluate_network(
         )  # fmt: skip
         size = batch_size if which == "emulator" else lava_chunk
         runs[which] = runner.run(images, shown, chunk=size, progress=progress, desc=which)
+    if count_window == "input":
+        delay = net.num_synaptic_layers
+        runs = {
+            which: dataclasses.replace(run, predictions=input_window_predictions(run.spikes, delay))
+            for which, run in runs.items()
+        }
     scores = {which: _score(which, run, labels, classes) for which, run in runs.items()}
     agreement = _agreement(runs["emulator"], runs["lava"]) if backend == "both" else None
     rule = next(iter(runs.values())).rule
     settings = None if clock is None else clock.settings()
-    return Evaluation(name, len(images), steps, rule, scores, agreement, encoding, settings, runs)
+    return Evaluation(
+        name, len(images), steps, rule, scores, agreement, encoding, settings, runs, count_window
+    )
+
+
+def _check_count_window(count_window: str, net: NetXNetwork, clock, name: str) -> None:
+    """``input`` counts spikes over input-aligned windows of one continuous stream: only for a
+    spike-count network on the per-sample clock (each sample a window of one stream)."""
+    from snn2loihi.readout import COUNT_WINDOWS, SPIKE_COUNT, prediction_rule
+
+    if count_window not in COUNT_WINDOWS:
+        raise InputDataError(
+            f"--count-window {count_window}: choose from {', '.join(COUNT_WINDOWS)}"
+        )
+    if count_window == "sample":
+        return
+    rule = prediction_rule(net)
+    if rule != SPIKE_COUNT:
+        raise InputDataError(
+            f"{name}: --count-window input counts output spikes, but this network predicts by "
+            f"rule '{rule}'"
+        )
+    if clock is not None:
+        raise InputDataError(
+            f"{name}: --count-window input needs the per-sample clock (one continuous stream); "
+            "the global clock runs each sample on its own"
+        )
 
 
 def _score(name: str, run: RunResult, labels: np.ndarray, classes: int) -> BackendScore:

@@ -31,6 +31,7 @@ SPIKE_COUNT = "spike_count"
 SIGMA_LAST = "sigma_last"
 MESSAGE_SUM = "message_sum"
 RULES = (READOUT_V, SPIKE_COUNT, SIGMA_LAST, MESSAGE_SUM)
+COUNT_WINDOWS = ("sample", "input")  # spike_count: whose T steps of output spikes are counted
 DESCRIPTIONS = {
     READOUT_V: "argmax of the readout's v >> 6",
     SPIKE_COUNT: "max spike count",
@@ -75,3 +76,17 @@ def predict(
         s = s.reshape(s.shape[0], s.shape[1], -1).to(torch.int64)
         return (s[:, -1] if rule == SIGMA_LAST else s.sum(1)).argmax(1).numpy()
     raise ValueError(f"unknown prediction rule {rule!r} (choose from {', '.join(RULES)})")
+
+
+def input_window_predictions(spikes: np.ndarray, delay: int) -> np.ndarray:
+    """Classes (N,) by spike count over the T steps aligned with each sample's input in one
+    continuous stream of the N samples, as lava-dl's NetX MNIST tutorial counts (its
+    ``OutSpkToCls``): sample k's count holds its first ``T - delay`` output steps and the last
+    ``delay`` output steps of sample k - 1 (none before sample 0). ``spikes``: each sample's own
+    output window (N, T, *shape), as the back ends return it; ``delay``: the pipeline delay in
+    steps (the number of synapse layers). Ties go to the first index."""
+    s = np.asarray(spikes)
+    n, t = s.shape[:2]
+    flat = s.reshape(n * t, -1).astype(np.int64)
+    stream = np.concatenate([np.zeros((delay, flat.shape[1]), np.int64), flat])[: n * t]
+    return stream.reshape(n, t, -1).sum(1).argmax(1)

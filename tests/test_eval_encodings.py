@@ -139,6 +139,48 @@ def test_rate_coded_images_on_the_per_sample_clock(write_net, tmp_path):
     assert out["scores"]["emulator"]["predictions"] == predict("spike_count", spikes).tolist()
 
 
+def test_the_input_aligned_count_window_is_the_tutorials_count_on_one_stream(write_net, tmp_path):
+    """``--count-window input`` predicts what counting one continuous stream (every image after
+    the other, netx's resets every T steps with offset 1: the tutorial's Lava run, here on the
+    emulator's global clock) over the T steps aligned with each input predicts."""
+    from snn2loihi.deploy.timeline import drive_for
+
+    def dense(n_out, n_in, seed):  # sparse enough firing for the windows to differ
+        w = np.random.default_rng(seed).integers(-60, 60, (n_out, n_in)) * 2
+        return DenseLayer(shape=(n_out,), weight=w, neuron=CubaNeuron(1024, 512, 100))
+
+    net = NetXNetwork((InputLayer((6,)), dense(5, 6, 1), dense(3, 5, 2)), (6,))
+    path, steps, n = write_net(net), 8, 9
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, (n, 6), dtype=np.uint8)
+    np.savez(tmp_path / "d.npz", x=images.reshape(n, 2, 3), y=rng.integers(0, 3, n))
+    argv = ["eval", path, "--data", tmp_path / "d.npz", "--steps", steps, "--encoding", "rate"]
+    argv += ["--json", tmp_path / "e.json", "--no-progress", "--count-window", "input"]
+    assert main([str(a) for a in argv]) == 0
+    out = json.loads((tmp_path / "e.json").read_text())
+    stream = np.asarray(rate_encode(images, steps)).reshape(1, n * steps, 6)
+    traces = Emulator(net).run_netx(
+        stream, drive=drive_for(net, True), timeline=Timeline(reset_interval=steps, reset_offset=1)
+    )
+    windows = traces[-1].messages.numpy().reshape(n, steps, 3)
+    assert out["count_window"] == "input"
+    assert out["scores"]["emulator"]["predictions"] == predict("spike_count", windows).tolist()
+    own = Emulator(net).run(rate_encode(images, steps)).output.numpy()
+    assert predict("spike_count", own).tolist() != predict("spike_count", windows).tolist()
+
+
+def test_the_input_count_window_is_refused_where_it_cannot_apply(write_net, tmp_path, cli_refusal):
+    np.savez(tmp_path / "d.npz", x=np.zeros((2, 2, 3), np.uint8), y=np.array([0, 1]))
+    data = ["--data", tmp_path / "d.npz", "--steps", 4, "--count-window", "input"]
+    cli_refusal(["eval", write_net(_recurrent()), *data], "per-sample clock", "global clock")
+    v_net = NetXNetwork(
+        (InputLayer((6,)), _dense(5, 6, 1), DenseLayer((3,), np.ones((3, 5), np.int64) * 2,
+                                                        CubaNeuron(4096, 0, 131071))),
+        (6,),
+    )  # fmt: skip
+    cli_refusal(["eval", write_net(v_net), *data], "counts output spikes", "readout_v")
+
+
 STREAM_CASES = {
     "frame_shape": (lambda x, y: (x[..., :5], y), [], ("s.npz[x]", "shape (4, 6, 5)", "(6)")),
     "too_few_steps": (lambda x, y: (x, y), ["--steps", 9], ("s.npz[x]", "T = 6", "9")),
