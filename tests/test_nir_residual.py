@@ -391,6 +391,7 @@ def test_library_exporters_drop_the_add_and_convert_says_so(tmp_path, cli_refusa
 
 @pytest.mark.lava  # convert and parity run as CLI processes (test_nir's helper)
 @pytest.mark.slow  # about 130 s on a busy 2-core CPU: training, convert, one Lava run
+@pytest.mark.timeout(900)  # past the suite's 300 s with a CIFAR training beside it
 def test_snntorch_residual_network_converts_and_passes_parity_on_lava(tmp_path):
     """Trained on digits, traced to NIR, ``convert`` then ``parity`` as a user runs them: the
     residual file runs on Lava with every spike equal to the emulator's, and the emulator
