@@ -325,11 +325,16 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def add_commands(sub) -> None:
     """Register ``parity``, ``run`` and ``inspect`` on the CLI's subparsers."""
-    fmt = argparse.RawDescriptionHelpFormatter
+    _add_parity(sub)
+    _add_run(sub)
+    _add_inspect(sub)
+
+
+def _add_parity(sub) -> None:
     p = sub.add_parser(
         "parity",
         help="compare Lava and the emulator spike for spike",
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run the same input through the Lava simulator and the bit-exact emulator and "
         "compare every layer's spikes. Exit 0 only if all are equal, 1 on any mismatch.\n\n"
         "example:\n  snn2loihi parity model.net --samples 8 --steps 16 --seed 0 --json parity.json",
@@ -354,10 +359,12 @@ def add_commands(sub) -> None:
     add_clock_options(p)
     p.set_defaults(func=cmd_parity)
 
+
+def _add_run(sub) -> None:
     p = sub.add_parser(
         "run",
         help="run a .net on Lava or the emulator",
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run input through one back end, save the output spikes (samples, steps, "
         "*shape) and print the predicted classes by the network's rule: argmax of the readout's "
         "v >> 6 after the last step when the output layer never spikes (snn2loihi's exports), "
@@ -410,10 +417,12 @@ def add_commands(sub) -> None:
     add_clock_options(p)
     p.set_defaults(func=cmd_run)
 
+
+def _add_inspect(sub) -> None:
     p = sub.add_parser(
         "inspect",
         help="show layers, shapes, neuron parameters and weight ranges",
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Validate a .net file and print its layers.\n\nexample:\n  snn2loihi inspect model.net",
     )
     _common(p)

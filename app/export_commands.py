@@ -157,7 +157,12 @@ def cmd_convert(args) -> int:
 
 
 def add_commands(sub) -> None:
-    """Register ``export`` on the CLI's subparsers."""
+    """Register ``export`` and ``convert`` on the CLI's subparsers."""
+    _add_export(sub)
+    _add_convert(sub)
+
+
+def _add_export(sub) -> None:
     p = sub.add_parser(
         "export",
         help="export a trained checkpoint to a NetX .net (and/or ONNX) with a report",
@@ -198,6 +203,8 @@ def add_commands(sub) -> None:
     p.add_argument("--no-accuracy", action="store_true", help="skip the accuracy check")
     p.set_defaults(func=cmd_export)
 
+
+def _add_convert(sub) -> None:
     p = sub.add_parser(
         "convert",
         help="convert an ONNX ReLU network or a NIR graph to a NetX .net",
@@ -241,6 +248,13 @@ def add_commands(sub) -> None:
     p.add_argument("--weight-bits", type=int, default=8, choices=range(2, 10), metavar="2..9")
     p.add_argument("--mean", type=_floats, help="per-channel mean of pixel/255 the ONNX expects")
     p.add_argument("--std", type=_floats, help="per-channel std of pixel/255 the ONNX expects")
+    _add_nir_options(p)
+    p.add_argument("--force", "-f", action="store_true", help="overwrite an existing output")
+    p.set_defaults(func=cmd_convert)
+
+
+def _add_nir_options(p) -> None:
+    """convert's options for a NIR graph: discretization, input scale, readout rule."""
     p.add_argument(
         "--dialect",
         choices=("euler", "norse"),
@@ -269,5 +283,3 @@ def add_commands(sub) -> None:
         "its v after the last step; count: insist on spike counts; v: read a spiking last "
         "layer by its v (threshold and reset dropped: for a network trained on its membrane)",
     )
-    p.add_argument("--force", "-f", action="store_true", help="overwrite an existing output")
-    p.set_defaults(func=cmd_convert)
