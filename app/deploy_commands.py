@@ -106,7 +106,6 @@ def _parity(args) -> int:
 def cmd_run(args) -> int:
     import numpy as np
 
-    from snn2loihi.atomic import atomic_path
     from snn2loihi.deploy.evaluate import accuracy
     from snn2loihi.deploy.inputs import load_labels
     from snn2loihi.deploy.runner import Deadline, Runner
@@ -137,17 +136,7 @@ def cmd_run(args) -> int:
     deadline = Deadline(args.timeout, args.net, "run")
     runner = Runner(net, args.net, args.backend, clock=clock, device=args.device, deadline=deadline, every_layer=False)  # fmt: skip
     res = runner.run(x)
-    with atomic_path(args.out, overwrite=args.force) as tmp:
-        with open(tmp, "wb") as fh:
-            if args.record:
-                np.savez(fh, **res.records)
-            else:
-                np.save(fh, res.spikes)
-    kept = {args.predictions: res.predictions, args.readout_v: res.v_last}
-    for path, array in kept.items():
-        if path is not None:
-            with atomic_path(path, overwrite=args.force) as tmp, open(tmp, "wb") as fh:
-                np.save(fh, array)
+    _write_run_outputs(args, res)
     shown = res.predictions.tolist()
     more = f" ... ({len(shown)} in all)" if len(shown) > 20 else ""
     what = f"records {', '.join(res.records)}; " if args.record else ""
@@ -167,6 +156,26 @@ def cmd_run(args) -> int:
         correct, fraction = accuracy(res.predictions, labels)
         print(f"accuracy {fraction:.2%} ({correct}/{len(labels)})")
     return 0
+
+
+def _write_run_outputs(args, res) -> None:
+    """``run``'s files, each atomically: the spikes (or with ``--record`` the records as .npz)
+    to ``--out``, and the predictions and readout ``v`` where asked for."""
+    import numpy as np
+
+    from snn2loihi.atomic import atomic_path
+
+    with atomic_path(args.out, overwrite=args.force) as tmp:
+        with open(tmp, "wb") as fh:
+            if args.record:
+                np.savez(fh, **res.records)
+            else:
+                np.save(fh, res.spikes)
+    kept = {args.predictions: res.predictions, args.readout_v: res.v_last}
+    for path, array in kept.items():
+        if path is not None:
+            with atomic_path(path, overwrite=args.force) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, array)
 
 
 def _neuron_cells(n) -> list[str]:
