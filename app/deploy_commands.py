@@ -106,7 +106,6 @@ def _parity(args) -> int:
 def cmd_run(args) -> int:
     import numpy as np
 
-    from snn2loihi.atomic import atomic_path
     from snn2loihi.deploy.evaluate import accuracy
     from snn2loihi.deploy.inputs import load_labels
     from snn2loihi.deploy.runner import Deadline, Runner
@@ -137,17 +136,7 @@ def cmd_run(args) -> int:
     deadline = Deadline(args.timeout, args.net, "run")
     runner = Runner(net, args.net, args.backend, clock=clock, device=args.device, deadline=deadline, every_layer=False)  # fmt: skip
     res = runner.run(x)
-    with atomic_path(args.out, overwrite=args.force) as tmp:
-        with open(tmp, "wb") as fh:
-            if args.record:
-                np.savez(fh, **res.records)
-            else:
-                np.save(fh, res.spikes)
-    kept = {args.predictions: res.predictions, args.readout_v: res.v_last}
-    for path, array in kept.items():
-        if path is not None:
-            with atomic_path(path, overwrite=args.force) as tmp, open(tmp, "wb") as fh:
-                np.save(fh, array)
+    _write_run_outputs(args, res)
     shown = res.predictions.tolist()
     more = f" ... ({len(shown)} in all)" if len(shown) > 20 else ""
     what = f"records {', '.join(res.records)}; " if args.record else ""
@@ -167,6 +156,26 @@ def cmd_run(args) -> int:
         correct, fraction = accuracy(res.predictions, labels)
         print(f"accuracy {fraction:.2%} ({correct}/{len(labels)})")
     return 0
+
+
+def _write_run_outputs(args, res) -> None:
+    """``run``'s files, each atomically: the spikes (or with ``--record`` the records as .npz)
+    to ``--out``, and the predictions and readout ``v`` where asked for."""
+    import numpy as np
+
+    from snn2loihi.atomic import atomic_path
+
+    with atomic_path(args.out, overwrite=args.force) as tmp:
+        with open(tmp, "wb") as fh:
+            if args.record:
+                np.savez(fh, **res.records)
+            else:
+                np.save(fh, res.spikes)
+    kept = {args.predictions: res.predictions, args.readout_v: res.v_last}
+    for path, array in kept.items():
+        if path is not None:
+            with atomic_path(path, overwrite=args.force) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, array)
 
 
 def _neuron_cells(n) -> list[str]:
@@ -325,11 +334,16 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def add_commands(sub) -> None:
     """Register ``parity``, ``run`` and ``inspect`` on the CLI's subparsers."""
-    fmt = argparse.RawDescriptionHelpFormatter
+    _add_parity(sub)
+    _add_run(sub)
+    _add_inspect(sub)
+
+
+def _add_parity(sub) -> None:
     p = sub.add_parser(
         "parity",
         help="compare Lava and the emulator spike for spike",
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run the same input through the Lava simulator and the bit-exact emulator and "
         "compare every layer's spikes. Exit 0 only if all are equal, 1 on any mismatch.\n\n"
         "example:\n  snn2loihi parity model.net --samples 8 --steps 16 --seed 0 --json parity.json",
@@ -354,10 +368,12 @@ def add_commands(sub) -> None:
     add_clock_options(p)
     p.set_defaults(func=cmd_parity)
 
+
+def _add_run(sub) -> None:
     p = sub.add_parser(
         "run",
         help="run a .net on Lava or the emulator",
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run input through one back end, save the output spikes (samples, steps, "
         "*shape) and print the predicted classes by the network's rule: argmax of the readout's "
         "v >> 6 after the last step when the output layer never spikes (snn2loihi's exports), "
@@ -410,10 +426,12 @@ def add_commands(sub) -> None:
     add_clock_options(p)
     p.set_defaults(func=cmd_run)
 
+
+def _add_inspect(sub) -> None:
     p = sub.add_parser(
         "inspect",
         help="show layers, shapes, neuron parameters and weight ranges",
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Validate a .net file and print its layers.\n\nexample:\n  snn2loihi inspect model.net",
     )
     _common(p)

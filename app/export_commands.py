@@ -160,7 +160,12 @@ def cmd_convert(args) -> int:
 
 
 def add_commands(sub) -> None:
-    """Register ``export`` on the CLI's subparsers."""
+    """Register ``export`` and ``convert`` on the CLI's subparsers."""
+    _add_export(sub)
+    _add_convert(sub)
+
+
+def _add_export(sub) -> None:
     p = sub.add_parser(
         "export",
         help="export a trained checkpoint to a NetX .net (and/or ONNX) with a report",
@@ -201,6 +206,8 @@ def add_commands(sub) -> None:
     p.add_argument("--no-accuracy", action="store_true", help="skip the accuracy check")
     p.set_defaults(func=cmd_export)
 
+
+def _add_convert(sub) -> None:
     p = sub.add_parser(
         "convert",
         help="convert an ONNX ReLU network or a NIR graph to a NetX .net",
@@ -244,6 +251,13 @@ def add_commands(sub) -> None:
     p.add_argument("--weight-bits", type=int, default=8, choices=range(2, 10), metavar="2..9")
     p.add_argument("--mean", type=_floats, help="per-channel mean of pixel/255 the ONNX expects")
     p.add_argument("--std", type=_floats, help="per-channel std of pixel/255 the ONNX expects")
+    _add_nir_options(p)
+    p.add_argument("--force", "-f", action="store_true", help="overwrite an existing output")
+    p.set_defaults(func=cmd_convert)
+
+
+def _add_nir_options(p) -> None:
+    """convert's options for a NIR graph: discretization, input scale, readout rule."""
     p.add_argument(
         "--dialect",
         choices=("euler", "norse"),
@@ -278,5 +292,3 @@ def add_commands(sub) -> None:
         help="NIR: the network's inputs are spikes (0 or 1 per step), not graded values up to "
         "255: the first layer gets a finer grid (larger graded inputs could then wrap u)",
     )
-    p.add_argument("--force", "-f", action="store_true", help="overwrite an existing output")
-    p.set_defaults(func=cmd_convert)

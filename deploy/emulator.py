@@ -199,6 +199,14 @@ def _layout(ly, a: torch.Tensor) -> _LayerLayout:
     return _LayerLayout(tuple(ly.shape), bool(cl))
 
 
+def _sample_counts(group: NeuronGroup, steps: int) -> torch.Tensor:
+    """Each sample's spike count (samples,) int64 on the CPU of a pass's counting ``group``
+    (summed in int32 where that is exact)."""
+    wide = group.counts.shape[1] * steps >= 2**31
+    per = group.counts.sum(1, dtype=torch.int64 if wide else torch.int32)
+    return per.to("cpu", torch.int64)
+
+
 def _input_frames(x: torch.Tensor, t: int, k: int, graded: bool, dense: bool) -> torch.Tensor:
     """Steps ``t .. t + k`` of the input ``x`` (n, T, *input_shape) uint8 as frames ordered
     step by step (k * n, *input_shape) (bool for spikes): channels-last for a conv (one copy,
@@ -463,16 +471,8 @@ class Emulator:
                             synapses[j + 1] = self._dense_after(j + 1, layouts[j], graded)
                     layout = layouts[j]
                     if groups[j] is None:
-                        residual = j in shortcuts  # the summed input: int64, no int32 proof
-                        groups[j] = NeuronGroup(
-                            hi - lo,
-                            biases[j],
-                            ly.neuron,
-                            steps=steps,
-                            int32_safe=syn.int32_safe and not residual,
-                            input_bound=None if residual else syn.max_abs_output,
-                            compiled=self.compiled,
-                            count=not kept[j],
+                        groups[j] = self._neuron_group(
+                            hi - lo, biases[j], ly, syn, steps, j in shortcuts, not kept[j]
                         )
                     spikes, u, v = groups[j].advance(layout.flat(a, k, hi - lo), recorded[j])
                     _keep(traces[j], (spikes if kept[j] else None, u, v), t, lo, n, steps)
@@ -481,10 +481,36 @@ class Emulator:
                     if j < last:
                         s = layout.frames(spikes, isinstance(layers[j + 1], DenseLayer))
             for j, group in enumerate(groups):
-                if counts[j] is not None:  # per sample, in int32 where that is exact
-                    wide = group.counts.shape[1] * steps >= 2**31
-                    per = group.counts.sum(1, dtype=torch.int64 if wide else torch.int32)
-                    counts[j][lo:hi] = per.to("cpu", torch.int64)
+                if counts[j] is not None:
+                    counts[j][lo:hi] = _sample_counts(group, steps)
+        return self._result(layouts, traces, counts)
+
+    def _neuron_group(
+        self,
+        samples: int,
+        bias: torch.Tensor,
+        layer,
+        syn: IntegerSynapse,
+        steps: int,
+        residual: bool,
+        count: bool,
+    ) -> NeuronGroup:
+        """The neurons of ``layer`` for a pass of ``samples`` samples over ``steps`` steps;
+        ``residual``: the input is summed with a shortcut's (int64, no int32 proof);
+        ``count``: keep per-neuron spike counts instead of the spikes."""
+        return NeuronGroup(
+            samples,
+            bias,
+            layer.neuron,
+            steps=steps,
+            int32_safe=syn.int32_safe and not residual,
+            input_bound=None if residual else syn.max_abs_output,
+            compiled=self.compiled,
+            count=count,
+        )
+
+    def _result(self, layouts: list, traces: list[list], counts: list) -> EmulatorResult:
+        """The per-layer traces, out of the neurons' memory layout, as an EmulatorResult."""
         result = EmulatorResult()
         for (i, ly), layout, (spikes, u, v), c in zip(
             self.net.synaptic_layers, layouts, traces, counts, strict=True

@@ -132,17 +132,7 @@ def evaluate_network(
         raise InputDataError(f"--backend {backend}: choose from {', '.join(EVAL_BACKENDS)}")
     _check_count_window(count_window, net, clock, name)
     shape = tuple(net.input_shape)
-    encoding = "rate" if isinstance(images, RateEncoded) else "graded"
-    if encoding == "rate":
-        check_images(images.images, labels, net, data)
-    else:
-        images = as_network_images(images, shape)
-        if images.ndim == 2 + len(shape):
-            encoding = "stream"
-            check_values(images, data)
-            labels = check_labels(labels, len(images), int(np.prod(net.output_shape)), data)
-        else:
-            check_images(images, labels, net, data)
+    images, labels, encoding = _checked_input(net, images, labels, data)
     time_axis = encoding != "graded"
     steps = int(images.shape[1]) if time_axis else steps
     if clock is not None and clock.steps != steps:
@@ -202,6 +192,25 @@ def _check_count_window(count_window: str, net: NetXNetwork, clock, name: str) -
             f"{name}: --count-window input needs the per-sample clock (one continuous stream); "
             "the global clock runs each sample on its own"
         )
+
+
+def _checked_input(
+    net: NetXNetwork, images: np.ndarray | RateEncoded, labels: np.ndarray, data: str
+) -> tuple[np.ndarray | RateEncoded, np.ndarray, str]:
+    """``(images, labels, encoding)`` checked against ``net``, images in the network's layout:
+    ``encoding`` ``"rate"`` (:class:`~snn2loihi.deploy.encoding.RateEncoded`), ``"stream"``
+    (N, T, *input_shape) or ``"graded"`` (pixels (N, *input_shape)); ``data`` names them."""
+    if isinstance(images, RateEncoded):
+        check_images(images.images, labels, net, data)
+        return images, labels, "rate"
+    shape = tuple(net.input_shape)
+    images = as_network_images(images, shape)
+    if images.ndim == 2 + len(shape):
+        check_values(images, data)
+        labels = check_labels(labels, len(images), int(np.prod(net.output_shape)), data)
+        return images, labels, "stream"
+    check_images(images, labels, net, data)
+    return images, labels, "graded"
 
 
 def _score(name: str, run: RunResult, labels: np.ndarray, classes: int) -> BackendScore:

@@ -199,18 +199,7 @@ def _run_global_in_process(request: LavaRequest, x: np.ndarray, scratch: Path) -
     steps, in_shape = request.steps, net_rec.input_shape
     per_sample: list[dict[str, np.ndarray]] = []
     for i, sample in enumerate(x):
-        lava_net = netx.hdf5.Network(
-            net_config=str(path),
-            skip_layers=1 if request.drive == "skip" else 0,
-            input_message_bits=GRADED_MESSAGE_BITS if request.graded else 0,
-            reset_interval=request.reset_interval,
-            reset_offset=request.reset_offset,
-            input_shape=tuple(reversed(in_shape)) if len(in_shape) == 3 else None,
-        )
-        if len(lava_net.layers) != len(built):
-            raise LavaRunError(
-                f"{path}: Lava built {len(lava_net.layers)} layers, expected {len(built)}"
-            )
+        lava_net = _global_network(netx, request, in_shape, len(built))
         if i == 0:  # the same file every sample: one switch serves the whole run
             use_torch_conv(lava_net)
         if request.drive == "bias":
@@ -237,6 +226,29 @@ def _run_global_in_process(request: LavaRequest, x: np.ndarray, scratch: Path) -
             records[f"{name}{b.index}"] = _to_chw(np.load(file), steps, layer_shape(b.layer))
             file.unlink()
         per_sample.append(records)
+    return _stacked_result(per_sample, built)
+
+
+def _global_network(netx, request: LavaRequest, in_shape: tuple[int, ...], layers: int):
+    """netx's network of ``request.path`` for one global-clock run, checked to hold the
+    ``layers`` layers that :func:`~snn2loihi.deploy.timeline.built_layers` expects."""
+    path = Path(request.path)
+    lava_net = netx.hdf5.Network(
+        net_config=str(path),
+        skip_layers=1 if request.drive == "skip" else 0,
+        input_message_bits=GRADED_MESSAGE_BITS if request.graded else 0,
+        reset_interval=request.reset_interval,
+        reset_offset=request.reset_offset,
+        input_shape=tuple(reversed(in_shape)) if len(in_shape) == 3 else None,
+    )
+    if len(lava_net.layers) != layers:
+        raise LavaRunError(f"{path}: Lava built {len(lava_net.layers)} layers, expected {layers}")
+    return lava_net
+
+
+def _stacked_result(per_sample: list[dict[str, np.ndarray]], built: list) -> LavaResult:
+    """The samples' records (``s{i}``, ``u{i}``, ...: (steps, *shape) each) stacked into
+    (samples, steps, *shape) arrays: spikes uint8 (CUBA) or int32 (graded), states int32."""
     stacked = {k: np.stack([r[k] for r in per_sample]) for k in per_sample[0]}
     for b in built:
         key = f"s{b.index}"

@@ -210,6 +210,31 @@ def _check_image_shape(net, shape: tuple[int, ...], calib, onnx_path) -> None:
         )
 
 
+def _calibration_images(net, calib, onnx_path, percentile, mean, std):
+    """The calibration images of ``calib`` (.npz x uint8 (N, H, W[, C]), y) as eval data,
+    checked against ``net``'s input and the options; the header's shape is checked before the
+    images are decompressed. Streams (N, T, ...) are refused: they calibrate NIR graphs."""
+    from snn2loihi.deploy.encoding import stream_header
+    from snn2loihi.export.accuracy import load_eval_data
+    from snn2loihi.train.config import default_config
+    from snn2loihi.train.data import npz_image_shape
+
+    stream = stream_header(calib, net.input_shape)
+    if stream is not None:
+        raise InputDataError(
+            f"{calib}[x]: streams of shape {stream} (samples, steps, ...); converting ONNX "
+            "balances thresholds on images (x (N, H, W[, C]) uint8); streams calibrate NIR graphs"
+        )
+    header_shape = npz_image_shape(calib)
+    if header_shape is not None:
+        check_options(percentile, mean, std, header_shape[0])
+        _check_image_shape(net, header_shape, calib, onnx_path)
+    data = load_eval_data(default_config().data, "train", calib)
+    check_options(percentile, mean, std, int(data.x.shape[1]))
+    _check_image_shape(net, tuple(int(v) for v in data.x.shape[1:]), calib, onnx_path)
+    return data
+
+
 def convert_onnx(
     onnx_path: str | Path,
     calib: str | Path,
@@ -223,14 +248,10 @@ def convert_onnx(
     force: bool = False,
 ) -> dict:
     """Convert ``onnx_path`` with calibration images ``calib`` (.npz x, y) to ``out``; report."""
-    from snn2loihi.deploy.encoding import stream_header
-    from snn2loihi.export.accuracy import load_eval_data
     from snn2loihi.export.exporter import check_export_outputs
     from snn2loihi.export.onnx_import import read_onnx
     from snn2loihi.export.pipeline import write_deployable
     from snn2loihi.netx_io import MAX_STEPS
-    from snn2loihi.train.config import default_config
-    from snn2loihi.train.data import npz_image_shape
 
     out = Path(out)
     if not 1 <= steps <= MAX_STEPS:  # as for NIR graphs: the T the .net records
@@ -238,19 +259,7 @@ def convert_onnx(
     check_export_outputs(out, {"ONNX": onnx_path, "--calib": calib}, force)
     with _naming(onnx_path):
         net = read_onnx(onnx_path)
-    stream = stream_header(calib, net.input_shape)
-    if stream is not None:
-        raise InputDataError(
-            f"{calib}[x]: streams of shape {stream} (samples, steps, ...); converting ONNX "
-            "balances thresholds on images (x (N, H, W[, C]) uint8); streams calibrate NIR graphs"
-        )
-    header_shape = npz_image_shape(calib)  # checked before the images are decompressed
-    if header_shape is not None:
-        check_options(percentile, mean, std, header_shape[0])
-        _check_image_shape(net, header_shape, calib, onnx_path)
-    data = load_eval_data(default_config().data, "train", calib)
-    check_options(percentile, mean, std, int(data.x.shape[1]))
-    _check_image_shape(net, tuple(int(v) for v in data.x.shape[1:]), calib, onnx_path)
+    data = _calibration_images(net, calib, onnx_path, percentile, mean, std)
     with _naming(onnx_path), np.errstate(over="ignore", invalid="ignore"):  # checked below
         model, ann_acc, lams = onnx_to_model(
             net, data, steps=steps, percentile=percentile, mean=mean, std=std

@@ -45,11 +45,34 @@ def to_markdown(report: dict) -> str:
         "",
         "## Layers",
         "",
+        *_layer_lines(report["layers"]),
+    ]
+    lines += ["", "## Headroom (24-bit u/v, limit 2^23)", ""]
+    warnings = report["warnings"]
+    lines += [f"- WARNING: {w}" for w in warnings] or ["- no layer can wrap u or saturate v"]
+    lines += _coarse_grid_lines(report)
+    lines += ["", "## Accuracy", ""]
+    acc = report.get("accuracy")
+    if acc is None:
+        lines.append(f"- not measured: {report.get('accuracy_skipped', 'no data')}")
+    else:
+        lines += _accuracy_lines(acc)
+    if "changes" in report:
+        lines += ["", "## What the conversion changed", ""]
+        lines += [f"- {c}" for c in report["changes"]] or [
+            "- nothing: every neuron has its exact Loihi form"
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _layer_lines(layers: list[dict]) -> list[str]:
+    """The per-layer table (a row of empty cells for a layer without headroom figures)."""
+    lines = [
         "| layer | type | shape | weight | scale | vThMant | weight range | clipped "
         "| max |W.s| | u peak | v peak +/- | headroom bits |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in report["layers"]:
+    for r in layers:
         h = r.get("headroom")
         if h is None:
             lines.append(f"| {r['layer']} | {r['type']} | {_fmt(r['shape'])} |" + " |" * 9)
@@ -60,48 +83,40 @@ def to_markdown(report: dict) -> str:
             f"| {_fmt(r['clipped_weights'])} | {h['a_max_mant']} | {h['u_peak']} "
             f"| {h['v_peak_pos']} / {h['v_peak_neg']} | {h['headroom_bits']} |"
         )
-    lines += ["", "## Headroom (24-bit u/v, limit 2^23)", ""]
-    warnings = report["warnings"]
-    lines += [f"- WARNING: {w}" for w in warnings] or ["- no layer can wrap u or saturate v"]
-    lines += _coarse_grid_lines(report)
-    lines += ["", "## Accuracy", ""]
-    acc = report.get("accuracy")
-    if acc is None:
-        lines.append(f"- not measured: {report.get('accuracy_skipped', 'no data')}")
-    else:
-        named = (
-            ("nir_reference_acc", "NIR graph, float reference"),
-            ("loihi_form_float_acc", "NIR graph in Loihi's form, float (before quantization)"),
-            ("emulator_acc", "emulator on the exported .net"),
-            ("integer_snn_acc", "training's integer SNN branch"),
-            ("ann_acc", "ONNX ANN"),
-        )
-        lines.append(f"- split: {acc['split']} ({acc['samples']} samples)")
-        if "input" in acc:
-            lines.append(f"- input: {acc['input']}")
-        lines += [f"- {label}: {acc[key]:.4f}" for key, label in named if key in acc]
-        vs = "NIR float reference" if "nir_reference_acc" in acc else "integer SNN"
-        lines.append(
-            f"- prediction mismatches (emulator vs {vs}): {acc['prediction_mismatches']} "
-            f"({'equal' if acc['equal'] else 'NOT EQUAL'})"
-        )
-        pairs = (
-            ("nir_reference_vs_loihi_form", "NIR float reference / Loihi form (float)"),
-            ("nir_reference_vs_emulator", "NIR float reference / emulator"),
-            ("loihi_form_vs_emulator", "Loihi form (float) / emulator"),
-        )
-        agreement = acc.get("agreement", {})
-        lines += [
-            f"- same prediction, {label}: {agreement[key]:.4f}"
-            for key, label in pairs
-            if key in agreement
-        ]
-    if "changes" in report:
-        lines += ["", "## What the conversion changed", ""]
-        lines += [f"- {c}" for c in report["changes"]] or [
-            "- nothing: every neuron has its exact Loihi form"
-        ]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _accuracy_lines(acc: dict) -> list[str]:
+    """The measured accuracies, the emulator's prediction mismatches and, for a NIR graph,
+    the agreement of each pair of its forms."""
+    named = (
+        ("nir_reference_acc", "NIR graph, float reference"),
+        ("loihi_form_float_acc", "NIR graph in Loihi's form, float (before quantization)"),
+        ("emulator_acc", "emulator on the exported .net"),
+        ("integer_snn_acc", "training's integer SNN branch"),
+        ("ann_acc", "ONNX ANN"),
+    )
+    lines = [f"- split: {acc['split']} ({acc['samples']} samples)"]
+    if "input" in acc:
+        lines.append(f"- input: {acc['input']}")
+    lines += [f"- {label}: {acc[key]:.4f}" for key, label in named if key in acc]
+    vs = "NIR float reference" if "nir_reference_acc" in acc else "integer SNN"
+    lines.append(
+        f"- prediction mismatches (emulator vs {vs}): {acc['prediction_mismatches']} "
+        f"({'equal' if acc['equal'] else 'NOT EQUAL'})"
+    )
+    pairs = (
+        ("nir_reference_vs_loihi_form", "NIR float reference / Loihi form (float)"),
+        ("nir_reference_vs_emulator", "NIR float reference / emulator"),
+        ("loihi_form_vs_emulator", "Loihi form (float) / emulator"),
+    )
+    agreement = acc.get("agreement", {})
+    lines += [
+        f"- same prediction, {label}: {agreement[key]:.4f}"
+        for key, label in pairs
+        if key in agreement
+    ]
+    return lines
 
 
 def _coarse_grid_lines(report: dict) -> list[str]:

@@ -120,76 +120,40 @@ def _check_conv(
     """The output shape of the convolution ``ly`` of input ``in_shape``; ``out``: the layer
     whose neurons it feeds and the prefix of the fields named (``"shortcut/0/"``)."""
     target, prefix = out
-    kind = target.kind
+
+    def fail(field: str, message: str):
+        return _fail(path, i, target.kind, prefix + field, message)
+
     if len(in_shape) != 3:
-        raise _fail(
-            path,
-            i,
-            kind,
-            prefix + "shape",
-            f"needs a CHW input but the previous layer gives {in_shape}",
-        )
+        raise fail("shape", f"needs a CHW input but the previous layer gives {in_shape}")
     if ly.weight.ndim != 4:
-        raise _fail(
-            path,
-            i,
-            kind,
-            prefix + "weight",
-            f"has shape {ly.weight.shape}, expected (Cout, Cin/groups, kH, kW)",
-        )
+        raise fail("weight", f"has shape {ly.weight.shape}, expected (Cout, Cin/groups, kH, kW)")
     for name, val, lo in (
         ("stride", ly.stride, 1),
         ("padding", ly.padding, 0),
         ("dilation", ly.dilation, 1),
     ):
         if len(val) != 2 or min(val) < lo or max(val) > CONV_PARAM_MAX:
-            raise _fail(
-                path,
-                i,
-                kind,
-                prefix + name,
-                f"= {tuple(val)} must be two integers in [{lo}, {CONV_PARAM_MAX}]",
-            )
+            raise fail(name, f"= {tuple(val)} must be two integers in [{lo}, {CONV_PARAM_MAX}]")
     cout, cin_g, kh, kw = ly.weight.shape
     cin = in_shape[0]
     if not 1 <= ly.groups <= CONV_PARAM_MAX or cin % ly.groups or cout % ly.groups:
-        raise _fail(
-            path,
-            i,
-            kind,
-            prefix + "groups",
-            f"= {ly.groups} must divide in channels {cin} and out channels {cout}",
-        )
+        raise fail("groups", f"= {ly.groups} must divide in channels {cin} and out channels {cout}")
     if cin_g * ly.groups != cin:
-        raise _fail(
-            path,
-            i,
-            kind,
-            prefix + "weight",
+        raise fail(
+            "weight",
             f"has {cin_g} input channels per group x {ly.groups} groups, but the input has {cin} channels",
         )
     hw = conv_output_hw(in_shape[1:], (kh, kw), ly.stride, ly.padding, ly.dilation)
     expected = (cout, *hw)
     if min(hw) < 1 or tuple(target.shape) != expected:
-        raise _fail(
-            path,
-            i,
-            kind,
-            prefix + "shape",
-            f"= {tuple(target.shape)} but input {in_shape} gives {expected}",
-        )
+        raise fail("shape", f"= {tuple(target.shape)} but input {in_shape} gives {expected}")
     fan_in = cin_g * kh * kw
     if (
         isinstance(target.neuron, CubaNeuron)
         and max(-WEIGHT_MIN, WEIGHT_MAX) * GRADED_INPUT_MAX * fan_in > INT32_MAX
     ):  # Lava's conv casts its sum to int32
-        raise _fail(
-            path,
-            i,
-            kind,
-            prefix + "weight",
-            f"fan-in {fan_in} can overflow Lava's int32 accumulator",
-        )
+        raise fail("weight", f"fan-in {fan_in} can overflow Lava's int32 accumulator")
     return expected
 
 

@@ -1,9 +1,10 @@
 """BPTT baseline: the same network unrolled over T steps with a surrogate spike gradient.
 
-Per layer, the synapse runs once over all (sample, step) pairs and BatchNorm normalizes the
-per-step currents; the IF (``leak`` = 1) or LIF neuron then loops over the steps with hard reset
-to zero. The same model evaluates on the integer SNN with ``step_divisor = 1`` (full bias every
-step, the image at every step).
+Per layer (:meth:`~snn2loihi.train.model.SpikingNet.walk`), the synapse runs once over all
+(sample, step) pairs (layer 0's once on the image, the same every step), a residual layer adds
+its shortcut's current, and BatchNorm normalizes the per-step currents; the IF (``leak`` = 1) or
+LIF neuron then loops over the steps with hard reset to zero. The same model evaluates on the
+integer SNN with ``step_divisor = 1`` (full bias every step, the image at every step).
 """
 
 from __future__ import annotations
@@ -40,19 +41,13 @@ def bptt_forward(
     """
     b, steps = x.shape[0], model.steps
     counts: list[torch.Tensor] = []
-    s = None  # (B*T, ...) spikes of the previous layer
-    for k, layer in enumerate(model.layers):
-        if k == 0:
-            inp = x.flatten(1) if model.flatten_index == 0 else x
-            z = model.layer_synapse(k, inp)
-            z = z.unsqueeze(1).expand(b, steps, *z.shape[1:]).reshape(b * steps, *z.shape[1:])
-        else:
-            inp = s.flatten(1) if k >= model.flatten_index else s
-            z = model.layer_synapse(k, inp)
-        if not layer.spiking:
-            return z.reshape(b, steps, -1).mean(1), counts
-        z = layer.bn(z).reshape(b, steps, *z.shape[1:])
-        th = layer.thresholds.view(-1, *([1] * (z.ndim - 3)))
+
+    def repeat_over_steps(z: torch.Tensor) -> torch.Tensor:  # (B, ...) -> (B*T, ...)
+        return z.unsqueeze(1).expand(b, steps, *z.shape[1:]).reshape(b * steps, *z.shape[1:])
+
+    def neurons(k: int, a: torch.Tensor) -> torch.Tensor:  # (B*T, ...) currents -> spikes
+        z = a.reshape(b, steps, *a.shape[1:])
+        th = model.layers[k].thresholds.view(-1, *([1] * (z.ndim - 3)))
         v = torch.zeros_like(z[:, 0])
         out = []
         for t in range(steps):
@@ -62,5 +57,7 @@ def bptt_forward(
             out.append(spk)
         spikes = torch.stack(out, 1)
         counts.append(spikes.detach().sum(1))
-        s = spikes.reshape(b * steps, *spikes.shape[2:])
-    raise AssertionError("the last layer is always the readout")
+        return spikes.reshape(b * steps, *spikes.shape[2:])
+
+    z = model.walk(x, neurons, input_current=repeat_over_steps)
+    return z.reshape(b, steps, -1).mean(1), counts

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 # ``(k, a, counts_k)``: a spiking layer's index, BN output (B, *shape) and spike counts (or None)
 LayerHook = Callable[[int, torch.Tensor, torch.Tensor | None], None]
+# ``(k, a) -> h``: spiking layer k's output (what the next layer reads) for its BN output ``a``
+Activation = Callable[[int, torch.Tensor], torch.Tensor]
 
 # Conv stacks: "64" a 3x3 conv, "s64" a stride-2 conv, "p64" 2x2 average pooling folded into it
 # (extended forms such as "64k5s2pad0p2" and tables: see ConvSpec and docs/training.md).
@@ -308,6 +310,40 @@ class SpikingNet(nn.Module):
         w, b = self.layer_affine(k, compact=True)
         return layer.synapse(h, w, b, compact=True)
 
+    def walk(
+        self,
+        x: torch.Tensor,
+        activation: Activation,
+        input_current: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """The layer walk of every training forward; returns the readout's synaptic current.
+
+        ``x``: raw pixels (B, C, H, W) float. Each layer's synapse runs on the previous layer's
+        output (flattened where the dense stack starts) and a residual layer adds its shortcut's
+        current before BN, as the chip sums the two; ``activation(k, a)`` turns spiking layer
+        ``k``'s BN output ``a`` into the output the next layer reads (ReLU, spikes).
+        ``input_current`` maps layer 0's current (B, ...) onto the frames the later layers run
+        on (BPTT: the same image current at each of the T steps, (B*T, ...)).
+        """
+        h = x
+        sources = self.shortcut_sources
+        block_inputs: dict[int, torch.Tensor] = {}  # outputs of shortcut sources
+        for k, layer in enumerate(self.layers):
+            if k == self.flatten_index:
+                h = h.flatten(1)
+            z = self.layer_synapse(k, h)
+            if k == 0 and input_current is not None:
+                z = input_current(z)
+            shortcut = self.shortcut(k)
+            if shortcut is not None:
+                z = z + shortcut(block_inputs.pop(shortcut.source))
+            if not layer.spiking:
+                return z
+            h = activation(k, layer.bn(z))
+            if k in sources:
+                block_inputs[k] = h
+        raise AssertionError("the last layer is always the readout")
+
     def ann_forward(
         self,
         x: torch.Tensor,
@@ -328,36 +364,26 @@ class SpikingNet(nn.Module):
         (each entry set to None once used, so that the counts are not held to the end of the
         pass nor through backward).
         """
-        h = x
         pre: list[torch.Tensor] = []
-        sources = self.shortcut_sources
-        block_inputs: dict[int, torch.Tensor] = {}  # activations of shortcut sources
-        for k, layer in enumerate(self.layers):
-            if k == self.flatten_index:
-                h = h.flatten(1)
-            z = self.layer_synapse(k, h)
-            shortcut = self.shortcut(k)
-            if shortcut is not None:  # summed before BN, as the chip sums the two currents
-                z = z + shortcut(block_inputs.pop(shortcut.source))
-            if not layer.spiking:
-                return z, pre
-            a = layer.bn(z)
+
+        def activation(k: int, a: torch.Tensor) -> torch.Tensor:
             if counts is not None and dropout == 0:
                 h = relu_mapped(a, counts[k], mapping)  # the ReLU output is not held
             else:
-                act = F.relu(a)
+                h = F.relu(a)
                 if dropout > 0:
-                    act = F.dropout(act, dropout, self.training)
-                h = act if counts is None else mapping(act, counts[k])
-            if k in sources:
-                block_inputs[k] = h
+                    h = F.dropout(h, dropout, self.training)
+                if counts is not None:
+                    h = mapping(h, counts[k])
             if layer_hook is None:
                 pre.append(a)
-                continue
+                return h
             layer_hook(k, a, None if counts is None else counts[k])
             if counts is not None:
                 counts[k] = None  # type: ignore[call-overload]
-        raise AssertionError("the last layer is always the readout")
+            return h
+
+        return self.walk(x, activation), pre
 
     def forward(
         self,

@@ -59,21 +59,17 @@ def noise_forward(
     Returns ``(logits (B, classes): the readout current, spikes per spiking layer)``. The
     readout current is what one step of the deployed network adds to the readout's ``v``, so
     its argmax is the prediction of the N-step network whose spikes equal these."""
-    h = x
     spikes: list[torch.Tensor] = []
-    for k, layer in enumerate(model.layers):
-        if k == model.flatten_index:
-            h = h.flatten(1)
-        z = model.layer_synapse(k, h)
-        if not layer.spiking:
-            return z, spikes
-        a = layer.bn(z)
-        th = layer.thresholds.view(-1, *([1] * (a.ndim - 2)))
+
+    def fire(k: int, a: torch.Tensor) -> torch.Tensor:
+        th = model.layers[k].thresholds.view(-1, *([1] * (a.ndim - 2)))
         eps = unit_noise(a.shape, distribution, device=a.device, dtype=a.dtype)
         v = a + th * (mean + std * eps)
-        h = AtanSpike.apply(v - th, alpha)
-        spikes.append(h.detach())
-    raise AssertionError("the last layer is always the readout")
+        s = AtanSpike.apply(v - th, alpha)
+        spikes.append(s.detach())
+        return s
+
+    return model.walk(x, fire), spikes
 
 
 def check_reachable_steps(model: SpikingNet) -> None:
