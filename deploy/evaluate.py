@@ -26,7 +26,12 @@ from snn2loihi.deploy.inputs import (
 )
 from snn2loihi.deploy.runner import Deadline, GlobalClock, Runner, RunResult
 from snn2loihi.errors import InputDataError
-from snn2loihi.readout import input_window_predictions
+from snn2loihi.readout import (
+    COUNT_WINDOWS,
+    SPIKE_COUNT,
+    input_window_predictions,
+    prediction_rule,
+)
 from snn2loihi.schema import NetXNetwork
 
 log = logging.getLogger(__name__)
@@ -173,8 +178,6 @@ def evaluate_network(
 def _check_count_window(count_window: str, net: NetXNetwork, clock, name: str) -> None:
     """``input`` counts spikes over input-aligned windows of one continuous stream: only for a
     spike-count network on the per-sample clock (each sample a window of one stream)."""
-    from snn2loihi.readout import COUNT_WINDOWS, SPIKE_COUNT, prediction_rule
-
     if count_window not in COUNT_WINDOWS:
         raise InputDataError(
             f"--count-window {count_window}: choose from {', '.join(COUNT_WINDOWS)}"

@@ -67,7 +67,7 @@ def coarse_grid_layers(net: NetXNetwork, weight_bits: int) -> list[dict]:
     """The layers of ``net`` whose threshold mantissa is below :data:`COARSE_VTH_MANT`: their
     ``v`` moves in steps of at least 1/vThMant of the threshold, so small differences of the
     float network's currents vanish or grow into whole spikes. ``weights_set_scale``: the
-    largest weight (recurrent ones included) sits at the ``weight_bits`` limit, so more bits
+    largest weight (recurrent and shortcut ones included) sits at the ``weight_bits`` limit, so more bits
     refine the grid; otherwise the bias or the bound on one step's input set the scale
     (``first``: the first synaptic layer, whose input bound counts graded inputs up to 255).
     ``[{"layer", "vth_mant", "weights_set_scale", "first"}]``."""
@@ -76,9 +76,12 @@ def coarse_grid_layers(net: NetXNetwork, weight_bits: int) -> list[dict]:
     for k, (i, ly) in enumerate(net.synaptic_layers):
         if ly.neuron.vth_mant >= COARSE_VTH_MANT:
             continue
-        w_max = int(abs(ly.weight).max())
+        weights = [ly.weight]  # every synapse into the layer's neurons shares its scale
         if isinstance(ly, RecurrentDenseLayer) and ly.weight_rec is not None:
-            w_max = max(w_max, int(abs(ly.weight_rec).max()))
+            weights.append(ly.weight_rec)
+        if isinstance(ly, ConvLayer):
+            weights += [sc.weight for sc in ly.shortcuts]
+        w_max = max(int(abs(w).max()) for w in weights)
         out.append(
             {
                 "layer": i,

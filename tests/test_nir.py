@@ -675,7 +675,14 @@ def test_the_report_names_layers_on_a_coarse_threshold_grid(tmp_path, cli_refusa
 def test_a_coarse_layer_whose_weights_set_its_scale_gets_the_weight_bits_hint():
     from snn2loihi.export.layer_table import coarse_grid_layers
     from snn2loihi.export.report import to_markdown
-    from snn2loihi.schema import CubaNeuron, DenseLayer, InputLayer, NetXNetwork
+    from snn2loihi.schema import (
+        ConvLayer,
+        CubaNeuron,
+        DenseLayer,
+        InputLayer,
+        NetXNetwork,
+        Shortcut,
+    )
 
     w = np.arange(-128, 128).reshape(8, 32)  # the 8-bit range, below the 9-bit one
     dense = DenseLayer(shape=(8,), weight=w, neuron=CubaNeuron(4096, 0, 40))
@@ -683,6 +690,15 @@ def test_a_coarse_layer_whose_weights_set_its_scale_gets_the_weight_bits_hint():
     coarse = {"layer": 1, "vth_mant": 40, "weights_set_scale": True, "first": True}
     assert coarse_grid_layers(net, 8) == [coarse]
     assert coarse_grid_layers(net, 9)[0]["weights_set_scale"] is False
+    neuron = CubaNeuron(4096, 0, 40)  # a residual layer whose shortcut sets the scale:
+    shortcut = Shortcut(source=1, weight=np.full((4, 4, 1, 1), -128), delay=1)
+    convs = (
+        ConvLayer((4, 4, 4), np.ones((4, 2, 3, 3), np.int64), neuron, padding=(1, 1)),
+        ConvLayer((4, 4, 4), np.ones((4, 4, 3, 3), np.int64), neuron, padding=(1, 1),
+                  shortcuts=(shortcut,)),
+    )  # fmt: skip
+    res = NetXNetwork((InputLayer((2, 4, 4)), *convs), (2, 4, 4))
+    assert [c["weights_set_scale"] for c in coarse_grid_layers(res, 8)] == [False, True]
     report = {"net": "n.net", "steps": 4, "weight_bits": 8, "input_shape": [32],
               "output_shape": [8], "layers": [], "warnings": [],
               "coarse_grid": coarse_grid_layers(net, 8)}  # fmt: skip
