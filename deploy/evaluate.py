@@ -99,6 +99,23 @@ def accuracy(predictions, labels) -> tuple[int, float]:
     return correct, correct / max(len(labels), 1)
 
 
+def _steps_shown(net, images, encoding, steps, clock, chunk, name, data) -> tuple[int, int | None]:
+    """``(T, shown)`` of a checked input: T from a stream's time axis (else ``steps``), checked
+    against the global clock and the memory budget of one chunk; ``shown``: the steps the
+    runner repeats an image for (None: a stream, or images as an input neuron's bias)."""
+    time_axis = encoding != "graded"
+    steps = int(images.shape[1]) if time_axis else steps
+    if clock is not None and clock.steps != steps:
+        raise InputDataError(
+            f"{name}: the global clock runs {clock.steps} steps per sample, the input {steps}"
+        )
+    per_run = min(len(images), chunk)
+    what = "images" if encoding != "stream" else "samples"
+    check_input_budget(per_run, steps, tuple(net.input_shape), f"{data}: {per_run} {what}")
+    shown = None if time_axis or (clock is not None and clock.drive == "bias") else steps
+    return steps, shown
+
+
 def evaluate_network(
     net: NetXNetwork,
     path: str | Path | None,
@@ -136,20 +153,9 @@ def evaluate_network(
     if backend not in EVAL_BACKENDS:
         raise InputDataError(f"--backend {backend}: choose from {', '.join(EVAL_BACKENDS)}")
     _check_count_window(count_window, net, clock, name)
-    shape = tuple(net.input_shape)
     images, labels, encoding = _checked_input(net, images, labels, data)
-    time_axis = encoding != "graded"
-    steps = int(images.shape[1]) if time_axis else steps
-    if clock is not None and clock.steps != steps:
-        raise InputDataError(
-            f"{name}: the global clock runs {clock.steps} steps per sample, the input {steps}"
-        )
     chunk = max(batch_size, lava_chunk if backend != "emulator" else 0)
-    per_run = min(len(images), chunk)
-    what = "images" if encoding != "stream" else "samples"
-    check_input_budget(per_run, steps, shape, f"{data}: {per_run} {what}")
-    # images are shown for T steps by the runner, except as the bias of an input neuron
-    shown = None if time_axis or (clock is not None and clock.drive == "bias") else steps
+    steps, shown = _steps_shown(net, images, encoding, steps, clock, chunk, name, data)
     classes = int(np.prod(net.output_shape))
     deadline = Deadline(timeout, name, "eval")
     runs: dict[str, RunResult] = {}

@@ -208,21 +208,26 @@ def quantize_layer(
         column = [None if t is None else t[part].view(-1, 1) for t in (row_scale, ratio)]
         return _widened(rows[part], *column)
 
-    candidates = None  # the readout's scale reads every row's sum (with its bias)
-    if readout_steps is None and quant_screen.usable(rows, ratio):
-        summary = quant_screen.summarize(rows, row_scale)
-        candidates = quant_screen.top_row_candidates(rows, ratio, summary, row_scale)
-    if candidates is None:
-        stats = _row_stats(rows, step, block)
-    else:  # every row that can hold the largest sum, in its block exactly as below
-        starts = sorted({int(i) // step * step for i in candidates})
-        tops = torch.cat([worst_case_input(block(lo)) for lo in starts])
-        largest = quant_screen.largest_magnitude(summary, ratio)
-        stats = _RowStats(tops, largest, rows.shape[1])
+    stats, screened = _layer_stats(rows, ratio, row_scale, step, block, readout_steps is None)
     scale = _scale(stats, b, weight_bits, input_max, th, readout_steps, repeat)
-    screened = candidates is not None
     out = _round_rows(rows, scale, weight_bits, step, block, screened, ratio, row_scale)
     return out.view(weight.shape), quantize_bias(b, scale), th, scale
+
+
+def _layer_stats(rows, ratio, row_scale, step, block, screen) -> tuple[_RowStats, bool]:
+    """The row statistics :func:`_scale` reads, and whether the float32 screen produced them:
+    with ``screen`` (not a readout, whose scale reads every row's sum with its bias) and a
+    usable screen, only the blocks holding a row that can have the largest sum are widened,
+    each exactly as :func:`_row_stats` would; otherwise every block."""
+    if screen and quant_screen.usable(rows, ratio):
+        summary = quant_screen.summarize(rows, row_scale)
+        candidates = quant_screen.top_row_candidates(rows, ratio, summary, row_scale)
+        if candidates is not None:
+            starts = sorted({int(i) // step * step for i in candidates})
+            tops = torch.cat([worst_case_input(block(lo)) for lo in starts])
+            largest = quant_screen.largest_magnitude(summary, ratio)
+            return _RowStats(tops, largest, rows.shape[1]), True
+    return _row_stats(rows, step, block), False
 
 
 def _checked_row_scale(row_scale: torch.Tensor | None, rows: torch.Tensor):

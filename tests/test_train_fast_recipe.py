@@ -8,6 +8,7 @@ import torch
 from torch.utils.data.distributed import DistributedSampler
 from train_helpers import calibrated_model, small_config
 
+from snn2loihi.errors import ConfigError
 from snn2loihi.export.pipeline import deployable_network
 from snn2loihi.schema import ConvLayer
 from snn2loihi.train.checkpoint import load_checkpoint
@@ -220,6 +221,21 @@ def test_adamw_decays_only_conv_and_dense_weights():
     opt.step()  # zero gradients: only the decay moves, and only the weights
     for p, b in zip(model.parameters(), before, strict=True):
         assert torch.equal(p, b) == (p.ndim < 2), p.shape
+
+
+def test_bn_bias_lr_gives_batchnorm_biases_their_rate_and_the_same_decay_per_step():
+    model = calibrated_model("digits", steps=2)
+    sets = ["train.optimizer='sgd'", "train.weight_decay=0.5", "train.lr=0.1"]
+    opt = make_optimizer(model, resolve(None, [*sets, "train.bn_bias_lr=8"]).train)
+    rest, biases = opt.param_groups
+    bn = [m.bn.bias for m in model.layers if m.bn is not None]
+    assert [id(p) for p in biases["params"]] == [id(p) for p in bn]
+    assert biases["lr"] == pytest.approx(0.8) and rest["lr"] == 0.1
+    assert biases["lr"] * biases["weight_decay"] == pytest.approx(0.1 * 0.5)
+    assert len(rest["params"]) + len(bn) == len(list(model.parameters()))
+    assert len(make_optimizer(model, resolve(None, sets).train).param_groups) == 1
+    with pytest.raises(ConfigError, match="train.bn_bias_lr = 8.0 needs train.optimizer = 'sgd'"):
+        resolve(None, ["train.bn_bias_lr=8", "train.optimizer='adam'"])
 
 
 def test_channels_last_parameters_give_the_exported_integers():

@@ -99,6 +99,10 @@ class ModelConfig(_Section):
     # folds the running statistics, so a larger value makes it follow the weights more closely
     bn_momentum: float = _opt(0.1, lo=1e-6, hi=1.0)
     channels_last: bool = False
+    # how a fresh network starts (train/init_schemes.py): conv layer 0 as the whitening of the
+    # training images' patches; every later conv as identity (Dirac) filters
+    whiten: bool = False
+    identity_init: bool = False
 
 
 @dataclass
@@ -127,6 +131,9 @@ class TrainConfig(_Section):
     lr: float = _opt(0.001, lo=1e-12)
     momentum: float = _opt(0.9, lo=0.0, hi=1.0)
     nesterov: bool = False  # sgd: Nesterov momentum
+    # sgd: BatchNorm biases learn at this multiple of the rate, with weight decay divided by it
+    # (the same decay per step; airbench's scaled BN biases, arXiv 2404.00498)
+    bn_bias_lr: float = _opt(1.0, lo=1e-6, hi=1e4)
     weight_decay: float = _opt(0.0, lo=0.0)
     scheduler: str = _opt("cosine", choices=("cosine", "onecycle", "none"))
     warmup: float = _opt(0.2, lo=0.0, hi=0.99)  # onecycle: fraction of the steps warming up
@@ -394,6 +401,10 @@ def _check_cross(config: Config) -> None:
         raise ConfigError(
             f"train.nesterov = true needs train.optimizer = 'sgd' with train.momentum > 0 "
             f"(got optimizer '{t.optimizer}', momentum {t.momentum})"
+        )
+    if t.bn_bias_lr != 1.0 and t.optimizer != "sgd":
+        raise ConfigError(
+            f"train.bn_bias_lr = {t.bn_bias_lr} needs train.optimizer = 'sgd' (got '{t.optimizer}')"
         )
     _check_noise(config)
     data = config.data

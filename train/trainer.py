@@ -46,6 +46,7 @@ from snn2loihi.train.epoch import epoch_batches, run_epoch
 from snn2loihi.train.evaluate import evaluate
 from snn2loihi.train.factory import model_from_config
 from snn2loihi.train.init_from import InitState, check_init_outputs, init_state
+from snn2loihi.train.init_schemes import initialise
 from snn2loihi.train.model import SpikingNet
 from snn2loihi.train.noise import check_reachable_steps
 from snn2loihi.train.run_folder import check_run_folder, hold_run_folder
@@ -60,7 +61,7 @@ TEST_FILE = "test.json"
 def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
     """``train.optimizer``: sgd and adam apply ``weight_decay`` as L2 to every parameter; adamw
     decouples it (Loshchilov and Hutter) and decays only conv and dense weights, not BatchNorm
-    or biases."""
+    or biases. sgd's ``bn_bias_lr`` gives BatchNorm biases their own rate (and decay / it)."""
     if t.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     if t.optimizer == "adamw":
@@ -70,8 +71,20 @@ def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimi
             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
         ]
         return torch.optim.AdamW(groups, lr=t.lr)
+    params: list = list(model.parameters())
+    if t.bn_bias_lr != 1.0:
+        norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)
+        bn_biases = {id(m.bias) for m in model.modules() if isinstance(m, norms)}
+        params = [
+            {"params": [p for p in params if id(p) not in bn_biases]},
+            {
+                "params": [p for p in params if id(p) in bn_biases],
+                "lr": t.lr * t.bn_bias_lr,
+                "weight_decay": t.weight_decay / t.bn_bias_lr,
+            },
+        ]
     return torch.optim.SGD(
-        model.parameters(),
+        params,
         lr=t.lr,
         momentum=t.momentum,
         weight_decay=t.weight_decay,
@@ -164,7 +177,10 @@ def build_run(config: Config, splits: Splits, device: torch.device, world: int, 
         init = init_state(config, input_shape, splits.num_classes)
         mean, std = init.mean, init.std  # the normalization the checkpoint's layer 0 folds
     torch.manual_seed(config.train.seed)
-    model = model_from_config(config, input_shape, splits.num_classes, mean, std).to(device)
+    model = model_from_config(config, input_shape, splits.num_classes, mean, std)
+    if state is None and init is None:
+        initialise(model, splits.train.x, config.model.whiten, config.model.identity_init)
+    model = model.to(device)
     if config.train.method == "noise":
         check_reachable_steps(model)
     if config.model.channels_last:
