@@ -205,7 +205,7 @@ def integer_network(
             scale, clip = 1.0, 0
         else:
             last = k == len(layers) - 1
-            w, b, vth, w_rec, w_sc, scale, clip = _on_grid(
+            w, b, vth, w_rec, w_sc, scale, clip = _quantized_layer(
                 ly, k, steps, weight_bits, last, spike_input
             )
         scales.append(scale)
@@ -223,7 +223,7 @@ def integer_network(
     return net, scales, clipped, is_exact
 
 
-def _on_grid(ly, k: int, steps: int, weight_bits: int, last: bool, spike_input: bool):
+def _quantized_layer(ly, k: int, steps: int, weight_bits: int, last: bool, spike_input: bool):
     """:func:`quantize_layer` of layer ``k`` (the ``last`` one: a spike-count output); a
     recurrent layer whose every input weight rounds to 0 is refused."""
     w, b, vth, w_rec, w_sc, scale, clip = quantize_layer(
