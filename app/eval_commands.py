@@ -264,8 +264,6 @@ def summary(ev, what: str) -> str:
 def add_commands(sub) -> None:
     """Register ``snn2loihi eval``."""
     from snn2loihi.app.deploy_commands import add_clock_options
-    from snn2loihi.deploy.encoding import ENCODINGS
-    from snn2loihi.readout import COUNT_WINDOWS
 
     p = sub.add_parser(
         "eval",
@@ -285,6 +283,17 @@ def add_commands(sub) -> None:
         "  snn2loihi eval netx_mnist.net --data mnist_test.npz --steps 20 --encoding rate\n"
         "  snn2loihi eval model.net --data events.npz   # x (N, T, C, H, W), y (N,)",
     )
+    _add_input_options(p)
+    add_clock_options(p)
+    _add_run_options(p)
+    p.set_defaults(func=cmd_eval)
+
+
+def _add_input_options(p) -> None:
+    """``eval``'s network and data options: what runs, on which samples, read how."""
+    from snn2loihi.deploy.encoding import ENCODINGS
+    from snn2loihi.readout import COUNT_WINDOWS
+
     p.add_argument("network", help=".net file, checkpoint (.pt) or run folder")
     p.add_argument("--data", help=".npz (x, y), or a dataset folder (with --dataset)")
     p.add_argument("--dataset", help="digits, mnist, cifar10, cifar100, imagefolder, npz")
@@ -313,7 +322,11 @@ def add_commands(sub) -> None:
         "per pixel, v += pixel/255 from the second step, a spike and v = 0 where v > 1). An "
         ".npz whose x is (N, T, *input_shape) holds streams, fed as they are",
     )
-    add_clock_options(p)
+
+
+def _add_run_options(p) -> None:
+    """``eval``'s run options (emulator device and batch, time limit, a slayer file's input
+    shape) and its output files."""
     p.add_argument("--device", default="cpu", help="emulator device: cpu or cuda")
     p.add_argument("--batch-size", type=positive, default=256, help="emulator batch")
     p.add_argument(
@@ -327,4 +340,3 @@ def add_commands(sub) -> None:
     p.add_argument("--json", help="write the figures (and predictions) as JSON here")
     p.add_argument("--plot", help="write the confusion matrix as a PNG here")
     p.add_argument("--no-progress", action="store_true", help="no progress output")
-    p.set_defaults(func=cmd_eval)

@@ -167,11 +167,7 @@ def evaluate_network(
         size = batch_size if which == "emulator" else lava_chunk
         runs[which] = runner.run(images, shown, chunk=size, progress=progress, desc=which)
     if count_window == "input":
-        delay = net.num_synaptic_layers
-        runs = {
-            which: dataclasses.replace(run, predictions=input_window_predictions(run.spikes, delay))
-            for which, run in runs.items()
-        }
+        runs = _counted_by_input(runs, net.num_synaptic_layers)
     scores = {which: _score(which, run, labels, classes) for which, run in runs.items()}
     agreement = _agreement(runs["emulator"], runs["lava"]) if backend == "both" else None
     rule = next(iter(runs.values())).rule
@@ -179,6 +175,15 @@ def evaluate_network(
     return Evaluation(
         name, len(images), steps, rule, scores, agreement, encoding, settings, runs, count_window
     )
+
+
+def _counted_by_input(runs: dict[str, RunResult], delay: int) -> dict[str, RunResult]:
+    """Each run predicting by the output spikes of the input-aligned windows of one continuous
+    stream (``--count-window input``; ``delay``: the pipeline's depth in steps)."""
+    return {
+        which: dataclasses.replace(run, predictions=input_window_predictions(run.spikes, delay))
+        for which, run in runs.items()
+    }
 
 
 def _check_count_window(count_window: str, net: NetXNetwork, clock, name: str) -> None:

@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -204,16 +205,9 @@ def integer_network(
             scale, clip = 1.0, 0
         else:
             last = k == len(layers) - 1
-            w, b, vth, w_rec, w_sc, scale, clip = quantize_layer(
-                ly, k, steps, weight_bits, spike_count=last, spike_input=spike_input
+            w, b, vth, w_rec, w_sc, scale, clip = _quantized_layer(
+                ly, k, steps, weight_bits, last, spike_input
             )
-            if w_rec is not None and not np.any(w):
-                raise NotDeployableError(
-                    f"nodes '{ly.name}': every input weight rounds to 0 on the scale it shares with the "
-                    f"recurrent weights (largest |w| {float(np.abs(ly.weight).max()):.3g}, "
-                    f"|w_rec| {float(np.abs(ly.weight_rec).max()):.3g}; a first layer's weights "
-                    "include the input scale 1/255)"
-                )
         scales.append(scale)
         clipped.append(clip)
         neuron = CubaNeuron(
@@ -221,33 +215,57 @@ def integer_network(
             v_decay=_decay(float(ly.a_v[0]), "voltage decay", ly.name, changes),
             vth_mant=vth,
         )
-        if ly.kind == "conv":
-            file_index.append(len(records))
-            records.append(
-                ConvLayer(
-                    shape=tuple(ly.shape),
-                    weight=w,
-                    neuron=neuron,
-                    bias=b,
-                    stride=ly.stride,
-                    padding=ly.padding,
-                    dilation=ly.dilation,
-                    groups=ly.groups,
-                    shortcuts=_shortcut_records(ly, k, w_sc, file_index),
-                )
-            )
-        else:
-            if len(prev) == 3:
-                records.append(FlattenLayer((math.prod(prev), 1, 1)))
-            file_index.append(len(records))
-            dense = dict(shape=tuple(ly.shape), weight=w, neuron=neuron, bias=b)
-            if w_rec is None:
-                records.append(DenseLayer(**dense))
-            else:
-                records.append(RecurrentDenseLayer(**dense, weight_rec=w_rec))
+        records += _layer_records(
+            ly, k, prev, (w, b, w_rec, w_sc), neuron, len(records), file_index
+        )
         prev = tuple(ly.shape)
     net = NetXNetwork(layers=tuple(records), input_shape=tuple(lowered.input_shape))
     return net, scales, clipped, is_exact
+
+
+def _quantized_layer(ly, k: int, steps: int, weight_bits: int, last: bool, spike_input: bool):
+    """:func:`quantize_layer` of layer ``k`` (the ``last`` one: a spike-count output); a
+    recurrent layer whose every input weight rounds to 0 is refused."""
+    w, b, vth, w_rec, w_sc, scale, clip = quantize_layer(
+        ly, k, steps, weight_bits, spike_count=last, spike_input=spike_input
+    )
+    if w_rec is not None and not np.any(w):
+        raise NotDeployableError(
+            f"nodes '{ly.name}': every input weight rounds to 0 on the scale it shares with the "
+            f"recurrent weights (largest |w| {float(np.abs(ly.weight).max()):.3g}, "
+            f"|w_rec| {float(np.abs(ly.weight_rec).max()):.3g}; a first layer's weights "
+            "include the input scale 1/255)"
+        )
+    return w, b, vth, w_rec, w_sc, scale, clip
+
+
+def _layer_records(ly, k: int, prev, integers, neuron, at: int, file_index: list[int]) -> list:
+    """The records of float layer ``k`` (``integers``: weight, bias, weight_rec, shortcut
+    weights) at index ``at`` of the file: a conv, or a dense or recurrent dense layer after a
+    flatten when the previous layer's shape ``prev`` is (C, H, W). Appends the layer's index
+    in the file to ``file_index``."""
+    w, b, w_rec, w_sc = integers
+    if ly.kind == "conv":
+        file_index.append(at)
+        return [
+            ConvLayer(
+                shape=tuple(ly.shape),
+                weight=w,
+                neuron=neuron,
+                bias=b,
+                stride=ly.stride,
+                padding=ly.padding,
+                dilation=ly.dilation,
+                groups=ly.groups,
+                shortcuts=_shortcut_records(ly, k, w_sc, file_index),
+            )
+        ]
+    out: list = [FlattenLayer((math.prod(prev), 1, 1))] if len(prev) == 3 else []
+    file_index.append(at + len(out))
+    dense = dict(shape=tuple(ly.shape), weight=w, neuron=neuron, bias=b)
+    if w_rec is None:
+        return [*out, DenseLayer(**dense)]
+    return [*out, RecurrentDenseLayer(**dense, weight_rec=w_rec)]
 
 
 def _shortcut_records(ly, k: int, weights, file_index: list[int]) -> tuple[Shortcut, ...]:
@@ -314,15 +332,67 @@ def convert_nir(
     """
     from snn2loihi.errors import InputDataError
     from snn2loihi.export.exporter import check_export_outputs
-    from snn2loihi.export.nir_lower import DIALECTS, lower
+    from snn2loihi.export.nir_lower import DIALECTS
     from snn2loihi.export.nir_read import read_nir
-    from snn2loihi.export.pipeline import check_deployable, finish_deployable
+    from snn2loihi.export.pipeline import check_deployable
 
     out = Path(out)
     check_export_outputs(out, {"NIR": nir_path, "--calib": calib}, force)
     if dialect not in DIALECTS:
         raise InputDataError(f"--dialect {dialect!r} must be one of {', '.join(DIALECTS)}")
     g = read_nir(nir_path)
+    steps, dt, input_scale, steps_set = _time_settings(g, nir_path, steps, dt, dialect, input_scale)
+    data, stream = _calibration(calib, g)
+    if stream is not None and not steps_set:
+        steps = min(stream[1], MAX_STEPS)  # the streams' own T
+    image_shape = None if data is None else tuple(int(v) for v in data.x.shape[1:])
+    image_shape = image_shape if stream is None else stream[2:]
+    settings = _Settings(steps, dt, input_scale, weight_bits, dialect, readout, spike_input)
+    grid = _integer_graph(g, nir_path, calib, image_shape, settings)
+    check_deployable(grid.net, str(nir_path))
+    if stream is not None:
+        from snn2loihi.deploy.encoding import load_stream
+
+        data = load_stream(calib, stream[2:], math.prod(grid.net.output_shape), steps)
+    if spike_input and data is not None:
+        _refuse_graded(data.x, calib)
+    return _finish(nir_path, out, calib, data, grid, settings, force)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    """A conversion's options, resolved against the graph's metadata (:func:`convert_nir`): T
+    ``steps``, the Euler step ``dt`` (s), ``input_scale`` (the graph's input per pixel), the
+    ``readout`` option (auto, count or v)."""
+
+    steps: int
+    dt: float
+    input_scale: float
+    weight_bits: int
+    dialect: str
+    readout: str
+    spike_input: bool
+
+
+class _Grid(NamedTuple):
+    """The graph on the integer grid: its float Loihi form ``lowered``, the network ``net``,
+    its readout ``rule``, each layer's scale and clipped weights, and ``exact``: the graph's own
+    integers were kept."""
+
+    lowered: object
+    net: NetXNetwork
+    rule: str
+    scales: list
+    clipped: list
+    exact: bool
+
+
+def _time_settings(g, nir_path, steps, dt, dialect: str, input_scale):
+    """``(steps, dt, input_scale, steps_set)``: each option, else the graph's metadata, else
+    the default (:func:`convert_nir`), checked; ``steps_set``: T came from ``--steps`` or the
+    metadata (else calibration streams give it)."""
+    from snn2loihi.errors import InputDataError
+
     meta_steps = _metadata_number(g.metadata, "steps", nir_path)
     meta_dt = _metadata_number(g.metadata, "dt", nir_path)
     from_option = bool(steps)
@@ -339,63 +409,76 @@ def convert_nir(
             else f"graph metadata snn2loihi_steps = {meta_steps:g}"
         )
         raise InputDataError(f"{nir_path}: {what} must be in 1..{MAX_STEPS} (the T a .net records)")
-    data, stream = None, None
-    if calib is not None:
-        from snn2loihi.deploy.encoding import stream_header
-        from snn2loihi.export.accuracy import load_eval_data
-        from snn2loihi.export.nir_lower import graph_input_shape
-        from snn2loihi.train.config import default_config
+    return steps, dt, input_scale, from_option or meta_steps is not None
 
-        stream = stream_header(calib, graph_input_shape(g) or ())
-        if stream is None:
-            data = load_eval_data(default_config().data, "train", calib)
-    if stream is not None and not from_option and meta_steps is None:
-        steps = min(stream[1], MAX_STEPS)  # the streams' own T
-    image_shape = None if data is None else tuple(int(v) for v in data.x.shape[1:])
-    image_shape = image_shape if stream is None else stream[2:]
+
+def _calibration(calib, g):
+    """``(images, stream header)`` of the calibration file ``calib`` (both None without one):
+    a file of streams gives its header (:func:`~snn2loihi.deploy.encoding.stream_header`; its
+    frames are loaded once the network is known), any other its images."""
+    if calib is None:
+        return None, None
+    from snn2loihi.deploy.encoding import stream_header
+    from snn2loihi.export.accuracy import load_eval_data
+    from snn2loihi.export.nir_lower import graph_input_shape
+    from snn2loihi.train.config import default_config
+
+    stream = stream_header(calib, graph_input_shape(g) or ())
+    if stream is not None:
+        return None, stream
+    return load_eval_data(default_config().data, "train", calib), None
+
+
+def _integer_graph(g, nir_path, calib, image_shape, s: _Settings) -> _Grid:
+    """Graph ``g`` lowered to Loihi's float form (images of ``image_shape`` fix a flatten's
+    input) and put on the integer grid for T = ``s.steps``; every refusal names the file
+    first (and ``calib`` after one about calibration images)."""
+    from snn2loihi.export.nir_lower import lower
+
     try:
         with np.errstate(over="ignore", invalid="ignore"):  # checked just below
             lowered = lower(
-                g, image_shape=image_shape, input_scale=input_scale, dt=dt, dialect=dialect
+                g, image_shape=image_shape, input_scale=s.input_scale, dt=s.dt, dialect=s.dialect
             )
-        _refuse_non_finite(lowered, dt, input_scale)
-        changes = lowered.changes
-        rule = readout_of(lowered, readout, nir_path)
+        _refuse_non_finite(lowered, s.dt, s.input_scale)
+        rule = readout_of(lowered, s.readout, nir_path)
         net, scales, clipped, exact = integer_network(
-            lowered, steps, weight_bits, changes, rule, spike_input
+            lowered, s.steps, s.weight_bits, lowered.changes, rule, s.spike_input
         )
-        net = dataclasses.replace(net, steps=steps)  # the T its integers were made for
+        net = dataclasses.replace(net, steps=s.steps)  # the T its integers were made for
     except NotDeployableError as exc:  # every refusal names the file first
         text = str(exc)
         if calib is not None and "calibration images" in text:
             text = f"{text} ({calib})"
         raise NotDeployableError(text if text.startswith(g.path) else f"{g.path}: {text}") from None
-    check_deployable(net, str(nir_path))
-    if stream is not None:
-        from snn2loihi.deploy.encoding import load_stream
+    return _Grid(lowered, net, rule, scales, clipped, exact)
 
-        data = load_stream(calib, stream[2:], math.prod(net.output_shape), steps)
-    if spike_input and data is not None:
-        _refuse_graded(data.x, calib)
+
+def _finish(nir_path, out: Path, calib, data, grid: _Grid, s: _Settings, force: bool) -> dict:
+    """The export pipeline's tail for the converted network (:func:`finish_deployable`), with
+    the conversion's report and, given calibration ``data``, the side-by-side accuracy."""
+    from snn2loihi.export.pipeline import finish_deployable
+
+    net = grid.net
     report = {
         "nir": str(nir_path),
         "net": str(out),
         "calibration": None if calib is None else str(calib),
-        "dialect": dialect,
-        "dt": dt,
-        "input_scale": input_scale,
-        "integer_graph_kept": exact,
-        "readout": rule,
-        "spike_input": spike_input,
-        "changes": changes,
+        "dialect": s.dialect,
+        "dt": s.dt,
+        "input_scale": s.input_scale,
+        "integer_graph_kept": grid.exact,
+        "readout": grid.rule,
+        "spike_input": s.spike_input,
+        "changes": grid.lowered.changes,
         # a recurrent network runs only on Lava's global clock (None: the per-sample clock)
-        "global_clock": None if net.plain else global_clock(net, steps).settings(),
+        "global_clock": None if net.plain else global_clock(net, s.steps).settings(),
     }
     measure = None
     if data is not None:
 
         def measure(path):
-            acc = nir_accuracy(path, lowered, data, steps, str(calib), rule)
+            acc = nir_accuracy(path, grid.lowered, data, s.steps, str(calib), grid.rule)
             if acc["output_spikes_per_sample"] == 0:
                 report["warnings"].append(silent_output_warning(path, acc["samples"]))
             return acc
@@ -403,12 +486,12 @@ def convert_nir(
     return finish_deployable(
         net,
         out,
-        graded_input=not spike_input,
-        steps=steps,
-        weight_bits=weight_bits,
+        graded_input=not s.spike_input,
+        steps=s.steps,
+        weight_bits=s.weight_bits,
         report=report,
-        scales=scales,
-        clipped=clipped,
+        scales=grid.scales,
+        clipped=grid.clipped,
         measure=measure,
         force=force,
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 
@@ -117,6 +118,13 @@ def _per_channel(v: np.ndarray, n: int, node: NirNode, name: str) -> np.ndarray:
     raise NotDeployableError(
         f"node '{node.name}' ({node.kind}): field '{name}' of shape {a.shape} does not match "
         f"the {n} channels it acts on"
+    )
+
+
+def _channel(node: NirNode, n: int, key: str, default=None) -> np.ndarray:
+    """Field ``key`` of ``node`` per channel (n,), else ``default`` on every channel."""
+    return (
+        _per_channel(node.fields[key], n, node, key) if key in node.fields else np.full(n, default)
     )
 
 
@@ -372,39 +380,14 @@ class _Lowering:
             self.pending["bias"] = self.pending["bias"] + bias_rec
         float_shortcuts = tuple(self.shortcut(node, sc) for sc in shortcuts)
         syn, self.pending = self.pending, None
-        f, n, dt = node.fields, syn["weight"].shape[0], self.dt
-
-        def ch(key, default=None):
-            return _per_channel(f[key], n, node, key) if key in f else np.full(n, default)
-
-        zeros, ones = np.zeros(n), np.ones(n)
-        a_u, g_u, c = zeros, ones, zeros
+        n = syn["weight"].shape[0]
+        a_u, g_u, a_v, g_v, c = self.dynamics(node, n)
         k = node.kind
-        if k in ("IF", "I"):
-            a_v, g_v = ones, dt * ch("r")
-        elif k == "Threshold":
-            a_v, g_v = zeros, ones
-        else:
-            tau = ch("tau_mem" if k.startswith("Cuba") else "tau") / self.tau_unit
-            if np.any(tau <= 0):
-                self.refuse(node, "time constants must be > 0")
-            a_v, g_v, c = 1 - dt / tau, dt * ch("r") / tau, dt * ch("v_leak") / tau
-            if k.startswith("Cuba"):
-                tau_s = ch("tau_syn") / self.tau_unit
-                if np.any(tau_s <= 0):
-                    self.refuse(node, "time constants must be > 0")
-                w_in = ch("w_in", 1.0)
-                a_u = 1 - dt / tau_s
-                g_u = w_in if self.dialect == "norse" else dt * w_in / tau_s
-        for name, a in (("membrane", a_v), ("current", a_u)):
-            if np.any(a < 0) or np.any(a > 1):
-                self.refuse(
-                    node, f"{name} retention 1 - dt/tau outside 0..1 (dt = {dt}); give --dt"
-                )
+        ch = partial(_channel, node, n)
         th = None
         if k not in READOUTS:
             th = ch("threshold" if k == "Threshold" else "v_threshold")
-        v_reset = ch("v_reset", 0.0) if k not in READOUTS else zeros
+        v_reset = ch("v_reset", 0.0) if k not in READOUTS else np.zeros(n)
         geometry = {
             key: syn[key]
             for key in ("shape", "stride", "padding", "dilation", "groups")
@@ -429,6 +412,37 @@ class _Lowering:
             )
         )
         self.layer_of[node.name] = len(self.layers) - 1
+
+    def dynamics(self, node: NirNode, n: int):
+        """``(a_u, g_u, a_v, g_v, c)`` of neuron ``node``, each (n,) per channel: the current's
+        and the membrane's retention per step and input gains, and the leak's drive per step
+        (the module docstring's Euler form, step ``dt``); retention outside 0..1 is refused."""
+        ch, dt = partial(_channel, node, n), self.dt
+        zeros, ones = np.zeros(n), np.ones(n)
+        a_u, g_u, c = zeros, ones, zeros
+        k = node.kind
+        if k in ("IF", "I"):
+            a_v, g_v = ones, dt * ch("r")
+        elif k == "Threshold":
+            a_v, g_v = zeros, ones
+        else:
+            tau = ch("tau_mem" if k.startswith("Cuba") else "tau") / self.tau_unit
+            if np.any(tau <= 0):
+                self.refuse(node, "time constants must be > 0")
+            a_v, g_v, c = 1 - dt / tau, dt * ch("r") / tau, dt * ch("v_leak") / tau
+            if k.startswith("Cuba"):
+                tau_s = ch("tau_syn") / self.tau_unit
+                if np.any(tau_s <= 0):
+                    self.refuse(node, "time constants must be > 0")
+                w_in = ch("w_in", 1.0)
+                a_u = 1 - dt / tau_s
+                g_u = w_in if self.dialect == "norse" else dt * w_in / tau_s
+        for name, a in (("membrane", a_v), ("current", a_u)):
+            if np.any(a < 0) or np.any(a > 1):
+                self.refuse(
+                    node, f"{name} retention 1 - dt/tau outside 0..1 (dt = {dt}); give --dt"
+                )
+        return a_u, g_u, a_v, g_v, c
 
 
 def _input_shape(node: NirNode, image_shape) -> tuple[int, ...]:

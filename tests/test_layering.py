@@ -1,7 +1,8 @@
 """The import direction of the layers (docs/architecture.md), read from the source with ``ast``.
 
 core (``snn2loihi/*.py``) <- train <- export -> deploy -> core; app on top; testing -> core.
-Every import counts, including the lazy ones inside functions.
+Every import counts, including the lazy ones inside functions. Also: no package function is
+longer than :data:`MAX_FUNCTION_LINES` (#31).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ ALLOWED = {
 ENTRY_POINTS = {"snn2loihi/__main__.py"}
 # Third-party packages only one layer may import (Lava is heavy and deploy-only).
 RESERVED = {"lava": {"deploy"}}
+# The longest a package function may be: lines from ``def`` to the end of its body (#31).
+MAX_FUNCTION_LINES = 60
+PACKAGES = ("snn2loihi", "train", "export", "deploy", "app")
 
 
 def layer_of_module(name: str) -> str | None:
@@ -116,3 +120,31 @@ def test_an_upward_import_is_caught(source, layer, expected):
 )
 def test_a_downward_import_is_allowed(source, layer):
     assert violations(source, layer, "x.py") == []
+
+
+def long_functions(source: str, where: str, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """``file:function:lines`` of every function in ``source`` (methods and nested functions
+    included) longer than ``limit`` lines, from ``def`` to the end of its body."""
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            lines = node.end_lineno - node.lineno + 1
+            if lines > limit:
+                out.append(f"{where}:{node.name}:{lines}")
+    return out
+
+
+def test_no_package_function_is_over_60_lines():
+    files = [path for folder in PACKAGES for path in sorted((ROOT / folder).rglob("*.py"))]
+    assert len(files) > 40  # the glob found the project
+    bad = []
+    for path in files:
+        bad += long_functions(path.read_text(), path.relative_to(ROOT).as_posix())
+    assert bad == []
+
+
+@pytest.mark.parametrize(("body", "expected"), [(58, []), (59, ["x.py:f:61"])])
+def test_a_long_function_is_caught(body, expected):
+    """``def`` + docstring + ``body`` lines: 60 lines pass, 61 are named (nested in a class)."""
+    source = 'class C:\n    def f(self):\n        """Doc."""\n' + "        x = 1\n" * body
+    assert long_functions(source, "x.py") == expected
