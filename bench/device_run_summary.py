@@ -220,9 +220,9 @@ def main() -> int:
         p.error("give --pytest or --status")
     started = time.time() - args.wall - 5
     st = status(args.status, args.tag, args.wall, started)
-    (args.out / f"device_run_status_{args.tag}.json").write_text(json.dumps(st, indent=2) + "\n")
+    write_result(args.out / f"device_run_status_{args.tag}.json", st)
     text = summary(st)
-    (args.out / "device_run_summary.txt").write_text(text)
+    write_result(args.out / "device_run_summary.txt", text)
     print(text, end="")
     return 0 if st["all_ok"] else 1
 
