@@ -223,19 +223,27 @@ def test_adamw_decays_only_conv_and_dense_weights():
         assert torch.equal(p, b) == (p.ndim < 2), p.shape
 
 
-def test_bn_bias_lr_gives_batchnorm_biases_their_rate_and_the_same_decay_per_step():
+def test_batchnorm_gets_its_own_rate_and_decay_in_sgd():
+    """train.bn_bias_lr: BN biases at that multiple of the rate, the same decay per step;
+    train.bn_decay = false: no decay on BN weights and biases; defaults: one group."""
     model = calibrated_model("digits", steps=2)
     sets = ["train.optimizer='sgd'", "train.weight_decay=0.5", "train.lr=0.1"]
     opt = make_optimizer(model, resolve(None, [*sets, "train.bn_bias_lr=8"]).train)
-    rest, biases = opt.param_groups
-    bn = [m.bn.bias for m in model.layers if m.bn is not None]
-    assert [id(p) for p in biases["params"]] == [id(p) for p in bn]
-    assert biases["lr"] == pytest.approx(0.8) and rest["lr"] == 0.1
+    rest, weights, biases = opt.param_groups
+    bns = [m.bn for m in model.layers if m.bn is not None]
+    assert [id(p) for p in biases["params"]] == [id(m.bias) for m in bns]
+    assert [id(p) for p in weights["params"]] == [id(m.weight) for m in bns]
+    assert biases["lr"] == pytest.approx(0.8) and rest["lr"] == weights["lr"] == 0.1
     assert biases["lr"] * biases["weight_decay"] == pytest.approx(0.1 * 0.5)
-    assert len(rest["params"]) + len(bn) == len(list(model.parameters()))
+    assert rest["weight_decay"] == weights["weight_decay"] == 0.5
+    assert len(rest["params"]) + 2 * len(bns) == len(list(model.parameters()))
+    undecayed = make_optimizer(model, resolve(None, [*sets, "train.bn_decay=false"]).train)
+    assert [g["weight_decay"] for g in undecayed.param_groups] == [0.5, 0.0, 0.0]
     assert len(make_optimizer(model, resolve(None, sets).train).param_groups) == 1
     with pytest.raises(ConfigError, match="train.bn_bias_lr = 8.0 needs train.optimizer = 'sgd'"):
         resolve(None, ["train.bn_bias_lr=8", "train.optimizer='adam'"])
+    with pytest.raises(ConfigError, match="train.bn_decay = false needs train.optimizer = 'sgd'"):
+        resolve(None, ["train.bn_decay=false", "train.optimizer='adamw'"])
 
 
 def test_channels_last_parameters_give_the_exported_integers():

@@ -134,6 +134,10 @@ class TrainConfig(_Section):
     # sgd: BatchNorm biases learn at this multiple of the rate, with weight decay divided by it
     # (the same decay per step; airbench's scaled BN biases, arXiv 2404.00498)
     bn_bias_lr: float = _opt(1.0, lo=1e-6, hi=1e4)
+    # sgd: false exempts BatchNorm weights and biases from weight decay. With a BatchNorm after
+    # every synapse the ANN is blind to the scale of the BN weights, so decay shrinks them, and
+    # with them the currents that reach the fixed thresholds of the spiking layers
+    bn_decay: bool = True
     weight_decay: float = _opt(0.0, lo=0.0)
     scheduler: str = _opt("cosine", choices=("cosine", "onecycle", "none"))
     warmup: float = _opt(0.2, lo=0.0, hi=0.99)  # onecycle: fraction of the steps warming up
@@ -405,6 +409,11 @@ def _check_cross(config: Config) -> None:
     if t.bn_bias_lr != 1.0 and t.optimizer != "sgd":
         raise ConfigError(
             f"train.bn_bias_lr = {t.bn_bias_lr} needs train.optimizer = 'sgd' (got '{t.optimizer}')"
+        )
+    if not t.bn_decay and t.optimizer != "sgd":
+        raise ConfigError(
+            f"train.bn_decay = false needs train.optimizer = 'sgd' (got '{t.optimizer}'; "
+            "adamw never decays BatchNorm)"
         )
     _check_noise(config)
     data = config.data

@@ -61,7 +61,7 @@ TEST_FILE = "test.json"
 def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
     """``train.optimizer``: sgd and adam apply ``weight_decay`` as L2 to every parameter; adamw
     decouples it (Loshchilov and Hutter) and decays only conv and dense weights, not BatchNorm
-    or biases. sgd's ``bn_bias_lr`` gives BatchNorm biases their own rate (and decay / it)."""
+    or biases. sgd: BatchNorm's own rate and decay, :func:`_sgd_groups`."""
     if t.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     if t.optimizer == "adamw":
@@ -71,25 +71,34 @@ def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimi
             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
         ]
         return torch.optim.AdamW(groups, lr=t.lr)
-    params: list = list(model.parameters())
-    if t.bn_bias_lr != 1.0:
-        norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)
-        bn_biases = {id(m.bias) for m in model.modules() if isinstance(m, norms)}
-        params = [
-            {"params": [p for p in params if id(p) not in bn_biases]},
-            {
-                "params": [p for p in params if id(p) in bn_biases],
-                "lr": t.lr * t.bn_bias_lr,
-                "weight_decay": t.weight_decay / t.bn_bias_lr,
-            },
-        ]
     return torch.optim.SGD(
-        params,
+        _sgd_groups(model, t),
         lr=t.lr,
         momentum=t.momentum,
         weight_decay=t.weight_decay,
         nesterov=t.nesterov,
     )
+
+
+def _sgd_groups(model: torch.nn.Module, t: TrainConfig) -> list:
+    """SGD's parameter groups: one, unless BatchNorm gets its own rate (``bn_bias_lr``: its
+    biases at that multiple, their decay divided by it) or no decay (``bn_decay = false``)."""
+    params = list(model.parameters())
+    if t.bn_bias_lr == 1.0 and t.bn_decay:
+        return [{"params": params}]
+    norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)
+    bns = [m for m in model.modules() if isinstance(m, norms)]
+    weights, biases = {id(m.weight) for m in bns}, {id(m.bias) for m in bns}
+    decay = t.weight_decay if t.bn_decay else 0.0
+    return [
+        {"params": [p for p in params if id(p) not in weights | biases]},
+        {"params": [p for p in params if id(p) in weights], "weight_decay": decay},
+        {
+            "params": [p for p in params if id(p) in biases],
+            "lr": t.lr * t.bn_bias_lr,
+            "weight_decay": decay / t.bn_bias_lr,
+        },
+    ]
 
 
 def one_cycle_factor(step: int, total: int, warmup: float) -> float:
