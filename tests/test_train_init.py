@@ -80,3 +80,22 @@ def test_a_run_starts_from_the_configured_initialisation(tmp_path):
     assert not torch.equal(both.layers[0].weight, plain.layers[0].weight)
     assert both.layers[1].weight[0, 0, 1, 1] == 1 and both.layers[1].weight[0, 0, 0, 0] == 0
     assert torch.equal(both.layers[2].weight, plain.layers[2].weight)  # the readout: untouched
+
+
+def test_whitening_reads_images_from_the_whole_split():
+    """A class-sorted split (all dark images, then all bright ones) gives the covariance of both
+    halves, not of the first images only."""
+    from snn2loihi.train import init_schemes
+
+    dark = torch.full((6000, 3, 8, 8), 10, dtype=torch.uint8)
+    bright = torch.full((6000, 3, 8, 8), 250, dtype=torch.uint8)
+    x = torch.cat([dark, bright])
+    net = _net("cifar_fast_half", (3, 8, 8))
+    init_schemes.whiten_first_conv(net, x)
+    w = net.layers[0].weight.detach()
+    pick = torch.linspace(0, len(x) - 1, init_schemes.WHITEN_IMAGES).round().long()
+    cov = patch_covariance(x[pick], net, 3)
+    first = torch.linalg.eigh(cov).eigenvectors[:, -1]
+    top = w[0].reshape(-1).double()
+    assert abs(torch.nn.functional.cosine_similarity(top, first, dim=0)) > 0.999
+    assert not torch.allclose(patch_covariance(x[:5000], net, 3), cov)

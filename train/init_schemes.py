@@ -23,7 +23,7 @@ from snn2loihi.train.model import SpikingNet
 
 log = logging.getLogger(__name__)
 
-WHITEN_IMAGES = 5000  # training images whose patches estimate the covariance
+WHITEN_IMAGES = 5000  # training images (evenly spaced) whose patches estimate the covariance
 WHITEN_EPS = 5e-4  # added to each eigenvalue (normalized pixel units squared)
 
 
@@ -50,7 +50,9 @@ def whiten_first_conv(model: SpikingNet, images: torch.Tensor) -> int:
     if layer.kind != "conv":
         return 0
     out, c, k, _ = layer.weight.shape
-    cov = patch_covariance(images[:WHITEN_IMAGES].cpu(), model, k)
+    # evenly spaced over the split: files sorted by class give every class its share
+    pick = torch.linspace(0, len(images) - 1, min(WHITEN_IMAGES, len(images))).round().long()
+    cov = patch_covariance(images[pick.to(images.device)].cpu(), model, k)
     values, vectors = torch.linalg.eigh(cov)  # ascending
     n = min(out // 2, values.numel())
     order = torch.argsort(values, descending=True)[:n]
