@@ -69,6 +69,7 @@ def test_a_second_writer_is_refused_while_a_run_holds_the_folder(tmp_path):
         ("fewer_epochs", ("has finished 1 epochs", "--epochs above 1")),
         ("nan_weights", ("parameter 'layers.0.weight' = nan at index (0, 0, 0, 0)",)),
         ("other_architecture", ("does not fit this config",)),
+        ("other_optimizer_groups", ("1 parameter group(s), this config's 3", "train.bn_decay")),
     ],
 )
 def test_bad_resumes_are_refused_and_change_nothing(
@@ -84,6 +85,8 @@ def test_bad_resumes_are_refused_and_change_nothing(
         extra = ["--epochs", "2", "--out", tmp_path / "r"]
     elif case == "other_architecture":
         extra = ["--epochs", "2", "--set", "model.convs=['4', 's16']"]
+    elif case == "other_optimizer_groups":
+        extra = ["--epochs", "2", "--set", "train.optimizer='sgd'", "--set", "train.bn_decay=false"]
     before = snapshot(finished_run)
     cli_refusal(["train", "--resume", ckpt, "--no-progress", *extra], *words)
     assert snapshot(finished_run) == before and not (tmp_path / "r").exists()

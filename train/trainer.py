@@ -211,6 +211,13 @@ def build_run(config: Config, splits: Splits, device: torch.device, world: int, 
                 f"--resume {resume}: the checkpoint's model does not fit this config's "
                 f"({state_dict_mismatch(exc)})"
             ) from None
+        theirs = len(state["optimizer"].get("param_groups", []))
+        if theirs != len(optimizer.param_groups):
+            raise CheckpointError(
+                f"--resume {resume}: its optimizer has {theirs} parameter group(s), this config's "
+                f"{len(optimizer.param_groups)} (train.bn_bias_lr / train.bn_decay differ from the "
+                "run's; resume with its config.toml)"
+            )
         optimizer.load_state_dict(state["optimizer"])
         if run.scheduler is not None and state["scheduler"]:
             run.scheduler.load_state_dict(state["scheduler"])
