@@ -79,6 +79,8 @@ def test_config_refuses_snn_lr_without_pretraining_and_nesterov_without_sgd():
         resolve(None, ["train.snn_lr=0.01"])
     with pytest.raises(ConfigError, match="train.nesterov = true needs train.optimizer = 'sgd'"):
         resolve(None, ["train.nesterov=true", "train.optimizer='adam'"])
+    with pytest.raises(ConfigError, match="train.nesterov = true needs train.momentum > 0"):
+        resolve(None, ["train.nesterov=true", "train.optimizer='sgd'", "train.momentum=0"])
 
 
 @pytest.mark.parametrize("n, batch, world", [(100, 32, 1), (97, 32, 1), (65, 32, 1), (101, 8, 3)])

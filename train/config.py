@@ -401,24 +401,29 @@ def _check_cross(config: Config) -> None:
             f"train.snn_lr = {t.snn_lr} needs train.pretrain_epochs > 0 (it is the learning rate "
             "of the epochs after ANN pre-training)"
         )
-    if t.nesterov and (t.optimizer != "sgd" or t.momentum == 0):
-        raise ConfigError(
-            f"train.nesterov = true needs train.optimizer = 'sgd' with train.momentum > 0 "
-            f"(got optimizer '{t.optimizer}', momentum {t.momentum})"
-        )
-    if t.bn_bias_lr != 1.0 and t.optimizer != "sgd":
-        raise ConfigError(
-            f"train.bn_bias_lr = {t.bn_bias_lr} needs train.optimizer = 'sgd' (got '{t.optimizer}')"
-        )
-    if not t.bn_decay and t.optimizer != "sgd":
-        raise ConfigError(
-            f"train.bn_decay = false needs train.optimizer = 'sgd' (got '{t.optimizer}'; "
-            "adamw never decays BatchNorm)"
-        )
+    _check_sgd_only(t)
     _check_noise(config)
     data = config.data
     if data.dataset in ("mnist", "cifar10", "cifar100", "imagefolder") and not data.root:
         raise ConfigError(f"data.root must be set for data.dataset = '{data.dataset}'")
+
+
+def _check_sgd_only(t: TrainConfig) -> None:
+    """SGD's own settings (Nesterov momentum, BatchNorm's rate and decay) need the SGD optimizer."""
+    if t.optimizer == "sgd":
+        if t.nesterov and t.momentum == 0:
+            raise ConfigError("train.nesterov = true needs train.momentum > 0 (got 0)")
+        return
+    set_fields = (
+        ("nesterov", "true", t.nesterov, ""),
+        ("bn_bias_lr", t.bn_bias_lr, t.bn_bias_lr != 1.0, ""),
+        ("bn_decay", "false", not t.bn_decay, "; adamw never decays BatchNorm"),
+    )
+    for name, value, is_set, note in set_fields:
+        if is_set:
+            raise ConfigError(
+                f"train.{name} = {value} needs train.optimizer = 'sgd' (got '{t.optimizer}'{note})"
+            )
 
 
 def _check_noise(config: Config) -> None:
