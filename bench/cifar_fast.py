@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": resolved.train.batch_size,
         "lr": resolved.train.lr,
         "epochs": len(rows),
+        "pretrain_epochs": resolved.train.pretrain_epochs,  # the first of them: the ReLU ANN alone
         "train_file_samples": None,  # filled below (train + validation)
         "test_samples": test["samples"],
         "decode_s": round(decode_s, 2),

@@ -69,7 +69,9 @@ def test_dry_device_run_runs_every_part_and_records_it(tmp_path):
         assert "error" not in row and row["ms_per_iter"] > 0 and row["channels_last"], row
 
     cifar = _json(out / "cifar_fast_dry.json")
-    assert cifar["arch"] == "cifar_fast" and cifar["steps"] == 4 and cifar["epochs"] == 1
+    assert cifar["arch"] == "cifar_fast" and cifar["steps"] == 4 and cifar["epochs"] == 2
+    # the project's CPU recipe, both phases: one ANN epoch, then one SNN2ANN epoch
+    assert cifar["recipe"] == "configs/cifar10_cpu.toml" and cifar["pretrain_epochs"] == 1
     assert cifar["test_samples"] == 64 and cifar["train_file_samples"] == 256
     assert cifar["emulator_equals_integer_snn"] is True  # the exported net scores as trained
 
