@@ -54,6 +54,26 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _add_start_options(p) -> None:
+    """Where a run starts: --resume, --init-from, --force."""
+    p.add_argument(
+        "--resume",
+        metavar="CKPT",
+        help="continue from a checkpoint or its folder (its last.pt; RUN/pretrained.pt: the end "
+        "of the run's ANN phase, to train the epochs after it with other settings)",
+    )
+    p.add_argument(
+        "--init-from",
+        metavar="CKPT",
+        help="start a new run from the model of a checkpoint (or run folder: its last.pt) of the "
+        "same network, e.g. a pre-trained ANN, with a fresh optimizer and schedule "
+        "(train.init_from)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="replace the run already in --out (its files go)"
+    )
+
+
 def add_commands(sub) -> None:
     p = sub.add_parser(
         "train",
@@ -101,16 +121,6 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--float-snn", action="store_true", help="ablation: unquantized float SNN branch"
     )
-    p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint or its folder")
-    p.add_argument(
-        "--init-from",
-        metavar="CKPT",
-        help="start a new run from the model of a checkpoint (or run folder: its last.pt) of the "
-        "same network, e.g. a pre-trained ANN, with a fresh optimizer and schedule "
-        "(train.init_from)",
-    )
-    p.add_argument(
-        "--force", action="store_true", help="replace the run already in --out (its files go)"
-    )
+    _add_start_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)

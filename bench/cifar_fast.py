@@ -87,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="more config overrides (repeatable)")  # fmt: skip
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "cifar_fast", help="run folder")
     p.add_argument("--results", type=Path, help="default: bench/results/cifar_fast_<device>.json")
+    p.add_argument("--resume", type=Path, metavar="CKPT",
+                   help="continue a run from CKPT (e.g. its pretrained.pt, the end of its ANN "
+                   "phase, with another train.steps); the results count CKPT's run's epochs up "
+                   "to it")  # fmt: skip
     args = p.parse_args(argv)
 
     device = resolve_device(args.device)
@@ -116,10 +120,17 @@ def main(argv: list[str] | None = None) -> int:
         train_cmd += ["--set", s]
     if args.epochs:
         train_cmd += ["--epochs", str(args.epochs)]
+    if args.resume:
+        train_cmd += ["--resume", str(args.resume)]
     train_cmd += ["--device", device, "--out", str(args.out), "--force", "--no-progress"]
     train_s = run(train_cmd, args.threads)
 
     rows = read_log(args.out)
+    if args.resume:  # the epochs before the checkpoint: its run's log rows
+        first = int(rows[0]["epoch"])
+        before = [r for r in read_log(args.resume.parent) if int(r["epoch"]) < first]
+        train_s += sum(float(r["epoch_s"]) for r in before)
+        rows = before + rows
     test = json.loads((args.out / "test.json").read_text())
     eval_json = args.out / "eval_emulator.json"
     eval_cmd = [sys.executable, "-m", "snn2loihi", "eval", str(args.out / "best.pt")]
@@ -137,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "command": shlex.join(["python", "bench/cifar_fast.py", *(argv or sys.argv[1:])]),
         "train_command": shown(train_cmd),
+        # with --resume: train_wall_s and epoch_s include the resumed run's epochs before CKPT
+        "resumed_from": str(args.resume).replace(f"{ROOT}/", "") if args.resume else None,
         "eval_command": shown(eval_cmd),
         "machine": machine_record(device),
         "threads": args.threads,

@@ -356,3 +356,30 @@ def test_ann_pretraining_epochs_run_no_snn_branch_then_snn2ann(tmp_path, monkeyp
     assert seen[0][1] == [0.5, 0.5]  # no ATA while pre-training
     with pytest.raises(ConfigError, match="train.pretrain_epochs = 2 must be below"):
         resolve(None, ["train.epochs=2", "train.pretrain_epochs=2"])
+
+
+def test_pretrained_pt_holds_the_ann_phase_to_resume_at_another_t(tmp_path):
+    """pretrained.pt: the run at the end of its ANN phase. Resumed into another folder with the
+    run's config it ends with exactly the whole run's weights; with another train.steps it
+    trains the SNN2ANN epochs at that T from the same ANN (one ANN phase, a sweep of T)."""
+    torch.set_num_threads(1)
+    args = [*FAST, *RECIPE, "train.epochs=2", "train.pretrain_epochs=1", "train.snn_lr=0.01"]
+    train(small_config(tmp_path / "a", *args))
+    whole = tmp_path / "a" / "run"
+    assert load_checkpoint(whole / "pretrained.pt")["epoch"] == 0
+    train(small_config(tmp_path / "b", *args), resume=whole / "pretrained.pt")
+    a = load_checkpoint(whole / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "run" / "last.pt")["model"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert not (tmp_path / "b" / "run" / "pretrained.pt").exists()  # its ANN phase was not run
+
+    metrics = train(
+        small_config(tmp_path / "c", *args, "train.steps=1"), resume=whole / "pretrained.pt"
+    )
+    t1 = load_checkpoint(tmp_path / "c" / "run" / "last.pt")
+    assert t1["config"]["train"]["steps"] == 1 and [h["epoch"] for h in metrics["history"]] == [
+        0,
+        1,
+    ]
+    assert not torch.equal(t1["model"]["layers.0.weight"], a["layers.0.weight"])

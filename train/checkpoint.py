@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 LAST = "last.pt"
 BEST = "best.pt"
+PRETRAINED = "pretrained.pt"  # the run at the end of its ANN phase (train.pretrain_epochs)
 WALL_CLOCK_KEYS = ("epoch_s",)  # seconds per epoch: differ between identical runs
 
 
@@ -66,12 +67,16 @@ def save_checkpoint(
     return path
 
 
-def save_epoch(out_dir: Path, *, is_best: bool, **kwargs) -> None:
-    """An epoch's ``last.pt`` in ``out_dir``, and ``best.pt`` too if ``is_best``; ``kwargs``
-    as :func:`save_checkpoint`."""
+def save_epoch(out_dir: Path, *, is_best: bool, ends_pretraining: bool = False, **kwargs) -> None:
+    """An epoch's ``last.pt`` in ``out_dir``, and ``best.pt`` too if ``is_best``, and
+    ``pretrained.pt`` if the epoch is the last of the ANN phase (``ends_pretraining``: a run to
+    ``--resume`` with other settings for the epochs after it, e.g. another ``train.steps``);
+    ``kwargs`` as :func:`save_checkpoint`."""
     save_checkpoint(out_dir / LAST, **kwargs)
     if is_best:
         save_checkpoint(out_dir / BEST, **kwargs)
+    if ends_pretraining:
+        save_checkpoint(out_dir / PRETRAINED, **kwargs)
 
 
 def checkpoint_config(state: dict, source: str = "checkpoint config") -> Config:

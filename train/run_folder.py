@@ -17,7 +17,7 @@ from pathlib import Path
 from snn2loihi.errors import OutputPathError
 from snn2loihi.outputs import check_outputs
 
-RUN_FILES = ("last.pt", "best.pt", "log.csv", "test.json", "config.toml")
+RUN_FILES = ("last.pt", "best.pt", "pretrained.pt", "log.csv", "test.json", "config.toml")
 LOCK_FILE = ".snn2loihi-train.lock"
 
 

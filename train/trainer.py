@@ -347,12 +347,14 @@ def validate_epoch(run: RunState, config: Config, val_data, epoch: int, stats, l
 
 
 def checkpoint_epoch(run: RunState, config: Config, metrics: dict) -> None:
-    """Rank 0: ``last.pt``, and ``best.pt`` when the validation SNN accuracy is a new best."""
+    """Rank 0: ``last.pt``, ``best.pt`` when the validation SNN accuracy is a new best, and
+    ``pretrained.pt`` after the last epoch of the ANN phase (``train.pretrain_epochs``)."""
     is_best = metrics["snn_acc"] > run.best
     run.best = max(run.best, metrics["snn_acc"])
     save_epoch(
         Path(config.output.dir),
         is_best=is_best,
+        ends_pretraining=metrics["epoch"] == config.train.pretrain_epochs - 1,
         model=run.model,
         optimizer=run.optimizer,
         scheduler=run.scheduler,
