@@ -17,6 +17,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import shlex
 import statistics
 import subprocess
@@ -124,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         train_cmd += ["--resume", str(args.resume)]
     train_cmd += ["--device", device, "--out", str(args.out), "--force", "--no-progress"]
     train_s = run(train_cmd, args.threads)
+    # the largest resident set of the children waited for so far: the training process's peak
+    train_rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
     rows = read_log(args.out)
     if args.resume:  # the epochs before the checkpoint: its run's log rows
@@ -166,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "test_samples": test["samples"],
         "decode_s": round(decode_s, 2),
         "train_wall_s": round(train_s, 2),
+        "train_peak_rss_mib": round(train_rss_mib, 1),  # the training process (Linux: KiB / 1024)
         "epoch_s": [round(s, 3) for s in epoch_s],
         "train_s_sum_epochs": round(sum(epoch_s), 2),
         "epochs_in_5_min": int(300 // statistics.mean(epoch_s[1:] or epoch_s)),

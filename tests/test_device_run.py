@@ -73,6 +73,7 @@ def test_dry_device_run_runs_every_part_and_records_it(tmp_path):
     # the project's CPU recipe, both phases: one ANN epoch, then one SNN2ANN epoch
     assert cifar["recipe"] == "configs/cifar10_cpu.toml" and cifar["pretrain_epochs"] == 1
     assert cifar["test_samples"] == 64 and cifar["train_file_samples"] == 256
+    assert 100 < cifar["train_peak_rss_mib"] < 20000  # the training process's peak, in MiB
     assert cifar["emulator_equals_integer_snn"] is True  # the exported net scores as trained
 
     summary = (out / "device_run_summary.txt").read_text()
