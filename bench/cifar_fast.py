@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     decode_s = time.perf_counter() - t0
     print(f"data: {train_npz.name}, {test_npz.name} ({decode_s:.1f} s)", flush=True)
 
+    from snn2loihi.train.checkpoint import checkpoint_file
     from snn2loihi.train.config import resolve
 
     sets = [f"data.train={json.dumps(str(train_npz))}", f"data.test={json.dumps(str(test_npz))}"]
@@ -131,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = read_log(args.out)
     if args.resume:  # the epochs before the checkpoint: its run's log rows
         first = int(rows[0]["epoch"])
-        before = [r for r in read_log(args.resume.parent) if int(r["epoch"]) < first]
+        resumed_run = checkpoint_file(args.resume).parent  # CKPT, or a run folder's last.pt
+        before = [r for r in read_log(resumed_run) if int(r["epoch"]) < first]
         train_s += sum(float(r["epoch_s"]) for r in before)
         rows = before + rows
     test = json.loads((args.out / "test.json").read_text())
