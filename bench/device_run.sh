@@ -9,7 +9,7 @@
 #   c. train_cost  SNN2ANN, BPTT and a plain ANN step at batch 128, T = 4 and 8, bf16 autocast
 #              and channels_last on and off: time/iteration, peak CUDA memory -> train_cost_cuda.json
 #   d. cifar   the project's CIFAR-10 recipe (bench/cifar_fast.py, configs/cifar10_cpu.toml:
-#              30 ANN + 6 SNN2ANN epochs, SGD, BatchNorm not decayed; bf16 autocast on CUDA),
+#              30 ANN + 6 SNN2ANN epochs, SGD, BatchNorm not decayed, cutout 8; bf16 autocast on CUDA),
 #              $CIFAR_EPOCHS epochs (default: the recipe's 36; more than its 30 ANN epochs),
 #              then its exported network on the emulator          -> cifar_fast_cuda.json
 # Each part runs under its own time limit; a failed or timed-out part is recorded as such in
