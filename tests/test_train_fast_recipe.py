@@ -360,8 +360,9 @@ def test_ann_pretraining_epochs_run_no_snn_branch_then_snn2ann(tmp_path, monkeyp
 
 def test_pretrained_pt_holds_the_ann_phase_to_resume_at_another_t(tmp_path):
     """pretrained.pt: the run at the end of its ANN phase. Resumed into another folder with the
-    run's config it ends with exactly the whole run's weights; with another train.steps it
-    trains the SNN2ANN epochs at that T from the same ANN (one ANN phase, a sweep of T)."""
+    run's config it ends with exactly the whole run's weights; with another train.steps (and
+    model.threshold: the thresholds are placed anew) it trains the SNN2ANN epochs at that T from
+    the same ANN (one ANN phase, a sweep of T). Past the ANN phase a new threshold is refused."""
     torch.set_num_threads(1)
     args = [*FAST, *RECIPE, "train.epochs=2", "train.pretrain_epochs=1", "train.snn_lr=0.01"]
     train(small_config(tmp_path / "a", *args))
@@ -374,10 +375,13 @@ def test_pretrained_pt_holds_the_ann_phase_to_resume_at_another_t(tmp_path):
         assert torch.equal(a[key], b[key]), key
     assert not (tmp_path / "b" / "run" / "pretrained.pt").exists()  # its ANN phase was not run
 
-    metrics = train(
-        small_config(tmp_path / "c", *args, "train.steps=1"), resume=whole / "pretrained.pt"
-    )
+    t1_args = [*args, "train.steps=1", "model.threshold=1.25", "ata.enabled=false"]
+    metrics = train(small_config(tmp_path / "c", *t1_args), resume=whole / "pretrained.pt")
     t1 = load_checkpoint(tmp_path / "c" / "run" / "last.pt")
     assert t1["config"]["train"]["steps"] == 1
     assert [h["epoch"] for h in metrics["history"]] == [0, 1]
+    assert metrics["thresholds"] == [1.25, 1.25]  # a's were 0.5
     assert not torch.equal(t1["model"]["layers.0.weight"], a["layers.0.weight"])
+    with pytest.raises(ConfigError, match=r"model.threshold = 1.25: --resume .*past its ANN phase"):
+        train(small_config(tmp_path / "d", *t1_args, "train.epochs=3"), resume=whole / "last.pt")
+    assert not (tmp_path / "d" / "run").exists()

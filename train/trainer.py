@@ -28,7 +28,9 @@ from snn2loihi.train import distributed as D
 from snn2loihi.train.checkpoint import (
     BEST,
     LAST,
+    PRETRAINED,
     check_weights,
+    checkpoint_config,
     load_checkpoint,
     save_epoch,
     state_dict_mismatch,
@@ -218,6 +220,7 @@ def build_run(config: Config, splits: Splits, device: torch.device, world: int, 
                 f"{len(optimizer.param_groups)} (train.bn_bias_lr / train.bn_decay differ from the "
                 "run's; resume with its config.toml)"
             )
+        place_resumed_thresholds(model, config, state, resume)
         optimizer.load_state_dict(state["optimizer"])
         if run.scheduler is not None and state["scheduler"]:
             run.scheduler.load_state_dict(state["scheduler"])
@@ -243,6 +246,31 @@ def check_resumed_init(config: Config, state: dict, resume) -> None:
             f"started from {theirs!r}; a resumed run keeps its weights, so --init-from (or "
             "train.init_from) cannot change"
         )
+
+
+def place_resumed_thresholds(model: SpikingNet, config: Config, state: dict, resume) -> None:
+    """Thresholds of a run resumed during (or at the end of) its ANN phase: those epochs train
+    the ReLU branch alone, without ATA, so the checkpoint's thresholds are still its
+    ``model.threshold``, and this config's ``model.threshold`` places them instead (how the SNN
+    phase of ``pretrained.pt`` runs at another T with a threshold of its own: T = 1 puts the
+    whole decision in one step). After that the thresholds are trained state (ATA), and another
+    ``model.threshold`` is refused rather than ignored."""
+    theirs = checkpoint_config(state, f"--resume {resume}: config")
+    ours, before = config.model.threshold, theirs.model.threshold
+    if ours == before:
+        return
+    if state["epoch"] >= theirs.train.pretrain_epochs:
+        raise ConfigError(
+            f"model.threshold = {ours}: --resume {resume} continues after epoch "
+            f"{state['epoch'] + 1}, past its ANN phase ({theirs.train.pretrain_epochs} epochs), "
+            f"so its thresholds (model.threshold = {before}, then ATA) are trained state; "
+            f"resume with model.threshold = {before}, or from the run's {PRETRAINED} to place "
+            "new ones"
+        )
+    for layer in model.spiking_layers:
+        layer.thresholds.fill_(ours)
+    log.info("--resume %s: thresholds placed at model.threshold = %s (%s in that run)",
+             resume, ours, before)  # fmt: skip
 
 
 def load_init(model: SpikingNet, init: InitState) -> None:
@@ -408,7 +436,8 @@ def train(
     test figures of the selected model (``best_epoch``, ``test_snn_acc``, ...) and ``history``.
 
     ``resume``: a checkpoint (or its folder) to continue from; its model, thresholds, optimizer
-    and scheduler states are restored and training continues at the next epoch.
+    and scheduler states are restored and training continues at the next epoch (resumed within
+    the ANN phase, the thresholds are placed at ``model.threshold``: :func:`place_resumed_thresholds`).
     ``on_epoch_end(epoch, metrics)`` is called after each epoch's checkpoint (rank 0).
     ``output.dir`` must not hold another run unless it is the one resumed, or ``force``
     (:mod:`.run_folder`); everything is checked before the folder is created.
