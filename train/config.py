@@ -95,6 +95,9 @@ class ModelConfig(_Section):
     convs: list = _opt(None, factory=list)  # e.g. ["64", "p128", "s256", "64k5s2pad0"]
     dense: list = _opt(None, factory=list)  # hidden dense widths
     threshold: float = _opt(0.5, lo=1e-9)  # initial firing threshold (float units)
+    # "mse": at the end of the ANN phase each layer's threshold is placed where its counts best
+    # represent its activations (train/threshold_placement.py); "fixed": model.threshold
+    threshold_placement: str = _opt("fixed", choices=("fixed", "mse"))
     # BatchNorm's running-statistics momentum (weight of each new batch): the integer SNN branch
     # folds the running statistics, so a larger value makes it follow the weights more closely
     bn_momentum: float = _opt(0.1, lo=1e-6, hi=1.0)
@@ -400,6 +403,11 @@ def _check_cross(config: Config) -> None:
         raise ConfigError(
             f"train.snn_lr = {t.snn_lr} needs train.pretrain_epochs > 0 (it is the learning rate "
             "of the epochs after ANN pre-training)"
+        )
+    if config.model.threshold_placement == "mse" and t.pretrain_epochs == 0:
+        raise ConfigError(
+            "model.threshold_placement = 'mse' needs train.pretrain_epochs > 0 (it places the "
+            "thresholds on the activations of the ANN that phase trains)"
         )
     _check_sgd_only(t)
     _check_noise(config)

@@ -54,6 +54,7 @@ from snn2loihi.train.noise import check_reachable_steps
 from snn2loihi.train.run_folder import check_run_folder, hold_run_folder
 from snn2loihi.train.run_log import RunLog
 from snn2loihi.train.step import StepParams, cpu_bf16_supported
+from snn2loihi.train.threshold_placement import place_thresholds, placement_sample
 
 log = logging.getLogger(__name__)
 
@@ -488,6 +489,8 @@ def _train_epochs(run: RunState, config: Config, splits: Splits, device, rank, w
     fill = cutout_fill(config, splits)
     for epoch in range(run.start, t.epochs):
         t0 = time.perf_counter()
+        if epoch == t.pretrain_epochs and config.model.threshold_placement == "mse":
+            place_thresholds(run.model, placement_sample(splits.train.x).to(device))
         try:
             stats = train_epoch(run, config, splits, sampler, epoch, device, main, fill)
             loss = stats.loss
