@@ -36,7 +36,8 @@ def constant_current_counts(a: torch.Tensor, th: float, steps: int, divisor: int
 
 
 def relative_error(a: torch.Tensor, counts: torch.Tensor) -> float:
-    """``min_k E[(relu(a) - k n)^2] / E[relu(a)^2]`` (1.0 when no neuron spikes)."""
+    """``min_k E[(relu(a) - k n)^2] / E[relu(a)^2]``: 1.0 when no neuron spikes (k n = 0),
+    0.0 when no activation is positive (nothing to represent)."""
     r = a.clamp_min(0)
     energy = float((r * r).sum())
     if energy == 0:
