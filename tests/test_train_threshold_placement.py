@@ -7,6 +7,8 @@ import torch
 from train_helpers import small_config
 
 from snn2loihi.errors import ConfigError
+from snn2loihi.neuron_loop import integrate_counting
+from snn2loihi.schema import CubaNeuron
 from snn2loihi.train.checkpoint import load_checkpoint
 from snn2loihi.train.config import resolve
 from snn2loihi.train.threshold_placement import GRID, best_threshold, constant_current_counts
@@ -17,18 +19,15 @@ FAST = ["model.arch='custom'", "model.convs=['8', 's16']", "model.dense=[]"]
 
 def test_constant_current_counts_are_the_reset_to_zero_if_neurons():
     """floor(T / ceil(th / current)): counts 0, 1, 2, 4 at T = 4 (never 3), 0 for a <= 0; the
-    same as stepping the neuron (v += current; spike and v = 0 at v >= th)."""
-    a = torch.tensor([-1.0, 0.0, 0.2, 0.25, 0.3, 0.49, 0.5, 0.99, 1.0, 3.0])
-    counts = constant_current_counts(a, 0.25, steps=4, divisor=4)
-    assert counts.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 4, 4]
-    stepped = torch.zeros_like(a)
-    v = torch.zeros_like(a)
-    for _ in range(4):
-        v = v + a / 4
-        fire = v >= 0.25
-        stepped += fire
-        v = torch.where(fire, torch.zeros_like(v), v)
-    assert torch.equal(counts, stepped)
+    same counts as Loihi's integer IF neuron (the integer branch's own time loop) driven by
+    the same constant integer current, threshold ``vThMant = floor(th)`` (spike at v > 100)."""
+    a = torch.tensor([-40, 0, 1, 25, 26, 33, 34, 50, 51, 100, 101, 300], dtype=torch.int32)
+    counts = constant_current_counts(a.double(), 100.5, steps=4, divisor=1)
+    assert counts.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 4, 4]
+    neuron = CubaNeuron.integrate_and_fire(vth_mant=100)
+    steps = a.view(1, 1, -1).expand(1, 4, -1)  # the same current at each of the 4 steps
+    _, stepped = integrate_counting(steps, 0, neuron, int32_safe=True)
+    assert stepped[0].tolist() == counts.int().tolist()
 
 
 def test_best_threshold_of_normal_activations_depends_on_t():
