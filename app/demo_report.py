@@ -29,6 +29,11 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _or_nan(figure: float | None) -> float:
+    """A figure to plot: NaN (a gap) where it was not measured (the SNN's in the ANN phase)."""
+    return float("nan") if figure is None else figure
+
+
 def training_curves(history: list[dict], path: Path) -> Path:
     """Loss, accuracies (ANN branch and integer SNN) and spikes per sample over epochs."""
     plt = _pyplot()
@@ -38,11 +43,11 @@ def training_curves(history: list[dict], path: Path) -> Path:
     axes[0].set(title="training loss", xlabel="epoch")
     axes[1].plot(epochs, [h["ann_acc"] for h in history], marker="o", label="ANN branch")
     axes[1].plot(
-        epochs, [h["snn_acc"] for h in history], marker="s", label="integer SNN (deployed)"
+        epochs, [_or_nan(h["snn_acc"]) for h in history], marker="s", label="integer SNN (deployed)"
     )
     axes[1].set(title="validation accuracy", xlabel="epoch")
     axes[1].legend()
-    axes[2].plot(epochs, [h["spikes_total"] for h in history], marker="o")
+    axes[2].plot(epochs, [_or_nan(h["spikes_total"]) for h in history], marker="o")
     axes[2].set(title="spikes per sample", xlabel="epoch")
     return _save(fig, path)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from cifar_data import SOURCE, cached_cifar, find_data
-from harness import machine, write_result
+from harness import log_figure, machine, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +74,7 @@ def run_variant(name, sets, args, train, holdout) -> dict:
     with open(out / "log.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     held = json.loads((out / "test.json").read_text())
-    val = [float(r["snn_acc"]) for r in rows]
+    val = [log_figure(r["snn_acc"]) for r in rows]  # None: ANN phase
     return {
         "variant": name,
         "overrides": sets,
@@ -82,7 +82,7 @@ def run_variant(name, sets, args, train, holdout) -> dict:
         "wall_s": round(wall, 1),
         "epoch_s": [round(float(r["epoch_s"]), 1) for r in rows],
         "val_snn_acc": val,
-        "best_val": max(val),
+        "best_val": max(v for v in val if v is not None),
         "best_epoch": held["best_epoch"],
         "holdout_snn_acc": held["test_snn_acc"],
         "holdout_samples": held["samples"],

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from cifar_data import SOURCE, cached_cifar, find_data
-from harness import machine, write_result
+from harness import log_figure, machine, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "cifar_fast.toml"
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         "epoch_s": [round(s, 3) for s in epoch_s],
         "train_s_sum_epochs": round(sum(epoch_s), 2),
         "epochs_in_5_min": int(300 // statistics.mean(epoch_s[1:] or epoch_s)),
-        "val_snn_acc": [float(r["snn_acc"]) for r in rows],
+        "val_snn_acc": [log_figure(r["snn_acc"]) for r in rows],  # None: ANN phase
         "val_ann_acc": [float(r["ann_acc"]) for r in rows],  # the ReLU ANN branch
         "best_epoch": test["best_epoch"],
         "test_ann_acc": test["test_ann_acc"],

@@ -93,6 +93,12 @@ def time_calls(
     return STATISTICS[statistic]([once() for _ in range(max(1, repeats))]), first
 
 
+def log_figure(text: str) -> float | None:
+    """A figure of a run's ``log.csv``: None where it was not measured (empty: the integer
+    SNN's validation during the ANN phase)."""
+    return float(text) if text else None
+
+
 def write_result(path: str | os.PathLike, content: dict | list | str) -> Path:
     """Write a result file atomically (a dict or list as indented JSON, text as it is),
     making its folder; returns the path."""

@@ -1,6 +1,8 @@
 """Time-to-accuracy curves of recorded training runs (``bench/cifar_fast.py`` result files):
 validation accuracy of the integer SNN after each epoch against the training minutes so far,
-one line per run, test accuracy of the selected model as a marker at the run's end.
+one line per run, test accuracy of the selected model as a marker at the run's end. Epochs of
+an ANN phase whose SNN was not validated (since session 23) show the ANN branch's validation,
+dashed.
 
     .venv/bin/python bench/time_to_accuracy.py bench/results/cifar10_t4_seed*.json \\
         --out bench/results/cifar10_time_to_accuracy.png
@@ -16,9 +18,26 @@ from pathlib import Path
 
 
 def curve(result: dict) -> tuple[list[float], list[float]]:
-    """Minutes at the end of each epoch (validation included) and validation accuracy there."""
+    """Minutes at the end of each epoch (validation included) and the integer SNN's validation
+    accuracy there, for the epochs that measured it."""
     minutes = [s / 60 for s in accumulate(result["epoch_s"])]
-    return minutes, list(result["val_snn_acc"])
+    points = [(m, a) for m, a in zip(minutes, result["val_snn_acc"], strict=True) if a is not None]
+    return [m for m, _ in points], [a for _, a in points]
+
+
+def ann_phase_curve(result: dict) -> tuple[list[float], list[float]]:
+    """Minutes and the ANN branch's validation accuracy of the epochs whose SNN was not
+    validated (an ANN phase), up to the first SNN point; empty for older result files."""
+    minutes = [s / 60 for s in accumulate(result["epoch_s"])]
+    rows = zip(minutes, result["val_snn_acc"], result.get("val_ann_acc", []), strict=False)
+    points = []
+    for m, snn, ann in rows:
+        points.append((m, ann))
+        if snn is not None:
+            break
+    if len(points) < 2:
+        return [], []
+    return [m for m, _ in points], [a for _, a in points]
 
 
 def plot(results: dict[str, dict], out: Path, title: str) -> None:
@@ -31,12 +50,15 @@ def plot(results: dict[str, dict], out: Path, title: str) -> None:
     for label, r in results.items():
         minutes, acc = curve(r)
         (line,) = ax.plot(minutes, [100 * a for a in acc], marker=".", label=label)
+        ann_minutes, ann_acc = ann_phase_curve(r)
+        ax.plot(ann_minutes, [100 * a for a in ann_acc], linestyle="--", color=line.get_color())
         test = r.get("emulator_test_acc")
         if test is not None:
             ax.plot([minutes[-1]], [100 * test], marker="*", markersize=12, linestyle="none",
                     color=line.get_color())  # fmt: skip
     ax.plot([], [], marker="*", markersize=12, linestyle="none", color="gray",
             label="test accuracy of the selected epoch (run's colour)")  # fmt: skip
+    ax.plot([], [], linestyle="--", color="gray", label="ANN phase: the ANN branch's validation")
     ax.set_xlabel("training minutes (validation after each epoch included)")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(title)

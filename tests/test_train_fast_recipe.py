@@ -358,6 +358,29 @@ def test_ann_pretraining_epochs_run_no_snn_branch_then_snn2ann(tmp_path, monkeyp
         resolve(None, ["train.epochs=2", "train.pretrain_epochs=2"])
 
 
+def test_the_ann_phase_validates_its_snn_at_its_last_epoch_only(tmp_path):
+    """ANN-phase epochs before the last validate the ANN branch alone (no integer SNN run:
+    snn_acc None, an empty log.csv cell); the last ANN epoch and the SNN2ANN epochs validate
+    both; best.pt is chosen among the SNN-validated epochs, and a resume reads that history."""
+    import csv
+
+    torch.set_num_threads(1)
+    args = [*FAST, "train.epochs=3", "train.pretrain_epochs=2"]
+    metrics = train(small_config(tmp_path / "a", *args))
+    snn = [h["snn_acc"] for h in metrics["history"]]
+    assert snn[0] is None and metrics["history"][0]["spikes_total"] is None
+    assert all(isinstance(a, float) for a in snn[1:]), snn
+    assert all(isinstance(h["ann_acc"], float) for h in metrics["history"])
+    run = tmp_path / "a" / "run"
+    with open(run / "log.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["snn_acc"] == "" for r in rows] == [True, False, False]
+    assert rows[0]["spikes_per_layer"] == "" and rows[0]["ann_acc"] != ""
+    assert load_checkpoint(run / "best.pt")["epoch"] in (1, 2)
+    resumed = train(small_config(tmp_path / "b", *args), resume=run / "pretrained.pt")
+    assert [h["snn_acc"] for h in resumed["history"]] == snn
+
+
 def test_pretrained_pt_holds_the_ann_phase_to_resume_at_another_t(tmp_path):
     """pretrained.pt: the run at the end of its ANN phase. Resumed into another folder with the
     run's config it ends with exactly the whole run's weights; with another train.steps (and

@@ -19,12 +19,15 @@ def evaluate(
     quantized: bool = True,
     weight_bits: int = 8,
     compile_neuron: bool = False,
+    snn: bool = True,
 ) -> dict:
     """Accuracies on ``data`` and mean spikes per sample per spiking layer.
 
     ``ann_acc``: the ANN branch alone (eval-mode BN, ReLU activations). ``snn_acc``: the SNN
     branch (the integer network export writes, unless ``quantized=False``), predicted class =
     argmax of the accumulated readout current, first index on ties (as ``torch.argmax``).
+    With ``snn=False`` the SNN branch is not run: ``snn_acc`` and ``spikes_total`` are None,
+    ``spikes_per_layer`` empty.
     """
     was_training = model.training
     model.eval()
@@ -36,6 +39,8 @@ def evaluate(
         y = data.y[start : start + batch_size].to(device)
         logits, _ = model.ann_forward(x.float())
         correct_ann += int((logits.argmax(1) == y).sum())
+        if not snn:
+            continue
         out = run_snn(
             model, x, quantized=quantized, weight_bits=weight_bits, compile_neuron=compile_neuron
         )
@@ -46,7 +51,7 @@ def evaluate(
     spikes = [s / n for s in (spikes or [])]
     return {
         "ann_acc": correct_ann / n,
-        "snn_acc": correct_snn / n,
+        "snn_acc": correct_snn / n if snn else None,
         "spikes_per_layer": spikes,
-        "spikes_total": sum(spikes),
+        "spikes_total": sum(spikes) if snn else None,
     }

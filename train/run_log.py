@@ -25,7 +25,8 @@ TB_SCALARS = ("train_loss", "train_acc", "ann_acc", "snn_acc", "spikes_total")
 
 
 class CsvLog:
-    """Appends one row per epoch to ``path`` (header written once); lists joined with ``;``."""
+    """Appends one row per epoch to ``path`` (header written once); lists joined with ``;``, a
+    figure that was not measured (the SNN's in the ANN phase) left empty."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -72,15 +73,20 @@ class RunLog:
         self.csv.write(metrics)
         if self.tb is not None:
             for key in TB_SCALARS:
-                self.tb.add_scalar(key, metrics[key], metrics["epoch"])
+                if metrics[key] is not None:
+                    self.tb.add_scalar(key, metrics[key], metrics["epoch"])
+        snn = (
+            "SNN not run (ANN phase)"
+            if metrics["snn_acc"] is None
+            else f"SNN {metrics['snn_acc']:.4f}, {metrics['spikes_total']:.1f} spikes per sample"
+        )
         self.lines.info(
-            "epoch %d/%d: loss %.4f, validation ANN %.4f, SNN %.4f, %.1f spikes per sample",
+            "epoch %d/%d: loss %.4f, validation ANN %.4f, %s",
             metrics["epoch"] + 1,
             self.epochs,
             metrics["train_loss"],
             metrics["ann_acc"],
-            metrics["snn_acc"],
-            metrics["spikes_total"],
+            snn,
         )
 
     def close(self) -> None:

@@ -230,7 +230,9 @@ def build_run(config: Config, splits: Splits, device: torch.device, world: int, 
                 run.scheduler.T_max = config.train.epochs  # (onecycle: built for the new total)
         run.start = state["epoch"] + 1
         run.history = list(state["metrics"].get("history", []))
-        run.best = max((h["snn_acc"] for h in run.history), default=-1.0)
+        run.best = max(
+            (h["snn_acc"] for h in run.history if h["snn_acc"] is not None), default=-1.0
+        )
         log.info("resumed from %s at epoch %d", resume, run.start)
     if world > 1:
         run.net = torch.nn.parallel.DistributedDataParallel(model)
@@ -358,9 +360,14 @@ def cutout_fill(config: Config, splits: Splits) -> torch.Tensor | None:
 
 
 def validate_epoch(run: RunState, config: Config, val_data, epoch: int, stats, lr, t0, device):
-    """Rank 0: the epoch's metrics with validation accuracies, appended to the history."""
+    """Rank 0: the epoch's metrics with validation accuracies, appended to the history.
+
+    An epoch of the ANN phase before its last validates the ANN branch only (``snn_acc`` None):
+    the integer SNN's figure there is a zero-shot conversion of a network that is not trained
+    for it yet, never selected, at about a fifth of an ANN epoch's cost on the CPU."""
     model = run.model
-    ev = evaluate(model, val_data, **_eval_kwargs(config, device))
+    snn = epoch >= config.train.pretrain_epochs - 1
+    ev = evaluate(model, val_data, **_eval_kwargs(config, device), snn=snn)
     metrics = {
         "epoch": epoch,
         "lr": lr,
@@ -378,8 +385,8 @@ def validate_epoch(run: RunState, config: Config, val_data, epoch: int, stats, l
 def checkpoint_epoch(run: RunState, config: Config, metrics: dict) -> None:
     """Rank 0: ``last.pt``, ``best.pt`` when the validation SNN accuracy is a new best, and
     ``pretrained.pt`` after the last epoch of the ANN phase (``train.pretrain_epochs``)."""
-    is_best = metrics["snn_acc"] > run.best
-    run.best = max(run.best, metrics["snn_acc"])
+    is_best = metrics["snn_acc"] is not None and metrics["snn_acc"] > run.best
+    run.best = max(run.best, metrics["snn_acc"]) if is_best else run.best
     save_epoch(
         Path(config.output.dir),
         is_best=is_best,
