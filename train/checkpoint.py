@@ -39,10 +39,19 @@ def without_wall_clock(metrics: dict) -> dict:
 
 
 def save_checkpoint(
-    path: Path, *, model, optimizer, scheduler, epoch: int, config: Config, metrics: dict
+    path: Path,
+    *,
+    model,
+    optimizer,
+    scheduler,
+    epoch: int,
+    config: Config,
+    metrics: dict,
+    teacher=None,
 ) -> Path:
     """Write a checkpoint atomically to ``path`` and ``config.toml`` beside it; the config is
-    stored as plain dicts (:meth:`Config.to_dict`)."""
+    stored as plain dicts (:meth:`Config.to_dict`); ``teacher`` (``train.distill``'s frozen
+    ANN), if given, as the state dict ``teacher``."""
     config = config.to_dict() if isinstance(config, Config) else config
     state = {
         "model": model.state_dict(),
@@ -57,6 +66,8 @@ def save_checkpoint(
         "epoch": epoch,
         "metrics": without_wall_clock(metrics),
     }
+    if teacher is not None:
+        state["teacher"] = teacher.state_dict()
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         # a file object, not a path: torch names the archive's records after a path's stem,
         # which would put the random temporary name into the bytes

@@ -122,6 +122,11 @@ class TrainConfig(_Section):
     # rate (warm-up fraction snn_warmup); 0: one schedule over the whole run
     snn_lr: float = _opt(0.0, lo=0.0)
     snn_warmup: float = _opt(0.0, lo=0.0, hi=0.99)
+    # > 0: the epochs after the ANN phase also learn from a frozen copy of that phase's ANN
+    # (train/distill.py): (1 - distill) * cross-entropy + distill * tau^2 * KL(teacher || student)
+    # at temperature tau = distill_temperature (Hinton et al., arXiv 1503.02531)
+    distill: float = _opt(0.0, lo=0.0, hi=1.0)
+    distill_temperature: float = _opt(4.0, lo=0.01, hi=100.0)
     # a checkpoint (or run folder: its last.pt) of the same network whose model (weights, BN,
     # thresholds) this run starts from, with a fresh optimizer and schedule ("" = none)
     init_from: str = ""
@@ -403,6 +408,11 @@ def _check_cross(config: Config) -> None:
         raise ConfigError(
             f"train.snn_lr = {t.snn_lr} needs train.pretrain_epochs > 0 (it is the learning rate "
             "of the epochs after ANN pre-training)"
+        )
+    if t.distill > 0 and t.pretrain_epochs == 0:
+        raise ConfigError(
+            f"train.distill = {t.distill} needs train.pretrain_epochs > 0 (the teacher is the "
+            "ANN that phase trains)"
         )
     if config.model.threshold_placement == "mse" and t.pretrain_epochs == 0:
         raise ConfigError(

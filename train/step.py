@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from snn2loihi.train.ata import NoisyRateMeter, raise_thresholds
 from snn2loihi.train.config import Config
+from snn2loihi.train.distill import distillation_loss
 from snn2loihi.train.mapping import mapping_unit
 from snn2loihi.train.model import SpikingNet
 from snn2loihi.train.snn_branch import run_snn
@@ -47,10 +48,16 @@ class StepParams:
     bf16_cpu: bool = False  # bf16 autocast of the ANN branch on CPUs with native bf16
     ann_only: bool = False  # ANN pre-training: ReLU activations, no SNN branch, no ATA
     noise_args: dict | None = None  # the noise route: keyword arguments of noise_forward
+    teacher: torch.nn.Module | None = None  # train.distill: the frozen ANN (train/distill.py)
+    distill: float = 0.0
+    distill_temperature: float = 4.0
 
     @classmethod
-    def from_config(cls, config: Config, *, ann_only: bool = False) -> StepParams:
-        """The step of ``config``; ``ann_only``: an ANN pre-training epoch's step."""
+    def from_config(
+        cls, config: Config, *, ann_only: bool = False, teacher: torch.nn.Module | None = None
+    ) -> StepParams:
+        """The step of ``config``; ``ann_only``: an ANN pre-training epoch's step; ``teacher``:
+        the ANN the step distills from (:func:`~snn2loihi.train.distill.teacher_for_epoch`)."""
         t, ata, b = config.train, config.ata, config.bptt
         return cls(
             bptt=t.method == "bptt",
@@ -70,6 +77,9 @@ class StepParams:
             bf16_cpu=t.bf16_cpu,
             ann_only=ann_only,
             noise_args=_noise_args(config) if t.method == "noise" else None,
+            teacher=teacher,
+            distill=t.distill if teacher is not None else 0.0,
+            distill_temperature=t.distill_temperature,
         )
 
 
@@ -104,6 +114,21 @@ def _autocast(device: torch.device, params: StepParams):
     return contextlib.nullcontext()
 
 
+def _float_input(x: torch.Tensor, params: StepParams) -> torch.Tensor:
+    """The differentiable passes' input: uint8 images as float, channels-last if set."""
+    xf = x.float()
+    if params.channels_last and x.ndim == 4:
+        xf = xf.contiguous(memory_format=torch.channels_last)
+    return xf
+
+
+def teacher_logits(x: torch.Tensor, params: StepParams) -> torch.Tensor:
+    """The teacher's ReLU-ANN logits (B, classes) for uint8 images ``x``, without gradients."""
+    with torch.no_grad(), _autocast(x.device, params):
+        logits, _ = params.teacher(_float_input(x, params))
+    return logits.float()
+
+
 def forward_logits(
     model: SpikingNet, net: torch.nn.Module, x: torch.Tensor, params: StepParams
 ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
@@ -112,9 +137,7 @@ def forward_logits(
     (:class:`~snn2loihi.train.ata.NoisyRateMeter`: the spike counts are let go layer by
     layer, not held to the end of the pass nor through backward). ``net`` is ``model`` or its
     DDP wrapper."""
-    xf = x.float()
-    if params.channels_last and x.ndim == 4:
-        xf = xf.contiguous(memory_format=torch.channels_last)
+    xf = _float_input(x, params)
     if params.ann_only:  # before the methods: pre-training epochs of every method
         with _autocast(x.device, params):
             logits, _ = net(xf)  # ReLU activations
@@ -153,8 +176,15 @@ def train_step(
     ATA's noisy-spike rates are measured during the forward pass (:func:`forward_logits`);
     the thresholds rise after the optimizer step."""
     optimizer.zero_grad(set_to_none=True)  # the last step's gradients freed before the passes
+    target = teacher_logits(x, params) if params.teacher is not None else None
     logits, rates = forward_logits(model, net, x, params)
-    loss = F.cross_entropy(logits.float(), y, label_smoothing=params.label_smoothing)
+    if target is None:
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=params.label_smoothing)
+    else:
+        loss = distillation_loss(
+            logits.float(), target, y, weight=params.distill,
+            temperature=params.distill_temperature, label_smoothing=params.label_smoothing,
+        )  # fmt: skip
     loss.backward()
     optimizer.step()
     noisy = None

@@ -44,6 +44,7 @@ from snn2loihi.train.data import (
     load_datasets,
     mean_pixel,
 )
+from snn2loihi.train.distill import restored_teacher, teacher_for_epoch
 from snn2loihi.train.epoch import epoch_batches, run_epoch
 from snn2loihi.train.evaluate import evaluate
 from snn2loihi.train.factory import model_from_config
@@ -174,6 +175,7 @@ class RunState:
     start: int = 0
     best: float = -1.0  # best validation SNN accuracy so far
     history: list[dict] = field(default_factory=list)
+    teacher: SpikingNet | None = None  # train.distill: the frozen ANN of the ANN phase
 
 
 def build_run(config: Config, splits: Splits, device: torch.device, world: int, resume) -> RunState:
@@ -214,15 +216,9 @@ def build_run(config: Config, splits: Splits, device: torch.device, world: int, 
                 f"--resume {resume}: the checkpoint's model does not fit this config's "
                 f"({state_dict_mismatch(exc)})"
             ) from None
-        theirs = len(state["optimizer"].get("param_groups", []))
-        if theirs != len(optimizer.param_groups):
-            raise CheckpointError(
-                f"--resume {resume}: its optimizer has {theirs} parameter group(s), this config's "
-                f"{len(optimizer.param_groups)} (train.bn_bias_lr / train.bn_decay differ from the "
-                "run's; resume with its config.toml)"
-            )
         place_resumed_thresholds(model, config, state, resume)
-        optimizer.load_state_dict(state["optimizer"])
+        run.teacher = restored_teacher(model, config, state, resume)
+        restore_optimizer(optimizer, state, resume)
         if run.scheduler is not None and state["scheduler"]:
             run.scheduler.load_state_dict(state["scheduler"])
             if isinstance(run.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
@@ -237,6 +233,18 @@ def build_run(config: Config, splits: Splits, device: torch.device, world: int, 
     if world > 1:
         run.net = torch.nn.parallel.DistributedDataParallel(model)
     return run
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, state: dict, resume) -> None:
+    """Load a resumed checkpoint's optimizer state; one of other parameter groups is refused."""
+    theirs = len(state["optimizer"].get("param_groups", []))
+    if theirs != len(optimizer.param_groups):
+        raise CheckpointError(
+            f"--resume {resume}: its optimizer has {theirs} parameter group(s), this config's "
+            f"{len(optimizer.param_groups)} (train.bn_bias_lr / train.bn_decay differ from the "
+            "run's; resume with its config.toml)"
+        )
+    optimizer.load_state_dict(state["optimizer"])
 
 
 def check_resumed_init(config: Config, state: dict, resume) -> None:
@@ -339,7 +347,7 @@ def train_epoch(
         run.optimizer,
         splits.train,
         epoch_batches(sampler, t.batch_size),
-        StepParams.from_config(config, ann_only=epoch < t.pretrain_epochs),
+        StepParams.from_config(config, ann_only=epoch < t.pretrain_epochs, teacher=run.teacher),
         device=device,
         transform=transform,
         after_step=None if per_step is None else per_step.step,
@@ -397,6 +405,7 @@ def checkpoint_epoch(run: RunState, config: Config, metrics: dict) -> None:
         epoch=metrics["epoch"],
         config=config,
         metrics={**metrics, "history": run.history, "model": run.meta},
+        teacher=run.teacher,
     )
 
 
@@ -498,6 +507,7 @@ def _train_epochs(run: RunState, config: Config, splits: Splits, device, rank, w
         t0 = time.perf_counter()
         if epoch == t.pretrain_epochs and config.model.threshold_placement == "mse":
             place_thresholds(run.model, placement_sample(splits.train.x).to(device))
+        run.teacher = teacher_for_epoch(run.teacher, run.model, config, epoch)
         try:
             stats = train_epoch(run, config, splits, sampler, epoch, device, main, fill)
             loss = stats.loss
