@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 LAST = "last.pt"
 BEST = "best.pt"
 PRETRAINED = "pretrained.pt"  # the run at the end of its ANN phase (train.pretrain_epochs)
+TEACHER = "teacher"  # the key of train.distill's teacher (a state dict) in a checkpoint
 WALL_CLOCK_KEYS = ("epoch_s",)  # seconds per epoch: differ between identical runs
 
 
@@ -67,7 +68,7 @@ def save_checkpoint(
         "metrics": without_wall_clock(metrics),
     }
     if teacher is not None:
-        state["teacher"] = teacher.state_dict()
+        state[TEACHER] = teacher.state_dict()
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         # a file object, not a path: torch names the archive's records after a path's stem,
         # which would put the random temporary name into the bytes

@@ -18,10 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from snn2loihi.errors import ConfigError
+from snn2loihi.train.checkpoint import TEACHER
 from snn2loihi.train.config import Config
 from snn2loihi.train.model import SpikingNet
-
-TEACHER_KEY = "teacher"  # the teacher's state dict in a checkpoint
 
 
 def distillation_loss(
@@ -70,9 +69,9 @@ def restored_teacher(model: SpikingNet, config: Config, state: dict, resume) -> 
     kept teacher (a run trained without ``train.distill``) the ANN is gone: refused."""
     if config.train.distill == 0:
         return None
-    if TEACHER_KEY in state:
+    if TEACHER in state:
         teacher = frozen_copy(model)
-        teacher.load_state_dict(state[TEACHER_KEY])
+        teacher.load_state_dict(state[TEACHER])
         return teacher
     if state["epoch"] + 1 > config.train.pretrain_epochs:
         raise ConfigError(

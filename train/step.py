@@ -78,7 +78,7 @@ class StepParams:
             ann_only=ann_only,
             noise_args=_noise_args(config) if t.method == "noise" else None,
             teacher=teacher,
-            distill=t.distill if teacher is not None else 0.0,
+            distill=t.distill,
             distill_temperature=t.distill_temperature,
         )
 

@@ -394,7 +394,8 @@ def checkpoint_epoch(run: RunState, config: Config, metrics: dict) -> None:
     """Rank 0: ``last.pt``, ``best.pt`` when the validation SNN accuracy is a new best, and
     ``pretrained.pt`` after the last epoch of the ANN phase (``train.pretrain_epochs``)."""
     is_best = metrics["snn_acc"] is not None and metrics["snn_acc"] > run.best
-    run.best = max(run.best, metrics["snn_acc"]) if is_best else run.best
+    if is_best:
+        run.best = metrics["snn_acc"]
     save_epoch(
         Path(config.output.dir),
         is_best=is_best,
